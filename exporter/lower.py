@@ -1,0 +1,185 @@
+"""Build one ExecuTorch program (base or base+LoRA) over the shared foundation weights.
+
+Uses executorch's own pieces directly: its Llama ``Transformer`` with ``LoRALinear``, the
+custom-sdpa and custom-KV-cache source transforms, ``torch.export``, the XNNPACK
+partitioner and ``to_executorch`` with external constants. Every base weight is tagged for
+``foundation.ptd``; LoRA weights stay inside the ``.pte``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from exporter.atomic import write_atomic
+from exporter.base import LlamaShape
+
+if TYPE_CHECKING:
+    from executorch.exir import ExecutorchProgramManager
+
+FOUNDATION_FILE = "foundation.ptd"
+MAX_PREFILL = 128  # tokens one forward call may take; longer prompts are fed in chunks
+
+
+@dataclass(frozen=True)
+class ProgramSpec:
+    shape: LlamaShape
+    max_context: int
+    bos_id: int | None
+    stop_ids: tuple[int, ...]
+    embedding_quantize: str | None = None  # "BITS,GROUP"
+    lora_rank: int | None = None
+    lora_targets: tuple[str, ...] = ()
+
+
+@dataclass
+class LoweredProgram:
+    manager: ExecutorchProgramManager
+
+    def write_program(self, path: Path) -> None:
+        write_atomic(path, self.manager.write_to_file)
+
+    def write_foundation(self, path: Path) -> None:
+        """Write the shared weights this program reads, under ``path``'s name."""
+        with tempfile.TemporaryDirectory(dir=path.parent, prefix=".foundation.") as scratch:
+            self.manager.write_tensor_data_to_file(scratch)
+            written = Path(scratch) / FOUNDATION_FILE
+            if not written.is_file():
+                raise RuntimeError("the program wrote no foundation weights")
+            os.replace(written, path)
+
+
+def _tag(name: str) -> str | None:
+    # LoRA weights stay in the program; everything else is the shared foundation.
+    return None if "lora" in name else FOUNDATION_FILE
+
+
+def lower_program(
+    spec: ProgramSpec,
+    weights: dict[str, torch.Tensor],
+    step: Callable[[str], None] = lambda _: None,
+) -> LoweredProgram:
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import (
+        EdgeCompileConfig,
+        ExecutorchBackendConfig,
+        to_edge_transform_and_lower,
+    )
+    from executorch.exir.passes import MemoryPlanningPass
+    from executorch.exir.passes.sym_shape_eval_pass import ConstraintBasedSymShapeEvalPass
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    step("building model")
+    model = _build_model(spec, weights)
+    max_seq = min(MAX_PREFILL, spec.max_context)
+    example = (torch.tensor([[2, 3, 4]], dtype=torch.long), {"input_pos": torch.tensor([0])})
+    dynamic_shapes = ({1: torch.export.Dim("token_dim", max=max_seq - 1)}, {"input_pos": {0: 1}})
+
+    step("torch.export")
+    with sdpa_kernel([SDPBackend.MATH]), torch.no_grad():
+        exported = torch.export.export(model, example, dynamic_shapes=dynamic_shapes, strict=True)
+
+    # Tag the parameters in place instead of unlifting and re-exporting as export_llm does:
+    # XNNPACK reads the tag from each placeholder's custom meta when it serialises weights.
+    signature = exported.graph_signature
+    for node in exported.graph.nodes:
+        if node.op == "placeholder" and node.name in signature.inputs_to_parameters:
+            fqn = signature.inputs_to_parameters[node.name]
+            node.meta.setdefault("custom", {})["delegate_constant_tag"] = _tag(fqn)
+
+    step("lowering to XNNPACK")
+    edge = to_edge_transform_and_lower(
+        exported,
+        partitioner=[XnnpackPartitioner()],
+        compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True),
+        constant_methods=_metadata(spec, max_seq),
+    )
+
+    step("serialising")
+    from executorch.backends.xnnpack._passes.convert_to_linear import ConvertToLinearPass
+
+    edge = edge.transform([ConvertToLinearPass()])
+    program = edge.to_executorch(
+        ExecutorchBackendConfig(
+            extract_delegate_segments=True,
+            do_quant_fusion_and_const_prop=True,
+            memory_planning_pass=MemoryPlanningPass(alloc_graph_input=False),
+            sym_shape_eval_pass=ConstraintBasedSymShapeEvalPass(),
+            external_constants=lambda node: _tag(node.name),
+        )
+    )
+    return LoweredProgram(program)
+
+
+def _build_model(spec: ProgramSpec, weights: dict[str, torch.Tensor]) -> torch.nn.Module:
+    from executorch.examples.models.llama.llama_transformer import construct_transformer
+    from executorch.examples.models.llama.model_args import ModelArgs
+    from executorch.examples.models.llama.source_transformation.custom_kv_cache import (
+        replace_kv_cache_with_custom_kv_cache,
+    )
+    from executorch.examples.models.llama.source_transformation.sdpa import (
+        replace_sdpa_with_custom_op,
+    )
+
+    shape = spec.shape
+    lora = spec.lora_rank is not None
+    args = ModelArgs(
+        dim=shape.dim,
+        n_layers=shape.n_layers,
+        n_heads=shape.n_heads,
+        n_kv_heads=shape.n_kv_heads,
+        head_dim=shape.head_dim,
+        hidden_dim=shape.hidden_dim,
+        vocab_size=shape.vocab_size,
+        norm_eps=shape.norm_eps,
+        rope_theta=shape.rope_theta,
+        use_hf_rope=True,
+        max_batch_size=1,
+        max_seq_len=min(MAX_PREFILL, spec.max_context),
+        max_context_len=spec.max_context,
+        use_kv_cache=True,
+        use_sdpa_with_kv_cache_op=True,
+        enable_dynamic_shape=True,
+        # The adapter's per-module scale is folded into lora_b, so the layer's alpha/r is 1.
+        r=spec.lora_rank if lora else None,
+        lora_alpha=spec.lora_rank if lora else None,
+        target_modules=list(spec.lora_targets) if lora else None,
+    )
+    model = construct_transformer(args)  # on CPU: rope tables and KV caches are built here
+    missing, unexpected = model.load_state_dict(weights, strict=False, assign=True)
+    weight_names = {name for name, _ in model.named_parameters()}
+    if unexpected or weight_names & set(missing):
+        raise RuntimeError(f"weights do not fit the model: missing {missing}, extra {unexpected}")
+    if spec.embedding_quantize:
+        from executorch.examples.models.llama.source_transformation.quantize import (
+            get_quant_embedding_transform,
+        )
+
+        model = get_quant_embedding_transform(spec.embedding_quantize, quantize_with_hqq=False)(
+            model
+        )
+    model = replace_sdpa_with_custom_op(model)
+    model = replace_kv_cache_with_custom_kv_cache(model)
+    return model.eval()
+
+
+def _metadata(spec: ProgramSpec, max_seq: int) -> dict[str, object]:
+    metadata: dict[str, object] = {
+        "get_max_seq_len": max_seq,
+        "get_max_context_len": spec.max_context,
+        "get_n_layers": spec.shape.n_layers,
+        "get_vocab_size": spec.shape.vocab_size,
+        "use_kv_cache": True,
+        "use_sdpa_with_kv_cache": True,
+        "enable_dynamic_shape": True,
+        "get_eos_ids": list(spec.stop_ids),
+    }
+    if spec.bos_id is not None:
+        metadata["get_bos_id"] = spec.bos_id
+    return metadata

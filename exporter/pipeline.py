@@ -1,0 +1,271 @@
+"""One export run: read and check every input first, build in a staging folder, then publish.
+
+Nothing reaches ``OUT_DIR`` until every program is built; files move in with renames and
+the manifest moves last, so an interrupted or failed run leaves the folder as it was.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from exporter.adapter import Adapter, load_adapter
+from exporter.atomic import write_atomic, write_bytes_atomic
+from exporter.base import BaseModel, load_base
+from exporter.errors import ExportError
+from exporter.lower import FOUNDATION_FILE, ProgramSpec, lower_program
+from exporter.manifest import (
+    MANIFEST_FILE,
+    TOKENIZER_FILE,
+    Manifest,
+    ProgramEntry,
+    sha256_file,
+)
+
+BASE_PROGRAM = "base"
+DEFAULT_MAX_CONTEXT = 512
+
+
+@dataclass
+class ExportRequest:
+    base: Path
+    adapters: list[tuple[str, Path]]
+    out: Path
+    base_program: bool = False
+    max_context: int = DEFAULT_MAX_CONTEXT
+    embedding_quantize: str | None = None
+
+
+@dataclass
+class ExportResult:
+    manifest: Manifest
+    built: list[str]  # program names written in this run
+    reused_foundation: bool
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+
+
+class Events(Protocol):
+    def phase(self, name: str, total: int) -> None: ...
+    def advance(self, detail: str) -> None: ...
+    def phase_done(self) -> None: ...
+
+
+class SilentEvents:
+    def phase(self, name: str, total: int) -> None:
+        pass
+
+    def advance(self, detail: str) -> None:
+        pass
+
+    def phase_done(self) -> None:
+        pass
+
+
+def parse_adapter_arg(value: str) -> tuple[str, Path]:
+    """``[NAME=]DIR``: the name defaults to the directory's name."""
+    name, sep, directory = value.partition("=")
+    path = Path(directory if sep else value)
+    name = name if sep else path.resolve().name
+    if not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
+        raise ExportError(
+            f"{value}: adapter name '{name}' must be letters, digits, '-', '_' or '.'"
+        )
+    return name, path
+
+
+def run_export(request: ExportRequest, events: Events | None = None) -> ExportResult:
+    events = events or SilentEvents()
+    timings: dict[str, float] = {}
+
+    def timed(name: str, total: int, work: Callable[[], object]) -> object:
+        events.phase(name, total)
+        started = time.perf_counter()
+        result = work()
+        timings[name] = time.perf_counter() - started
+        events.phase_done()
+        return result
+
+    _check_request(request)
+    base: BaseModel = timed("read base", 1, lambda: load_base(request.base))  # type: ignore[assignment]
+    adapters: list[Adapter] = timed(  # type: ignore[assignment]
+        "read adapters",
+        len(request.adapters),
+        lambda: [_load_one(name, path, base, events) for name, path in request.adapters],
+    )
+    fingerprint: str = timed("fingerprint base", 1, base.fingerprint)  # type: ignore[assignment]
+    existing = _existing_manifest(request, base, fingerprint)
+
+    programs: list[tuple[str, Adapter | None]] = [(a.name, a) for a in adapters]
+    if request.base_program:
+        programs.append((BASE_PROGRAM, None))
+    if existing is not None:
+        # Programs already built from the same source are kept as they are.
+        programs = [(n, a) for n, a in programs if not _up_to_date(existing, n, a, request.out)]
+
+    request.out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".lora-export-", dir=request.out))
+    try:
+        entries: dict[str, ProgramEntry] = {}
+        for name, adapter in programs:
+            spec = ProgramSpec(
+                shape=base.shape,
+                max_context=request.max_context,
+                bos_id=base.tokenizer.bos_id,
+                stop_ids=tuple(base.tokenizer.stop_ids),
+                embedding_quantize=request.embedding_quantize,
+                lora_rank=adapter.rank if adapter else None,
+                lora_targets=tuple(adapter.targets) if adapter else (),
+            )
+            weights = {**base.weights, **(adapter.weights if adapter else {})}
+            lowered = timed(
+                f"export {name}.pte",
+                4,
+                lambda spec=spec, weights=weights: lower_program(spec, weights, events.advance),
+            )
+            pte = staging / f"{name}.pte"
+            lowered.write_program(pte)  # type: ignore[attr-defined]
+            if existing is None and not (staging / FOUNDATION_FILE).exists():
+                timed(
+                    "write foundation.ptd",
+                    1,
+                    lambda lowered=lowered: lowered.write_foundation(staging / FOUNDATION_FILE),  # type: ignore[attr-defined]
+                )
+            entries[name] = _entry(name, adapter, pte.stat().st_size)
+        manifest = _make_manifest(request, base, fingerprint, staging, existing, entries)
+        timed("publish", 1, lambda: _publish(staging, request.out, manifest, base, existing))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ExportResult(manifest, [n for n, _ in programs], existing is not None, timings)
+
+
+def _check_request(request: ExportRequest) -> None:
+    names = [name for name, _ in request.adapters]
+    if not names and not request.base_program:
+        raise ExportError("nothing to export: give at least one --adapter or --base-program")
+    duplicates = {n for n in names if names.count(n) > 1}
+    if duplicates:
+        raise ExportError(f"adapter name '{sorted(duplicates)[0]}' is given twice; use NAME=DIR")
+    if request.base_program and BASE_PROGRAM in names:
+        raise ExportError("adapter name 'base' is reserved for --base-program; use NAME=DIR")
+    if request.max_context < 16:
+        raise ExportError(f"--max-context {request.max_context}: must be at least 16")
+    if request.embedding_quantize is not None:
+        bits, _, group = request.embedding_quantize.partition(",")
+        if bits not in ("2", "4", "8") or not group.isdigit():
+            raise ExportError(
+                f"--embedding-quantize {request.embedding_quantize}: expected BITS,GROUP "
+                "with BITS 2, 4 or 8 (for example 4,32)"
+            )
+    if request.out.exists() and not request.out.is_dir():
+        raise ExportError(f"{request.out}: exists and is not a directory")
+
+
+def _load_one(name: str, path: Path, base: BaseModel, events: Events) -> Adapter:
+    adapter = load_adapter(name, path, base.shape)
+    events.advance(name)
+    return adapter
+
+
+def _existing_manifest(
+    request: ExportRequest, base: BaseModel, fingerprint: str
+) -> Manifest | None:
+    out = request.out
+    foundation = out / FOUNDATION_FILE
+    if not (out / MANIFEST_FILE).exists():
+        if foundation.exists():
+            raise ExportError(
+                f"{foundation}: has no {MANIFEST_FILE} beside it, so its base is unknown; "
+                "remove it or choose another --out"
+            )
+        return None
+    existing = Manifest.read(out)
+    if existing.base_fingerprint != fingerprint:
+        raise ExportError(
+            f"{foundation}: built from a different base ({existing.base_source}); "
+            "choose another --out"
+        )
+    if existing.max_context != request.max_context:
+        raise ExportError(
+            f"{foundation}: built with --max-context {existing.max_context}, "
+            f"not {request.max_context}; use the same value or another --out"
+        )
+    if existing.embedding_quantize != request.embedding_quantize:
+        raise ExportError(
+            f"{foundation}: built with --embedding-quantize {existing.embedding_quantize}, "
+            f"not {request.embedding_quantize}; choose another --out"
+        )
+    if not foundation.is_file() or foundation.stat().st_size != existing.foundation_size_bytes:
+        raise ExportError(f"{foundation}: missing or truncated; remove {out} and export again")
+    if sha256_file(foundation) != existing.foundation_sha256:
+        raise ExportError(
+            f"{foundation}: does not match its manifest; remove {out} and export again"
+        )
+    return existing
+
+
+def _up_to_date(existing: Manifest, name: str, adapter: Adapter | None, out: Path) -> bool:
+    entry = existing.programs.get(name)
+    if entry is None or not (out / entry.file).is_file():
+        return False
+    if (out / entry.file).stat().st_size != entry.size_bytes:
+        return False
+    return entry.source_sha256 == (adapter.source_sha256 if adapter else None)
+
+
+def _entry(name: str, adapter: Adapter | None, size: int) -> ProgramEntry:
+    if adapter is None:
+        return ProgramEntry(file=f"{name}.pte", kind="base", size_bytes=size)
+    return ProgramEntry(
+        file=f"{name}.pte",
+        kind="adapter",
+        size_bytes=size,
+        adapter_size_bytes=adapter.size_bytes,
+        **adapter.manifest_entry(),
+    )
+
+
+def _make_manifest(
+    request: ExportRequest,
+    base: BaseModel,
+    fingerprint: str,
+    staging: Path,
+    existing: Manifest | None,
+    entries: dict[str, ProgramEntry],
+) -> Manifest:
+    if existing is not None:
+        existing.programs.update(entries)
+        return existing
+    foundation = staging / FOUNDATION_FILE
+    return Manifest(
+        base_source=str(request.base),
+        base_fingerprint=fingerprint,
+        foundation_file=FOUNDATION_FILE,
+        foundation_sha256=sha256_file(foundation),
+        foundation_size_bytes=foundation.stat().st_size,
+        shape=base.shape.as_dict(),
+        max_context=request.max_context,
+        embedding_quantize=request.embedding_quantize,
+        tokenizer_file=TOKENIZER_FILE,
+        chat_template=base.tokenizer.chat_template,
+        bos_id=base.tokenizer.bos_id,
+        stop_ids=list(base.tokenizer.stop_ids),
+        programs=entries,
+    )
+
+
+def _publish(
+    staging: Path, out: Path, manifest: Manifest, base: BaseModel, existing: Manifest | None
+) -> None:
+    """Move the staged files in; the manifest goes last, so it never names a missing file."""
+    if existing is None:
+        write_bytes_atomic(out / TOKENIZER_FILE, base.tokenizer.tokenizer_json)
+        for file_name, data in base.tokenizer.extra_files.items():
+            write_bytes_atomic(out / file_name, data)
+    for staged in sorted(staging.iterdir()):
+        staged.replace(out / staged.name)
+    write_atomic(out / MANIFEST_FILE, lambda f: f.write(manifest.to_json().encode("utf-8")))

@@ -1,0 +1,1 @@
+"""lora-tui: compare LoRA adapters that share one foundation weight file, live in a terminal."""
