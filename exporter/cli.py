@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             TimeElapsedColumn(),
             TextColumn("[dim]{task.fields[detail]}"),
             console=console,
+            transient=True,  # the summary below replaces it; an error stays one line
         )
         events = RichEvents(progress)
         with progress:

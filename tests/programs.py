@@ -1,0 +1,66 @@
+"""Run exported programs and their PEFT twins on the same tokens, for parity checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+def load_program(pte: Path, ptd: Path):
+    import executorch.extension.llm.custom_ops.custom_ops  # noqa: F401  (registers custom_sdpa)
+    from executorch.extension.pybindings.portable_lib import Verification, _load_for_executorch
+
+    return _load_for_executorch(
+        str(pte), data_path=str(ptd), program_verification=Verification.InternalConsistency
+    )
+
+
+def program_greedy(pte: Path, ptd: Path, prompt: list[int], steps: int, chunk: int = 16):
+    """Prefill ``prompt`` in chunks, then decode greedily. Returns (tokens, logits per step)."""
+    module = load_program(pte, ptd)
+    pos = 0
+    logits = None
+    for start in range(0, len(prompt), chunk):
+        piece = prompt[start : start + chunk]
+        logits = module.forward([torch.tensor([piece]), torch.tensor([pos])])[0][0]
+        pos += len(piece)
+    tokens, all_logits = [], []
+    for _ in range(steps):
+        all_logits.append(logits.clone())
+        token = int(torch.argmax(logits))
+        tokens.append(token)
+        logits = module.forward([torch.tensor([[token]]), torch.tensor([pos])])[0][0]
+        pos += 1
+    return tokens, all_logits
+
+
+def peft_greedy(base_dir: Path, adapter_dir: Path | None, prompt: list[int], steps: int):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    if adapter_dir is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter_dir)
+    model.eval()
+    ids = list(prompt)
+    tokens, all_logits = [], []
+    with torch.no_grad():
+        for _ in range(steps):
+            logits = model(torch.tensor([ids])).logits[0, -1]
+            all_logits.append(logits)
+            token = int(torch.argmax(logits))
+            tokens.append(token)
+            ids.append(token)
+    return tokens, all_logits
+
+
+def chat_prompt(base_dir: Path, user_text: str) -> list[int]:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": user_text}], add_generation_prompt=True, tokenize=False
+    )
+    return tokenizer(text, add_special_tokens=False)["input_ids"]

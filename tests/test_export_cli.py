@@ -1,0 +1,397 @@
+"""lora-export's command line: artifacts, adding adapters later, and every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from exporter import cli
+from exporter.errors import ExportError
+from exporter.manifest import Manifest
+from exporter.pipeline import ExportRequest, run_export
+from tests.conftest import MAX_CONTEXT, TinyArtifacts
+from tests.programs import chat_prompt, peft_greedy, program_greedy
+from tests.tiny import build_adapter, build_base
+
+
+def run_cli(args: list[str], capfd: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    capfd.readouterr()  # drop what building the fixtures printed
+    code = cli.main(args)
+    captured = capfd.readouterr()
+    return code, captured.out + captured.err
+
+
+def assert_one_line_error(code: int, output: str, *needles: str) -> None:
+    assert code != 0
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1, output
+    assert "Traceback" not in output
+    assert lines[0].startswith("lora-export: error:"), lines[0]
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+# --- what a good run writes ---------------------------------------------------------------
+
+
+def test_output_folder_has_everything_lora_tui_needs(tiny_artifacts: TinyArtifacts) -> None:
+    out = tiny_artifacts.out
+    names = {p.name for p in out.iterdir()}
+    assert {"foundation.ptd", "full.pte", "partial.pte", "base.pte"} <= names
+    assert {"manifest.json", "tokenizer.json", "tokenizer_config.json"} <= names
+    assert not [n for n in names if n.startswith(".")], "staging or partial files left behind"
+    manifest = Manifest.read(out)
+    assert manifest.stop_ids and 2 in manifest.stop_ids  # <|im_end|>
+    assert "<|im_start|>" in (manifest.chat_template or "")
+    assert manifest.max_context == MAX_CONTEXT
+    full = manifest.programs["full"]
+    assert (full.kind, full.rank, full.alpha) == ("adapter", 8, 16.0)
+    assert full.target_modules == [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "down_proj",
+        "up_proj",
+    ]
+    assert len(full.source_sha256 or "") == 64
+    partial = manifest.programs["partial"]
+    assert (partial.rank, partial.alpha, partial.target_modules) == (
+        4,
+        32.0,
+        ["q_proj", "v_proj", "down_proj"],
+    )
+    assert manifest.programs["base"].kind == "base"
+    assert len(manifest.foundation_sha256) == 64 and len(manifest.base_fingerprint) == 64
+
+
+def test_program_holds_only_its_adapter(tiny_artifacts: TinyArtifacts) -> None:
+    # The .pte carries the LoRA weights; the base weights live only in the .ptd.
+    foundation = tiny_artifacts.foundation.stat().st_size
+    for name in ("full", "partial"):
+        program = tiny_artifacts.program(name).stat().st_size
+        adapter = (tiny_artifacts.adapters[name] / "adapter_model.safetensors").stat().st_size
+        assert program < foundation / 2
+        assert program < adapter * 2 + 64 * 1024
+
+
+def test_cli_prints_size_table(
+    tiny_base: Path,
+    tiny_adapters: dict[str, Path],
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "out"
+    args = ["--base", str(tiny_base), "--adapter", f"mine={tiny_adapters['partial']}"]
+    code, output = run_cli([*args, "--out", str(out), "--max-context", str(MAX_CONTEXT)], capfd)
+    assert code == 0, output
+    assert "foundation.ptd" in output and "mine.pte" in output
+    assert "Traceback" not in output and "executorch:" not in output
+    assert (out / "mine.pte").is_file()
+
+
+def test_adding_an_adapter_later_keeps_the_foundation(
+    tiny_artifacts: TinyArtifacts, tiny_base: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(tiny_artifacts.out, out)
+    foundation_before = (out / "foundation.ptd").stat()
+    full_before = (out / "full.pte").stat().st_mtime_ns
+    extra = build_adapter(tiny_base, tmp_path / "extra", r=2, alpha=4, targets=["o_proj"], seed=9)
+    result = run_export(
+        ExportRequest(
+            tiny_base,
+            [("extra", extra), ("full", tiny_artifacts.adapters["full"])],
+            out,
+            max_context=MAX_CONTEXT,
+        )
+    )
+    assert result.reused_foundation and result.built == ["extra"]  # full is up to date
+    foundation_after = (out / "foundation.ptd").stat()
+    assert foundation_after.st_mtime_ns == foundation_before.st_mtime_ns
+    assert foundation_after.st_ino == foundation_before.st_ino
+    assert (out / "full.pte").stat().st_mtime_ns == full_before
+    assert set(Manifest.read(out).programs) == {"full", "partial", "base", "extra"}
+    # The new program runs over the foundation that was already there.
+    prompt = chat_prompt(tiny_base, "Hello")
+    want, _ = peft_greedy(tiny_base, extra, prompt, 8)
+    got, _ = program_greedy(out / "extra.pte", out / "foundation.ptd", prompt, 8)
+    assert got == want
+
+
+def test_failed_run_leaves_output_untouched(
+    tiny_artifacts: TinyArtifacts,
+    tiny_base: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(tiny_artifacts.out, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    extra = build_adapter(tiny_base, tmp_path / "extra", r=2, alpha=4, targets=["o_proj"], seed=9)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("exporter.pipeline.lower_program", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_export(ExportRequest(tiny_base, [("extra", extra)], out, max_context=MAX_CONTEXT))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_fresh_failed_run_creates_no_files(
+    tiny_base: Path,
+    tiny_adapters: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = tmp_path / "out"
+    import exporter.lower
+
+    real = exporter.lower.lower_program
+    calls = []
+
+    def fail_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("exporter.pipeline.lower_program", fail_second)
+    with pytest.raises(RuntimeError):
+        run_export(ExportRequest(tiny_base, list(tiny_adapters.items()), out, max_context=32))
+    assert list(out.iterdir()) == []
+
+
+# --- bad input: one clear line, non-zero exit, nothing written ------------------------------
+
+
+@pytest.fixture
+def out_dir(tmp_path: Path) -> Path:
+    return tmp_path / "never-written"
+
+
+def expect_refusal(args: list[str], out: Path, capfd, *needles: str) -> None:
+    code, output = run_cli([*args, "--out", str(out)], capfd)
+    assert_one_line_error(code, output, *needles)
+    assert not out.exists() or not list(out.iterdir())
+
+
+def test_missing_base(tmp_path: Path, tiny_adapters, out_dir: Path, capfd) -> None:
+    missing = tmp_path / "nope"
+    expect_refusal(
+        ["--base", str(missing), "--adapter", str(tiny_adapters["full"])],
+        out_dir,
+        capfd,
+        str(missing),
+        "no such file",
+    )
+
+
+def test_missing_adapter(tiny_base: Path, tmp_path: Path, out_dir: Path, capfd) -> None:
+    missing = tmp_path / "gone"
+    expect_refusal(
+        ["--base", str(tiny_base), "--adapter", str(missing)],
+        out_dir,
+        capfd,
+        str(missing),
+        "no such directory",
+    )
+
+
+def test_truncated_base_weights(tiny_base: Path, tiny_adapters, tmp_path: Path, out_dir, capfd):
+    broken = tmp_path / "broken-base"
+    shutil.copytree(tiny_base, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    expect_refusal(
+        ["--base", str(broken), "--adapter", str(tiny_adapters["full"])],
+        out_dir,
+        capfd,
+        str(weights),
+        "corrupt or truncated",
+    )
+
+
+def test_truncated_adapter_weights(tiny_base: Path, tiny_adapters, tmp_path, out_dir, capfd):
+    broken = tmp_path / "broken-adapter"
+    shutil.copytree(tiny_adapters["full"], broken)
+    weights = broken / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    expect_refusal(
+        ["--base", str(tiny_base), "--adapter", str(broken)],
+        out_dir,
+        capfd,
+        str(weights),
+        "corrupt or truncated",
+    )
+
+
+def test_truncated_gguf(tmp_path: Path, tiny_adapters, out_dir: Path, capfd) -> None:
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\x07" * 40)
+    expect_refusal(
+        ["--base", str(gguf), "--adapter", str(tiny_adapters["full"])],
+        out_dir,
+        capfd,
+        str(gguf),
+        "corrupt or truncated GGUF",
+    )
+
+
+def test_non_llama_gguf(tmp_path: Path, tiny_adapters, out_dir: Path, capfd) -> None:
+    from gguf import GGUFWriter
+
+    gguf = tmp_path / "gpt2.gguf"
+    writer = GGUFWriter(str(gguf), "gpt2")
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    expect_refusal(
+        ["--base", str(gguf), "--adapter", str(tiny_adapters["full"])],
+        out_dir,
+        capfd,
+        str(gguf),
+        "not a Llama-architecture model",
+        "gpt2",
+    )
+
+
+def test_non_llama_base(tiny_base: Path, tiny_adapters, tmp_path: Path, out_dir, capfd) -> None:
+    other = tmp_path / "gpt2-base"
+    shutil.copytree(tiny_base, other)
+    config = json.loads((other / "config.json").read_text())
+    config.update(model_type="gpt2", architectures=["GPT2LMHeadModel"])
+    (other / "config.json").write_text(json.dumps(config))
+    expect_refusal(
+        ["--base", str(other), "--adapter", str(tiny_adapters["full"])],
+        out_dir,
+        capfd,
+        "config.json",
+        "not a Llama-architecture model",
+    )
+
+
+@pytest.fixture(scope="session")
+def other_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_base(tmp_path_factory.mktemp("other") / "base", n_layers=3, dim=96, seed=5)
+
+
+def test_adapter_for_another_base(tiny_base: Path, other_base: Path, tmp_path, out_dir, capfd):
+    foreign = build_adapter(other_base, tmp_path / "foreign", r=4, alpha=8, seed=4)
+    expect_refusal(
+        ["--base", str(tiny_base), "--adapter", str(foreign)],
+        out_dir,
+        capfd,
+        "adapter_model.safetensors",
+        "adapter for another base",
+    )
+
+
+def test_adapter_with_too_many_layers(tiny_base: Path, tiny_adapters, tmp_path, out_dir, capfd):
+    from safetensors.torch import load_file, save_file
+
+    deeper = tmp_path / "deeper"
+    shutil.copytree(tiny_adapters["full"], deeper)
+    weights = load_file(deeper / "adapter_model.safetensors")
+    for key in list(weights):
+        if ".layers.1." in key:
+            weights[key.replace(".layers.1.", ".layers.7.")] = weights[key].clone()
+    save_file(weights, deeper / "adapter_model.safetensors")
+    expect_refusal(
+        ["--base", str(tiny_base), "--adapter", str(deeper)],
+        out_dir,
+        capfd,
+        "layer 7",
+        "the base has 2 layers",
+    )
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        ({"use_dora": True}, "DoRA"),
+        ({"modules_to_save": ["lm_head"]}, "modules_to_save"),
+        ({"lora_bias": True}, "LoRA bias"),
+        ({"bias": "all"}, "bias='all'"),
+        ({"target_modules": ["q_proj", "embed_tokens"]}, "embed_tokens"),
+        ({"target_modules": ["lm_head"]}, "lm_head"),
+        ({"peft_type": "IA3"}, "adapter type IA3"),
+    ],
+)
+def test_unsupported_adapter_feature(
+    tiny_base: Path, tiny_adapters, tmp_path: Path, out_dir: Path, capfd, edit, needle
+) -> None:
+    adapter = tmp_path / "odd"
+    shutil.copytree(tiny_adapters["partial"], adapter)
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    config.update(edit)
+    (adapter / "adapter_config.json").write_text(json.dumps(config))
+    expect_refusal(
+        ["--base", str(tiny_base), "--adapter", str(adapter)],
+        out_dir,
+        capfd,
+        "adapter_config.json",
+        needle,
+    )
+
+
+def test_dora_weights_refused(tiny_base: Path, tmp_path: Path, out_dir: Path, capfd) -> None:
+    dora = build_adapter(
+        tiny_base, tmp_path / "dora", r=4, alpha=8, targets=["q_proj"], use_dora=True
+    )
+    expect_refusal(["--base", str(tiny_base), "--adapter", str(dora)], out_dir, capfd, "DoRA")
+
+
+def test_pickled_adapter_refused(tiny_base: Path, tiny_adapters, tmp_path, out_dir, capfd):
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_adapters["partial"], pickled)
+    (pickled / "adapter_model.safetensors").rename(pickled / "adapter_model.bin")
+    expect_refusal(
+        ["--base", str(tiny_base), "--adapter", str(pickled)],
+        out_dir,
+        capfd,
+        "adapter_model.bin",
+        "safetensors",
+    )
+
+
+def test_out_dir_with_another_foundation(
+    tiny_artifacts: TinyArtifacts, tiny_base: Path, tmp_path: Path, capfd
+) -> None:
+    other = tmp_path / "reseeded"
+    build_base(other, seed=11)
+    out = tmp_path / "out"
+    shutil.copytree(tiny_artifacts.out, out)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    code, output = run_cli(
+        [
+            "--base",
+            str(other),
+            "--adapter",
+            str(tiny_artifacts.adapters["partial"]),
+            "--out",
+            str(out),
+            "--max-context",
+            str(MAX_CONTEXT),
+        ],
+        capfd,
+    )
+    assert_one_line_error(code, output, "foundation.ptd", "different base")
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_bad_adapter_names(tiny_base: Path, tiny_adapters) -> None:
+    with pytest.raises(ExportError, match="given twice"):
+        run_export(ExportRequest(tiny_base, [("a", tiny_adapters["full"])] * 2, Path("x")))
+    with pytest.raises(ExportError, match="reserved"):
+        run_export(
+            ExportRequest(
+                tiny_base, [("base", tiny_adapters["full"])], Path("x"), base_program=True
+            )
+        )
