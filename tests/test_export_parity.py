@@ -22,7 +22,8 @@ def assert_parity(base_dir: Path, adapter_dir: Path | None, pte: Path, ptd: Path
         prompt = chat_prompt(base_dir, text)
         want_tokens, want_logits = peft_greedy(base_dir, adapter_dir, prompt, STEPS)
         got_tokens, got_logits = program_greedy(pte, ptd, prompt, STEPS)
-        worst = max(float((g - w).abs().max()) for g, w in zip(got_logits, want_logits))
+        pairs = zip(got_logits, want_logits, strict=True)
+        worst = max(float((got - want).abs().max()) for got, want in pairs)
         assert worst <= TOLERANCE, f"{pte.name}: max abs logit diff {worst:.2e} on {text!r}"
         assert got_tokens == want_tokens, f"{pte.name}: greedy tokens differ on {text!r}"
 
