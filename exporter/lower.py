@@ -31,6 +31,7 @@ MAX_PREFILL = 128  # tokens one forward call may take; longer prompts are fed in
 class ProgramSpec:
     shape: LlamaShape
     max_context: int
+    foundation_id: int  # also in the manifest; lets a reader tell which .ptd a .pte needs
     bos_id: int | None
     stop_ids: tuple[int, ...]
     embedding_quantize: str | None = None  # "BITS,GROUP"
@@ -179,6 +180,7 @@ def _metadata(spec: ProgramSpec, max_seq: int) -> dict[str, object]:
         "use_sdpa_with_kv_cache": True,
         "enable_dynamic_shape": True,
         "get_eos_ids": list(spec.stop_ids),
+        "get_foundation_id": spec.foundation_id,
     }
     if spec.bos_id is not None:
         metadata["get_bos_id"] = spec.bos_id

@@ -37,6 +37,7 @@ class ProgramEntry:
 class Manifest:
     base_source: str
     base_fingerprint: str  # hash of the base's shape and weights
+    foundation_id: int  # every program built over this foundation returns it
     foundation_file: str
     foundation_sha256: str  # hash of the .ptd file itself
     foundation_size_bytes: int
@@ -72,6 +73,12 @@ class Manifest:
             if entry.file == file_name:
                 return name, entry
         return None
+
+
+def foundation_id(base_fingerprint: str, max_context: int, embedding_quantize: str | None) -> int:
+    """A 60-bit id of everything that decides the .ptd's contents, small enough for int64."""
+    key = f"{base_fingerprint}:{max_context}:{embedding_quantize}".encode()
+    return int(hashlib.sha256(key).hexdigest()[:15], 16)
 
 
 def sha256_file(path: Path, chunk_size: int = 1 << 22) -> str:

@@ -24,6 +24,7 @@ from exporter.manifest import (
     TOKENIZER_FILE,
     Manifest,
     ProgramEntry,
+    foundation_id,
     sha256_file,
 )
 
@@ -99,6 +100,7 @@ def run_export(request: ExportRequest, events: Events | None = None) -> ExportRe
     )
     fingerprint: str = timed("fingerprint base", 1, base.fingerprint)  # type: ignore[assignment]
     existing = _existing_manifest(request, base, fingerprint)
+    found_id = foundation_id(fingerprint, request.max_context, request.embedding_quantize)
 
     programs: list[tuple[str, Adapter | None]] = [(a.name, a) for a in adapters]
     if request.base_program:
@@ -115,6 +117,7 @@ def run_export(request: ExportRequest, events: Events | None = None) -> ExportRe
             spec = ProgramSpec(
                 shape=base.shape,
                 max_context=request.max_context,
+                foundation_id=found_id,
                 bos_id=base.tokenizer.bos_id,
                 stop_ids=tuple(base.tokenizer.stop_ids),
                 embedding_quantize=request.embedding_quantize,
@@ -136,7 +139,7 @@ def run_export(request: ExportRequest, events: Events | None = None) -> ExportRe
                     lambda lowered=lowered: lowered.write_foundation(staging / FOUNDATION_FILE),  # type: ignore[attr-defined]
                 )
             entries[name] = _entry(name, adapter, pte.stat().st_size)
-        manifest = _make_manifest(request, base, fingerprint, staging, existing, entries)
+        manifest = _make_manifest(request, base, fingerprint, found_id, staging, existing, entries)
         timed("publish", 1, lambda: _publish(staging, request.out, manifest, base, existing))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -233,6 +236,7 @@ def _make_manifest(
     request: ExportRequest,
     base: BaseModel,
     fingerprint: str,
+    found_id: int,
     staging: Path,
     existing: Manifest | None,
     entries: dict[str, ProgramEntry],
@@ -244,6 +248,7 @@ def _make_manifest(
     return Manifest(
         base_source=str(request.base),
         base_fingerprint=fingerprint,
+        foundation_id=found_id,
         foundation_file=FOUNDATION_FILE,
         foundation_sha256=sha256_file(foundation),
         foundation_size_bytes=foundation.stat().st_size,

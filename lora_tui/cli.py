@@ -1,25 +1,69 @@
-"""``lora-tui`` command line. The app and the engine arrive in later issues."""
+"""``lora-tui``: the comparison app, and ``lora-tui bench`` for headless measurements."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
-def build_parser() -> argparse.ArgumentParser:
+def app_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lora-tui",
-        description="Compare LoRA adapter programs that share one foundation weight file.",
+        description="Compare LoRA adapter programs that share one foundation weight file, "
+        "side by side. Also: 'lora-tui bench --help'.",
     )
-    parser.add_argument("--weights", help="foundation.ptd written by lora-export")
-    parser.add_argument("programs", nargs="*", help="adapter .pte files")
+    parser.add_argument(
+        "--weights", type=Path, required=True, help="foundation.ptd written by lora-export"
+    )
+    parser.add_argument(
+        "programs",
+        nargs="+",
+        type=Path,
+        metavar="PROGRAM.pte",
+        help="adapter programs over that foundation",
+    )
+    _common(parser)
     return parser
 
 
+def bench_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lora-tui bench",
+        description="Load each program in turn, run one prompt on each, and print memory and "
+        "speed per adapter.",
+    )
+    parser.add_argument("--weights", required=True, help="foundation.ptd written by lora-export")
+    parser.add_argument("programs", nargs="+", metavar="PROGRAM.pte")
+    from lora_tui.bench import DEFAULT_PROMPT
+
+    parser.add_argument("--prompt", default=DEFAULT_PROMPT)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    _common(parser)
+    return parser
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tokenizer", help="tokenizer.json (default: the one beside the weights)")
+    parser.add_argument("--log", help="write the runtime's own log lines to this file")
+    parser.add_argument(
+        "--no-share",
+        action="store_true",
+        help="leave XNNPACK's weight cache off, to compare memory",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    build_parser().parse_args(argv)
-    print("lora-tui: the comparison app is not built yet; see lora-export --help", file=sys.stderr)
-    return 2
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        from lora_tui.bench import bench_main
+
+        return bench_main(bench_parser().parse_args(argv[1:]))
+    args = app_parser().parse_args(argv)
+    from lora_tui.ui.app import run_app
+
+    return run_app(args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,47 @@
+"""Process memory as the OS counts it: RSS (what top shows), PSS, USS and the anonymous part."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psutil
+
+MIB = 2**20
+
+
+@dataclass(frozen=True)
+class MemorySample:
+    rss_mib: float
+    pss_mib: float | None  # shared pages divided among the processes that map them
+    uss_mib: float | None  # pages only this process maps
+    anon_mib: float | None  # RssAnon: private memory (adapters, KV caches, packed weights)
+    file_mib: float | None  # RssFile: file pages mapped, counted once per mapping
+
+
+def sample(pid: int | None = None, detailed: bool = True) -> MemorySample:
+    """Read memory of ``pid`` (this process by default). ``detailed`` adds PSS/USS (reads smaps)."""
+    process = psutil.Process(pid)
+    rss = process.memory_info().rss / MIB
+    pss = uss = None
+    if detailed:
+        try:
+            full = process.memory_full_info()
+            pss, uss = getattr(full, "pss", 0) / MIB or None, full.uss / MIB
+        except (psutil.AccessDenied, OSError):
+            pass
+    anon, file = _status_fields(process.pid)
+    return MemorySample(rss, pss, uss, anon, file)
+
+
+def _status_fields(pid: int) -> tuple[float | None, float | None]:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            fields = dict(line.split(":", 1) for line in status if ":" in line)
+    except OSError:
+        return None, None
+
+    def kib(name: str) -> float | None:
+        value = fields.get(name)
+        return int(value.split()[0]) / 1024 if value else None
+
+    return kib("RssAnon"), kib("RssFile")

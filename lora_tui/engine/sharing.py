@@ -1,0 +1,109 @@
+"""Turn on XNNPACK's weight cache so every program shares one packed copy of the foundation.
+
+The pip wheel compiles the cache in but leaves it off, with no Python switch. A 40-line C++
+shim (built once with the machine's g++ against the headers the wheel ships) sets the
+``weight_cache_enabled`` option of the ``XnnpackBackend`` in the process's backend registry
+and reads it back. If any step fails the engine still runs, with sharing reported off.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from lora_tui.engine.paths import cache_dir
+from lora_tui.engine.types import Sharing
+
+_SOURCE = Path(__file__).with_name("weight_cache_shim.cpp")
+_REGISTRY_LIBRARY = "backends/qualcomm/libqnn_executorch_backend.so"
+
+
+def configure_sharing(enabled: bool) -> Sharing:
+    """Set the weight cache on or off for programs loaded from now on, and confirm it."""
+    # Importing the pybindings registers the backends in the registry the shim talks to.
+    from executorch.extension.pybindings import portable_lib
+
+    executorch_dir = Path(portable_lib.__file__).parents[2]
+    if not enabled:
+        shim = _load_shim(executorch_dir)
+        if isinstance(shim, str):
+            return Sharing(False, "off on request (the wheel's default)")
+        shim.lora_tui_set_weight_cache(0)
+        return Sharing(False, "off on request")
+    shim = _load_shim(executorch_dir)
+    if isinstance(shim, str):
+        return Sharing(False, shim)
+    error = shim.lora_tui_set_weight_cache(1)
+    if error != 0:
+        return Sharing(False, f"XnnpackBackend refused weight_cache_enabled (error {error})")
+    value = shim.lora_tui_get_weight_cache()
+    if value != 1:
+        return Sharing(False, f"weight_cache_enabled reads back as {value}, not on")
+    return Sharing(True, "XNNPACK weight cache on (confirmed by reading the option back)")
+
+
+def _load_shim(executorch_dir: Path) -> ctypes.CDLL | str:
+    """The shim library, building it on first use. A string says why it is unavailable."""
+    registry = executorch_dir / _REGISTRY_LIBRARY
+    if not registry.is_file():
+        return f"this executorch wheel has no {_REGISTRY_LIBRARY}; sharing is off"
+    library = _build(executorch_dir, registry)
+    if isinstance(library, str):
+        return library
+    try:
+        shim = ctypes.CDLL(str(library))
+        shim.lora_tui_set_weight_cache.argtypes = [ctypes.c_int]
+        shim.lora_tui_set_weight_cache.restype = ctypes.c_int
+        shim.lora_tui_get_weight_cache.restype = ctypes.c_int
+        return shim
+    except (OSError, AttributeError) as err:
+        return f"the weight-cache shim did not load ({err}); sharing is off"
+
+
+def _build(executorch_dir: Path, registry: Path) -> Path | str:
+    import torch
+
+    source = _SOURCE.read_bytes()
+    key = hashlib.sha256(source + str(executorch_dir).encode() + torch.__version__.encode())
+    target = cache_dir() / "shim" / f"weight_cache_{key.hexdigest()[:16]}.so"
+    if target.is_file():
+        return target
+    compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        return "no C++ compiler (g++) found to build the weight-cache shim; sharing is off"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, partial = tempfile.mkstemp(dir=target.parent, suffix=".so.partial")
+    os.close(fd)
+    command = [
+        compiler,
+        "-std=c++17",
+        "-shared",
+        "-fPIC",
+        "-O1",
+        f"-I{executorch_dir / 'include'}",
+        f"-I{Path(torch.__file__).parent / 'include'}",
+        str(_SOURCE),
+        "-o",
+        partial,
+        f"-L{registry.parent}",
+        f"-l:{registry.name}",
+        f"-Wl,-rpath,{registry.parent}",
+    ]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        Path(partial).unlink(missing_ok=True)
+        return f"building the weight-cache shim failed ({err}); sharing is off"
+    if done.returncode != 0:
+        Path(partial).unlink(missing_ok=True)
+        first_error = next((ln for ln in done.stderr.splitlines() if "error" in ln), done.stderr)
+        return (
+            f"building the weight-cache shim failed ({first_error.strip()[:200]}); sharing is off"
+        )
+    os.replace(partial, target)
+    return target

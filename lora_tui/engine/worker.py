@@ -1,0 +1,234 @@
+"""EngineProcess: a ModelHost in a worker process, for a UI that must never wait on the GIL.
+
+``forward`` in the pybindings holds the GIL for a whole call (tens of ms per token, far
+more per prefill chunk), so the models live in their own process. One process hosts every
+program, because XNNPACK's weight cache is per process. Everything native code prints
+goes to the log file there, never to the UI's terminal.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import threading
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from lora_tui.engine.types import AdapterInfo, GenerationSettings, Notice, Piece, ReplyDone, Sharing
+
+# --- commands to the worker ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Load:
+    path: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Unload:
+    name: str
+
+
+@dataclass(frozen=True)
+class Send:
+    names: tuple[str, ...]
+    text: str
+    settings: GenerationSettings
+
+
+@dataclass(frozen=True)
+class Cancel:
+    names: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Clear:
+    names: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    pass
+
+
+# --- events from the worker ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EngineReady:
+    sharing: Sharing
+    baseline_rss_mib: float
+    foundation: str
+    foundation_mib: float
+    max_context: int
+
+
+@dataclass(frozen=True)
+class EngineFailed:
+    error: str
+
+
+@dataclass(frozen=True)
+class Loaded:
+    info: AdapterInfo
+
+
+@dataclass(frozen=True)
+class LoadFailed:
+    path: str
+    name: str
+    error: str
+
+
+EngineEvent = EngineReady | EngineFailed | Loaded | LoadFailed | Notice | Piece | ReplyDone
+
+
+class EngineProcess:
+    """Client side: send commands; events arrive on a reader thread via ``on_event``."""
+
+    def __init__(
+        self,
+        weights: Path,
+        on_event: Callable[[EngineEvent], None],
+        tokenizer: Path | None = None,
+        share: bool = True,
+        log_path: Path | None = None,
+    ) -> None:
+        context = mp.get_context("spawn")  # never fork a process that may hold torch threads
+        self._conn, child = context.Pipe()
+        self._process = context.Process(
+            target=_worker_main,
+            args=(
+                child,
+                str(weights),
+                str(tokenizer) if tokenizer else None,
+                share,
+                str(log_path) if log_path else os.devnull,
+            ),
+            daemon=True,
+            name="lora-tui-engine",
+        )
+        self._on_event = on_event
+        self._lock = threading.Lock()
+        self._process.start()
+        child.close()
+        self._reader = threading.Thread(target=self._read, daemon=True, name="engine-events")
+        self._reader.start()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    def _read(self) -> None:
+        while True:
+            try:
+                batch = self._conn.recv()
+            except (EOFError, OSError):
+                if self._process.exitcode not in (0, None):
+                    self._on_event(
+                        EngineFailed(f"engine process exited ({self._process.exitcode})")
+                    )
+                return
+            for event in batch:
+                self._on_event(event)
+
+    def _send(self, command: object) -> None:
+        with self._lock:
+            try:
+                self._conn.send(command)
+            except (BrokenPipeError, OSError):
+                pass  # the reader thread reports the dead worker
+
+    def load(self, path: Path, name: str | None = None) -> None:
+        self._send(Load(str(path), name))
+
+    def unload(self, name: str) -> None:
+        self._send(Unload(name))
+
+    def send(self, names: list[str], text: str, settings: GenerationSettings) -> None:
+        self._send(Send(tuple(names), text, settings))
+
+    def cancel(self, names: list[str] | None = None) -> None:
+        self._send(Cancel(tuple(names) if names is not None else None))
+
+    def clear(self, names: list[str] | None = None) -> None:
+        self._send(Clear(tuple(names) if names is not None else None))
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._send(Shutdown())
+        self._process.join(timeout)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(1)
+
+
+def _worker_main(
+    conn: Connection, weights: str, tokenizer: str | None, share: bool, log_path: str
+) -> None:
+    _redirect_native_output(log_path)
+    warnings.simplefilter("ignore")
+    from lora_tui.engine.host import ModelHost
+    from lora_tui.engine.types import EngineError
+
+    try:
+        host = ModelHost(Path(weights), Path(tokenizer) if tokenizer else None, share=share)
+    except EngineError as err:
+        conn.send([EngineFailed(str(err))])
+        return
+    manifest = host.foundation.manifest
+    conn.send(
+        [
+            EngineReady(
+                host.sharing,
+                host.baseline_rss_mib,
+                weights,
+                manifest.foundation_size_bytes / 2**20,
+                manifest.max_context,
+            )
+        ]
+    )
+    while True:
+        wait = 0 if host.busy else None  # block while idle, poll while generating
+        while conn.poll(wait):
+            command = conn.recv()
+            if isinstance(command, Shutdown):
+                return
+            reply = _handle(host, command)
+            if reply:
+                conn.send(reply)
+            wait = 0
+        events = host.step()
+        if events:
+            conn.send(events)
+
+
+def _handle(host, command) -> list[EngineEvent]:
+    from lora_tui.engine.types import EngineError
+
+    if isinstance(command, Load):
+        path = Path(command.path)
+        try:
+            return [Loaded(host.load(path, command.name))]
+        except EngineError as err:
+            return [LoadFailed(command.path, command.name or path.stem, str(err))]
+    if isinstance(command, Unload):
+        return host.unload(command.name)
+    if isinstance(command, Send):
+        host.start(list(command.names), command.text, command.settings)
+    elif isinstance(command, Cancel):
+        host.cancel(list(command.names) if command.names is not None else None)
+    elif isinstance(command, Clear):
+        return host.clear(list(command.names) if command.names is not None else None)
+    return []
+
+
+def _redirect_native_output(log_path: str) -> None:
+    """Point descriptors 1 and 2 at the log for good: this process never draws anything."""
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
