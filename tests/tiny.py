@@ -54,7 +54,7 @@ def build_tokenizer(directory: Path, vocab_size: int = 384) -> None:
     )
 
 
-def build_base(directory: Path, *, n_layers: int = 2, seed: int = 0, dim: int = 64) -> Path:
+def build_base(directory: Path, *, n_layers: int = 2, seed: int = 0, dim: int = 512) -> Path:
     """A random Llama in Hugging Face format, with its tokenizer."""
     from tokenizers import Tokenizer
     from transformers import LlamaConfig, LlamaForCausalLM

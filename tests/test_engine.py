@@ -1,0 +1,276 @@
+"""The engine on the tiny fixtures: sharing, streaming, stops, cancel, KV reuse, overflow."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from lora_tui.engine import (
+    EngineError,
+    GenerationSettings,
+    ModelHost,
+    Notice,
+    Piece,
+    ReplyDone,
+    ReplyEnd,
+)
+from lora_tui.engine.worker import EngineProcess, EngineReady, Loaded, LoadFailed
+from tests.conftest import MAX_CONTEXT, TinyArtifacts
+
+GREEDY = GenerationSettings(temperature=0.0, max_new_tokens=24)
+
+
+@pytest.fixture(scope="module")
+def host(tiny_artifacts: TinyArtifacts) -> ModelHost:
+    host = ModelHost(tiny_artifacts.foundation)
+    for name in ("full", "partial", "base"):
+        host.load(tiny_artifacts.program(name))
+    return host
+
+
+def run_reply(host: ModelHost, name: str, text: str, settings=GREEDY) -> tuple[list, ReplyDone]:
+    events = list(host.generate(name, text, settings))
+    assert isinstance(events[-1], ReplyDone)
+    return events[:-1], events[-1]
+
+
+def test_sharing_is_confirmed_on(host: ModelHost) -> None:
+    assert host.sharing.enabled, host.sharing.detail
+    assert "confirmed" in host.sharing.detail
+
+
+def test_streamed_pieces_make_the_reply(host: ModelHost) -> None:
+    host.clear()
+    events, done = run_reply(host, "full", "Tell me about café ✓")
+    pieces = [e.text for e in events if isinstance(e, Piece)]
+    assert pieces and "".join(pieces) == done.text
+    assert done.end is ReplyEnd.LENGTH and done.stats and done.stats.new_tokens == 24
+    assert done.stats.ttft_s > 0 and done.stats.decode_tok_s > 0 and done.stats.prefill_tok_s > 0
+
+
+def test_stream_decoder_keeps_spaces_and_multibyte_text(host: ModelHost) -> None:
+    chat = host.foundation.chat
+    text = "Héllo wörld, naïve café — 日本語 ✓ done"
+    decoder = chat.decoder()
+    ids = chat.tokenizer.encode(text, add_special_tokens=False).ids
+    pieces = [decoder.step(chat.tokenizer, i) for i in ids]
+    assert None in pieces  # some tokens are partial characters and wait for the next
+    assert "".join(p for p in pieces if p) == text
+
+
+def test_stop_token_ends_the_reply(host: ModelHost) -> None:
+    host.clear()
+    run_reply(host, "partial", "What is the answer?")
+    tokens = host.sessions["partial"].last_reply_tokens
+    stop_at = next(i for i, t in enumerate(tokens) if i >= 3 and t not in tokens[:i])
+    session = host.sessions["partial"]
+    original = session.chat
+    session.chat = dataclasses.replace(original, stop_ids=frozenset({tokens[stop_at]}))
+    try:
+        session.clear()
+        _, done = run_reply(host, "partial", "What is the answer?")
+    finally:
+        session.chat = original
+    assert done.end is ReplyEnd.STOP
+    assert session.last_reply_tokens == tokens[:stop_at]
+
+
+def test_cancel_keeps_the_partial_reply(host: ModelHost) -> None:
+    host.clear()
+    host.start(["full"], "Count to ten", GenerationSettings(max_new_tokens=64))
+    events = []
+    while len([e for e in events if isinstance(e, Piece)]) < 5:
+        events.extend(host.step())
+    host.cancel(["full"])
+    while not any(isinstance(e, ReplyDone) for e in events):
+        events.extend(host.step())
+    done = events[-1]
+    assert done.end is ReplyEnd.CANCELLED
+    assert done.text == "".join(e.text for e in events if isinstance(e, Piece)) != ""
+    assert [m.role for m in host.sessions["full"].messages] == ["user", "assistant"]
+    assert host.sessions["full"].messages[-1].content == done.text
+    assert not host.busy
+
+
+def test_follow_up_reuses_the_cache_and_matches_a_full_prefill(host: ModelHost) -> None:
+    host.clear()
+    run_reply(host, "full", "What is the capital of France?")
+    _, second = run_reply(host, "full", "And of Italy?")
+    assert second.stats and second.stats.reused_tokens > 0
+    reused_tokens = host.sessions["full"].last_reply_tokens
+    history = list(host.sessions["full"].messages[:2])
+
+    fresh = host.sessions["full"]
+    fresh.clear()
+    fresh.messages.extend(history)  # same conversation, empty KV cache: full re-prefill
+    _, again = run_reply(host, "full", "And of Italy?")
+    assert again.stats and again.stats.reused_tokens == 0
+    assert host.sessions["full"].last_reply_tokens == reused_tokens
+
+
+def test_context_overflow_drops_old_turns(host: ModelHost) -> None:
+    host.clear()
+    notices = []
+    settings = GenerationSettings(max_new_tokens=30)
+    for turn in range(8):
+        events, done = run_reply(host, "base", f"Turn {turn}: tell me more", settings)
+        assert done.end in (ReplyEnd.LENGTH, ReplyEnd.CONTEXT, ReplyEnd.STOP), done.error
+        notices += [e.text for e in events if isinstance(e, Notice)]
+    assert notices and "dropped" in notices[0]
+    assert len(host.sessions["base"].cached) <= MAX_CONTEXT
+
+
+def test_message_longer_than_the_context_is_refused_not_crashed(host: ModelHost) -> None:
+    host.clear()
+    _, done = run_reply(host, "base", "word " * (MAX_CONTEXT * 2))
+    assert done.end is ReplyEnd.ERROR and "context holds" in (done.error or "")
+    _, after = run_reply(host, "base", "still there?")  # the session still works
+    assert after.end is not ReplyEnd.ERROR
+
+
+def test_round_robin_keeps_every_adapter_moving(host: ModelHost) -> None:
+    host.clear()
+    host.start(["full", "partial", "base"], "Hello", GenerationSettings(max_new_tokens=12))
+    order = []
+    while host.busy:
+        order += [e.adapter for e in host.step() if isinstance(e, Piece)]
+    first_dozen = order[:12]
+    assert {"full", "partial", "base"} <= set(first_dozen)
+
+
+# --- bad input ----------------------------------------------------------------------------
+
+
+def bench(args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lora_tui.cli", "bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert done.returncode != 0
+    lines = [ln for ln in (done.stdout + done.stderr).splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stdout + done.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.fixture
+def copied(tiny_artifacts: TinyArtifacts, tmp_path: Path) -> Path:
+    out = tmp_path / "out"
+    shutil.copytree(tiny_artifacts.out, out)
+    return out
+
+
+def test_program_from_another_foundation(copied: Path) -> None:
+    manifest = json.loads((copied / "manifest.json").read_text())
+    manifest["foundation_id"] += 1  # as if foundation.ptd came from another export
+    (copied / "manifest.json").write_text(json.dumps(manifest))
+    done = bench(["--weights", str(copied / "foundation.ptd"), str(copied / "full.pte")])
+    assert_one_line_error(done, "full.pte", "another foundation")
+
+
+def test_truncated_program(copied: Path) -> None:
+    program = copied / "full.pte"
+    program.write_bytes(program.read_bytes()[:4000])
+    done = bench(["--weights", str(copied / "foundation.ptd"), str(program)])
+    assert_one_line_error(done, "full.pte", "truncated")
+
+
+def test_truncated_weights(copied: Path) -> None:
+    weights = copied / "foundation.ptd"
+    weights.write_bytes(weights.read_bytes()[:100_000])
+    done = bench(["--weights", str(weights), str(copied / "full.pte")])
+    assert_one_line_error(done, "foundation.ptd", "truncated")
+
+
+def test_not_a_program(copied: Path) -> None:
+    fake = copied / "notes.pte"
+    fake.write_text("just some text, long enough to have a header of forty bytes or more")
+    done = bench(["--weights", str(copied / "foundation.ptd"), str(fake)])
+    assert_one_line_error(done, "notes.pte", "not an ExecuTorch program")
+
+
+def test_missing_tokenizer(copied: Path) -> None:
+    (copied / "tokenizer.json").unlink()
+    done = bench(["--weights", str(copied / "foundation.ptd"), str(copied / "full.pte")])
+    assert_one_line_error(done, "tokenizer.json", "missing")
+
+
+def test_missing_program(copied: Path) -> None:
+    done = bench(["--weights", str(copied / "foundation.ptd"), str(copied / "gone.pte")])
+    assert_one_line_error(done, "gone.pte", "no such file")
+
+
+def test_host_error_names_the_file(copied: Path, host: ModelHost) -> None:
+    with pytest.raises(EngineError, match="gone.pte"):
+        host.load(copied / "gone.pte")
+
+
+# --- memory: sharing really on -------------------------------------------------------------
+
+
+def bench_json(out: Path, share: bool) -> dict:
+    programs = [str(out / "full.pte"), str(out / "partial.pte"), str(out / "full.pte")]
+    args = ["--weights", str(out / "foundation.ptd"), *programs, "--json", "--max-new-tokens", "4"]
+    done = bench(args + ([] if share else ["--no-share"]))
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_second_adapter_costs_far_less_with_sharing(tiny_artifacts: TinyArtifacts) -> None:
+    foundation_mib = tiny_artifacts.foundation.stat().st_size / 2**20
+    shared = bench_json(tiny_artifacts.out, share=True)
+    unshared = bench_json(tiny_artifacts.out, share=False)
+    assert shared["sharing"] is True and unshared["sharing"] is False
+    on = [a["increment_mib"] for a in shared["adapters"]]
+    off = [a["increment_mib"] for a in unshared["adapters"]]
+    # Without the cache every program packs its own copy of the foundation.
+    assert min(off[1:]) > 0.7 * foundation_mib, (off, foundation_mib)
+    # With it, later programs add little: far below the first and below the unshared run.
+    assert max(on[1:]) < 0.35 * foundation_mib, (on, foundation_mib)
+    assert max(on[1:]) < min(off[1:]) / 2
+
+
+# --- the worker process the UI uses --------------------------------------------------------
+
+
+def test_engine_process_streams_two_adapters(
+    tiny_artifacts: TinyArtifacts, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    events = []
+    finished = threading.Event()
+
+    def on_event(event) -> None:
+        events.append(event)
+        if sum(isinstance(e, ReplyDone) for e in events) == 2:
+            finished.set()
+
+    log = tmp_path / "engine.log"
+    engine = EngineProcess(tiny_artifacts.foundation, on_event, log_path=log)
+    try:
+        engine.load(tiny_artifacts.program("full"))
+        engine.load(tiny_artifacts.program("missing"))
+        engine.load(tiny_artifacts.program("partial"))
+        engine.send(["full", "partial"], "Hello there", GenerationSettings(max_new_tokens=10))
+        assert finished.wait(120), events
+    finally:
+        engine.close()
+    assert isinstance(events[0], EngineReady) and events[0].sharing.enabled
+    assert [e.info.name for e in events if isinstance(e, Loaded)] == ["full", "partial"]
+    failed = [e for e in events if isinstance(e, LoadFailed)]
+    assert len(failed) == 1 and "missing.pte" in failed[0].error
+    done = {e.adapter: e for e in events if isinstance(e, ReplyDone)}
+    assert set(done) == {"full", "partial"}
+    captured = capfd.readouterr()
+    assert captured.out == ""  # the runtime's own output stays in the worker's log
