@@ -1,10 +1,12 @@
 """The engine: adapter programs over one shared foundation, with no UI.
 
 ``ModelHost`` runs them in this process (scripts, benchmarks); ``EngineProcess`` runs a
-``ModelHost`` in a worker process and streams its events back (the UI).
+``ModelHost`` in a worker process and streams its events back (the UI). Both import torch
+and executorch only when used, so importing the types stays cheap.
 """
 
-from lora_tui.engine.host import ModelHost
+from typing import TYPE_CHECKING
+
 from lora_tui.engine.types import (
     AdapterInfo,
     EngineError,
@@ -18,9 +20,14 @@ from lora_tui.engine.types import (
     Sharing,
 )
 
+if TYPE_CHECKING:
+    from lora_tui.engine.host import ModelHost
+    from lora_tui.engine.worker import EngineProcess
+
 __all__ = [
     "AdapterInfo",
     "EngineError",
+    "EngineProcess",
     "GenerationSettings",
     "MemoryBreakdown",
     "ModelHost",
@@ -31,3 +38,15 @@ __all__ = [
     "ReplyStats",
     "Sharing",
 ]
+
+
+def __getattr__(name: str):
+    if name == "ModelHost":
+        from lora_tui.engine.host import ModelHost
+
+        return ModelHost
+    if name == "EngineProcess":
+        from lora_tui.engine.worker import EngineProcess
+
+        return EngineProcess
+    raise AttributeError(name)

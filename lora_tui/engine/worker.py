@@ -8,6 +8,7 @@ goes to the log file there, never to the UI's terminal.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import threading
@@ -17,6 +18,9 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+import psutil
+
+from lora_tui.engine.memory import MemorySample, sample
 from lora_tui.engine.types import AdapterInfo, GenerationSettings, Notice, Piece, ReplyDone, Sharing
 
 # --- commands to the worker ----------------------------------------------------------------
@@ -114,7 +118,14 @@ class EngineProcess:
         )
         self._on_event = on_event
         self._lock = threading.Lock()
-        self._process.start()
+        # Under a UI, sys.stdout/err may have no real descriptor, and multiprocessing hands
+        # sys.stderr's descriptor to its helper processes: give it /dev/null instead.
+        with (
+            open(os.devnull, "w") as quiet,
+            contextlib.redirect_stderr(quiet),
+            contextlib.redirect_stdout(quiet),
+        ):
+            self._process.start()
         child.close()
         self._reader = threading.Thread(target=self._read, daemon=True, name="engine-events")
         self._reader.start()
@@ -122,6 +133,13 @@ class EngineProcess:
     @property
     def pid(self) -> int | None:
         return self._process.pid
+
+    def memory(self) -> MemorySample | None:
+        """The worker's memory: that is where the programs live."""
+        try:
+            return sample(self._process.pid)
+        except (psutil.Error, OSError, ValueError):
+            return None
 
     def _read(self) -> None:
         while True:

@@ -1,0 +1,411 @@
+"""The lora-tui app: adapter panes side by side, a prompt, and a live memory panel."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+
+from textual import on, work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Input
+
+from lora_tui.engine.types import GenerationSettings, Notice, Piece, ReplyDone
+from lora_tui.engine.worker import (
+    EngineEvent,
+    EngineFailed,
+    EngineReady,
+    Loaded,
+    LoadFailed,
+)
+from lora_tui.ui.client import EngineClient, EngineFactory
+from lora_tui.ui.messages import EngineEventArrived, MemorySampled
+from lora_tui.ui.screens.ask import AskScreen
+from lora_tui.ui.screens.help import HelpScreen
+from lora_tui.ui.screens.main import MainScreen
+from lora_tui.ui.transcript import transcript_markdown
+from lora_tui.ui.widgets.adapter_pane import AdapterPane
+from lora_tui.ui.widgets.memory_panel import MemoryPanel
+from lora_tui.ui.widgets.prompt_bar import PromptBar
+
+PANE_MIN_WIDTH = 36
+MEMORY_INTERVAL_S = 1.0
+
+HELP_ROWS = [
+    ("Enter", "send the prompt (to every adapter, or the selected one)"),
+    ("Tab / Shift+Tab", "select the next / previous adapter"),
+    ("Alt+1…9, 1…9", "select adapter N (digits when the prompt is not focused)"),
+    ("F2", "maximize or restore the selected pane"),
+    ("Ctrl+B", "toggle: send to all adapters / to the selected one"),
+    ("Esc", "cancel the replies in progress (what arrived is kept)"),
+    ("Ctrl+L", "clear every conversation"),
+    ("Ctrl+S", "save the transcript as Markdown"),
+    ("Ctrl+P", "command palette: load, unload, settings, copy, save"),
+    ("F1 / ?", "this help"),
+    ("Ctrl+Q", "quit"),
+]
+
+
+class LoraTuiApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "lora-tui"
+    BINDINGS = [
+        Binding("f1", "help", "Help", priority=True),
+        Binding("question_mark", "help", "Help", show=False),
+        Binding("tab", "select_step(1)", "Next", priority=True),
+        Binding("shift+tab", "select_step(-1)", "Previous", show=False, priority=True),
+        Binding("f2", "maximize", "Maximize", priority=True),
+        Binding("ctrl+b", "toggle_broadcast", "All/one", priority=True),
+        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+l", "clear", "Clear", priority=True),
+        Binding("ctrl+s", "save_transcript", "Save", priority=True),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+        *[Binding(f"alt+{n}", f"select({n})", show=False, priority=True) for n in range(1, 10)],
+        *[Binding(str(n), f"select({n})", show=False) for n in range(1, 10)],
+    ]
+
+    broadcast: reactive[bool] = reactive(True)
+    selected: reactive[int] = reactive(0)
+
+    def __init__(
+        self,
+        programs: list[Path],
+        engine_factory: EngineFactory,
+        settings: GenerationSettings | None = None,
+        transcript_dir: Path | None = None,
+        cursor_blink: bool = True,
+        memory_interval_s: float = MEMORY_INTERVAL_S,
+    ) -> None:
+        super().__init__()
+        self.programs = programs
+        self.engine_factory = engine_factory
+        self.settings = settings or GenerationSettings(temperature=0.0, max_new_tokens=256)
+        self.transcript_dir = transcript_dir or Path.cwd()
+        self.cursor_blink = cursor_blink
+        self.memory_interval_s = memory_interval_s
+        self.engine: EngineClient | None = None
+        self.panes: dict[str, AdapterPane] = {}
+        self.main = MainScreen()
+
+    # --- layout ----------------------------------------------------------------------------
+
+    def get_default_screen(self) -> MainScreen:
+        return self.main
+
+    @property
+    def memory_panel(self) -> MemoryPanel:
+        return self.main.query_one(MemoryPanel)
+
+    @on(MainScreen.Ready)
+    async def _start(self) -> None:
+        prompt = self.main.query_one("#prompt", Input)
+        prompt.cursor_blink = self.cursor_blink
+        prompt.focus()
+        self.engine = self.engine_factory(self._from_engine)
+        for program in self.programs:
+            await self._add_program(program)
+        self._show_target()
+        self._sample_memory()
+        self.set_interval(self.memory_interval_s, self._sample_memory)
+
+    async def on_unmount(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+
+    def on_resize(self) -> None:
+        if self.panes:  # none before the main screen has mounted
+            self._relayout()
+
+    def _relayout(self) -> None:
+        grid = self.main.query_one("#panes")
+        width = grid.size.width or self.size.width
+        columns = max(1, min(len(self.panes), width // PANE_MIN_WIDTH)) if self.panes else 1
+        grid.styles.grid_size_columns = columns
+        for index, pane in enumerate(self.panes.values(), start=1):
+            pane.set_index(index)
+            pane.set_class(index - 1 == self.selected, "-selected")
+
+    def _unique_name(self, path: Path) -> str:
+        name, copy = path.stem, 2
+        while name in self.panes:
+            name, copy = f"{path.stem}#{copy}", copy + 1
+        return name
+
+    async def _add_program(self, path: Path) -> None:
+        name = self._unique_name(path)
+        pane = AdapterPane(name, len(self.panes) + 1)
+        self.panes[name] = pane
+        await self.main.query_one("#panes").mount(pane)
+        self._relayout()
+        assert self.engine is not None
+        self.engine.load(path, name)
+
+    # --- engine events (posted from the engine's reader thread) -----------------------------
+
+    def _from_engine(self, event: EngineEvent) -> None:
+        self.post_message(EngineEventArrived(event))
+
+    @on(EngineEventArrived)
+    async def _engine_event(self, message: EngineEventArrived) -> None:
+        event = message.event
+        memory = self.memory_panel
+        if isinstance(event, EngineReady):
+            memory.engine_ready(event.sharing, event.baseline_rss_mib, event.foundation_mib)
+            self.sub_title = "weight sharing on" if event.sharing.enabled else "weight sharing OFF"
+            return
+        if isinstance(event, EngineFailed):
+            for pane in self.panes.values():
+                if pane.state == "loading":
+                    pane.failed(event.error)
+            self.notify(event.error, title="engine stopped", severity="error", timeout=30)
+            return
+        if isinstance(event, Loaded):
+            name = event.info.name
+            pane = self.panes.get(name)
+        else:
+            name = event.name if isinstance(event, LoadFailed) else event.adapter
+            pane = self.panes.get(name)
+        if pane is None:
+            return  # unloaded while the event was on its way
+        if isinstance(event, Loaded):
+            pane.loaded(event.info)
+            memory.adapter_loaded(event.info)
+        elif isinstance(event, LoadFailed):
+            pane.failed(event.error)
+        elif isinstance(event, Piece):
+            await pane.add_piece(event.text)
+        elif isinstance(event, ReplyDone):
+            await pane.finish_reply(event)
+        elif isinstance(event, Notice):
+            pane.notice(event.text)
+
+    @work(thread=True, exclusive=True, group="memory")
+    def _sample_memory(self) -> None:
+        sample = self.engine.memory() if self.engine else None
+        if sample is not None:
+            self.post_message(MemorySampled(sample))
+
+    @on(MemorySampled)
+    def _memory_sampled(self, message: MemorySampled) -> None:
+        self.memory_panel.record(message.sample)
+
+    # --- sending ---------------------------------------------------------------------------
+
+    @property
+    def selected_pane(self) -> AdapterPane | None:
+        panes = list(self.panes.values())
+        return panes[self.selected] if 0 <= self.selected < len(panes) else None
+
+    @on(Input.Submitted, "#prompt")
+    async def _send(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        if not text or self.engine is None:
+            return
+        candidates = list(self.panes.values()) if self.broadcast else [self.selected_pane]
+        targets = [p for p in candidates if p is not None and p.state in ("ready", "cancelled")]
+        if not targets:
+            busy = any(p and p.state == "generating" for p in candidates)
+            self.notify(
+                "still answering — Esc cancels" if busy else "no adapter is ready yet",
+                severity="warning",
+            )
+            return
+        event.input.value = ""
+        for pane in targets:
+            await pane.start_reply(text)
+        self.engine.send([p.adapter_name for p in targets], text, self.settings)
+
+    # --- actions -----------------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(HELP_ROWS))
+
+    def action_select(self, number: int) -> None:
+        if 1 <= number <= len(self.panes):
+            self.selected = number - 1
+
+    def action_select_step(self, step: int) -> None:
+        if self.panes:
+            self.selected = (self.selected + step) % len(self.panes)
+
+    def watch_selected(self) -> None:
+        if self.engine is not None:  # started: the main screen exists
+            self._relayout()
+            self._show_target()
+            pane = self.selected_pane
+            if pane is not None and self.main.maximized is not None:
+                self.main.maximize(pane, container=False)
+
+    def watch_broadcast(self) -> None:
+        if self.engine is not None:
+            self._show_target()
+
+    def _show_target(self) -> None:
+        pane = self.selected_pane
+        self.main.query_one(PromptBar).show_target(
+            self.broadcast, pane.adapter_name if pane else None
+        )
+
+    def action_toggle_broadcast(self) -> None:
+        self.broadcast = not self.broadcast
+
+    def action_maximize(self) -> None:
+        if self.main.maximized is not None:
+            self.main.minimize()
+        elif self.selected_pane is not None:
+            self.main.maximize(self.selected_pane, container=False)
+
+    def action_cancel(self) -> None:
+        if self.engine is not None and any(p.state == "generating" for p in self.panes.values()):
+            self.engine.cancel(None)
+
+    async def action_clear(self) -> None:
+        if self.engine is not None:
+            self.engine.clear(None)
+        for pane in self.panes.values():
+            await pane.clear()
+
+    def action_save_transcript(self) -> None:
+        when = datetime.now()
+        path = self.transcript_dir / f"lora-tui-transcript-{when:%Y%m%d-%H%M%S}.md"
+        text = transcript_markdown([(p.adapter_name, p.turns) for p in self.panes.values()], when)
+        try:
+            path.write_text(text, encoding="utf-8")
+        except OSError as err:
+            self.notify(f"could not save: {err}", severity="error")
+            return
+        self.notify(f"saved {path}", title="transcript")
+
+    def action_copy_last_reply(self) -> None:
+        pane = self.selected_pane
+        reply = pane.last_reply if pane else None
+        if reply is None:
+            self.notify("the selected adapter has not replied yet", severity="warning")
+            return
+        self.copy_to_clipboard(reply)
+        self.notify(f"copied {pane.adapter_name}'s last reply ({len(reply)} characters)")
+
+    def action_load_program(self) -> None:
+        def chosen(answer: str | None) -> None:
+            if answer:
+                self.run_worker(self._add_program(Path(answer).expanduser()))
+
+        self.push_screen(
+            AskScreen(
+                "Load an adapter program (.pte) over the same foundation:",
+                placeholder="path/to/adapter.pte",
+            ),
+            chosen,
+        )
+
+    async def unload(self, name: str) -> None:
+        pane = self.panes.pop(name, None)
+        if pane is None:
+            return
+        if self.engine is not None:
+            self.engine.unload(name)
+        await pane.remove()
+        self.memory_panel.adapter_removed(name)
+        self.selected = min(self.selected, max(len(self.panes) - 1, 0))
+        self._relayout()
+        self._show_target()
+
+    def action_set_temperature(self) -> None:
+        def chosen(answer: str | None) -> None:
+            try:
+                value = float(answer) if answer is not None else None
+            except ValueError:
+                value = -1.0
+            if value is None:
+                return
+            if not 0 <= value <= 2:
+                self.notify("temperature must be a number from 0 to 2", severity="error")
+                return
+            self._update_settings(temperature=value)
+
+        self.push_screen(
+            AskScreen("Temperature (0 = greedy):", str(self.settings.temperature)), chosen
+        )
+
+    def action_set_max_tokens(self) -> None:
+        def chosen(answer: str | None) -> None:
+            if answer is None:
+                return
+            if not answer.isdigit() or int(answer) < 1:
+                self.notify("max new tokens must be a whole number above 0", severity="error")
+                return
+            self._update_settings(max_new_tokens=int(answer))
+
+        self.push_screen(
+            AskScreen("Max new tokens per reply:", str(self.settings.max_new_tokens)), chosen
+        )
+
+    def _update_settings(self, **changes: float | int) -> None:
+        from dataclasses import replace
+
+        self.settings = replace(self.settings, **changes)
+        self.notify(
+            f"temperature {self.settings.temperature}, "
+            f"max new tokens {self.settings.max_new_tokens}",
+            title="settings",
+        )
+
+    # --- command palette ----------------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand(
+            "Load adapter program", "Add a .pte over the same foundation", self.action_load_program
+        )
+        for name in list(self.panes):
+            yield SystemCommand(
+                f"Unload {name}",
+                f"Free {name}'s memory",
+                lambda name=name: self.run_worker(self.unload(name)),
+            )
+        yield SystemCommand("Clear conversations", "Forget every conversation", self.action_clear)
+        yield SystemCommand(
+            "Save transcript", "Write all conversations as Markdown", self.action_save_transcript
+        )
+        yield SystemCommand(
+            "Toggle broadcast",
+            "Send to all adapters or the selected one",
+            self.action_toggle_broadcast,
+        )
+        yield SystemCommand("Set temperature", "0 is greedy", self.action_set_temperature)
+        yield SystemCommand(
+            "Set max new tokens", "Longest reply, in tokens", self.action_set_max_tokens
+        )
+        yield SystemCommand(
+            "Copy last reply", "The selected adapter's last reply", self.action_copy_last_reply
+        )
+
+
+def run_app(args) -> int:
+    """Check the foundation here (one clear line if it is wrong), then run the app."""
+    from rich.console import Console
+
+    from lora_tui.engine.artifacts import open_foundation
+    from lora_tui.engine.types import EngineError
+    from lora_tui.ui.client import process_engine_factory
+
+    tokenizer = Path(args.tokenizer) if args.tokenizer else None
+    try:
+        open_foundation(args.weights, tokenizer)
+    except EngineError as err:
+        Console(stderr=True, highlight=False).print(
+            f"[red]lora-tui: error:[/] {err}", soft_wrap=True
+        )
+        return 1
+    warnings.simplefilter("ignore")  # nothing may print over the UI
+    factory = process_engine_factory(
+        args.weights, tokenizer, not args.no_share, Path(args.log) if args.log else None
+    )
+    app = LoraTuiApp(list(args.programs), factory)
+    app.run()
+    return app.return_code or 0

@@ -1,0 +1,20 @@
+"""Messages the engine's reader thread and the memory sampler post to the app."""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+from lora_tui.engine.memory import MemorySample
+from lora_tui.engine.worker import EngineEvent
+
+
+class EngineEventArrived(Message):
+    def __init__(self, event: EngineEvent) -> None:
+        super().__init__()
+        self.event = event
+
+
+class MemorySampled(Message):
+    def __init__(self, sample: MemorySample) -> None:
+        super().__init__()
+        self.sample = sample

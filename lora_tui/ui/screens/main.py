@@ -1,0 +1,31 @@
+"""The main screen: adapter panes, the memory panel and the prompt."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Container, Horizontal
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Header
+
+from lora_tui.ui.widgets.memory_panel import MemoryPanel
+from lora_tui.ui.widgets.prompt_bar import PromptBar
+
+
+class MainScreen(Screen):
+    # A maximized pane still shows the prompt, so the conversation can go on.
+    ALLOW_IN_MAXIMIZED_VIEW = "Header, Footer, PromptBar"
+
+    class Ready(Message):
+        """Posted once the layout exists, so the app can start the engine into it."""
+
+    def on_mount(self) -> None:
+        self.post_message(self.Ready())
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="main"):
+            yield Container(id="panes")
+            yield MemoryPanel()
+        yield PromptBar()
+        yield Footer()

@@ -1,0 +1,158 @@
+"""One adapter's pane: its conversation, streamed as Markdown, and a status line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.reactive import reactive
+from textual.widgets import Markdown, Static
+from textual.widgets.markdown import MarkdownStream
+
+from lora_tui.engine.types import AdapterInfo, ReplyDone, ReplyEnd, ReplyStats
+
+STATE_ICONS = {
+    "loading": "◌ loading",
+    "ready": "● ready",
+    "generating": "◉ generating",
+    "cancelled": "○ cancelled",
+    "error": "✖ error",
+}
+
+
+@dataclass
+class Turn:
+    role: str
+    text: str
+    note: str = ""  # "cancelled", "error: ...", "notice: ..."
+
+
+class AdapterPane(Vertical):
+    """Shows one adapter. The app routes engine events here by ``adapter_name``."""
+
+    ALLOW_MAXIMIZE = True
+    state: reactive[str] = reactive("loading")
+
+    def __init__(self, adapter_name: str, index: int) -> None:
+        super().__init__(classes="adapter-pane")
+        self.adapter_name = adapter_name
+        self.index = index
+        self.turns: list[Turn] = []
+        self.last_stats: ReplyStats | None = None
+        self.info: AdapterInfo | None = None
+        self.detail = ""
+        self._stream: MarkdownStream | None = None
+        self._reply: Markdown | None = None
+        self._reply_text: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        yield VerticalScroll(classes="conversation")
+        yield Static(classes="status")
+
+    def on_mount(self) -> None:
+        self._update_titles()
+        self._update_status()
+
+    def watch_state(self) -> None:
+        for name in STATE_ICONS:
+            self.set_class(self.state == name, f"-{name}")
+        if self.is_mounted:
+            self._update_status()
+
+    def set_index(self, index: int) -> None:
+        self.index = index
+        self._update_titles()
+
+    def _update_titles(self) -> None:
+        hotkey = f"{self.index}" if self.index <= 9 else "·"
+        self.border_title = f"[{hotkey}] {self.adapter_name}"
+        if self.info and self.info.kind == "base":
+            self.border_subtitle = "base model"
+        elif self.info and self.info.rank:
+            self.border_subtitle = f"r={self.info.rank} · {len(self.info.target_modules)} targets"
+
+    def _update_status(self) -> None:
+        parts = [STATE_ICONS[self.state]]
+        if self.last_stats:
+            stats = self.last_stats
+            parts.append(f"TTFT {stats.ttft_s:.2f} s")
+            parts.append(f"{stats.decode_tok_s:.1f} tok/s")
+            if stats.reused_tokens:
+                parts.append(f"{stats.reused_tokens} cached")
+        if self.detail:
+            parts.append(self.detail)
+        self.query_one(".status", Static).update(" · ".join(parts))
+
+    @property
+    def conversation(self) -> VerticalScroll:
+        return self.query_one(".conversation", VerticalScroll)
+
+    # --- engine events ---------------------------------------------------------------------
+
+    def loaded(self, info: AdapterInfo) -> None:
+        self.info = info
+        self.state = "ready"
+        self._update_titles()
+
+    def failed(self, error: str) -> None:
+        self.detail = ""
+        self.state = "error"
+        self.conversation.mount(Static(error, classes="error-text"))
+
+    async def start_reply(self, user_text: str) -> None:
+        self.turns.append(Turn("user", user_text))
+        conversation = self.conversation
+        await conversation.mount(Static(user_text, classes="user-message", markup=False))
+        self._reply = Markdown(classes="assistant-message")
+        await conversation.mount(self._reply)
+        conversation.anchor()
+        self._stream = Markdown.get_stream(self._reply)
+        self._reply_text = []
+        self.detail = ""
+        self.state = "generating"
+
+    async def add_piece(self, text: str) -> None:
+        if self._stream is not None:
+            self._reply_text.append(text)
+            await self._stream.write(text)
+
+    async def finish_reply(self, done: ReplyDone) -> None:
+        if self._stream is not None:
+            await self._stream.stop()
+            self._stream = None
+        note = {
+            ReplyEnd.CANCELLED: "cancelled",
+            ReplyEnd.ERROR: f"error: {done.error}",
+            ReplyEnd.CONTEXT: "stopped: context full",
+        }.get(done.end, "")
+        self.turns.append(Turn("assistant", done.text, note))
+        if done.stats:
+            self.last_stats = done.stats
+        if done.end is ReplyEnd.ERROR:
+            await self.conversation.mount(
+                Static(done.error or "error", classes="error-text", markup=False)
+            )
+        self.detail = note
+        self.state = "cancelled" if done.end is ReplyEnd.CANCELLED else "ready"
+        self._update_status()
+
+    def notice(self, text: str) -> None:
+        self.turns.append(Turn("notice", text))
+        self.conversation.mount(Static(text, classes="notice", markup=False))
+
+    async def clear(self) -> None:
+        if self._stream is not None:
+            await self._stream.stop()
+            self._stream = None
+        await self.conversation.remove_children()
+        self.turns.clear()
+        self.detail = ""
+        if self.state in ("cancelled", "generating"):
+            self.state = "ready"
+        self._update_status()
+
+    @property
+    def last_reply(self) -> str | None:
+        replies = [t.text for t in self.turns if t.role == "assistant"]
+        return replies[-1] if replies else None

@@ -1,0 +1,114 @@
+"""Live memory: process RSS over time, RSS beside PSS, sharing, and what each adapter added."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Sparkline, Static
+
+from lora_tui.engine.memory import MemorySample
+from lora_tui.engine.types import AdapterInfo, Sharing
+
+HISTORY = 120  # samples kept for the sparkline
+RSS_VS_PSS = (
+    "RSS counts a shared file page once per mapping; PSS splits it among the mappings. "
+    "+RSS: what loading each adapter added; anon: its private part. MiB."
+)
+
+
+class MemoryPanel(Vertical):
+    def __init__(self) -> None:
+        super().__init__(id="memory")
+        self.border_title = "Memory"
+        self.history: deque[float] = deque(maxlen=HISTORY)
+        self.sharing: Sharing | None = None
+        self.foundation_mib: float | None = None
+        self.baseline_mib: float | None = None
+        self.adapters: dict[str, AdapterInfo] = {}
+        self.latest: MemorySample | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="memory-now")
+        yield Sparkline([], id="rss-history")
+        yield Static(RSS_VS_PSS, id="rss-vs-pss")
+        yield Static(id="memory-sharing")
+        yield Static(id="memory-adapters")
+
+    def on_mount(self) -> None:
+        self.refresh_view()
+
+    def record(self, sample: MemorySample) -> None:
+        self.latest = sample
+        self.history.append(sample.rss_mib)
+        self.query_one(Sparkline).data = list(self.history)
+        self.refresh_view()
+
+    def engine_ready(self, sharing: Sharing, baseline_mib: float, foundation_mib: float) -> None:
+        self.sharing, self.baseline_mib, self.foundation_mib = sharing, baseline_mib, foundation_mib
+        self.refresh_view()
+
+    def adapter_loaded(self, info: AdapterInfo) -> None:
+        self.adapters[info.name] = info
+        self.refresh_view()
+
+    def adapter_removed(self, name: str) -> None:
+        self.adapters.pop(name, None)
+        self.refresh_view()
+
+    def refresh_view(self) -> None:
+        if not self.is_mounted:
+            return
+        now = Table.grid(expand=True)
+        now.add_column(ratio=1)
+        now.add_column(ratio=1)
+        if self.latest:
+            pss = self.latest.pss_mib
+            now.add_row(
+                Text.assemble(("RSS ", "bold"), f"{self.latest.rss_mib:,.0f} MiB"),
+                Text.assemble(("PSS ", "bold"), f"{pss:,.0f} MiB" if pss else "n/a"),
+            )
+        else:
+            now.add_row(Text("measuring…", "dim"))
+        self.query_one("#memory-now", Static).update(now)
+
+        sharing = Text()
+        if self.sharing is None:
+            sharing.append("weight sharing: starting…", "dim")
+        elif self.sharing.enabled:
+            sharing.append("weight sharing ON", "bold green")
+        else:
+            sharing.append("weight sharing OFF", "bold red").append(f" — {self.sharing.detail}")
+        if self.foundation_mib is not None:
+            packed = (
+                "packed once for all adapters"
+                if self.sharing and self.sharing.enabled
+                else "packed again by every adapter"
+            )
+            size = (
+                f"{self.foundation_mib:,.0f}"
+                if self.foundation_mib >= 10
+                else f"{self.foundation_mib:.1f}"
+            )
+            sharing.append(f"\nshared: foundation.ptd {size} MiB, {packed}")
+        self.query_one("#memory-sharing", Static).update(sharing)
+
+        table = Table(box=None, expand=True, padding=(0, 1), show_edge=False)
+        table.add_column("adapter", ratio=1, no_wrap=True, overflow="ellipsis")
+        table.add_column("+RSS", justify="right", no_wrap=True)
+        table.add_column("anon", justify="right", no_wrap=True)
+        table.add_column("LoRA", justify="right", no_wrap=True)
+        table.add_column("KV", justify="right", no_wrap=True)
+        for info in self.adapters.values():
+            anon = info.anon_increment_mib
+            table.add_row(
+                info.name,
+                f"{info.increment_mib:+.0f}",
+                f"{anon:+.0f}" if anon is not None else "—",
+                f"{info.breakdown.adapter_weights_mib:.1f}",
+                f"{info.breakdown.kv_cache_mib:.1f}",
+            )
+        self.query_one("#memory-adapters", Static).update(table)

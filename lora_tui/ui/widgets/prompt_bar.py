@@ -1,0 +1,19 @@
+"""The prompt: where a message is typed, and where it will go."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import Input, Label
+
+
+class PromptBar(Horizontal):
+    def compose(self) -> ComposeResult:
+        yield Label("→ all", id="target")
+        yield Input(placeholder="Ask every adapter…  (Enter sends, F1 help)", id="prompt")
+
+    def show_target(self, broadcast: bool, selected: str | None) -> None:
+        label = "→ all" if broadcast else f"→ {selected or 'none'}"
+        self.query_one("#target", Label).update(label)
+        where = "every adapter" if broadcast else (selected or "the selected adapter")
+        self.query_one(Input).placeholder = f"Ask {where}…  (Enter sends, F1 help)"

@@ -1,0 +1,258 @@
+"""The app, headless: every key and flow (pilot) and the main screens (snapshots)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import Input
+
+from lora_tui.ui.app import LoraTuiApp
+from lora_tui.ui.screens.ask import AskScreen
+from lora_tui.ui.screens.help import HelpScreen
+from lora_tui.ui.widgets.adapter_pane import AdapterPane
+from lora_tui.ui.widgets.memory_panel import MemoryPanel
+from tests.fake_engine import FakeEngine
+
+SIZE = (120, 34)
+
+
+def make_app(names: list[str], tmp_path: Path, **engine_options) -> LoraTuiApp:
+    engines: list[FakeEngine] = []
+
+    def factory(on_event):
+        engine = FakeEngine(on_event, **engine_options)
+        engines.append(engine)
+        return engine
+
+    app = LoraTuiApp(
+        [Path(f"/artifacts/{n}.pte") for n in names],
+        factory,
+        transcript_dir=tmp_path,
+        cursor_blink=False,
+        memory_interval_s=3600,
+    )
+    app.animation_level = "none"
+    app.engines = engines  # type: ignore[attr-defined]
+    return app
+
+
+def engine(app: LoraTuiApp) -> FakeEngine:
+    return app.engines[0]  # type: ignore[attr-defined]
+
+
+async def send(pilot, text: str) -> None:
+    pilot.app.query_one("#prompt", Input).value = text
+    await pilot.press("enter")
+    await pilot.pause()
+
+
+def pane(app: LoraTuiApp, name: str) -> AdapterPane:
+    return app.panes[name]
+
+
+async def test_send_goes_to_every_adapter(tmp_path: Path) -> None:
+    app = make_app(["nobel", "executorch"], tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await send(pilot, "Who won?")
+        assert ("send", ("nobel", "executorch"), "Who won?") in engine(app).calls
+        assert pane(app, "nobel").last_reply and "Hopfield" in pane(app, "nobel").last_reply
+        assert ".pte" in (pane(app, "executorch").last_reply or "")
+        assert app.query_one("#prompt", Input).value == ""
+        assert pane(app, "nobel").state == "ready"
+        assert "26.4 tok/s" in str(pane(app, "nobel").query_one(".status").render())
+
+
+async def test_send_to_the_selected_adapter_only(tmp_path: Path) -> None:
+    app = make_app(["nobel", "executorch"], tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("tab", "ctrl+b")
+        assert app.broadcast is False
+        assert "→ executorch" in str(app.query_one("#target").render())
+        await send(pilot, "What is a .pte?")
+        assert ("send", ("executorch",), "What is a .pte?") in engine(app).calls
+        assert pane(app, "nobel").turns == []
+
+
+async def test_keys_switch_between_adapters(tmp_path: Path) -> None:
+    app = make_app(["a", "b", "c"], tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.selected == 0 and pane(app, "a").has_class("-selected")
+        await pilot.press("tab")
+        assert app.selected == 1 and pane(app, "b").has_class("-selected")
+        await pilot.press("shift+tab", "shift+tab")
+        assert app.selected == 2
+        await pilot.press("alt+1")
+        assert app.selected == 0
+        app.set_focus(None)
+        await pilot.press("2")  # digits select when the prompt is not focused
+        assert app.selected == 1
+
+
+async def test_maximize_and_restore(tmp_path: Path) -> None:
+    app = make_app(["a", "b"], tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("tab", "f2")
+        assert app.main.maximized is pane(app, "b")
+        await pilot.press("shift+tab")  # switching keeps the maximized view on the selection
+        assert app.main.maximized is pane(app, "a")
+        await pilot.press("f2")
+        assert app.main.maximized is None
+
+
+async def test_escape_cancels_and_keeps_the_partial_reply(tmp_path: Path) -> None:
+    app = make_app(["nobel", "executorch"], tmp_path, hold=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await send(pilot, "Who won?")
+        assert pane(app, "nobel").state == "generating"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert ("cancel", None) in engine(app).calls
+        nobel = pane(app, "nobel")
+        assert nobel.state == "cancelled"
+        assert nobel.turns[-1].note == "cancelled" and nobel.turns[-1].text.startswith("The 2024")
+
+
+async def test_load_another_program_while_running(tmp_path: Path) -> None:
+    app = make_app(["nobel"], tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.action_load_program()
+        await pilot.pause()
+        assert isinstance(app.screen, AskScreen)
+        app.screen.query_one(Input).value = "/artifacts/executorch.pte"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert ("load", "/artifacts/executorch.pte", "executorch") in engine(app).calls
+        assert pane(app, "executorch").state == "ready"
+        assert set(app.query_one(MemoryPanel).adapters) == {"nobel", "executorch"}
+
+
+async def test_unload_frees_the_pane(tmp_path: Path) -> None:
+    app = make_app(["nobel", "executorch"], tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        commands = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Unload nobel" in commands and "Save transcript" in commands
+        await app.unload("nobel")
+        await pilot.pause()
+        assert ("unload", "nobel") in engine(app).calls
+        assert list(app.panes) == ["executorch"]
+        assert set(app.query_one(MemoryPanel).adapters) == {"executorch"}
+
+
+async def test_save_transcript(tmp_path: Path) -> None:
+    app = make_app(["nobel", "executorch"], tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await send(pilot, "Who won?")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+    saved = list(tmp_path.glob("lora-tui-transcript-*.md"))
+    assert len(saved) == 1
+    text = saved[0].read_text()
+    assert "## nobel" in text and "## executorch" in text and "Who won?" in text
+    assert "Geoffrey Hinton" in text
+
+
+async def test_clear_forgets_conversations(tmp_path: Path) -> None:
+    app = make_app(["nobel"], tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await send(pilot, "Who won?")
+        await pilot.press("ctrl+l")
+        await pilot.pause()
+        assert ("clear", None) in engine(app).calls
+        assert pane(app, "nobel").turns == []
+
+
+async def test_failed_adapter_shows_its_error_and_others_work(tmp_path: Path) -> None:
+    app = make_app(
+        ["nobel", "broken"],
+        tmp_path,
+        fail={"broken": "/artifacts/broken.pte: truncated (4000 of 127360 bytes)"},
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert pane(app, "broken").state == "error"
+        await send(pilot, "Who won?")
+        assert ("send", ("nobel",), "Who won?") in engine(app).calls
+
+
+async def test_help_lists_every_binding(tmp_path: Path) -> None:
+    app = make_app(["nobel"], tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("f1")
+        assert isinstance(app.screen, HelpScreen)
+        listed = " ".join(keys for keys, _ in app.screen.rows)
+        for key in ("Enter", "Tab", "F2", "Ctrl+B", "Esc", "Ctrl+L", "Ctrl+S", "Ctrl+P", "Ctrl+Q"):
+            assert key in listed
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_settings_from_the_palette(tmp_path: Path) -> None:
+    app = make_app(["nobel"], tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.action_set_temperature()
+        await pilot.pause()
+        app.screen.query_one(Input).value = "0.7"
+        await pilot.press("enter")
+        app.action_set_max_tokens()
+        await pilot.pause()
+        app.screen.query_one(Input).value = "64"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert (app.settings.temperature, app.settings.max_new_tokens) == (0.7, 64)
+        await send(pilot, "Hi")
+
+
+# --- snapshots --------------------------------------------------------------------------------
+
+
+def test_snapshot_two_adapters(snap_compare, tmp_path: Path) -> None:
+    async def run_before(pilot) -> None:
+        await pilot.pause()
+        await send(pilot, "Who won the 2024 Nobel Prize in Physics?")
+        await pilot.pause()
+
+    app = make_app(["nobel", "executorch"], tmp_path)
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_snapshot_four_adapters(snap_compare, tmp_path: Path) -> None:
+    app = make_app(["base", "nobel", "executorch", "mixed"], tmp_path)
+    assert snap_compare(app, terminal_size=SIZE, run_before=lambda pilot: pilot.pause())
+
+
+def test_snapshot_reply_streaming(snap_compare, tmp_path: Path) -> None:
+    async def run_before(pilot) -> None:
+        await pilot.pause()
+        await send(pilot, "Who won the 2024 Nobel Prize in Physics?")
+        await pilot.pause()
+
+    app = make_app(["nobel", "executorch"], tmp_path, hold=True)
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_snapshot_help(snap_compare, tmp_path: Path) -> None:
+    app = make_app(["nobel", "executorch"], tmp_path)
+    assert snap_compare(app, terminal_size=SIZE, press=["f1"])
+
+
+def test_snapshot_error_pane(snap_compare, tmp_path: Path) -> None:
+    app = make_app(
+        ["nobel", "broken"],
+        tmp_path,
+        fail={
+            "broken": "/artifacts/broken.pte: built for another foundation, "
+            "not /artifacts/foundation.ptd"
+        },
+    )
+    assert snap_compare(app, terminal_size=SIZE, run_before=lambda pilot: pilot.pause())
