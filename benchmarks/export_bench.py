@@ -59,8 +59,9 @@ def main() -> None:
 
     started = time.perf_counter()
     result = run_export(ExportRequest(base=gguf, adapters=[("a", first)], out=out))
-    report("first export (foundation + 1 adapter)", result.phase_seconds,
-           time.perf_counter() - started)
+    report(
+        "first export (foundation + 1 adapter)", result.phase_seconds, time.perf_counter() - started
+    )
 
     started = time.perf_counter()
     result = run_export(ExportRequest(base=gguf, adapters=[("b", second)], out=out))

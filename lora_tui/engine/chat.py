@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
+from jinja2 import Template
 from jinja2.exceptions import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Tokenizer
@@ -46,11 +48,20 @@ class ChatFormat:
         bos = tokenizer.id_to_token(bos_id) if bos_id is not None else None
         return cls(tokenizer, template or FALLBACK_TEMPLATE, frozenset(stop_ids), bos)
 
-    def render(self, messages: list[Message]) -> str:
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    @cached_property
+    def _template(self) -> Template:
+        env = ImmutableSandboxedEnvironment(
+            trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+        )
         env.globals["raise_exception"] = _raise
         try:
-            return env.from_string(self.template_source).render(
+            return env.from_string(self.template_source)
+        except TemplateError as err:
+            raise EngineError(f"chat template does not compile: {err}") from None
+
+    def render(self, messages: list[Message]) -> str:
+        try:
+            return self._template.render(
                 messages=[{"role": m.role, "content": m.content} for m in messages],
                 add_generation_prompt=True,
                 bos_token=self.bos_token or "",
