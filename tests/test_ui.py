@@ -79,9 +79,9 @@ async def test_keys_switch_between_adapters(tmp_path: Path) -> None:
     app = make_app(["a", "b", "c"], tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        assert app.selected == 0 and pane(app, "a").has_class("-selected")
+        assert app.selected == 0 and pane(app, "a").selected
         await pilot.press("tab")
-        assert app.selected == 1 and pane(app, "b").has_class("-selected")
+        assert app.selected == 1 and pane(app, "b").selected and not pane(app, "a").selected
         await pilot.press("shift+tab", "shift+tab")
         assert app.selected == 2
         await pilot.press("alt+1")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Iterable
 from datetime import datetime
@@ -23,7 +24,7 @@ from lora_tui.engine.worker import (
     LoadFailed,
 )
 from lora_tui.ui.client import EngineClient, EngineFactory
-from lora_tui.ui.messages import EngineEventArrived, MemorySampled
+from lora_tui.ui.messages import EngineEventArrived, MemorySampled, PiecesReady
 from lora_tui.ui.screens.ask import AskScreen
 from lora_tui.ui.screens.help import HelpScreen
 from lora_tui.ui.screens.main import MainScreen
@@ -90,6 +91,8 @@ class LoraTuiApp(App[int]):
         self.engine: EngineClient | None = None
         self.panes: dict[str, AdapterPane] = {}
         self.main = MainScreen()
+        self._pending: dict[str, list[str]] = {}
+        self._pending_lock = threading.Lock()
 
     # --- layout ----------------------------------------------------------------------------
 
@@ -127,7 +130,7 @@ class LoraTuiApp(App[int]):
         grid.styles.grid_size_columns = columns
         for index, pane in enumerate(self.panes.values(), start=1):
             pane.set_index(index)
-            pane.set_class(index - 1 == self.selected, "-selected")
+            pane.selected = index - 1 == self.selected
 
     def _unique_name(self, path: Path) -> str:
         name, copy = path.stem, 2
@@ -147,10 +150,29 @@ class LoraTuiApp(App[int]):
     # --- engine events (posted from the engine's reader thread) -----------------------------
 
     def _from_engine(self, event: EngineEvent) -> None:
-        self.post_message(EngineEventArrived(event))
+        # Tokens can arrive far faster than a screen can show them: buffer them and post
+        # one message per batch, so a key press never waits behind a queue of tokens.
+        if isinstance(event, Piece):
+            with self._pending_lock:
+                first = not self._pending
+                self._pending.setdefault(event.adapter, []).append(event.text)
+            if first:
+                self.post_message(PiecesReady())
+        else:
+            self.post_message(EngineEventArrived(event))
+
+    @on(PiecesReady)
+    async def _flush_pieces(self) -> None:
+        with self._pending_lock:
+            pending, self._pending = self._pending, {}
+        for name, texts in pending.items():
+            pane = self.panes.get(name)
+            if pane is not None:
+                await pane.add_piece("".join(texts))
 
     @on(EngineEventArrived)
     async def _engine_event(self, message: EngineEventArrived) -> None:
+        await self._flush_pieces()  # text that arrived before this event goes first
         event = message.event
         memory = self.memory_panel
         if isinstance(event, EngineReady):
@@ -176,8 +198,6 @@ class LoraTuiApp(App[int]):
             memory.adapter_loaded(event.info)
         elif isinstance(event, LoadFailed):
             pane.failed(event.error)
-        elif isinstance(event, Piece):
-            await pane.add_piece(event.text)
         elif isinstance(event, ReplyDone):
             await pane.finish_reply(event)
         elif isinstance(event, Notice):

@@ -14,6 +14,10 @@ class EngineEventArrived(Message):
         self.event = event
 
 
+class PiecesReady(Message):
+    """Streamed text is waiting in the app's buffer (posted once per batch, not per token)."""
+
+
 class MemorySampled(Message):
     def __init__(self, sample: MemorySample) -> None:
         super().__init__()

@@ -33,6 +33,7 @@ class AdapterPane(Vertical):
 
     ALLOW_MAXIMIZE = True
     state: reactive[str] = reactive("loading")
+    selected: reactive[bool] = reactive(False)
 
     def __init__(self, adapter_name: str, index: int) -> None:
         super().__init__(classes="adapter-pane")
@@ -51,14 +52,34 @@ class AdapterPane(Vertical):
         yield Static(classes="status")
 
     def on_mount(self) -> None:
+        self.query_one(".status", Static).add_class(f"-{self.state}")
         self._update_titles()
         self._update_status()
+        self._update_border()
 
-    def watch_state(self) -> None:
-        for name in STATE_ICONS:
-            self.set_class(self.state == name, f"-{name}")
+    # State shows on the status line's classes and the border's inline colour, never as a
+    # class on the pane: a class change restyles every widget of the conversation below it.
+    def watch_state(self, old: str, new: str) -> None:
         if self.is_mounted:
+            status = self.query_one(".status", Static)
+            status.remove_class(f"-{old}")
+            status.add_class(f"-{new}")
             self._update_status()
+            self._update_border()
+
+    def watch_selected(self) -> None:
+        if self.is_mounted:
+            self._update_border()
+
+    def _update_border(self) -> None:
+        variables = self.app.get_css_variables()
+        if self.state == "error":
+            color = variables["error"]
+        elif self.selected:
+            color = variables["accent"]
+        else:
+            color = variables["panel-lighten-2"]
+        self.styles.border = ("round", color)
 
     def set_index(self, index: int) -> None:
         self.index = index
