@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from exporter.base import PROJECTIONS
 from lora_tui.engine.memory import MemorySample
 from lora_tui.engine.types import (
     AdapterInfo,
@@ -80,17 +81,7 @@ class FakeEngine:
                     path=str(path),
                     kind="base" if name == "base" else "adapter",
                     rank=None if name == "base" else 16,
-                    target_modules=()
-                    if name == "base"
-                    else (
-                        "q_proj",
-                        "k_proj",
-                        "v_proj",
-                        "o_proj",
-                        "gate_proj",
-                        "down_proj",
-                        "up_proj",
-                    ),
+                    target_modules=() if name == "base" else tuple(PROJECTIONS),
                     load_s=0.7,
                     rss_before_mib=before,
                     rss_after_mib=before + increment,

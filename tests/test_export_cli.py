@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from exporter import cli
+from exporter.base import PROJECTIONS
 from exporter.errors import ExportError
 from exporter.manifest import Manifest
 from exporter.pipeline import ExportRequest, run_export
@@ -49,15 +50,7 @@ def test_output_folder_has_everything_lora_tui_needs(tiny_artifacts: TinyArtifac
     assert manifest.max_context == MAX_CONTEXT
     full = manifest.programs["full"]
     assert (full.kind, full.rank, full.alpha) == ("adapter", 8, 16.0)
-    assert full.target_modules == [
-        "q_proj",
-        "k_proj",
-        "v_proj",
-        "o_proj",
-        "gate_proj",
-        "down_proj",
-        "up_proj",
-    ]
+    assert full.target_modules == list(PROJECTIONS)  # all seven, in ExecuTorch's order
     assert len(full.source_sha256 or "") == 64
     partial = manifest.programs["partial"]
     assert (partial.rank, partial.alpha, partial.target_modules) == (
