@@ -28,7 +28,9 @@ from lora_tui.ui.client import process_engine_factory
 PROMPT = "Write a long story about a lighthouse keeper and a storm."
 
 
-async def measure(weights: Path, programs: list[Path], presses: int) -> list[float]:
+async def measure(
+    weights: Path, programs: list[Path], presses: int, idle: bool = False
+) -> list[float]:
     factory = process_engine_factory(weights, None, True, None)
     app = LoraTuiApp(programs, factory, GenerationSettings(max_new_tokens=400))
     latencies: list[float] = []
@@ -38,6 +40,8 @@ async def measure(weights: Path, programs: list[Path], presses: int) -> list[flo
         prompt = app.main.query_one("#prompt", Input)
 
         async def keep_generating() -> None:
+            if idle:
+                return
             if all(p.state != "generating" for p in app.panes.values()):
                 prompt.value = PROMPT
                 await pilot.press("enter")
@@ -70,8 +74,9 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, required=True)
     parser.add_argument("programs", nargs=2, type=Path)
     parser.add_argument("--presses", type=int, default=200)
+    parser.add_argument("--idle", action="store_true", help="measure with nothing generating")
     args = parser.parse_args()
-    latencies = asyncio.run(measure(args.weights, args.programs, args.presses))
+    latencies = asyncio.run(measure(args.weights, args.programs, args.presses, args.idle))
     latencies.sort()
     p95 = latencies[int(0.95 * (len(latencies) - 1))]
     print(

@@ -10,7 +10,7 @@ import torch
 from exporter.pipeline import ExportRequest, run_export
 from tests.conftest import ALL_TARGETS, MAX_CONTEXT, TinyArtifacts
 from tests.programs import chat_prompt, peft_greedy, program_greedy
-from tests.tiny import build_adapter
+from tests.tiny import build_adapter, build_gguf
 
 PROMPTS = ["What is the capital of France?", "Tell me about ExecuTorch and café ✓"]
 STEPS = 32
@@ -76,3 +76,16 @@ def test_tiny_model_logits_are_not_flat(tiny_artifacts: TinyArtifacts) -> None:
     prompt = chat_prompt(tiny_artifacts.base_dir, PROMPTS[0])
     _, logits = program_greedy(tiny_artifacts.program("base"), tiny_artifacts.foundation, prompt, 1)
     assert float(torch.std(logits[0])) > 0.5
+
+
+def test_gguf_base_matches_peft_over_the_same_weights(
+    tiny_base: Path, tiny_adapters: dict[str, Path], tmp_path: Path
+) -> None:
+    """The GGUF path (llama.cpp's q/k permutation undone, tokenizer rebuilt) is exact too."""
+    gguf = build_gguf(tiny_base, tmp_path / "tiny.gguf")
+    out = tmp_path / "out"
+    result = run_export(
+        ExportRequest(gguf, [("partial", tiny_adapters["partial"])], out, max_context=MAX_CONTEXT)
+    )
+    assert "<|im_start|>" in (result.manifest.chat_template or "")
+    assert_parity(tiny_base, tiny_adapters["partial"], out / "partial.pte", out / "foundation.ptd")

@@ -121,3 +121,80 @@ def build_adapter(
                 param.normal_(0.0, 0.1)
     model.save_pretrained(directory, safe_serialization=True)
     return directory
+
+
+def build_gguf(base_dir: Path, path: Path) -> Path:
+    """Write the HF base in ``base_dir`` as a llama.cpp-style fp32 GGUF, tokenizer included.
+
+    q/k rows are permuted the way llama.cpp's converter does, so reading it back exercises
+    the same un-permutation a real GGUF needs.
+    """
+    import numpy as np
+    from gguf import GGUFWriter
+    from safetensors.torch import load_file
+
+    config = json.loads((base_dir / "config.json").read_text())
+    heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
+    tokenizer = json.loads((base_dir / "tokenizer.json").read_text())
+    vocab = tokenizer["model"]["vocab"]
+    for added in tokenizer["added_tokens"]:
+        vocab[added["content"]] = added["id"]
+    tokens = [t for t, _ in sorted(vocab.items(), key=lambda item: item[1])]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in tokenizer["model"]["merges"]]
+
+    writer = GGUFWriter(str(path), "llama")
+    writer.add_context_length(config["max_position_embeddings"])
+    writer.add_block_count(config["num_hidden_layers"])
+    writer.add_embedding_length(config["hidden_size"])
+    writer.add_feed_forward_length(config["intermediate_size"])
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_rope_dimension_count(config["hidden_size"] // heads)
+    writer.add_rope_freq_base(config["rope_parameters"]["rope_theta"])
+    writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
+    writer.add_vocab_size(len(tokens))
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(tokens)
+    writer.add_token_types([3 if t in SPECIAL_TOKENS else 1 for t in tokens])
+    writer.add_token_merges(merges)
+    writer.add_bos_token_id(config["bos_token_id"])
+    writer.add_eos_token_id(config["eos_token_id"])
+    writer.add_chat_template(CHATML_TEMPLATE)
+
+    def permute(weight: np.ndarray, n_head: int) -> np.ndarray:
+        return (
+            weight.reshape(n_head, 2, weight.shape[0] // n_head // 2, *weight.shape[1:])
+            .swapaxes(1, 2)
+            .reshape(weight.shape)
+        )
+
+    names = {
+        "self_attn.q_proj": "attn_q",
+        "self_attn.k_proj": "attn_k",
+        "self_attn.v_proj": "attn_v",
+        "self_attn.o_proj": "attn_output",
+        "mlp.gate_proj": "ffn_gate",
+        "mlp.up_proj": "ffn_up",
+        "mlp.down_proj": "ffn_down",
+        "input_layernorm": "attn_norm",
+        "post_attention_layernorm": "ffn_norm",
+    }
+    for key, tensor in load_file(base_dir / "model.safetensors").items():
+        array = tensor.float().numpy()
+        if key == "model.embed_tokens.weight":
+            writer.add_tensor("token_embd.weight", array)
+        elif key == "model.norm.weight":
+            writer.add_tensor("output_norm.weight", array)
+        elif key.startswith("model.layers."):
+            _, _, layer, rest = key.split(".", 3)
+            module = rest.removesuffix(".weight")
+            if module == "self_attn.q_proj":
+                array = permute(array, heads)
+            elif module == "self_attn.k_proj":
+                array = permute(array, kv_heads)
+            writer.add_tensor(f"blk.{layer}.{names[module]}.weight", array)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

@@ -23,6 +23,8 @@ import psutil
 from lora_tui.engine.memory import MemorySample, sample
 from lora_tui.engine.types import AdapterInfo, GenerationSettings, Notice, Piece, ReplyDone, Sharing
 
+WORKER_NICENESS = 10
+
 # --- commands to the worker ----------------------------------------------------------------
 
 
@@ -189,6 +191,8 @@ def _worker_main(
 ) -> None:
     _redirect_native_output(log_path)
     warnings.simplefilter("ignore")
+    # The models use every core; yield them to the UI whenever it has something to draw.
+    os.nice(WORKER_NICENESS)
     from lora_tui.engine.host import ModelHost
     from lora_tui.engine.types import EngineError
 

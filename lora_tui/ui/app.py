@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import warnings
 from collections.abc import Iterable
 from datetime import datetime
@@ -35,6 +36,7 @@ from lora_tui.ui.widgets.prompt_bar import PromptBar
 
 PANE_MIN_WIDTH = 36
 MEMORY_INTERVAL_S = 1.0
+STREAM_INTERVAL_S = 0.1
 
 HELP_ROWS = [
     ("Enter", "send the prompt (to every adapter, or the selected one)"),
@@ -93,6 +95,8 @@ class LoraTuiApp(App[int]):
         self.main = MainScreen()
         self._pending: dict[str, list[str]] = {}
         self._pending_lock = threading.Lock()
+        self._last_flush = 0.0
+        self._flush_timer_set = False
 
     # --- layout ----------------------------------------------------------------------------
 
@@ -124,13 +128,19 @@ class LoraTuiApp(App[int]):
             self._relayout()
 
     def _relayout(self) -> None:
+        """Grid columns and pane numbers, after panes come or go or the terminal resizes."""
         grid = self.main.query_one("#panes")
         width = grid.size.width or self.size.width
         columns = max(1, min(len(self.panes), width // PANE_MIN_WIDTH)) if self.panes else 1
-        grid.styles.grid_size_columns = columns
+        if grid.styles.grid_size_columns != columns:
+            grid.styles.grid_size_columns = columns
         for index, pane in enumerate(self.panes.values(), start=1):
             pane.set_index(index)
-            pane.selected = index - 1 == self.selected
+        self._mark_selected()
+
+    def _mark_selected(self) -> None:
+        for index, pane in enumerate(self.panes.values()):
+            pane.selected = index == self.selected
 
     def _unique_name(self, path: Path) -> str:
         name, copy = path.stem, 2
@@ -162,7 +172,22 @@ class LoraTuiApp(App[int]):
             self.post_message(EngineEventArrived(event))
 
     @on(PiecesReady)
+    async def _pieces_ready(self) -> None:
+        # The first text after a pause shows at once; after that at most every
+        # STREAM_INTERVAL_S, so a long reply redraws a few times a second, not per token.
+        wait = self._last_flush + STREAM_INTERVAL_S - time.monotonic()
+        if wait <= 0:
+            await self._flush_pieces()
+        elif not self._flush_timer_set:
+            self._flush_timer_set = True
+            self.set_timer(wait, self._timed_flush)
+
+    async def _timed_flush(self) -> None:
+        self._flush_timer_set = False
+        await self._flush_pieces()
+
     async def _flush_pieces(self) -> None:
+        self._last_flush = time.monotonic()
         with self._pending_lock:
             pending, self._pending = self._pending, {}
         for name, texts in pending.items():
@@ -255,7 +280,7 @@ class LoraTuiApp(App[int]):
 
     def watch_selected(self) -> None:
         if self.engine is not None:  # started: the main screen exists
-            self._relayout()
+            self._mark_selected()
             self._show_target()
             pane = self.selected_pane
             if pane is not None and self.main.maximized is not None:

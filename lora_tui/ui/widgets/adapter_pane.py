@@ -52,13 +52,16 @@ class AdapterPane(Vertical):
         yield Static(classes="status")
 
     def on_mount(self) -> None:
-        self.query_one(".status", Static).add_class(f"-{self.state}")
+        status = self.query_one(".status", Static)
+        status.add_class(f"-{self.state}")
+        status.set_class(self.selected, "-selected")
         self._update_titles()
         self._update_status()
         self._update_border()
 
-    # State shows on the status line's classes and the border's inline colour, never as a
-    # class on the pane: a class change restyles every widget of the conversation below it.
+    # State and selection show on the one-line status bar (and errors on the border), never
+    # as a class or border change of the pane: either repaints or restyles the whole
+    # conversation below it, which costs tens of milliseconds on a key press.
     def watch_state(self, old: str, new: str) -> None:
         if self.is_mounted:
             status = self.query_one(".status", Static)
@@ -67,23 +70,19 @@ class AdapterPane(Vertical):
             self._update_status()
             self._update_border()
 
-    def watch_selected(self) -> None:
+    def watch_selected(self, selected: bool) -> None:
         if self.is_mounted:
-            self._update_border()
+            self.query_one(".status", Static).set_class(selected, "-selected")
+            self._update_status()
 
     def _update_border(self) -> None:
-        variables = self.app.get_css_variables()
         if self.state == "error":
-            color = variables["error"]
-        elif self.selected:
-            color = variables["accent"]
-        else:
-            color = variables["panel-lighten-2"]
-        self.styles.border = ("round", color)
+            self.styles.border = ("round", self.app.get_css_variables()["error"])
 
     def set_index(self, index: int) -> None:
-        self.index = index
-        self._update_titles()
+        if index != self.index:
+            self.index = index
+            self._update_titles()
 
     def _update_titles(self) -> None:
         hotkey = f"{self.index}" if self.index <= 9 else "·"
@@ -94,7 +93,7 @@ class AdapterPane(Vertical):
             self.border_subtitle = f"r={self.info.rank} · {len(self.info.target_modules)} targets"
 
     def _update_status(self) -> None:
-        parts = [STATE_ICONS[self.state]]
+        parts = [("▶ " if self.selected else "") + STATE_ICONS[self.state]]
         if self.last_stats:
             stats = self.last_stats
             parts.append(f"TTFT {stats.ttft_s:.2f} s")
@@ -103,7 +102,8 @@ class AdapterPane(Vertical):
                 parts.append(f"{stats.reused_tokens} cached")
         if self.detail:
             parts.append(self.detail)
-        self.query_one(".status", Static).update(" · ".join(parts))
+        # One fixed-height line: no layout pass, so a status change repaints just this line.
+        self.query_one(".status", Static).update(" · ".join(parts), layout=False)
 
     @property
     def conversation(self) -> VerticalScroll:

@@ -42,10 +42,11 @@ class MemoryPanel(Vertical):
         self.refresh_view()
 
     def record(self, sample: MemorySample) -> None:
+        # Every second: only the fixed-size parts change, so no layout pass is needed.
         self.latest = sample
         self.history.append(sample.rss_mib)
         self.query_one(Sparkline).data = list(self.history)
-        self.refresh_view()
+        self._refresh_now()
 
     def engine_ready(self, sharing: Sharing, baseline_mib: float, foundation_mib: float) -> None:
         self.sharing, self.baseline_mib, self.foundation_mib = sharing, baseline_mib, foundation_mib
@@ -59,9 +60,7 @@ class MemoryPanel(Vertical):
         self.adapters.pop(name, None)
         self.refresh_view()
 
-    def refresh_view(self) -> None:
-        if not self.is_mounted:
-            return
+    def _refresh_now(self) -> None:
         now = Table.grid(expand=True)
         now.add_column(ratio=1)
         now.add_column(ratio=1)
@@ -73,7 +72,12 @@ class MemoryPanel(Vertical):
             )
         else:
             now.add_row(Text("measuring…", "dim"))
-        self.query_one("#memory-now", Static).update(now)
+        self.query_one("#memory-now", Static).update(now, layout=False)
+
+    def refresh_view(self) -> None:
+        if not self.is_mounted:
+            return
+        self._refresh_now()
 
         sharing = Text()
         if self.sharing is None:

@@ -14,6 +14,8 @@ class PromptBar(Horizontal):
 
     def show_target(self, broadcast: bool, selected: str | None) -> None:
         label = "→ all" if broadcast else f"→ {selected or 'none'}"
-        self.query_one("#target", Label).update(label)
+        target = self.query_one("#target", Label)
+        if str(target.content) != label:
+            target.update(label, layout=False)  # fixed width: no layout pass needed
         where = "every adapter" if broadcast else (selected or "the selected adapter")
         self.query_one(Input).placeholder = f"Ask {where}…  (Enter sends, F1 help)"
