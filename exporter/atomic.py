@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -27,8 +26,3 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     write_atomic(path, lambda out: out.write(data))
-
-
-def copy_atomic(src: Path, dst: Path) -> None:
-    with src.open("rb") as source:
-        write_atomic(dst, lambda out: shutil.copyfileobj(source, out))

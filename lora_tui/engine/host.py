@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from exporter.base import LlamaShape
+from exporter.manifest import ProgramEntry
 from lora_tui.engine.artifacts import Foundation, check_program_file, open_foundation
 from lora_tui.engine.memory import MIB, sample
 from lora_tui.engine.session import (
@@ -83,19 +84,20 @@ class ModelHost:
             anon_increment_mib=(after.anon_mib - before.anon_mib)
             if after.anon_mib is not None and before.anon_mib is not None
             else None,
-            breakdown=self._breakdown(pte, limits),
+            breakdown=self._breakdown(pte, limits, entry),
         )
         self.sessions[name] = session
         self.infos[name] = info
         return info
 
-    def _breakdown(self, pte: Path, limits: ProgramLimits) -> MemoryBreakdown:
+    def _breakdown(
+        self, pte: Path, limits: ProgramLimits, entry: ProgramEntry | None
+    ) -> MemoryBreakdown:
         shape = self.foundation.manifest.shape
         kv_bytes = (
             2 * shape["n_layers"] * limits.max_context * shape["n_kv_heads"] * shape["head_dim"] * 4
         )
         program = pte.stat().st_size
-        _, entry = self.foundation.entry_for(pte)
         adapter = 0.0
         if entry and entry.rank and entry.target_modules:
             adapter = _lora_bytes(shape, entry.rank, entry.target_modules)

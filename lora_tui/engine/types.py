@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -99,8 +99,3 @@ class ReplyDone:
 class Message:
     role: str
     content: str
-
-
-@dataclass
-class Conversation:
-    messages: list[Message] = field(default_factory=list)
