@@ -274,3 +274,15 @@ def test_engine_process_streams_two_adapters(
     assert set(done) == {"full", "partial"}
     captured = capfd.readouterr()
     assert captured.out == ""  # the runtime's own output stays in the worker's log
+
+
+def test_app_refuses_a_bad_foundation_before_drawing(copied: Path) -> None:
+    weights = copied / "foundation.ptd"
+    weights.write_bytes(weights.read_bytes()[:50_000])
+    done = subprocess.run(
+        [sys.executable, "-m", "lora_tui.cli", "--weights", str(weights), str(copied / "full.pte")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert_one_line_error(done, "foundation.ptd", "truncated")
