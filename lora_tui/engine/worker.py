@@ -148,6 +148,7 @@ class EngineProcess:
             try:
                 batch = self._conn.recv()
             except (EOFError, OSError):
+                self._process.join(1)  # reap it, so a crash has an exit code to report
                 if self._process.exitcode not in (0, None):
                     self._on_event(
                         EngineFailed(f"engine process exited ({self._process.exitcode})")
