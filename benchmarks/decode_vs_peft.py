@@ -11,6 +11,7 @@ counts the tokens after the first, so prefill is excluded on both sides.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -49,14 +50,9 @@ def program_decode_tok_s(weights: Path, program: Path, prompt: str, tokens: int)
     with native_output_to(Path("/dev/null")):
         host = ModelHost(weights)
         name = host.load(program).name
-        # A stop token would end the reply early: rank every token, stop on none.
+        # A stop token would end the reply early: stop on none.
         session = host.sessions[name]
-        session.chat = type(session.chat)(
-            session.chat.tokenizer,
-            session.chat.template_source,
-            frozenset(),
-            session.chat.bos_token,
-        )
+        session.chat = dataclasses.replace(session.chat, stop_ids=frozenset())
         settings = GenerationSettings(temperature=0.0, max_new_tokens=tokens)
         done = [e for e in host.generate(name, prompt, settings) if isinstance(e, ReplyDone)]
     stats = done[-1].stats

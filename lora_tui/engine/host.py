@@ -30,7 +30,6 @@ from lora_tui.engine.types import (
     EngineError,
     GenerationSettings,
     MemoryBreakdown,
-    ReplyDone,
     Sharing,
 )
 
@@ -165,7 +164,7 @@ class ModelHost:
         while True:
             events = reply.step()
             yield from events
-            if any(isinstance(e, ReplyDone) for e in events):
+            if reply.done(events):
                 return
 
 

@@ -28,14 +28,11 @@ def configure_sharing(enabled: bool) -> Sharing:
     # Importing the pybindings registers the backends in the registry the shim talks to.
     from executorch.extension.pybindings import portable_lib
 
-    executorch_dir = Path(portable_lib.__file__).parents[2]
+    shim = _load_shim(Path(portable_lib.__file__).parents[2])
     if not enabled:
-        shim = _load_shim(executorch_dir)
-        if isinstance(shim, str):
-            return Sharing(False, "off on request (the wheel's default)")
-        shim.lora_tui_set_weight_cache(0)
+        if not isinstance(shim, str):
+            shim.lora_tui_set_weight_cache(0)
         return Sharing(False, "off on request")
-    shim = _load_shim(executorch_dir)
     if isinstance(shim, str):
         return Sharing(False, shim)
     error = shim.lora_tui_set_weight_cache(1)

@@ -212,10 +212,9 @@ class LoraTuiApp(App[int]):
             return
         if isinstance(event, Loaded):
             name = event.info.name
-            pane = self.panes.get(name)
         else:
             name = event.name if isinstance(event, LoadFailed) else event.adapter
-            pane = self.panes.get(name)
+        pane = self.panes.get(name)
         if pane is None:
             return  # unloaded while the event was on its way
         if isinstance(event, Loaded):
