@@ -67,11 +67,14 @@ def lower_program(
     step: Callable[[str], None] = lambda _: None,
 ) -> LoweredProgram:
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.backends.xnnpack.xnnpack_preprocess import XnnpackBackend
     from executorch.exir import (
         EdgeCompileConfig,
         ExecutorchBackendConfig,
         to_edge_transform_and_lower,
     )
+    from executorch.exir.backend.compile_spec_schema import CompileSpec
+    from executorch.exir.backend.partitioner import DelegationSpec
     from executorch.exir.passes import MemoryPlanningPass
     from executorch.exir.passes.sym_shape_eval_pass import ConstraintBasedSymShapeEvalPass
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -95,9 +98,17 @@ def lower_program(
             node.meta.setdefault("custom", {})["delegate_constant_tag"] = _tag(fqn)
 
     step("lowering to XNNPACK")
+    partitioner = XnnpackPartitioner()
+    # This compile spec makes XNNPACK's preprocess run only its linear pass instead of its
+    # whole pass list, each of which retraces every partition with symbolic shapes. Those
+    # passes rewrite conv, batch-norm, pooling and quantisation patterns that an fp32 Llama
+    # does not contain, and this halves the lowering time (measured on a 4-layer model).
+    partitioner.delegation_spec = DelegationSpec(
+        XnnpackBackend.__name__, [CompileSpec("dqlinear_partitioner", b"")]
+    )
     edge = to_edge_transform_and_lower(
         exported,
-        partitioner=[XnnpackPartitioner()],
+        partitioner=[partitioner],
         compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True),
         constant_methods=_metadata(spec, max_seq),
     )
