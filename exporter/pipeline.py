@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import torch
+
 from exporter.adapter import Adapter, load_adapter
 from exporter.atomic import write_atomic, write_bytes_atomic
 from exporter.base import BaseModel, load_base
@@ -27,8 +29,14 @@ from exporter.manifest import (
     foundation_id,
     sha256_file,
 )
+from exporter.splice import SpliceError, splice, template_weights
 
 BASE_PROGRAM = "base"
+# Lowered LoRA programs that adapters of the same rank and targets are filled into.
+TEMPLATES_DIR = ".templates"
+TEMPLATE_VERSION = 1  # bump when lowering changes, so older templates are not reused
+
+Weights = dict[str, torch.Tensor]
 DEFAULT_MAX_CONTEXT = 512
 
 
@@ -113,6 +121,22 @@ def run_export(request: ExportRequest, events: Events | None = None) -> ExportRe
     staging = Path(tempfile.mkdtemp(prefix=".lora-export-", dir=request.out))
     try:
         entries: dict[str, ProgramEntry] = {}
+
+        def lower(name: str, spec: ProgramSpec, weights: Weights, pte: Path) -> None:
+            lowered = timed(
+                f"export {name}",
+                4,
+                lambda: lower_program(spec, weights, events.advance),
+            )
+            pte.parent.mkdir(exist_ok=True)
+            lowered.write_program(pte)  # type: ignore[attr-defined]
+            if existing is None and not (staging / FOUNDATION_FILE).exists():
+                timed(
+                    "write foundation.ptd",
+                    1,
+                    lambda: lowered.write_foundation(staging / FOUNDATION_FILE),  # type: ignore[attr-defined]
+                )
+
         for name, adapter in programs:
             spec = ProgramSpec(
                 shape=base.shape,
@@ -124,26 +148,49 @@ def run_export(request: ExportRequest, events: Events | None = None) -> ExportRe
                 lora_rank=adapter.rank if adapter else None,
                 lora_targets=tuple(adapter.targets) if adapter else (),
             )
-            weights = {**base.weights, **(adapter.weights if adapter else {})}
-            lowered = timed(
-                f"export {name}.pte",
-                4,
-                lambda spec=spec, weights=weights: lower_program(spec, weights, events.advance),
-            )
             pte = staging / f"{name}.pte"
-            lowered.write_program(pte)  # type: ignore[attr-defined]
-            if existing is None and not (staging / FOUNDATION_FILE).exists():
-                timed(
-                    "write foundation.ptd",
+            if adapter is None:
+                lower(f"{name}.pte", spec, base.weights, pte)
+            else:
+                stand_ins = template_weights({n: w.shape for n, w in adapter.weights.items()})
+                template = _template_path(adapter)
+                # Only a folder whose manifest checked out may lend its templates.
+                lendable = [staging / template] + ([request.out / template] if existing else [])
+                filled = timed(
+                    f"fill {name}.pte",
                     1,
-                    lambda lowered=lowered: lowered.write_foundation(staging / FOUNDATION_FILE),  # type: ignore[attr-defined]
+                    lambda: any(_fill(p, stand_ins, adapter, pte) for p in lendable),  # noqa: B023
                 )
+                if not filled:
+                    weights = {**base.weights, **stand_ins}
+                    lower(f"template {template.stem}", spec, weights, staging / template)
+                    if not _fill(staging / template, stand_ins, adapter, pte):
+                        raise ExportError(f"{name}: the lowered template could not be filled")
             entries[name] = _entry(name, adapter, pte.stat().st_size)
         manifest = _make_manifest(request, base, fingerprint, found_id, staging, existing, entries)
         timed("publish", 1, lambda: _publish(staging, request.out, manifest, base, existing))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportResult(manifest, [n for n, _ in programs], existing is not None, timings)
+
+
+def _template_path(adapter: Adapter) -> Path:
+    """Where the template for this adapter's rank and targets lives in an output folder."""
+    return (
+        Path(TEMPLATES_DIR) / f"v{TEMPLATE_VERSION}-r{adapter.rank}-{'.'.join(adapter.targets)}.pte"
+    )
+
+
+def _fill(template: Path, stand_ins: dict[str, torch.Tensor], adapter: Adapter, pte: Path) -> bool:
+    """Write ``pte`` from ``template`` with the adapter's weights; False if it cannot."""
+    if not template.is_file():
+        return False
+    try:
+        program = splice(template.read_bytes(), stand_ins, adapter.weights)
+    except SpliceError:
+        return False
+    write_bytes_atomic(pte, program)
+    return True
 
 
 def _check_request(request: ExportRequest) -> None:
@@ -271,6 +318,12 @@ def _publish(
         write_bytes_atomic(out / TOKENIZER_FILE, base.tokenizer.tokenizer_json)
         for file_name, data in base.tokenizer.extra_files.items():
             write_bytes_atomic(out / file_name, data)
+    templates = staging / TEMPLATES_DIR
+    if templates.is_dir():
+        (out / TEMPLATES_DIR).mkdir(exist_ok=True)
+        for staged in templates.iterdir():
+            staged.replace(out / TEMPLATES_DIR / staged.name)
+        templates.rmdir()
     for staged in sorted(staging.iterdir()):
         staged.replace(out / staged.name)
     write_atomic(out / MANIFEST_FILE, lambda f: f.write(manifest.to_json().encode("utf-8")))

@@ -13,7 +13,7 @@ from exporter.base import PROJECTIONS
 from exporter.errors import ExportError
 from exporter.manifest import Manifest
 from exporter.pipeline import ExportRequest, run_export
-from tests.conftest import MAX_CONTEXT, TinyArtifacts
+from tests.conftest import ALL_TARGETS, MAX_CONTEXT, TinyArtifacts
 from tests.programs import chat_prompt, peft_greedy, program_greedy
 from tests.tiny import build_adapter, build_base
 
@@ -35,6 +35,10 @@ def assert_one_line_error(code: int, output: str, *needles: str) -> None:
         assert needle in lines[0], (needle, lines[0])
 
 
+def folder_contents(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
 # --- what a good run writes ---------------------------------------------------------------
 
 
@@ -43,7 +47,11 @@ def test_output_folder_has_everything_lora_tui_needs(tiny_artifacts: TinyArtifac
     names = {p.name for p in out.iterdir()}
     assert {"foundation.ptd", "full.pte", "partial.pte", "base.pte"} <= names
     assert {"manifest.json", "tokenizer.json", "tokenizer_config.json"} <= names
-    assert not [n for n in names if n.startswith(".")], "staging or partial files left behind"
+    left_behind = [n for n in names if n.startswith(".") and n != ".templates"]
+    assert not left_behind, "staging or partial files left behind"
+    # One lowered template per rank and set of targets; each adapter is filled into one.
+    templates = sorted(p.name for p in (out / ".templates").iterdir())
+    assert templates == ["v1-r4-q_proj.v_proj.down_proj.pte", f"v1-r8-{'.'.join(PROJECTIONS)}.pte"]
     manifest = Manifest.read(out)
     assert manifest.stop_ids and 2 in manifest.stop_ids  # <|im_end|>
     assert "<|im_start|>" in (manifest.chat_template or "")
@@ -94,25 +102,50 @@ def test_adding_an_adapter_later_keeps_the_foundation(
     shutil.copytree(tiny_artifacts.out, out)
     foundation_before = (out / "foundation.ptd").stat()
     full_before = (out / "full.pte").stat().st_mtime_ns
+    # Same rank and targets as "full": filled into the folder's template, nothing lowered.
+    twin = build_adapter(tiny_base, tmp_path / "twin", r=8, alpha=4, targets=ALL_TARGETS, seed=8)
+    # A rank and targets the folder has no template for: one template is lowered.
     extra = build_adapter(tiny_base, tmp_path / "extra", r=2, alpha=4, targets=["o_proj"], seed=9)
     result = run_export(
         ExportRequest(
             tiny_base,
-            [("extra", extra), ("full", tiny_artifacts.adapters["full"])],
+            [("twin", twin), ("extra", extra), ("full", tiny_artifacts.adapters["full"])],
             out,
             max_context=MAX_CONTEXT,
         )
     )
-    assert result.reused_foundation and result.built == ["extra"]  # full is up to date
+    assert result.reused_foundation and result.built == ["twin", "extra"]  # full is up to date
+    assert [p for p in result.phase_seconds if p.startswith("export")] == [
+        "export template v1-r2-o_proj"
+    ]
     foundation_after = (out / "foundation.ptd").stat()
     assert foundation_after.st_mtime_ns == foundation_before.st_mtime_ns
     assert foundation_after.st_ino == foundation_before.st_ino
     assert (out / "full.pte").stat().st_mtime_ns == full_before
-    assert set(Manifest.read(out).programs) == {"full", "partial", "base", "extra"}
-    # The new program runs over the foundation that was already there.
+    assert set(Manifest.read(out).programs) == {"full", "partial", "base", "twin", "extra"}
+    # The new programs run over the foundation that was already there.
     prompt = chat_prompt(tiny_base, "Hello")
-    want, _ = peft_greedy(tiny_base, extra, prompt, 8)
-    got, _ = program_greedy(out / "extra.pte", out / "foundation.ptd", prompt, 8)
+    for name, adapter in (("twin", twin), ("extra", extra)):
+        want, _ = peft_greedy(tiny_base, adapter, prompt, 8)
+        got, _ = program_greedy(out / f"{name}.pte", out / "foundation.ptd", prompt, 8)
+        assert got == want, name
+
+
+def test_damaged_template_is_lowered_again(
+    tiny_artifacts: TinyArtifacts, tiny_base: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(tiny_artifacts.out, out)
+    (template,) = (out / ".templates").glob("v1-r8-*.pte")
+    template.write_bytes(template.read_bytes()[:-4096])
+    twin = build_adapter(tiny_base, tmp_path / "twin", r=8, alpha=4, targets=ALL_TARGETS, seed=8)
+    result = run_export(ExportRequest(tiny_base, [("twin", twin)], out, max_context=MAX_CONTEXT))
+    assert [p for p in result.phase_seconds if p.startswith("export")] == [
+        f"export template {template.stem}"
+    ]
+    prompt = chat_prompt(tiny_base, "Hello")
+    want, _ = peft_greedy(tiny_base, twin, prompt, 8)
+    got, _ = program_greedy(out / "twin.pte", out / "foundation.ptd", prompt, 8)
     assert got == want
 
 
@@ -124,7 +157,7 @@ def test_failed_run_leaves_output_untouched(
 ) -> None:
     out = tmp_path / "out"
     shutil.copytree(tiny_artifacts.out, out)
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = folder_contents(out)
     extra = build_adapter(tiny_base, tmp_path / "extra", r=2, alpha=4, targets=["o_proj"], seed=9)
 
     def interrupted(*args, **kwargs):
@@ -133,7 +166,7 @@ def test_failed_run_leaves_output_untouched(
     monkeypatch.setattr("exporter.pipeline.lower_program", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_export(ExportRequest(tiny_base, [("extra", extra)], out, max_context=MAX_CONTEXT))
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert folder_contents(out) == before
 
 
 def test_fresh_failed_run_creates_no_files(

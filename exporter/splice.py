@@ -1,0 +1,64 @@
+"""Make an adapter's program from a lowered template instead of lowering it again.
+
+Two LoRA programs over one base with the same rank and targets differ only in the bytes of
+their LoRA tensors: the graph, the XNNPACK delegates and the foundation references are the
+same. So one *template* program is lowered per (rank, targets) with deterministic
+stand-in LoRA weights, and each adapter's program is that template with the stand-in
+tensors' bytes overwritten by the adapter's.
+
+XNNPACK names each constant by the SHA-256 of its fp32 bytes, and the delegates and the
+program's named-data table refer to it by that name, so every name is rewritten too. Both
+the bytes and the names keep their lengths, so no offset in the file moves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+
+import torch
+
+
+class SpliceError(Exception):
+    """The template does not hold the stand-in tensors it should; lower it again."""
+
+
+def template_weights(shapes: dict[str, torch.Size]) -> dict[str, torch.Tensor]:
+    """Stand-in LoRA weights: random, so each tensor's bytes are unique in the program, and
+    seeded by name, so the same names and shapes always give the same tensors."""
+    weights = {}
+    for name, shape in sorted(shapes.items()):
+        generator = torch.Generator().manual_seed(zlib.crc32(name.encode()))
+        weights[name] = torch.randn(shape, generator=generator, dtype=torch.float32) * 0.01
+    return weights
+
+
+def _fp32_bytes(tensor: torch.Tensor) -> bytes:
+    return tensor.detach().to(torch.float32).contiguous().numpy().tobytes()
+
+
+def splice(
+    template: bytes, stand_ins: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]
+) -> bytes:
+    """The template program with each stand-in tensor replaced by the adapter's."""
+    if stand_ins.keys() != weights.keys():
+        raise SpliceError("the adapter's LoRA tensors are not the template's")
+    program = bytearray(template)
+    renames: list[tuple[bytes, bytes]] = []
+    for name, stand_in in stand_ins.items():
+        old, new = _fp32_bytes(stand_in), _fp32_bytes(weights[name])
+        if len(old) != len(new):
+            raise SpliceError(f"{name}: shape {tuple(weights[name].shape)} is not the template's")
+        start = program.find(old)
+        if start < 0 or program.find(old, start + 1) >= 0:
+            raise SpliceError(f"{name}: not found exactly once in the template")
+        program[start : start + len(old)] = new
+        renames.append(
+            (
+                hashlib.sha256(old).hexdigest().encode(),
+                hashlib.sha256(new).hexdigest().encode(),
+            )
+        )
+    for old_key, new_key in renames:
+        program = program.replace(old_key, new_key)
+    return bytes(program)
