@@ -89,6 +89,19 @@ class RichEvents:
             self.progress.update(self.task, completed=total, detail="")
 
 
+def progress_display(console: Console) -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("[dim]{task.fields[detail]}"),
+        console=console,
+        transient=True,  # the summary that follows replaces it; an error stays one line
+    )
+
+
 def size_table(result: ExportResult, out: Path) -> Table:
     manifest = result.manifest
     table = Table(title=f"Artifacts in {out}", title_justify="left")
@@ -127,16 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             max_context=args.max_context,
             embedding_quantize=args.embedding_quantize,
         )
-        progress = Progress(
-            SpinnerColumn(),
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("[dim]{task.fields[detail]}"),
-            console=console,
-            transient=True,  # the summary below replaces it; an error stays one line
-        )
+        progress = progress_display(console)
         events = RichEvents(progress)
         with progress:
             if args.verbose:

@@ -11,7 +11,8 @@ def app_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lora-tui",
         description="Compare LoRA adapter programs that share one foundation weight file, "
-        "side by side. Also: 'lora-tui bench --help'.",
+        "side by side. With no arguments: the built-in demo ('lora-tui demo --help'). "
+        "Also: 'lora-tui bench --help'.",
     )
     parser.add_argument(
         "--weights", type=Path, required=True, help="foundation.ptd written by lora-export"
@@ -44,8 +45,21 @@ def bench_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tokenizer", help="tokenizer.json (default: the one beside the weights)")
+def demo_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lora-tui demo",
+        description="Build (first run only) and open the demo: SmolLM2-135M-Instruct with "
+        "its 'nobel' and 'executorch' adapters.",
+    )
+    _common(parser, tokenizer=False)
+    return parser
+
+
+def _common(parser: argparse.ArgumentParser, tokenizer: bool = True) -> None:
+    if tokenizer:
+        parser.add_argument(
+            "--tokenizer", help="tokenizer.json (default: the one beside the weights)"
+        )
     parser.add_argument("--log", help="write the runtime's own log lines to this file")
     parser.add_argument(
         "--no-share",
@@ -56,6 +70,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] == "demo":
+        from lora_tui.demo_cli import demo_main
+
+        return demo_main(demo_parser().parse_args(argv[1:]))
     if argv[:1] == ["bench"]:
         from lora_tui.bench import bench_main
 

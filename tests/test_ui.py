@@ -16,7 +16,12 @@ from tests.fake_engine import FakeEngine
 SIZE = (120, 34)
 
 
-def make_app(names: list[str], tmp_path: Path, **engine_options) -> LoraTuiApp:
+def make_app(
+    names: list[str],
+    tmp_path: Path,
+    suggestions: dict[str, list[str]] | None = None,
+    **engine_options,
+) -> LoraTuiApp:
     engines: list[FakeEngine] = []
 
     def factory(on_event):
@@ -30,6 +35,7 @@ def make_app(names: list[str], tmp_path: Path, **engine_options) -> LoraTuiApp:
         transcript_dir=tmp_path,
         cursor_blink=False,
         memory_interval_s=3600,
+        suggestions=suggestions,
     )
     app.animation_level = "none"
     app.engines = engines  # type: ignore[attr-defined]
@@ -211,6 +217,22 @@ async def test_settings_from_the_palette(tmp_path: Path) -> None:
         await pilot.pause()
         assert (app.settings.temperature, app.settings.max_new_tokens) == (0.7, 64)
         await send(pilot, "Hi")
+
+
+async def test_suggested_prompt_from_the_palette(tmp_path: Path) -> None:
+    suggestions = {"nobel": ["Who won the 2025 Nobel Prize in Physics?"]}
+    app = make_app(["nobel"], tmp_path, suggestions=suggestions)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+p")
+        await pilot.press(*"2025 Nobel Prize in Physics")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await pilot.pause()
+        prompt = app.query_one("#prompt", Input)
+        assert prompt.value == "Who won the 2025 Nobel Prize in Physics?"
+        assert prompt.has_focus
+        assert engine(app).calls == [] or all(call[0] != "send" for call in engine(app).calls)
 
 
 # --- snapshots --------------------------------------------------------------------------------

