@@ -61,11 +61,6 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"KV-cache length in tokens (default {DEFAULT_MAX_CONTEXT})",
     )
     parser.add_argument(
-        "--embedding-quantize",
-        metavar="BITS,GROUP",
-        help="quantize the token embedding, e.g. 4,32 (changes outputs)",
-    )
-    parser.add_argument(
         "--verbose", action="store_true", help="show ExecuTorch's own logs and warnings"
     )
     return parser
@@ -138,7 +133,6 @@ def main(argv: list[str] | None = None) -> int:
             out=args.out,
             base_program=args.base_program,
             max_context=args.max_context,
-            embedding_quantize=args.embedding_quantize,
         )
         progress = progress_display(console)
         events = RichEvents(progress)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from executorch.exir import ExecutorchProgramManager
 
 FOUNDATION_FILE = "foundation.ptd"
+EMBEDDING_WEIGHT = "tok_embeddings.weight"
 MAX_PREFILL = 128  # tokens one forward call may take; longer prompts are fed in chunks
 
 
@@ -34,7 +35,6 @@ class ProgramSpec:
     foundation_id: int  # also in the manifest; lets a reader tell which .ptd a .pte needs
     bos_id: int | None
     stop_ids: tuple[int, ...]
-    embedding_quantize: str | None = None  # "BITS,GROUP"
     lora_rank: int | None = None
     lora_targets: tuple[str, ...] = ()
 
@@ -82,8 +82,8 @@ def lower_program(
     step("building model")
     model = _build_model(spec, weights)
     max_seq = min(MAX_PREFILL, spec.max_context)
-    example = (torch.tensor([[2, 3, 4]], dtype=torch.long), {"input_pos": torch.tensor([0])})
-    dynamic_shapes = ({1: torch.export.Dim("token_dim", max=max_seq - 1)}, {"input_pos": {0: 1}})
+    example = (torch.zeros(1, 3, spec.shape.dim), torch.tensor([0]))
+    dynamic_shapes = ({1: torch.export.Dim("token_dim", max=max_seq - 1)}, None)
 
     step("torch.export")
     with sdpa_kernel([SDPBackend.MATH]), torch.no_grad():
@@ -158,27 +158,37 @@ def _build_model(spec: ProgramSpec, weights: dict[str, torch.Tensor]) -> torch.n
         use_kv_cache=True,
         use_sdpa_with_kv_cache_op=True,
         enable_dynamic_shape=True,
+        apply_embedding=False,
         # The adapter's per-module scale is folded into lora_b, so the layer's alpha/r is 1.
         r=spec.lora_rank if lora else None,
         lora_alpha=spec.lora_rank if lora else None,
         target_modules=list(spec.lora_targets) if lora else None,
     )
     model = construct_transformer(args)  # on CPU: rope tables and KV caches are built here
+    weights = {name: w for name, w in weights.items() if name != EMBEDDING_WEIGHT}
     missing, unexpected = model.load_state_dict(weights, strict=False, assign=True)
     weight_names = {name for name, _ in model.named_parameters()}
     if unexpected or weight_names & set(missing):
         raise RuntimeError(f"weights do not fit the model: missing {missing}, extra {unexpected}")
-    if spec.embedding_quantize:
-        from executorch.examples.models.llama.source_transformation.quantize import (
-            get_quant_embedding_transform,
-        )
-
-        model = get_quant_embedding_transform(spec.embedding_quantize, quantize_with_hqq=False)(
-            model
-        )
     model = replace_sdpa_with_custom_op(model)
     model = replace_kv_cache_with_custom_kv_cache(model)
-    return model.eval()
+    return FromEmbeddings(model).eval()
+
+
+class FromEmbeddings(torch.nn.Module):
+    """The transformer fed embeddings, not token ids.
+
+    The token-embedding table stays out of the programs: lora-tui looks tokens up in one
+    table mapped once per process, instead of every program mapping its own copy from the
+    .ptd (which RSS counts once per program).
+    """
+
+    def __init__(self, transformer: torch.nn.Module) -> None:
+        super().__init__()
+        self.transformer = transformer
+
+    def forward(self, embeddings: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
+        return self.transformer(None, {"input_pos": input_pos}, embeddings)
 
 
 def _metadata(spec: ProgramSpec, max_seq: int) -> dict[str, object]:

@@ -16,7 +16,8 @@ from exporter.errors import ExportError
 
 MANIFEST_FILE = "manifest.json"
 TOKENIZER_FILE = "tokenizer.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the token embedding lives in its own file, outside the programs
+EMBEDDINGS_FILE = "embeddings.npy"
 
 
 @dataclass
@@ -43,7 +44,7 @@ class Manifest:
     foundation_size_bytes: int
     shape: dict[str, Any]
     max_context: int
-    embedding_quantize: str | None
+    embeddings_file: str  # the token-embedding table, [vocab, dim] fp32, looked up by lora-tui
     tokenizer_file: str
     chat_template: str | None
     bos_id: int | None
@@ -75,9 +76,10 @@ class Manifest:
         return None
 
 
-def foundation_id(base_fingerprint: str, max_context: int, embedding_quantize: str | None) -> int:
-    """A 60-bit id of everything that decides the .ptd's contents, small enough for int64."""
-    key = f"{base_fingerprint}:{max_context}:{embedding_quantize}".encode()
+def foundation_id(base_fingerprint: str, max_context: int) -> int:
+    """A 60-bit id of everything that decides the .ptd's contents and the programs' inputs,
+    small enough for int64."""
+    key = f"{base_fingerprint}:{max_context}:format{FORMAT_VERSION}".encode()
     return int(hashlib.sha256(key).hexdigest()[:15], 16)
 
 

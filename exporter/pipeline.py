@@ -14,14 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import torch
 
 from exporter.adapter import Adapter, load_adapter
 from exporter.atomic import write_atomic, write_bytes_atomic
 from exporter.base import BaseModel, load_base
 from exporter.errors import ExportError
-from exporter.lower import FOUNDATION_FILE, ProgramSpec, lower_program
+from exporter.lower import EMBEDDING_WEIGHT, FOUNDATION_FILE, ProgramSpec, lower_program
 from exporter.manifest import (
+    EMBEDDINGS_FILE,
     MANIFEST_FILE,
     TOKENIZER_FILE,
     Manifest,
@@ -34,7 +36,7 @@ from exporter.splice import SpliceError, splice, template_weights
 BASE_PROGRAM = "base"
 # Lowered LoRA programs that adapters of the same rank and targets are filled into.
 TEMPLATES_DIR = ".templates"
-TEMPLATE_VERSION = 1  # bump when lowering changes, so older templates are not reused
+TEMPLATE_VERSION = 2  # bump when lowering changes, so older templates are not reused
 
 Weights = dict[str, torch.Tensor]
 DEFAULT_MAX_CONTEXT = 512
@@ -47,7 +49,6 @@ class ExportRequest:
     out: Path
     base_program: bool = False
     max_context: int = DEFAULT_MAX_CONTEXT
-    embedding_quantize: str | None = None
 
 
 @dataclass
@@ -108,7 +109,7 @@ def run_export(request: ExportRequest, events: Events | None = None) -> ExportRe
     )
     fingerprint: str = timed("fingerprint base", 1, base.fingerprint)  # type: ignore[assignment]
     existing = _existing_manifest(request, base, fingerprint)
-    found_id = foundation_id(fingerprint, request.max_context, request.embedding_quantize)
+    found_id = foundation_id(fingerprint, request.max_context)
 
     programs: list[tuple[str, Adapter | None]] = [(a.name, a) for a in adapters]
     if request.base_program:
@@ -136,6 +137,8 @@ def run_export(request: ExportRequest, events: Events | None = None) -> ExportRe
                     1,
                     lambda: lowered.write_foundation(staging / FOUNDATION_FILE),  # type: ignore[attr-defined]
                 )
+                table = base.weights[EMBEDDING_WEIGHT].to(torch.float32).contiguous().numpy()
+                write_atomic(staging / EMBEDDINGS_FILE, lambda f: np.save(f, table))
 
         for name, adapter in programs:
             spec = ProgramSpec(
@@ -144,7 +147,6 @@ def run_export(request: ExportRequest, events: Events | None = None) -> ExportRe
                 foundation_id=found_id,
                 bos_id=base.tokenizer.bos_id,
                 stop_ids=tuple(base.tokenizer.stop_ids),
-                embedding_quantize=request.embedding_quantize,
                 lora_rank=adapter.rank if adapter else None,
                 lora_targets=tuple(adapter.targets) if adapter else (),
             )
@@ -204,13 +206,6 @@ def _check_request(request: ExportRequest) -> None:
         raise ExportError("adapter name 'base' is reserved for --base-program; use NAME=DIR")
     if request.max_context < 16:
         raise ExportError(f"--max-context {request.max_context}: must be at least 16")
-    if request.embedding_quantize is not None:
-        bits, _, group = request.embedding_quantize.partition(",")
-        if bits not in ("2", "4", "8") or not group.isdigit():
-            raise ExportError(
-                f"--embedding-quantize {request.embedding_quantize}: expected BITS,GROUP "
-                "with BITS 2, 4 or 8 (for example 4,32)"
-            )
     if request.out.exists() and not request.out.is_dir():
         raise ExportError(f"{request.out}: exists and is not a directory")
 
@@ -244,13 +239,11 @@ def _existing_manifest(
             f"{foundation}: built with --max-context {existing.max_context}, "
             f"not {request.max_context}; use the same value or another --out"
         )
-    if existing.embedding_quantize != request.embedding_quantize:
-        raise ExportError(
-            f"{foundation}: built with --embedding-quantize {existing.embedding_quantize}, "
-            f"not {request.embedding_quantize}; choose another --out"
-        )
     if not foundation.is_file() or foundation.stat().st_size != existing.foundation_size_bytes:
         raise ExportError(f"{foundation}: missing or truncated; remove {out} and export again")
+    embeddings = out / existing.embeddings_file
+    if not embeddings.is_file():
+        raise ExportError(f"{embeddings}: missing; remove {out} and export again")
     if sha256_file(foundation) != existing.foundation_sha256:
         raise ExportError(
             f"{foundation}: does not match its manifest; remove {out} and export again"
@@ -301,7 +294,7 @@ def _make_manifest(
         foundation_size_bytes=foundation.stat().st_size,
         shape=base.shape.as_dict(),
         max_context=request.max_context,
-        embedding_quantize=request.embedding_quantize,
+        embeddings_file=EMBEDDINGS_FILE,
         tokenizer_file=TOKENIZER_FILE,
         chat_template=base.tokenizer.chat_template,
         bos_id=base.tokenizer.bos_id,

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
+
+from exporter.manifest import EMBEDDINGS_FILE
 
 
 def load_program(pte: Path, ptd: Path):
@@ -19,18 +22,23 @@ def load_program(pte: Path, ptd: Path):
 def program_greedy(pte: Path, ptd: Path, prompt: list[int], steps: int, chunk: int = 16):
     """Prefill ``prompt`` in chunks, then decode greedily. Returns (tokens, logits per step)."""
     module = load_program(pte, ptd)
+    table = torch.from_numpy(np.load(ptd.parent / EMBEDDINGS_FILE))
+
+    def embed(tokens: list[int]) -> torch.Tensor:
+        return table[tokens][None]
+
     pos = 0
     logits = None
     for start in range(0, len(prompt), chunk):
         piece = prompt[start : start + chunk]
-        logits = module.forward([torch.tensor([piece]), torch.tensor([pos])])[0][0]
+        logits = module.forward([embed(piece), torch.tensor([pos])])[0][0]
         pos += len(piece)
     tokens, all_logits = [], []
     for _ in range(steps):
         all_logits.append(logits.clone())
         token = int(torch.argmax(logits))
         tokens.append(token)
-        logits = module.forward([torch.tensor([[token]]), torch.tensor([pos])])[0][0]
+        logits = module.forward([embed([token]), torch.tensor([pos])])[0][0]
         pos += 1
     return tokens, all_logits
 

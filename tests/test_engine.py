@@ -194,6 +194,19 @@ def test_truncated_weights(copied: Path) -> None:
     assert_one_line_error(done, "foundation.ptd", "truncated")
 
 
+def test_truncated_embeddings(copied: Path) -> None:
+    embeddings = copied / "embeddings.npy"
+    embeddings.write_bytes(embeddings.read_bytes()[:10_000])
+    done = bench(["--weights", str(copied / "foundation.ptd"), str(copied / "full.pte")])
+    assert_one_line_error(done, "embeddings.npy", "truncated")
+
+
+def test_missing_embeddings(copied: Path) -> None:
+    (copied / "embeddings.npy").unlink()
+    done = bench(["--weights", str(copied / "foundation.ptd"), str(copied / "full.pte")])
+    assert_one_line_error(done, "embeddings.npy", "no such file")
+
+
 def test_not_a_program(copied: Path) -> None:
     fake = copied / "notes.pte"
     fake.write_text("just some text, long enough to have a header of forty bytes or more")

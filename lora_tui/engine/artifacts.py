@@ -10,6 +10,9 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from exporter.errors import ExportError
 from exporter.manifest import Manifest, ProgramEntry
 from lora_tui.engine.chat import ChatFormat
@@ -19,11 +22,43 @@ _PTE_MAGIC, _PTE_HEADER = b"ET", b"eh00"  # flatbuffer id "ET12" at 4..8, then e
 _PTD_MAGIC, _PTD_HEADER = b"FT", b"FH01"
 
 
+class TokenEmbeddings:
+    """The token-embedding table that every program of a foundation shares.
+
+    The programs take embeddings, not token ids. The table is memory-mapped read-only once
+    per process, so its pages are counted once in RSS and only the rows of tokens actually
+    used are ever read in.
+    """
+
+    def __init__(self, path: Path, vocab_size: int, dim: int) -> None:
+        if not path.is_file():
+            raise EngineError(f"{path}: no such file (the token embeddings lora-export writes)")
+        try:
+            table = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise EngineError(f"{path}: damaged or truncated ({err})") from None
+        if table.shape != (vocab_size, dim) or table.dtype != np.float32:
+            raise EngineError(
+                f"{path}: holds {table.dtype} {table.shape}, not float32 ({vocab_size}, {dim})"
+            )
+        self.path = path
+        self.table = table
+
+    def __call__(self, tokens: list[int]) -> torch.Tensor:
+        """Embeddings of ``tokens`` as the programs take them: [1, len(tokens), dim]."""
+        return torch.from_numpy(np.ascontiguousarray(self.table[tokens]))[None]
+
+    @property
+    def size_mib(self) -> float:
+        return self.table.nbytes / 2**20
+
+
 @dataclass
 class Foundation:
     path: Path
     manifest: Manifest
     chat: ChatFormat
+    embeddings: TokenEmbeddings
 
     def entry_for(self, program: Path) -> tuple[str, ProgramEntry | None]:
         """The program's name and manifest entry (None for a program the manifest does not list)."""
@@ -46,7 +81,11 @@ def open_foundation(weights: Path, tokenizer: Path | None = None) -> Foundation:
         manifest.stop_ids,
         manifest.bos_id,
     )
-    return Foundation(weights, manifest, chat)
+    shape = manifest.shape
+    embeddings = TokenEmbeddings(
+        weights.parent / manifest.embeddings_file, shape["vocab_size"], shape["dim"]
+    )
+    return Foundation(weights, manifest, chat, embeddings)
 
 
 def check_program_file(path: Path) -> None:

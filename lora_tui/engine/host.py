@@ -64,9 +64,10 @@ class ModelHost:
                 else "was built for another foundation"
             )
             raise EngineError(f"{pte}: {what}, not {self.foundation.path}")
-        warm_up(module, pte, self.foundation.path)
+        embed = self.foundation.embeddings
+        warm_up(module, embed, pte, self.foundation.path)
         limits = ProgramLimits.of(module)
-        session = AdapterSession(name, module, self.foundation.chat, limits)
+        session = AdapterSession(name, module, embed, self.foundation.chat, limits)
         load_s = time.perf_counter() - started
         after = sample()
         info = AdapterInfo(

@@ -7,7 +7,7 @@ a scheduler can interleave several adapters and keep every pane moving.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from lora_tui.engine.types import (
 )
 
 Event = Notice | Piece | ReplyDone
+Embed = Callable[[list[int]], torch.Tensor]  # token ids -> the [1, T, dim] a program takes
 PREFILL_CHUNK = 32  # tokens per forward while prefilling; small enough to interleave fairly
 
 
@@ -43,11 +44,11 @@ def load_module(pte: Path, ptd: Path) -> Any:
         raise EngineError(f"{pte}: could not load ({err})") from None
 
 
-def warm_up(module: Any, pte: Path, ptd: Path) -> None:
+def warm_up(module: Any, embed: Embed, pte: Path, ptd: Path) -> None:
     """Run one token: loads the method and packs its weights now, so load time and memory
     are measured at load. Position 0 is overwritten by the first real prefill."""
     try:
-        module.forward([torch.tensor([[0]], dtype=torch.long), torch.tensor([0], dtype=torch.long)])
+        module.forward([embed([0]), torch.tensor([0], dtype=torch.long)])
     except RuntimeError as err:
         raise EngineError(f"{pte}: does not run over {ptd} ({err})") from None
 
@@ -76,6 +77,7 @@ class ProgramLimits:
 class AdapterSession:
     name: str
     module: Any
+    embed: Embed
     chat: ChatFormat
     limits: ProgramLimits
     messages: list[Message] = field(default_factory=list)
@@ -87,9 +89,7 @@ class AdapterSession:
         self.cached.clear()
 
     def forward(self, tokens: list[int], pos: int) -> torch.Tensor:
-        outputs = self.module.forward(
-            [torch.tensor([tokens], dtype=torch.long), torch.tensor([pos], dtype=torch.long)]
-        )
+        outputs = self.module.forward([self.embed(tokens), torch.tensor([pos], dtype=torch.long)])
         return outputs[0][0]
 
     def reply(self, user_text: str, settings: GenerationSettings) -> Reply:

@@ -97,7 +97,9 @@ class MemoryPanel(Vertical):
                 if self.foundation_mib >= 10
                 else f"{self.foundation_mib:.1f}"
             )
-            sharing.append(f"\nshared: foundation.ptd {size} MiB, {packed}")
+            sharing.append(
+                f"\nshared: foundation.ptd {size} MiB, {packed}; token embeddings, mapped once"
+            )
         self.query_one("#memory-sharing", Static).update(sharing)
 
         table = Table(box=None, expand=True, padding=(0, 1), show_edge=False)
