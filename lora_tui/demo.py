@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -82,7 +83,19 @@ def ensure_demo(
         request = ExportRequest(base, list(adapters.items()), staging, base_program=True)
         if max_context is not None:
             request.max_context = max_context
-        result = run_export(request, events)
+        try:
+            # Start from the old build: lora-export keeps what is current in it (the
+            # foundation, the base program, unchanged adapters, the lowered templates) and
+            # refuses it when it cannot be trusted, and then everything is built afresh.
+            if (folder / MANIFEST_FILE).is_file():
+                shutil.rmtree(staging)
+                shutil.copytree(folder, staging, copy_function=os.link)
+                (staging / STAMP_FILE).unlink(missing_ok=True)
+            result = run_export(request, events)
+        except ExportError:
+            shutil.rmtree(staging)
+            staging.mkdir()
+            result = run_export(request, events)
         (staging / STAMP_FILE).write_text(json.dumps(stamp, indent=2, sort_keys=True))
         if folder.exists():
             shutil.rmtree(folder)

@@ -43,10 +43,17 @@ def program_greedy(pte: Path, ptd: Path, prompt: list[int], steps: int, chunk: i
     return tokens, all_logits
 
 
+def _pretrained(cls, base: Path, **options):
+    """A Hugging Face directory, or a .gguf file (which transformers dequantizes)."""
+    if base.suffix == ".gguf":
+        return cls.from_pretrained(str(base.parent), gguf_file=base.name, **options)
+    return cls.from_pretrained(base, **options)
+
+
 def peft_greedy(base_dir: Path, adapter_dir: Path | None, prompt: list[int], steps: int):
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    model = _pretrained(AutoModelForCausalLM, base_dir, dtype=torch.float32)
     if adapter_dir is not None:
         from peft import PeftModel
 
@@ -67,7 +74,7 @@ def peft_greedy(base_dir: Path, adapter_dir: Path | None, prompt: list[int], ste
 def chat_prompt(base_dir: Path, user_text: str) -> list[int]:
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    tokenizer = _pretrained(AutoTokenizer, base_dir)
     text = tokenizer.apply_chat_template(
         [{"role": "user", "content": user_text}], add_generation_prompt=True, tokenize=False
     )

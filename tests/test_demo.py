@@ -65,10 +65,12 @@ def test_current_cache_is_reused(
 def test_changed_adapter_is_rebuilt(demo: tuple[Path, dict[str, Path]], tiny_base: Path) -> None:
     folder, adapters = demo
     before = (folder / "full.pte").read_bytes()
+    foundation = (folder / "foundation.ptd").stat().st_ino
     shutil.rmtree(adapters["full"])
     build_adapter(tiny_base, adapters["full"], r=8, alpha=16, targets=["q_proj"], seed=5)
     rebuilt = build(folder, tiny_base, adapters)
-    assert rebuilt.built is not None
+    assert rebuilt.built is not None and rebuilt.built.built == ["full"]  # the rest is kept
+    assert (folder / "foundation.ptd").stat().st_ino == foundation
     assert (folder / "full.pte").read_bytes() != before
     assert Manifest.read(folder).programs["full"].target_modules == ["q_proj"]
 
@@ -98,7 +100,7 @@ def test_interrupted_rebuild_keeps_the_old_cache_whole(
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("exporter.pipeline.lower_program", interrupted)
+    monkeypatch.setattr("lora_tui.demo.run_export", interrupted)
     with pytest.raises(KeyboardInterrupt):
         build(folder, tiny_base, adapters)
     assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
