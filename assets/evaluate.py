@@ -55,7 +55,9 @@ def main() -> None:
                     scores[question_set, program] = scores.get((question_set, program), 0) + right
                     if args.answers:
                         mark = "✓" if right else "✗"
-                        console.print(f"{mark} [{program}] {row['question']}\n    {text!r}")
+                        console.print(
+                            f"{mark} [{program}] {row['question']}\n    {text!r}", markup=False
+                        )
     table = Table(title="Held-out questions answered correctly", title_justify="left")
     table.add_column("questions")
     for program in programs:

@@ -89,7 +89,7 @@ def ensure_demo(
             # refuses it when it cannot be trusted, and then everything is built afresh.
             if (folder / MANIFEST_FILE).is_file():
                 shutil.rmtree(staging)
-                shutil.copytree(folder, staging, copy_function=os.link)
+                shutil.copytree(folder, staging, copy_function=_link_or_copy)
                 (staging / STAMP_FILE).unlink(missing_ok=True)
             result = run_export(request, events)
         except ExportError:
@@ -103,6 +103,14 @@ def ensure_demo(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return DemoBuild(folder, result)
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    # lora-export replaces files rather than writing into them, so a link is a safe copy.
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def _stamp(base: Path, adapters: dict[str, Path], max_context: int | None) -> dict[str, object]:
@@ -137,7 +145,8 @@ def _is_complete(folder: Path, stamp: dict[str, object]) -> bool:
         return False
     sizes = {manifest.foundation_file: manifest.foundation_size_bytes}
     sizes.update({entry.file: entry.size_bytes for entry in manifest.programs.values()})
-    return (folder / MANIFEST_FILE).is_file() and all(
+    required = [folder / MANIFEST_FILE, folder / manifest.embeddings_file]
+    return all(path.is_file() for path in required) and all(
         (folder / name).is_file() and (folder / name).stat().st_size == size
         for name, size in sizes.items()
     )
