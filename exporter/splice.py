@@ -14,6 +14,7 @@ the bytes and the names keep their lengths, so no offset in the file moves.
 from __future__ import annotations
 
 import hashlib
+import struct
 import zlib
 
 import torch
@@ -33,6 +34,16 @@ def template_weights(shapes: dict[str, torch.Size]) -> dict[str, torch.Tensor]:
     return weights
 
 
+def _check_whole(program: bytes) -> None:
+    """The file must be as long as its extended header says (a cut-off end may hold no LoRA
+    tensor, so finding them all does not prove the template whole)."""
+    if len(program) < 40 or program[8:12] != b"eh00":
+        raise SpliceError("the template is not an ExecuTorch program with segments")
+    program_size, segment_base, segment_size = struct.unpack_from("<QQQ", program, 16)
+    if len(program) < max(program_size, segment_base + segment_size):
+        raise SpliceError("the template is truncated")
+
+
 def _fp32_bytes(tensor: torch.Tensor) -> bytes:
     return tensor.detach().to(torch.float32).contiguous().numpy().tobytes()
 
@@ -43,6 +54,7 @@ def splice(
     """The template program with each stand-in tensor replaced by the adapter's."""
     if stand_ins.keys() != weights.keys():
         raise SpliceError("the adapter's LoRA tensors are not the template's")
+    _check_whole(template)
     program = bytearray(template)
     renames: list[tuple[bytes, bytes]] = []
     for name, stand_in in stand_ins.items():

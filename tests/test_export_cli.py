@@ -137,7 +137,7 @@ def test_damaged_template_is_lowered_again(
     out = tmp_path / "out"
     shutil.copytree(tiny_artifacts.out, out)
     (template,) = (out / ".templates").glob("v1-r8-*.pte")
-    template.write_bytes(template.read_bytes()[:-4096])
+    template.write_bytes(template.read_bytes()[:-16])  # a cut-off end
     twin = build_adapter(tiny_base, tmp_path / "twin", r=8, alpha=4, targets=ALL_TARGETS, seed=8)
     result = run_export(ExportRequest(tiny_base, [("twin", twin)], out, max_context=MAX_CONTEXT))
     assert [p for p in result.phase_seconds if p.startswith("export")] == [
