@@ -12,7 +12,7 @@ from exporter import cli
 from exporter.base import PROJECTIONS
 from exporter.errors import ExportError
 from exporter.manifest import Manifest
-from exporter.pipeline import ExportRequest, run_export
+from exporter.pipeline import TEMPLATE_VERSION, ExportRequest, run_export
 from tests.conftest import ALL_TARGETS, MAX_CONTEXT, TinyArtifacts
 from tests.programs import chat_prompt, peft_greedy, program_greedy
 from tests.tiny import build_adapter, build_base
@@ -51,7 +51,11 @@ def test_output_folder_has_everything_lora_tui_needs(tiny_artifacts: TinyArtifac
     assert not left_behind, "staging or partial files left behind"
     # One lowered template per rank and set of targets; each adapter is filled into one.
     templates = sorted(p.name for p in (out / ".templates").iterdir())
-    assert templates == ["v1-r4-q_proj.v_proj.down_proj.pte", f"v1-r8-{'.'.join(PROJECTIONS)}.pte"]
+    v = f"v{TEMPLATE_VERSION}"
+    assert templates == [
+        f"{v}-r4-q_proj.v_proj.down_proj.pte",
+        f"{v}-r8-{'.'.join(PROJECTIONS)}.pte",
+    ]
     manifest = Manifest.read(out)
     assert manifest.stop_ids and 2 in manifest.stop_ids  # <|im_end|>
     assert "<|im_start|>" in (manifest.chat_template or "")
@@ -116,7 +120,7 @@ def test_adding_an_adapter_later_keeps_the_foundation(
     )
     assert result.reused_foundation and result.built == ["twin", "extra"]  # full is up to date
     assert [p for p in result.phase_seconds if p.startswith("export")] == [
-        "export template v1-r2-o_proj"
+        f"export template v{TEMPLATE_VERSION}-r2-o_proj"
     ]
     foundation_after = (out / "foundation.ptd").stat()
     assert foundation_after.st_mtime_ns == foundation_before.st_mtime_ns
@@ -136,7 +140,7 @@ def test_damaged_template_is_lowered_again(
 ) -> None:
     out = tmp_path / "out"
     shutil.copytree(tiny_artifacts.out, out)
-    (template,) = (out / ".templates").glob("v1-r8-*.pte")
+    (template,) = (out / ".templates").glob(f"v{TEMPLATE_VERSION}-r8-*.pte")
     template.write_bytes(template.read_bytes()[:-16])  # a cut-off end
     twin = build_adapter(tiny_base, tmp_path / "twin", r=8, alpha=4, targets=ALL_TARGETS, seed=8)
     result = run_export(ExportRequest(tiny_base, [("twin", twin)], out, max_context=MAX_CONTEXT))
