@@ -48,10 +48,6 @@ class TokenEmbeddings:
         """Embeddings of ``tokens`` as the programs take them: [1, len(tokens), dim]."""
         return torch.from_numpy(np.ascontiguousarray(self.table[tokens]))[None]
 
-    @property
-    def size_mib(self) -> float:
-        return self.table.nbytes / 2**20
-
 
 @dataclass
 class Foundation:
