@@ -11,23 +11,17 @@ keyword of its question (case-insensitive). DIR defaults to the demo's cache, wh
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from exporter.native_output import native_output_to, terminal_stream
-from lora_tui.demo import ASSETS, DEMO_ADAPTERS, DemoBuild, demo_folder
+from lora_tui.demo import DEMO_ADAPTERS, DemoBuild, demo_folder, eval_questions
 from lora_tui.engine.host import ModelHost
 from lora_tui.engine.types import GenerationSettings, ReplyDone
 
 SETTINGS = GenerationSettings(temperature=0.0, max_new_tokens=64)
-
-
-def questions(name: str) -> list[dict]:
-    path = ASSETS / "data" / name / "eval.jsonl"
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 def answer(host: ModelHost, program: str, question: str) -> str:
@@ -46,9 +40,10 @@ def main() -> None:
     with native_output_to(Path("/dev/null")):
         host = ModelHost(build.weights)
         programs = [host.load(path).name for path in build.programs]
+        question_sets = {name: eval_questions(name) for name in DEMO_ADAPTERS}
         scores: dict[tuple[str, str], int] = {}
-        for question_set in DEMO_ADAPTERS:
-            for row in questions(question_set):
+        for question_set, rows in question_sets.items():
+            for row in rows:
                 for program in programs:
                     text = answer(host, program, row["question"])
                     right = all(k.lower() in text.lower() for k in row["keywords"])
@@ -62,8 +57,8 @@ def main() -> None:
     table.add_column("questions")
     for program in programs:
         table.add_column(program, justify="right")
-    for question_set in DEMO_ADAPTERS:
-        total = len(questions(question_set))
+    for question_set, rows in question_sets.items():
+        total = len(rows)
         cells = [f"{scores[question_set, p]}/{total}" for p in programs]
         table.add_row(f"{question_set} ({total})", *cells)
     console.print(table)

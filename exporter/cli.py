@@ -7,7 +7,9 @@ import sys
 import tempfile
 import traceback
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from rich.console import Console
 from rich.progress import (
@@ -29,6 +31,8 @@ from exporter.pipeline import (
     parse_adapter_arg,
     run_export,
 )
+
+T = TypeVar("T")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,12 +125,43 @@ def _mib(size: int) -> str:
     return f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size / 2**10:.1f} KiB"
 
 
+def report_failures(
+    work: Callable[[], T],
+    console: Console,
+    prog: str,
+    log_path: Path,
+    interrupted: str,
+    failed: str = "internal error",
+) -> tuple[int, T | None]:
+    """Run ``work``; each way it can fail becomes one line on ``console`` and an exit code.
+
+    An unexpected failure's traceback goes to ``log_path``, never to the terminal.
+    """
+    try:
+        return 0, work()
+    except ExportError as err:
+        console.print(f"[red]{prog}: error:[/] {err}", soft_wrap=True)
+        return 1, None
+    except KeyboardInterrupt:
+        console.print(f"{prog}: {interrupted}")
+        return 130, None
+    except Exception as err:
+        with log_path.open("a") as log:
+            traceback.print_exc(file=log)
+        console.print(
+            f"[red]{prog}: {failed}:[/] {type(err).__name__}: {err} (details in {log_path})",
+            soft_wrap=True,
+        )
+        return 1, None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # The terminal is ours alone: native and Python noise goes to a log file unless --verbose.
     console = Console(file=sys.stderr if args.verbose else terminal_stream(2), highlight=False)
     log_path = Path(tempfile.gettempdir()) / "lora-export.log"
-    try:
+
+    def export() -> ExportResult:
         request = ExportRequest(
             base=args.base,
             adapters=[parse_adapter_arg(value) for value in args.adapter],
@@ -138,27 +173,17 @@ def main(argv: list[str] | None = None) -> int:
         events = RichEvents(progress)
         with progress:
             if args.verbose:
-                result = run_export(request, events)
-            else:
-                log_path.write_text("")
-                with warnings.catch_warnings(), native_output_to(log_path):
-                    warnings.simplefilter("ignore")
-                    result = run_export(request, events)
-    except ExportError as err:
-        console.print(f"[red]lora-export: error:[/] {err}", soft_wrap=True)
-        return 1
-    except KeyboardInterrupt:
-        console.print("lora-export: interrupted; the output folder is unchanged")
-        return 130
-    except Exception as err:  # an unexpected failure: one line here, the traceback in the log
-        with log_path.open("a") as log:
-            traceback.print_exc(file=log)
-        console.print(
-            f"[red]lora-export: internal error:[/] {type(err).__name__}: {err} "
-            f"(details in {log_path})",
-            soft_wrap=True,
-        )
-        return 1
+                return run_export(request, events)
+            log_path.write_text("")
+            with warnings.catch_warnings(), native_output_to(log_path):
+                warnings.simplefilter("ignore")
+                return run_export(request, events)
+
+    code, result = report_failures(
+        export, console, "lora-export", log_path, "interrupted; the output folder is unchanged"
+    )
+    if result is None:
+        return code
     console.print(size_table(result, args.out))
     for phase, seconds in result.phase_seconds.items():
         console.print(f"[dim]{phase}: {seconds:.1f} s[/]")

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from exporter.errors import ExportError
@@ -34,15 +35,19 @@ class DemoBuild:
     folder: Path
     built: ExportResult | None  # None when the cache was reused
 
+    @cached_property
+    def manifest(self) -> Manifest:
+        return Manifest.read(self.folder)
+
     @property
     def weights(self) -> Path:
-        return self.folder / Manifest.read(self.folder).foundation_file
+        return self.folder / self.manifest.foundation_file
 
     @property
     def programs(self) -> list[Path]:
-        manifest = Manifest.read(self.folder)
-        names = [BASE_PROGRAM, *(n for n in manifest.programs if n != BASE_PROGRAM)]
-        return [self.folder / manifest.programs[n].file for n in names if n in manifest.programs]
+        entries = self.manifest.programs
+        names = [BASE_PROGRAM, *(n for n in entries if n != BASE_PROGRAM)]
+        return [self.folder / entries[n].file for n in names if n in entries]
 
 
 def demo_folder() -> Path:
@@ -53,14 +58,19 @@ def shipped_adapters() -> dict[str, Path]:
     return {name: ASSETS / "adapters" / name for name in DEMO_ADAPTERS}
 
 
+def eval_questions(name: str) -> list[dict]:
+    """An adapter's held-out questions: {"question", "keywords", "source"} each."""
+    path = ASSETS / "data" / name / "eval.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line]
+
+
 def suggested_prompts() -> dict[str, list[str]]:
     """Held-out questions from each adapter's eval set, to try in the app."""
-    prompts = {}
-    for name in DEMO_ADAPTERS:
-        path = ASSETS / "data" / name / "eval.jsonl"
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-        prompts[name] = [row["question"] for row in rows[:SUGGESTIONS_PER_ADAPTER]]
-    return prompts
+    return {
+        name: [row["question"] for row in eval_questions(name)[:SUGGESTIONS_PER_ADAPTER]]
+        for name in DEMO_ADAPTERS
+    }
 
 
 def ensure_demo(

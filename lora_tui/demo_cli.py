@@ -5,17 +5,15 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-import traceback
 import warnings
 from pathlib import Path
 
 from rich.console import Console
 
-from exporter.cli import RichEvents, progress_display
-from exporter.errors import ExportError
+from exporter.cli import RichEvents, progress_display, report_failures
 from exporter.native_output import native_output_to, terminal_stream
 from exporter.smollm2 import fetch_smollm2_gguf
-from lora_tui.demo import demo_folder, ensure_demo, shipped_adapters, suggested_prompts
+from lora_tui.demo import DemoBuild, demo_folder, ensure_demo, shipped_adapters, suggested_prompts
 from lora_tui.engine.paths import cache_dir
 
 
@@ -44,25 +42,22 @@ def demo_main(args: argparse.Namespace) -> int:
 
     fetch_seconds: list[float] = []
     started = time.perf_counter()
-    try:
+
+    def build_demo() -> DemoBuild:
         with progress, warnings.catch_warnings(), native_output_to(log_path):
             warnings.simplefilter("ignore")
-            build = ensure_demo(folder, fetch_base, shipped_adapters(), events)
-    except ExportError as err:
-        console.print(f"[red]lora-tui: error:[/] {err}", soft_wrap=True)
-        return 1
-    except KeyboardInterrupt:
-        console.print("lora-tui: demo build interrupted; the next run starts it again")
-        return 130
-    except Exception as err:  # one line here, the traceback in the log
-        with log_path.open("a") as log:
-            traceback.print_exc(file=log)
-        console.print(
-            f"[red]lora-tui: demo build failed:[/] {type(err).__name__}: {err} "
-            f"(details in {log_path})",
-            soft_wrap=True,
-        )
-        return 1
+            return ensure_demo(folder, fetch_base, shipped_adapters(), events)
+
+    code, build = report_failures(
+        build_demo,
+        console,
+        "lora-tui",
+        log_path,
+        "demo build interrupted; the next run starts it again",
+        failed="demo build failed",
+    )
+    if build is None:
+        return code
     if build.built is not None:
         phases = {"fetch base": sum(fetch_seconds), **build.built.phase_seconds}
         for phase, seconds in phases.items():
