@@ -35,7 +35,7 @@ async def measure(
     app = LoraTuiApp(programs, factory, GenerationSettings(max_new_tokens=400))
     latencies: list[float] = []
     async with app.run_test(size=(140, 40)) as pilot:
-        while any(p.state == "loading" for p in app.panes.values()):
+        while not app.panes or any(p.state == "loading" for p in app.panes.values()):
             await asyncio.sleep(0.2)
         prompt = app.main.query_one("#prompt", Input)
 

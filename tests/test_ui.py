@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual._compositor import Compositor
 from textual.widgets import Input
 
 from lora_tui.ui.app import LoraTuiApp
@@ -95,6 +96,26 @@ async def test_keys_switch_between_adapters(tmp_path: Path) -> None:
         app.set_focus(None)
         await pilot.press("2")  # digits select when the prompt is not focused
         assert app.selected == 1
+
+
+async def test_switching_redraws_only_what_changed(tmp_path: Path, monkeypatch) -> None:
+    # A Tab used to re-render the whole screen (tens of ms with long conversations).
+    app = make_app(["a", "b"], tmp_path)
+    full_renders: list[int] = []
+    render_full_update = Compositor.render_full_update
+
+    def counting(self, *args, **kwargs):
+        full_renders.append(1)
+        return render_full_update(self, *args, **kwargs)
+
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await send(pilot, "Who won?")
+        monkeypatch.setattr(Compositor, "render_full_update", counting)
+        await pilot.press("tab", "tab", "ctrl+b", "ctrl+b")
+        await pilot.pause()
+        assert app.selected == 0 and app.broadcast
+        assert full_renders == []
 
 
 async def test_maximize_and_restore(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.reactive import reactive
+from textual.reactive import var
 from textual.screen import Screen
 from textual.widgets import Input
 
@@ -71,8 +71,10 @@ class LoraTuiApp(App[int]):
         *[Binding(str(n), f"select({n})", show=False) for n in range(1, 10)],
     ]
 
-    broadcast: reactive[bool] = reactive(True)
-    selected: reactive[int] = reactive(0)
+    # `var`, not `reactive`: a reactive on the App repaints the whole screen when it changes,
+    # which made every Tab cost a full-screen render.
+    broadcast = var(True)
+    selected = var(0)
 
     def __init__(
         self,

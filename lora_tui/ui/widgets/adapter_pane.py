@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
-from textual.reactive import reactive
+from textual.reactive import var
 from textual.widgets import Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
@@ -32,8 +32,9 @@ class AdapterPane(Vertical):
     """Shows one adapter. The app routes engine events here by ``adapter_name``."""
 
     ALLOW_MAXIMIZE = True
-    state: reactive[str] = reactive("loading")
-    selected: reactive[bool] = reactive(False)
+    # Watched, not repainting: the watchers update the status line, which is all that changes.
+    state = var("loading")
+    selected = var(False)
 
     def __init__(self, adapter_name: str, index: int) -> None:
         super().__init__(classes="adapter-pane")
