@@ -194,10 +194,11 @@ class LoraTuiApp(App[int]):
         self._last_flush = time.monotonic()
         with self._pending_lock:
             pending, self._pending = self._pending, {}
-        for name, texts in pending.items():
-            pane = self.panes.get(name)
-            if pane is not None:
-                await pane.add_piece("".join(texts))
+        with self.batch_update():  # every pane's new text in one frame: one layout, not one each
+            for name, texts in pending.items():
+                pane = self.panes.get(name)
+                if pane is not None:
+                    await pane.add_piece("".join(texts))
 
     @on(EngineEventArrived)
     async def _engine_event(self, message: EngineEventArrived) -> None:

@@ -8,7 +8,6 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.reactive import var
 from textual.widgets import Markdown, Static
-from textual.widgets.markdown import MarkdownStream
 
 from lora_tui.engine.types import AdapterInfo, ReplyDone, ReplyEnd, ReplyStats
 
@@ -44,9 +43,7 @@ class AdapterPane(Vertical):
         self.last_stats: ReplyStats | None = None
         self.info: AdapterInfo | None = None
         self.detail = ""
-        self._stream: MarkdownStream | None = None
-        self._reply: Markdown | None = None
-        self._reply_text: list[str] = []
+        self._reply: Markdown | None = None  # the reply streaming in, if any
 
     def compose(self) -> ComposeResult:
         yield VerticalScroll(classes="conversation")
@@ -129,20 +126,17 @@ class AdapterPane(Vertical):
         self._reply = Markdown(classes="assistant-message")
         await conversation.mount(self._reply)
         conversation.anchor()
-        self._stream = Markdown.get_stream(self._reply)
-        self._reply_text = []
         self.detail = ""
         self.state = "generating"
 
     async def add_piece(self, text: str) -> None:
-        if self._stream is not None:
-            self._reply_text.append(text)
-            await self._stream.write(text)
+        # Appended here rather than through a MarkdownStream task, so the app can batch
+        # every pane's text into one frame (one layout) per flush.
+        if self._reply is not None:
+            await self._reply.append(text)
 
     async def finish_reply(self, done: ReplyDone) -> None:
-        if self._stream is not None:
-            await self._stream.stop()
-            self._stream = None
+        self._reply = None
         note = {
             ReplyEnd.CANCELLED: "cancelled",
             ReplyEnd.ERROR: f"error: {done.error}",
@@ -164,9 +158,7 @@ class AdapterPane(Vertical):
         self.conversation.mount(Static(text, classes="notice", markup=False))
 
     async def clear(self) -> None:
-        if self._stream is not None:
-            await self._stream.stop()
-            self._stream = None
+        self._reply = None
         await self.conversation.remove_children()
         self.turns.clear()
         self.detail = ""
