@@ -79,8 +79,9 @@ def main() -> None:
     latencies = asyncio.run(measure(args.weights, args.programs, args.presses, args.idle))
     latencies.sort()
     p95 = latencies[int(0.95 * (len(latencies) - 1))]
+    while_ = "both adapters idle" if args.idle else "two adapters stream"
     print(
-        f"{len(latencies)} key presses while two adapters stream: "
+        f"{len(latencies)} key presses while {while_}: "
         f"p50 {statistics.median(latencies):.1f} ms, p95 {p95:.1f} ms, "
         f"max {latencies[-1]:.1f} ms"
     )
