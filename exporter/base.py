@@ -12,6 +12,7 @@ import io
 import json
 import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -287,13 +288,35 @@ def make_tokenizer_assets(
     return TokenizerAssets(tokenizer_json, chat_template, bos_id, stop_ids)
 
 
+@contextlib.contextmanager
+def _reuse_gguf_reader(gguf: Any, path: Path, reader: Any) -> Iterator[None]:
+    """Hand transformers the reader already open on ``path``.
+
+    transformers parses the whole GGUF for the config, again for the weights and again for
+    the tokenizer; each parse reads every one of SmolLM2's 49k vocabulary strings in Python
+    (about 6 s). The reader is read-only, so one parse can serve them all.
+    """
+    original, ours = gguf.GGUFReader, path.resolve()
+
+    def open_reader(source: Any, *args: Any, **kwargs: Any) -> Any:
+        if Path(source).resolve() == ours and not args and not kwargs:
+            return reader
+        return original(source, *args, **kwargs)
+
+    gguf.GGUFReader = open_reader
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
+
+
 def _load_gguf(path: Path) -> BaseModel:
     """Dequantize a GGUF Llama to fp32 with transformers, which also undoes llama.cpp's
     q/k permutation and rebuilds the tokenizer and chat template from the GGUF metadata."""
     try:
-        from gguf import GGUFReader
+        import gguf
 
-        reader = GGUFReader(str(path))
+        reader = gguf.GGUFReader(str(path))
         arch_field = reader.fields.get("general.architecture")
         architecture = bytes(arch_field.parts[-1]).decode() if arch_field else "unknown"
     except Exception as err:  # gguf raises assorted errors on damaged files
@@ -310,7 +333,11 @@ def _load_gguf(path: Path) -> BaseModel:
     hf_logging.disable_progress_bar()
     quiet = io.StringIO()
     try:
-        with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+        with (
+            contextlib.redirect_stdout(quiet),
+            contextlib.redirect_stderr(quiet),
+            _reuse_gguf_reader(gguf, path, reader),
+        ):
             model = AutoModelForCausalLM.from_pretrained(
                 str(path.parent), gguf_file=path.name, dtype=torch.float32
             )
