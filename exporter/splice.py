@@ -14,10 +14,14 @@ the bytes and the names keep their lengths, so no offset in the file moves.
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
 import zlib
 
+import numpy as np
 import torch
+
+TENSOR_ALIGNMENT = 16  # every tensor's data in a program starts at a multiple of this
 
 
 class SpliceError(Exception):
@@ -48,6 +52,26 @@ def _fp32_bytes(tensor: torch.Tensor) -> bytes:
     return tensor.detach().to(torch.float32).contiguous().numpy().tobytes()
 
 
+def _aligned_starts(program: bytes, tensors: dict[str, bytes]) -> dict[str, list[int]]:
+    """Where each tensor's bytes occur in ``program``, looking only at the offsets a tensor's
+    data can start at (ExecuTorch aligns them to TENSOR_ALIGNMENT). One vectorised pass over
+    the program instead of a byte search per tensor (seconds for an adapter's 420 tensors)."""
+    names_by_head: dict[int, list[str]] = {}
+    for name, data in tensors.items():
+        names_by_head.setdefault(int.from_bytes(data[:8], "little"), []).append(name)
+    words = np.frombuffer(program, dtype="<u8", count=len(program) // 8)
+    heads = words[:: TENSOR_ALIGNMENT // 8]
+    candidates = np.flatnonzero(np.isin(heads, np.array(list(names_by_head), dtype=np.uint64)))
+    starts: dict[str, list[int]] = {name: [] for name in tensors}
+    for index in candidates.tolist():
+        start = index * TENSOR_ALIGNMENT
+        for name in names_by_head[int(heads[index])]:
+            data = tensors[name]
+            if program[start : start + len(data)] == data:
+                starts[name].append(start)
+    return starts
+
+
 def splice(
     template: bytes, stand_ins: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]
 ) -> bytes:
@@ -56,14 +80,16 @@ def splice(
         raise SpliceError("the adapter's LoRA tensors are not the template's")
     _check_whole(template)
     program = bytearray(template)
+    olds = {name: _fp32_bytes(stand_in) for name, stand_in in stand_ins.items()}
+    starts = _aligned_starts(template, olds)
     renames: list[tuple[bytes, bytes]] = []
-    for name, stand_in in stand_ins.items():
-        old, new = _fp32_bytes(stand_in), _fp32_bytes(weights[name])
+    for name, old in olds.items():
+        new = _fp32_bytes(weights[name])
         if len(old) != len(new):
             raise SpliceError(f"{name}: shape {tuple(weights[name].shape)} is not the template's")
-        start = program.find(old)
-        if start < 0 or program.find(old, start + 1) >= 0:
+        if len(starts[name]) != 1:
             raise SpliceError(f"{name}: not found exactly once in the template")
+        start = starts[name][0]
         program[start : start + len(old)] = new
         renames.append(
             (
@@ -71,6 +97,7 @@ def splice(
                 hashlib.sha256(new).hexdigest().encode(),
             )
         )
-    for old_key, new_key in renames:
-        program = program.replace(old_key, new_key)
-    return bytes(program)
+    # Every name in one pass over the program, not one pass (and one copy) per name.
+    new_keys = dict(renames)
+    any_old_key = re.compile(b"|".join(re.escape(old_key) for old_key in new_keys))
+    return any_old_key.sub(lambda match: new_keys[match.group()], program)
