@@ -8,6 +8,7 @@ partitioner and ``to_executorch`` with external constants. Every base weight is 
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 from collections.abc import Callable
@@ -65,6 +66,22 @@ def lower_program(
     spec: ProgramSpec,
     weights: dict[str, torch.Tensor],
     step: Callable[[str], None] = lambda _: None,
+) -> LoweredProgram:
+    # Tracing and lowering build and drop millions of graph objects, and Python's cycle
+    # collector kept walking them all: to_edge_transform_and_lower on 6 of SmolLM2's layers
+    # took 38.8 s with it and 32.4 s without. Off for the lowering (peak RSS 3.9 GB for all
+    # 30 layers), back on after.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _lower(spec, weights, step)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _lower(
+    spec: ProgramSpec, weights: dict[str, torch.Tensor], step: Callable[[str], None]
 ) -> LoweredProgram:
     from executorch.backends.xnnpack.xnnpack_preprocess import XnnpackBackend
     from executorch.exir import (
