@@ -97,6 +97,8 @@ def splice(
                 hashlib.sha256(new).hexdigest().encode(),
             )
         )
+    if not renames:
+        return bytes(program)
     # Every name in one pass over the program, not one pass (and one copy) per name.
     new_keys = dict(renames)
     any_old_key = re.compile(b"|".join(re.escape(old_key) for old_key in new_keys))
