@@ -52,6 +52,10 @@ def _fp32_bytes(tensor: torch.Tensor) -> bytes:
     return tensor.detach().to(torch.float32).contiguous().numpy().tobytes()
 
 
+def _xnnpack_name(data: bytes) -> bytes:
+    return hashlib.sha256(data).hexdigest().encode()
+
+
 def _aligned_starts(program: bytes, tensors: dict[str, bytes]) -> dict[str, list[int]]:
     """Where each tensor's bytes occur in ``program``, looking only at the offsets a tensor's
     data can start at (ExecuTorch aligns them to TENSOR_ALIGNMENT). One vectorised pass over
@@ -82,7 +86,7 @@ def splice(
     program = bytearray(template)
     olds = {name: _fp32_bytes(stand_in) for name, stand_in in stand_ins.items()}
     starts = _aligned_starts(template, olds)
-    renames: list[tuple[bytes, bytes]] = []
+    new_keys: dict[bytes, bytes] = {}  # each stand-in's XNNPACK name -> the adapter tensor's
     for name, old in olds.items():
         new = _fp32_bytes(weights[name])
         if len(old) != len(new):
@@ -91,15 +95,9 @@ def splice(
             raise SpliceError(f"{name}: not found exactly once in the template")
         start = starts[name][0]
         program[start : start + len(old)] = new
-        renames.append(
-            (
-                hashlib.sha256(old).hexdigest().encode(),
-                hashlib.sha256(new).hexdigest().encode(),
-            )
-        )
-    if not renames:
+        new_keys[_xnnpack_name(old)] = _xnnpack_name(new)
+    if not new_keys:
         return bytes(program)
     # Every name in one pass over the program, not one pass (and one copy) per name.
-    new_keys = dict(renames)
     any_old_key = re.compile(b"|".join(re.escape(old_key) for old_key in new_keys))
     return any_old_key.sub(lambda match: new_keys[match.group()], program)
