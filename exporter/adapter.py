@@ -25,8 +25,9 @@ from typing import Any
 
 import torch
 
-from exporter.base import PROJECTIONS, LlamaShape, read_json, read_safetensors
+from exporter.base import PROJECTIONS, LlamaShape, read_safetensors
 from exporter.errors import ExportError
+from lora_tui.artifact_format import read_json_file
 
 _KEY = re.compile(
     r"^base_model\.model\.model\.layers\.(?P<layer>\d+)\.(?:self_attn|mlp)\."
@@ -68,7 +69,7 @@ def load_adapter(name: str, directory: Path, shape: LlamaShape) -> Adapter:
             f"{directory / 'adapter_model.bin'}: pickled adapters are not read; "
             "save the adapter with safetensors (PEFT's default)"
         )
-    config = read_json(config_path)
+    config = read_json_file(config_path)
     _refuse_unsupported(config, config_path)
     raw = read_safetensors(weights_path)
     weights, targets, rank = _convert(raw, config, shape, weights_path)

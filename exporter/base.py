@@ -21,6 +21,16 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from exporter.errors import ExportError
+from lora_tui.artifact_format import (
+    GENERATION_CONFIG_FILE,
+    MODEL_CONFIG_FILE,
+    TOKENIZER_CONFIG_FILE,
+    TOKENIZER_FILE,
+    chat_template_of,
+    projection_features,
+    read_json_file,
+    special_ids,
+)
 
 # ExecuTorch's Llama module names for each PEFT/Hugging Face projection.
 PROJECTIONS: dict[str, str] = {
@@ -38,8 +48,6 @@ _HF_LAYER_NAMES: dict[str, str] = {
     "input_layernorm": "attention_norm",
     "post_attention_layernorm": "ffn_norm",
 }
-# Chat templates end a turn with one of these; each one that the template uses is a stop token.
-_END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>")
 
 
 @dataclass(frozen=True)
@@ -56,16 +64,7 @@ class LlamaShape:
 
     def projection_shape(self, projection: str) -> tuple[int, int]:
         """(in_features, out_features) of a projection, for checking an adapter against it."""
-        q_out, kv_out = self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim
-        return {
-            "q_proj": (self.dim, q_out),
-            "k_proj": (self.dim, kv_out),
-            "v_proj": (self.dim, kv_out),
-            "o_proj": (q_out, self.dim),
-            "gate_proj": (self.dim, self.hidden_dim),
-            "up_proj": (self.dim, self.hidden_dim),
-            "down_proj": (self.hidden_dim, self.dim),
-        }[projection]
+        return projection_features(self.as_dict(), projection)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,17 +104,6 @@ def load_base(path: Path) -> BaseModel:
     if path.is_dir():
         return _load_hf_dir(path)
     raise ExportError(f"{path}: not a Hugging Face model directory or a .gguf file")
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ExportError(f"{path}: missing") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ExportError(f"{path}: unreadable ({err})") from None
-    except json.JSONDecodeError as err:
-        raise ExportError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
 
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -215,7 +203,7 @@ def _expected_shapes(shape: LlamaShape) -> dict[str, tuple[int, ...]]:
 
 
 def _load_hf_dir(path: Path) -> BaseModel:
-    config = read_json(path / "config.json")
+    config = read_json_file(path / MODEL_CONFIG_FILE)
     shape = shape_from_config(config, path / "config.json")
     weight_files = sorted(path.glob("*.safetensors"))
     if not weight_files:
@@ -224,23 +212,19 @@ def _load_hf_dir(path: Path) -> BaseModel:
     for weight_file in weight_files:
         hf_weights.update(read_safetensors(weight_file))
     weights = to_executorch_names(hf_weights, shape, path)
-    tokenizer_json = path / "tokenizer.json"
+    tokenizer_json = path / TOKENIZER_FILE
     if not tokenizer_json.is_file():
         raise ExportError(f"{tokenizer_json}: missing (lora-tui needs a Hugging Face tokenizer)")
-    tokenizer_config = read_json(path / "tokenizer_config.json")
-    chat_template = tokenizer_config.get("chat_template")
-    template_file = path / "chat_template.jinja"
-    if chat_template is None and template_file.is_file():
-        chat_template = template_file.read_text(encoding="utf-8")
-    generation_config = path / "generation_config.json"
+    tokenizer_config = read_json_file(path / TOKENIZER_CONFIG_FILE)
+    generation_config = path / GENERATION_CONFIG_FILE
     tokenizer = make_tokenizer_assets(
         tokenizer_json.read_bytes(),
-        chat_template=chat_template,
-        configs=[config, read_json(generation_config) if generation_config.is_file() else {}],
+        chat_template=chat_template_of(tokenizer_config, path),
+        configs=[config, read_json_file(generation_config) if generation_config.is_file() else {}],
         special_tokens=tokenizer_config,
         origin=tokenizer_json,
     )
-    tokenizer.extra_files["tokenizer_config.json"] = (path / "tokenizer_config.json").read_bytes()
+    tokenizer.extra_files[TOKENIZER_CONFIG_FILE] = (path / TOKENIZER_CONFIG_FILE).read_bytes()
     return BaseModel(path, shape, weights, tokenizer)
 
 
@@ -260,29 +244,7 @@ def make_tokenizer_assets(
     except Exception as err:  # tokenizers raises a bare Exception on malformed input
         raise ExportError(f"{origin}: not a valid tokenizer.json ({err})") from None
 
-    def token_id(token: Any) -> int | None:
-        if isinstance(token, dict):
-            token = token.get("content")
-        return tokenizer.token_to_id(token) if isinstance(token, str) else None
-
-    stop_ids: list[int] = []
-
-    def add_stop(value: Any) -> None:
-        for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, int) and item not in stop_ids:
-                stop_ids.append(item)
-
-    bos_id = None
-    for config in configs:
-        add_stop(config.get("eos_token_id"))
-        if bos_id is None and isinstance(config.get("bos_token_id"), int):
-            bos_id = config["bos_token_id"]
-    add_stop(token_id(special_tokens.get("eos_token")))
-    if bos_id is None:
-        bos_id = token_id(special_tokens.get("bos_token"))
-    for marker in _END_OF_TURN_TOKENS:
-        if chat_template and marker in chat_template:
-            add_stop(tokenizer.token_to_id(marker))
+    bos_id, stop_ids = special_ids(tokenizer, chat_template, configs, special_tokens)
     if not stop_ids:
         raise ExportError(f"{origin}: no end-of-sequence token found in the model's configs")
     return TokenizerAssets(tokenizer_json, chat_template, bos_id, stop_ids)
@@ -350,8 +312,8 @@ def _load_gguf(path: Path) -> BaseModel:
     weights = to_executorch_names(dict(model.state_dict()), shape, path)
     with tempfile.TemporaryDirectory() as scratch:
         hf_tokenizer.save_pretrained(scratch)
-        tokenizer_json = (Path(scratch) / "tokenizer.json").read_bytes()
-        tokenizer_config_bytes = (Path(scratch) / "tokenizer_config.json").read_bytes()
+        tokenizer_json = (Path(scratch) / TOKENIZER_FILE).read_bytes()
+        tokenizer_config_bytes = (Path(scratch) / TOKENIZER_CONFIG_FILE).read_bytes()
     tokenizer = make_tokenizer_assets(
         tokenizer_json,
         chat_template=hf_tokenizer.chat_template,
@@ -359,5 +321,5 @@ def _load_gguf(path: Path) -> BaseModel:
         special_tokens={"eos_token": hf_tokenizer.eos_token, "bos_token": hf_tokenizer.bos_token},
         origin=path,
     )
-    tokenizer.extra_files["tokenizer_config.json"] = tokenizer_config_bytes
+    tokenizer.extra_files[TOKENIZER_CONFIG_FILE] = tokenizer_config_bytes
     return BaseModel(path, shape, weights, tokenizer)

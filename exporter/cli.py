@@ -22,7 +22,6 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from exporter.errors import ExportError
 from exporter.native_output import native_output_to, terminal_stream
 from exporter.pipeline import (
     DEFAULT_MAX_CONTEXT,
@@ -31,6 +30,7 @@ from exporter.pipeline import (
     parse_adapter_arg,
     run_export,
 )
+from lora_tui.artifact_format import ArtifactError
 
 T = TypeVar("T")
 
@@ -139,7 +139,7 @@ def report_failures(
     """
     try:
         return 0, work()
-    except ExportError as err:
+    except ArtifactError as err:
         console.print(f"[red]{prog}: error:[/] {err}", soft_wrap=True)
         return 1, None
     except KeyboardInterrupt:

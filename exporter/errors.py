@@ -1,2 +1,5 @@
-class ExportError(Exception):
+from lora_tui.artifact_format import ArtifactError
+
+
+class ExportError(ArtifactError):
     """Bad input or a refused export: one line that names the file and the problem."""

@@ -20,12 +20,11 @@ import torch
 
 from exporter.atomic import write_atomic
 from exporter.base import LlamaShape
+from lora_tui.artifact_format import FOUNDATION_FILE, llm_constant_methods
 
 if TYPE_CHECKING:
     from executorch.exir import ExecutorchProgramManager
 
-FOUNDATION_FILE = "foundation.ptd"
-EMBEDDING_WEIGHT = "tok_embeddings.weight"
 MAX_PREFILL = 128  # tokens one forward call may take; longer prompts are fed in chunks
 
 
@@ -98,8 +97,10 @@ def _lower(
     step("building model")
     model = _build_model(spec, weights)
     max_seq = min(MAX_PREFILL, spec.max_context)
-    example = (torch.zeros(1, 3, spec.shape.dim), torch.tensor([0]))
-    dynamic_shapes = ({1: torch.export.Dim("token_dim", max=max_seq - 1)}, None)
+    # The inputs export_llm gives its programs, which ExecuTorch's LLM runners feed:
+    # token ids [1, T] and the position of the first one.
+    example = (torch.tensor([[2, 3, 4]], dtype=torch.long), {"input_pos": torch.tensor([0])})
+    dynamic_shapes = ({1: torch.export.Dim("token_dim", max=max_seq - 1)}, {"input_pos": {0: 1}})
 
     step("torch.export")
     with sdpa_kernel([SDPBackend.MATH]), torch.no_grad():
@@ -128,7 +129,15 @@ def _lower(
         exported,
         partitioner=[partitioner],
         compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True),
-        constant_methods=_metadata(spec, max_seq),
+        constant_methods=llm_constant_methods(
+            max_seq_len=max_seq,
+            max_context_len=spec.max_context,
+            n_layers=spec.shape.n_layers,
+            vocab_size=spec.shape.vocab_size,
+            bos_id=spec.bos_id,
+            eos_ids=list(spec.stop_ids),
+            foundation_id=spec.foundation_id,
+        ),
     )
 
     step("serialising")
@@ -192,51 +201,16 @@ def _build_model(spec: ProgramSpec, weights: dict[str, torch.Tensor]) -> torch.n
         use_kv_cache=True,
         use_sdpa_with_kv_cache_op=True,
         enable_dynamic_shape=True,
-        apply_embedding=False,
         # The adapter's per-module scale is folded into lora_b, so the layer's alpha/r is 1.
         r=spec.lora_rank if lora else None,
         lora_alpha=spec.lora_rank if lora else None,
         target_modules=list(spec.lora_targets) if lora else None,
     )
     model = construct_transformer(args)  # on CPU: rope tables and KV caches are built here
-    weights = {name: w for name, w in weights.items() if name != EMBEDDING_WEIGHT}
     missing, unexpected = model.load_state_dict(weights, strict=False, assign=True)
     weight_names = {name for name, _ in model.named_parameters()}
     if unexpected or weight_names & set(missing):
         raise RuntimeError(f"weights do not fit the model: missing {missing}, extra {unexpected}")
     model = replace_sdpa_with_custom_op(model)
     model = replace_kv_cache_with_custom_kv_cache(model)
-    return FromEmbeddings(model).eval()
-
-
-class FromEmbeddings(torch.nn.Module):
-    """The transformer fed embeddings, not token ids.
-
-    The token-embedding table stays out of the programs: lora-tui looks tokens up in one
-    table mapped once per process, instead of every program mapping its own copy from the
-    .ptd (which RSS counts once per program).
-    """
-
-    def __init__(self, transformer: torch.nn.Module) -> None:
-        super().__init__()
-        self.transformer = transformer
-
-    def forward(self, embeddings: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
-        return self.transformer(None, {"input_pos": input_pos}, embeddings)
-
-
-def _metadata(spec: ProgramSpec, max_seq: int) -> dict[str, object]:
-    metadata: dict[str, object] = {
-        "get_max_seq_len": max_seq,
-        "get_max_context_len": spec.max_context,
-        "get_n_layers": spec.shape.n_layers,
-        "get_vocab_size": spec.shape.vocab_size,
-        "use_kv_cache": True,
-        "use_sdpa_with_kv_cache": True,
-        "enable_dynamic_shape": True,
-        "get_eos_ids": list(spec.stop_ids),
-        "get_foundation_id": spec.foundation_id,
-    }
-    if spec.bos_id is not None:
-        metadata["get_bos_id"] = spec.bos_id
-    return metadata
+    return model.eval()

@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
 import torch
 
 from exporter.adapter import Adapter, load_adapter
 from exporter.atomic import write_atomic, write_bytes_atomic
 from exporter.base import BaseModel, load_base
 from exporter.errors import ExportError
-from exporter.lower import EMBEDDING_WEIGHT, FOUNDATION_FILE, ProgramSpec, lower_program
-from exporter.manifest import (
-    EMBEDDINGS_FILE,
+from exporter.lower import ProgramSpec, lower_program
+from exporter.splice import SpliceError, splice, template_weights
+from lora_tui.artifact_format import (
+    FOUNDATION_FILE,
     MANIFEST_FILE,
     TOKENIZER_FILE,
     Manifest,
@@ -31,12 +31,11 @@ from exporter.manifest import (
     foundation_id,
     sha256_file,
 )
-from exporter.splice import SpliceError, splice, template_weights
 
 BASE_PROGRAM = "base"
 # Lowered LoRA programs that adapters of the same rank and targets are filled into.
 TEMPLATES_DIR = ".templates"
-TEMPLATE_VERSION = 2  # bump when lowering changes, so older templates are not reused
+TEMPLATE_VERSION = 3  # bump when lowering changes, so older templates are not reused
 
 Weights = dict[str, torch.Tensor]
 DEFAULT_MAX_CONTEXT = 512
@@ -137,8 +136,6 @@ def run_export(request: ExportRequest, events: Events | None = None) -> ExportRe
                     1,
                     lambda: lowered.write_foundation(staging / FOUNDATION_FILE),  # type: ignore[attr-defined]
                 )
-                table = base.weights[EMBEDDING_WEIGHT].to(torch.float32).contiguous().numpy()
-                write_atomic(staging / EMBEDDINGS_FILE, lambda f: np.save(f, table))
 
         for name, adapter in programs:
             spec = ProgramSpec(
@@ -241,9 +238,6 @@ def _existing_manifest(
         )
     if not foundation.is_file() or foundation.stat().st_size != existing.foundation_size_bytes:
         raise ExportError(f"{foundation}: missing or truncated; remove {out} and export again")
-    embeddings = out / existing.embeddings_file
-    if not embeddings.is_file():
-        raise ExportError(f"{embeddings}: missing; remove {out} and export again")
     if sha256_file(foundation) != existing.foundation_sha256:
         raise ExportError(
             f"{foundation}: does not match its manifest; remove {out} and export again"
@@ -294,7 +288,6 @@ def _make_manifest(
         foundation_size_bytes=foundation.stat().st_size,
         shape=base.shape.as_dict(),
         max_context=request.max_context,
-        embeddings_file=EMBEDDINGS_FILE,
         tokenizer_file=TOKENIZER_FILE,
         chat_template=base.tokenizer.chat_template,
         bos_id=base.tokenizer.bos_id,

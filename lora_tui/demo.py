@@ -18,14 +18,13 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from exporter.errors import ExportError
-from exporter.manifest import MANIFEST_FILE, Manifest
 from exporter.pipeline import BASE_PROGRAM, Events, ExportRequest, ExportResult, run_export
+from lora_tui.artifact_format import MANIFEST_FILE, ArtifactError, Manifest
 from lora_tui.engine.paths import cache_dir
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEMO_ADAPTERS = ("nobel", "executorch")
-DEMO_VERSION = 1  # bump when the demo's export settings change, to rebuild old caches
+DEMO_VERSION = 2  # bump when the demo's export settings change, to rebuild old caches
 STAMP_FILE = "demo.json"
 SUGGESTIONS_PER_ADAPTER = 4
 
@@ -102,7 +101,7 @@ def ensure_demo(
                 shutil.copytree(folder, staging, copy_function=_link_or_copy)
                 (staging / STAMP_FILE).unlink(missing_ok=True)
             result = run_export(request, events)
-        except ExportError:
+        except ArtifactError:
             shutil.rmtree(staging)
             staging.mkdir()
             result = run_export(request, events)
@@ -151,12 +150,11 @@ def _is_complete(folder: Path, stamp: dict[str, object]) -> bool:
         if json.loads((folder / STAMP_FILE).read_text()) != stamp:
             return False
         manifest = Manifest.read(folder)
-    except (OSError, ValueError, ExportError):
+    except (OSError, ValueError, ArtifactError):
         return False
     sizes = {manifest.foundation_file: manifest.foundation_size_bytes}
     sizes.update({entry.file: entry.size_bytes for entry in manifest.programs.values()})
-    required = [folder / MANIFEST_FILE, folder / manifest.embeddings_file]
-    return all(path.is_file() for path in required) and all(
+    return (folder / MANIFEST_FILE).is_file() and all(
         (folder / name).is_file() and (folder / name).stat().st_size == size
         for name, size in sizes.items()
     )

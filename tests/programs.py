@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
-
-from exporter.manifest import EMBEDDINGS_FILE
 
 
 def load_program(pte: Path, ptd: Path):
@@ -22,10 +19,9 @@ def load_program(pte: Path, ptd: Path):
 def program_greedy(pte: Path, ptd: Path, prompt: list[int], steps: int, chunk: int = 16):
     """Prefill ``prompt`` in chunks, then decode greedily. Returns (tokens, logits per step)."""
     module = load_program(pte, ptd)
-    table = torch.from_numpy(np.load(ptd.parent / EMBEDDINGS_FILE))
 
     def embed(tokens: list[int]) -> torch.Tensor:
-        return table[tokens][None]
+        return torch.tensor([tokens], dtype=torch.long)  # token ids, as ExecuTorch's runners feed
 
     pos = 0
     logits = None

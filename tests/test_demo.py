@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.manifest import Manifest
+from lora_tui.artifact_format import Manifest
 from lora_tui.demo import STAMP_FILE, DemoBuild, ensure_demo, shipped_adapters, suggested_prompts
 from tests.conftest import MAX_CONTEXT
 from tests.tiny import build_adapter
