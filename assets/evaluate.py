@@ -19,7 +19,8 @@ from rich.table import Table
 from exporter.native_output import native_output_to, terminal_stream
 from lora_tui.demo import DEMO_ADAPTERS, DemoBuild, demo_folder, eval_questions
 from lora_tui.engine.host import ModelHost
-from lora_tui.engine.types import GenerationSettings, ReplyDone
+from lora_tui.engine.protocol import ReplyDone
+from lora_tui.engine.types import GenerationSettings
 
 SETTINGS = GenerationSettings(temperature=0.0, max_new_tokens=64)
 
@@ -40,6 +41,7 @@ def main() -> None:
     with native_output_to(Path("/dev/null")):
         host = ModelHost(build.weights)
         programs = [host.load(path).name for path in build.programs]
+        host.end_checks()  # the pre-flight child is not needed any more
         question_sets = {name: eval_questions(name) for name in DEMO_ADAPTERS}
         scores: dict[tuple[str, str], int] = {}
         for question_set, rows in question_sets.items():

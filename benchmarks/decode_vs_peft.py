@@ -50,6 +50,7 @@ def program_decode_tok_s(weights: Path, program: Path, prompt: str, tokens: int)
     with native_output_to(Path("/dev/null")):
         host = ModelHost(weights)
         name = host.load(program).name
+        host.end_checks()  # the pre-flight child is not needed any more
         # A stop token would end the reply early: stop on none.
         session = host.sessions[name]
         session.chat = dataclasses.replace(session.chat, stop_ids=frozenset())

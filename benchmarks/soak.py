@@ -41,6 +41,7 @@ def main() -> None:
     with native_output_to(Path("/dev/null")):
         host = ModelHost(args.weights)
         info = host.load(args.program)
+        host.end_checks()  # the pre-flight child is not needed any more
     after_load = sample(detailed=False).rss_mib
     warm_up_turns = 10
     after_warm_up = after_load

@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from exporter.native_output import native_output_to, terminal_stream
-from lora_tui.engine.types import AdapterInfo, GenerationSettings, ReplyDone, ReplyStats
+from lora_tui.engine.protocol import ReplyDone
+from lora_tui.engine.types import AdapterInfo, GenerationSettings, ReplyStats
 
 DEFAULT_PROMPT = "Explain in two sentences what a LoRA adapter is."
 
@@ -27,18 +28,26 @@ class BenchRow:
             "name": info.name,
             "rss_after_load_mib": round(info.rss_after_mib, 1),
             "increment_mib": round(info.increment_mib, 1),
+            # What the program really added: shared pages split among their mappings.
+            "true_increment_mib": _rounded(info.true_increment_mib),
+            "check_s": round(info.check_s, 3),
             "load_s": round(info.load_s, 3),
             "ttft_s": round(stats.ttft_s, 3) if stats else None,
             "decode_tok_s": round(stats.decode_tok_s, 2) if stats else None,
             "new_tokens": stats.new_tokens if stats else 0,
-            "pss_mib": round(info.pss_after_mib, 1) if info.pss_after_mib else None,
-            "uss_mib": round(info.uss_after_mib, 1) if info.uss_after_mib else None,
-            "anon_increment_mib": round(info.anon_increment_mib, 1)
-            if info.anon_increment_mib is not None
-            else None,
-            "adapter_weights_mib": round(info.breakdown.adapter_weights_mib, 1),
-            "kv_cache_mib": round(info.breakdown.kv_cache_mib, 1),
+            "pss_mib": _rounded(info.pss_after_mib),
+            "uss_mib": _rounded(info.uss_after_mib),
+            "anon_increment_mib": _rounded(info.anon_increment_mib),
+            "adapter_weights_mib": _rounded(info.breakdown.adapter_weights_mib),
+            "kv_cache_mib": _rounded(info.breakdown.kv_cache_mib),
+            "program_mib": _rounded(info.breakdown.program_mib),
+            "rank": info.rank,
+            "target_modules": list(info.target_modules) if info.target_modules else None,
         }
+
+
+def _rounded(value: float | None) -> float | None:
+    return round(value, 1) if value is not None else None
 
 
 def run_bench(
@@ -53,6 +62,11 @@ def run_bench(
 
     host = ModelHost(weights, tokenizer, share=share)
     settings = GenerationSettings(temperature=0.0, max_new_tokens=max_new_tokens)
+    # Every program is tried in a child process first; then the child goes, so it neither
+    # holds memory nor competes for the cores while the others are measured.
+    for program in programs:
+        host.check(program)
+    host.end_checks()
     rows = []
     for program in programs:
         # The same file may be listed twice, as the original demo loads a, b, a.
@@ -98,15 +112,18 @@ def bench_main(args) -> int:
         f" ({host.sharing.detail}); baseline RSS {host.baseline_rss_mib:.0f} MiB",
         title_justify="left",
     )
-    for column in ("adapter", "RSS after load", "increment", "PSS", "load", "TTFT", "decode"):
+    columns = ("adapter", "RSS after load", "+RSS", "+PSS (true)", "check", "load", "TTFT")
+    for column in (*columns, "decode"):
         table.add_column(column, justify="left" if column == "adapter" else "right")
     for row in rows:
         info, stats = row.info, row.stats
+        true = info.true_increment_mib
         table.add_row(
             info.name,
             f"{info.rss_after_mib:.0f} MiB",
-            f"+{info.increment_mib:.0f} MiB",
-            f"{info.pss_after_mib:.0f} MiB" if info.pss_after_mib else "—",
+            f"{info.increment_mib:+.0f} MiB",
+            f"{true:+.0f} MiB" if true is not None else "—",
+            f"{info.check_s:.2f} s",
             f"{info.load_s:.2f} s",
             f"{stats.ttft_s:.2f} s" if stats else "—",
             f"{stats.decode_tok_s:.1f} tok/s" if stats else "—",

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+WEIGHTS_HELP = "the foundation weight file (.ptd) the programs share"
+
 
 def app_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -14,15 +16,13 @@ def app_parser() -> argparse.ArgumentParser:
         "side by side. With no arguments: the built-in demo ('lora-tui demo --help'). "
         "Also: 'lora-tui bench --help'.",
     )
-    parser.add_argument(
-        "--weights", type=Path, required=True, help="foundation.ptd written by lora-export"
-    )
+    parser.add_argument("--weights", type=Path, required=True, help=WEIGHTS_HELP)
     parser.add_argument(
         "programs",
         nargs="+",
         type=Path,
         metavar="PROGRAM.pte",
-        help="adapter programs over that foundation",
+        help="ExecuTorch LLM programs over that foundation (lora-export's or export_llm's)",
     )
     _common(parser)
     return parser
@@ -34,7 +34,7 @@ def bench_parser() -> argparse.ArgumentParser:
         description="Load each program in turn, run one prompt on each, and print memory and "
         "speed per adapter.",
     )
-    parser.add_argument("--weights", required=True, help="foundation.ptd written by lora-export")
+    parser.add_argument("--weights", required=True, help=WEIGHTS_HELP)
     parser.add_argument("programs", nargs="+", metavar="PROGRAM.pte")
     from lora_tui.bench import DEFAULT_PROMPT
 
@@ -58,7 +58,9 @@ def demo_parser() -> argparse.ArgumentParser:
 def _common(parser: argparse.ArgumentParser, tokenizer: bool = True) -> None:
     if tokenizer:
         parser.add_argument(
-            "--tokenizer", help="tokenizer.json (default: the one beside the weights)"
+            "--tokenizer",
+            help="a Hugging Face tokenizer folder or its tokenizer.json, with the chat template "
+            "in tokenizer_config.json or chat_template.jinja (default: beside the weights)",
         )
     parser.add_argument("--log", help="write the runtime's own log lines to this file")
     parser.add_argument(

@@ -1,10 +1,15 @@
-"""Tokenizer, chat template and stop tokens, as lora-export recorded them."""
+"""Tokenizer, chat template and stop tokens: from lora-export's manifest, or from the
+tokenizer's own files (``tokenizer_config.json``, ``chat_template.jinja``,
+``generation_config.json``, ``config.json``) as Hugging Face saves them."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from jinja2 import Template
 from jinja2.exceptions import TemplateError
@@ -12,6 +17,17 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Tokenizer
 from tokenizers.decoders import DecodeStream
 
+from lora_tui.artifact_format import (
+    GENERATION_CONFIG_FILE,
+    MODEL_CONFIG_FILE,
+    TOKENIZER_CONFIG_FILE,
+    TOKENIZER_FILE,
+    ArtifactError,
+    Manifest,
+    chat_template_of,
+    read_json_file,
+    special_ids,
+)
 from lora_tui.engine.types import EngineError, Message
 
 # Used when a model ships no template: ChatML, which SmolLM2 and many small models use.
@@ -34,19 +50,42 @@ class ChatFormat:
     bos_token: str | None
 
     @classmethod
-    def load(
-        cls, tokenizer_path: Path, template: str | None, stop_ids: list[int], bos_id: int | None
-    ) -> ChatFormat:
-        if not tokenizer_path.is_file():
-            raise EngineError(f"{tokenizer_path}: tokenizer missing (pass --tokenizer PATH)")
-        try:
-            tokenizer = Tokenizer.from_file(str(tokenizer_path))
-        except Exception as err:  # tokenizers raises a bare Exception on malformed files
+    def from_files(cls, source: Path, manifest: Manifest | None = None) -> ChatFormat:
+        """``source`` is a tokenizer folder or a ``tokenizer.json``; its folder holds the
+        configs. lora-export's manifest, when given, says which template and stop ids it used."""
+        path = source / TOKENIZER_FILE if source.is_dir() else source
+        folder = path.parent
+        if not path.is_file():
             raise EngineError(
-                f"{tokenizer_path}: not a Hugging Face tokenizer.json ({err})"
-            ) from None
+                f"{path}: no tokenizer (pass --tokenizer: a Hugging Face tokenizer folder "
+                "or its tokenizer.json)"
+            )
+        try:
+            tokenizer = Tokenizer.from_file(str(path))
+        except Exception as err:  # tokenizers raises a bare Exception on malformed files
+            raise EngineError(f"{path}: not a Hugging Face tokenizer.json ({err})") from None
+        if manifest is not None:
+            template, bos_id, stop_ids = manifest.chat_template, manifest.bos_id, manifest.stop_ids
+        else:
+            token_config = _optional_json(folder / TOKENIZER_CONFIG_FILE)
+            template = chat_template_of(token_config, folder)
+            configs = [
+                _optional_json(folder / n) for n in (GENERATION_CONFIG_FILE, MODEL_CONFIG_FILE)
+            ]
+            bos_id, stop_ids = special_ids(tokenizer, template, configs, token_config)
         bos = tokenizer.id_to_token(bos_id) if bos_id is not None else None
         return cls(tokenizer, template or FALLBACK_TEMPLATE, frozenset(stop_ids), bos)
+
+    def for_program(self, eos_ids: list[int], bos_id: int | None) -> ChatFormat:
+        """This format with what a program says of itself: its end ids stop it too."""
+        bos = self.bos_token
+        if bos is None and bos_id is not None:
+            bos = self.tokenizer.id_to_token(bos_id)
+        return dataclasses.replace(self, stop_ids=self.stop_ids | set(eos_ids), bos_token=bos)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size(with_added_tokens=True)
 
     @cached_property
     def _template(self) -> Template:
@@ -54,6 +93,8 @@ class ChatFormat:
             trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
         )
         env.globals["raise_exception"] = _raise
+        # Llama 3's template dates its system prompt with this, as transformers provides it.
+        env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
         try:
             return env.from_string(self.template_source)
         except TemplateError as err:
@@ -77,3 +118,13 @@ class ChatFormat:
     def decoder(self) -> DecodeStream:
         """A streaming decoder: whole characters only, spaces kept, specials skipped."""
         return DecodeStream(skip_special_tokens=True)
+
+
+def _optional_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        value = read_json_file(path)
+    except ArtifactError as err:
+        raise EngineError(str(err)) from None
+    return value if isinstance(value, dict) else {}

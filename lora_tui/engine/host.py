@@ -11,17 +11,22 @@ from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
-from exporter.base import LlamaShape
-from exporter.manifest import ProgramEntry
-from lora_tui.engine.artifacts import Foundation, check_program_file, open_foundation
+from lora_tui.artifact_format import (
+    ArtifactError,
+    ProgramEntry,
+    check_program_file,
+    kv_cache_bytes,
+    lora_weight_bytes,
+)
+from lora_tui.engine.artifacts import Foundation, open_foundation
 from lora_tui.engine.memory import MIB, sample
+from lora_tui.engine.preflight import Preflight
 from lora_tui.engine.session import (
     AdapterSession,
     Event,
-    ProgramLimits,
+    ProgramFacts,
     Reply,
     load_module,
-    read_constant,
     warm_up,
 )
 from lora_tui.engine.sharing import configure_sharing
@@ -35,7 +40,13 @@ from lora_tui.engine.types import (
 
 
 class ModelHost:
-    def __init__(self, weights: Path, tokenizer: Path | None = None, share: bool = True) -> None:
+    def __init__(
+        self,
+        weights: Path,
+        tokenizer: Path | None = None,
+        share: bool = True,
+        log_path: Path | None = None,
+    ) -> None:
         # Sharing must be configured before the first program loads.
         self.sharing: Sharing = configure_sharing(share)
         self.foundation: Foundation = open_foundation(weights, tokenizer)
@@ -43,11 +54,47 @@ class ModelHost:
         self.sessions: dict[str, AdapterSession] = {}
         self.infos: dict[str, AdapterInfo] = {}
         self._replies: deque[Reply] = deque()
+        self._preflight = Preflight(log_path)
+        self._checked: dict[Path, tuple[ProgramFacts, float]] = {}
 
     # --- loading -------------------------------------------------------------------------
 
+    def check(self, pte: Path) -> ProgramFacts:
+        """Try the program in a child process and check it fits this foundation and tokenizer;
+        an ``EngineError`` says in one line why not. Nothing is loaded here."""
+        if pte in self._checked:
+            return self._checked[pte][0]
+        try:
+            check_program_file(pte)
+        except ArtifactError as err:
+            raise EngineError(str(err)) from None
+        started = time.perf_counter()
+        facts = self._preflight.check(pte, self.foundation.path)
+        self._check_fit(pte, facts)
+        self._checked[pte] = facts, time.perf_counter() - started
+        return facts
+
+    def end_checks(self) -> None:
+        """Nothing more to check for now: let the pre-flight child go (it starts again)."""
+        self._preflight.close()
+
+    def _check_fit(self, pte: Path, facts: ProgramFacts) -> None:
+        manifest = self.foundation.manifest
+        if manifest is not None and facts.foundation_id not in (None, manifest.foundation_id):
+            raise EngineError(
+                f"{pte}: was built for another foundation, not {self.foundation.path}"
+            )
+        tokens = self.foundation.chat.vocab_size
+        if tokens > facts.vocab_size:
+            raise EngineError(
+                f"{pte}: the tokenizer has {tokens} tokens but the model only {facts.vocab_size}; "
+                "the tokenizer is another model's (pass --tokenizer)"
+            )
+
     def load(self, pte: Path, name: str | None = None) -> AdapterInfo:
-        check_program_file(pte)
+        facts = self.check(pte)
+        check_s = self._checked[pte][1]
+        self._checked[pte] = facts, 0.0  # a second copy of the same file is not checked again
         manifest_name, entry = self.foundation.entry_for(pte)
         name = name or manifest_name
         if name in self.sessions:
@@ -55,53 +102,40 @@ class ModelHost:
         before = sample()
         started = time.perf_counter()
         module = load_module(pte, self.foundation.path)
-        want = self.foundation.manifest.foundation_id
-        got = read_constant(module, "get_foundation_id")
-        if got != want:
-            what = (
-                "was not built by lora-export"
-                if got is None
-                else "was built for another foundation"
-            )
-            raise EngineError(f"{pte}: {what}, not {self.foundation.path}")
-        embed = self.foundation.embeddings
-        warm_up(module, embed, pte, self.foundation.path)
-        limits = ProgramLimits.of(module)
-        session = AdapterSession(name, module, embed, self.foundation.chat, limits)
+        warm_up(module, pte, self.foundation.path)
+        chat = self.foundation.chat.for_program(list(facts.eos_ids), facts.bos_id)
+        session = AdapterSession(name, module, chat, facts)
         load_s = time.perf_counter() - started
         after = sample()
         info = AdapterInfo(
             name=name,
             path=str(pte),
-            kind=entry.kind if entry else "adapter",
+            kind=entry.kind if entry else "program",
             rank=entry.rank if entry else None,
-            target_modules=tuple(entry.target_modules) if entry else (),
+            target_modules=tuple(entry.target_modules) if entry else None,
+            check_s=check_s,
             load_s=load_s,
             rss_before_mib=before.rss_mib,
             rss_after_mib=after.rss_mib,
+            pss_before_mib=before.pss_mib,
             pss_after_mib=after.pss_mib,
             uss_after_mib=after.uss_mib,
-            anon_increment_mib=(after.anon_mib - before.anon_mib)
-            if after.anon_mib is not None and before.anon_mib is not None
-            else None,
-            breakdown=self._breakdown(pte, limits, entry),
+            anon_increment_mib=_difference(after.anon_mib, before.anon_mib),
+            breakdown=self._breakdown(pte, facts, entry),
         )
         self.sessions[name] = session
         self.infos[name] = info
         return info
 
     def _breakdown(
-        self, pte: Path, limits: ProgramLimits, entry: ProgramEntry | None
+        self, pte: Path, facts: ProgramFacts, entry: ProgramEntry | None
     ) -> MemoryBreakdown:
-        shape = self.foundation.manifest.shape
-        kv_bytes = (
-            2 * shape["n_layers"] * limits.max_context * shape["n_kv_heads"] * shape["head_dim"] * 4
-        )
-        program = pte.stat().st_size
-        adapter = 0.0
-        if entry and entry.rank and entry.target_modules:
-            adapter = _lora_bytes(shape, entry.rank, entry.target_modules)
-        return MemoryBreakdown(adapter / MIB, kv_bytes / MIB, program / MIB)
+        manifest = self.foundation.manifest
+        adapter = kv = None
+        if manifest is not None and entry is not None:
+            kv = kv_cache_bytes(manifest.shape, facts.max_context) / MIB
+            adapter = lora_weight_bytes(manifest.shape, entry.rank or 0, entry.target_modules) / MIB
+        return MemoryBreakdown(adapter, kv, pte.stat().st_size / MIB)
 
     def unload(self, name: str) -> list[Event]:
         events = self._stop_replies([name])
@@ -169,7 +203,5 @@ class ModelHost:
                 return
 
 
-def _lora_bytes(shape: dict, rank: int, targets: list[str]) -> float:
-    llama = LlamaShape(**shape)
-    per_layer = sum(rank * sum(llama.projection_shape(t)) for t in targets)
-    return per_layer * llama.n_layers * 4
+def _difference(after: float | None, before: float | None) -> float | None:
+    return after - before if after is not None and before is not None else None

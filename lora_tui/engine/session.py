@@ -7,33 +7,32 @@ a scheduler can interleave several adapters and keep every pane moving.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from lora_tui import artifact_format as fmt
 from lora_tui.engine.chat import ChatFormat
+from lora_tui.engine.protocol import Notice, Piece, ReplyDone
 from lora_tui.engine.sampling import pick_token
 from lora_tui.engine.types import (
     EngineError,
     GenerationSettings,
     Message,
-    Notice,
-    Piece,
-    ReplyDone,
     ReplyEnd,
     ReplyStats,
 )
 
 Event = Notice | Piece | ReplyDone
-Embed = Callable[[list[int]], torch.Tensor]  # token ids -> the [1, T, dim] a program takes
 PREFILL_CHUNK = 32  # tokens per forward while prefilling; small enough to interleave fairly
 
 
 def load_module(pte: Path, ptd: Path) -> Any:
     import executorch.extension.llm.custom_ops.custom_ops  # noqa: F401  (registers custom_sdpa)
+    import executorch.kernels.quantized  # noqa: F401  (quantized embeddings, as export_llm writes)
     from executorch.extension.pybindings.portable_lib import Verification, _load_for_executorch
 
     try:
@@ -44,12 +43,27 @@ def load_module(pte: Path, ptd: Path) -> Any:
         raise EngineError(f"{pte}: could not load ({err})") from None
 
 
-def warm_up(module: Any, embed: Embed, pte: Path, ptd: Path) -> None:
+def token_input(tokens: list[int]) -> torch.Tensor:
+    return torch.tensor([tokens], dtype=torch.long)
+
+
+def position_input(pos: int) -> torch.Tensor:
+    return torch.tensor([pos], dtype=torch.long)
+
+
+def warm_up(module: Any, pte: Path, ptd: Path) -> torch.Tensor:
     """Run one token: loads the method and packs its weights now, so load time and memory
-    are measured at load. Position 0 is overwritten by the first real prefill."""
+    are measured at load. Position 0 is overwritten by the first real prefill. Returns the
+    logits."""
     try:
-        module.forward([embed([0]), torch.tensor([0], dtype=torch.long)])
+        return module.forward([token_input([0]), position_input(0)])[0]
     except RuntimeError as err:
+        # NotFound (0x20) or InvalidExternalData (0x24): a weight the program names is not in
+        # the .ptd, or not as the program expects it.
+        if "0x20" in str(err) or "0x24" in str(err):
+            raise EngineError(
+                f"{pte}: needs weights that {ptd} does not hold (built over another foundation)"
+            ) from None
         raise EngineError(f"{pte}: does not run over {ptd} ({err})") from None
 
 
@@ -60,16 +74,55 @@ def read_constant(module: Any, name: str) -> Any:
     return value[0] if isinstance(value, list | tuple) and len(value) == 1 else value
 
 
-@dataclass
-class ProgramLimits:
+# ScalarType codes in ExecuTorch's method meta.
+_LONG, _FLOAT = 4, 6
+
+
+@dataclass(frozen=True)
+class ProgramFacts:
+    """What an LLM program says of itself, read from its method meta and constant methods."""
+
     max_context: int
     max_prefill: int
+    vocab_size: int  # width of the logits
+    bos_id: int | None
+    eos_ids: tuple[int, ...]
+    foundation_id: int | None  # lora-export's programs carry it; others do not
 
     @classmethod
-    def of(cls, module: Any) -> ProgramLimits:
+    def of(cls, module: Any, pte: Path) -> ProgramFacts:
+        """Refuses, in one line, a program that ExecuTorch's LLM runners could not run."""
+        names = set(module.method_names())
+        if fmt.FORWARD not in names:
+            raise EngineError(f"{pte}: not an LLM program (it has no '{fmt.FORWARD}' method)")
+        meta = module.method_meta(fmt.FORWARD)
+        inputs = [meta.input_tensor_meta(i) for i in range(meta.num_inputs())]
+        if len(inputs) != 2 or any(t.dtype() != _LONG for t in inputs):
+            raise EngineError(
+                f"{pte}: not an LLM program ('{fmt.FORWARD}' must take token ids and a "
+                "position, both int64, as export_llm writes it)"
+            )
+        if meta.num_outputs() < 1 or meta.output_tensor_meta(0).dtype() != _FLOAT:
+            raise EngineError(f"{pte}: not an LLM program ('{fmt.FORWARD}' returns no logits)")
+
+        def constant(name: str) -> Any:
+            return read_constant(module, name) if name in names else None
+
+        if not constant(fmt.USE_KV_CACHE):
+            raise EngineError(f"{pte}: has no KV cache ({fmt.USE_KV_CACHE}); lora-tui needs one")
+        max_prefill = constant(fmt.MAX_SEQ_LEN)
+        max_context = constant(fmt.MAX_CONTEXT_LEN) or max_prefill
+        if not max_prefill:
+            raise EngineError(f"{pte}: has no {fmt.MAX_SEQ_LEN} constant method")
+        eos = constant(fmt.EOS_IDS)
+        eos_ids = eos if isinstance(eos, list | tuple) else [] if eos is None else [eos]
         return cls(
-            int(read_constant(module, "get_max_context_len")),
-            int(read_constant(module, "get_max_seq_len")),
+            max_context=int(max_context),
+            max_prefill=int(max_prefill) if constant(fmt.ENABLE_DYNAMIC_SHAPE) else 1,
+            vocab_size=int(meta.output_tensor_meta(0).sizes()[-1]),
+            bos_id=constant(fmt.BOS_ID),
+            eos_ids=tuple(int(i) for i in eos_ids),
+            foundation_id=constant(fmt.FOUNDATION_ID),
         )
 
 
@@ -77,9 +130,8 @@ class ProgramLimits:
 class AdapterSession:
     name: str
     module: Any
-    embed: Embed
     chat: ChatFormat
-    limits: ProgramLimits
+    facts: ProgramFacts
     messages: list[Message] = field(default_factory=list)
     cached: list[int] = field(default_factory=list)  # tokens whose K/V sit at positions 0..n-1
     last_reply_tokens: list[int] = field(default_factory=list)
@@ -89,8 +141,8 @@ class AdapterSession:
         self.cached.clear()
 
     def forward(self, tokens: list[int], pos: int) -> torch.Tensor:
-        outputs = self.module.forward([self.embed(tokens), torch.tensor([pos], dtype=torch.long)])
-        return outputs[0][0]
+        outputs = self.module.forward([token_input(tokens), position_input(pos)])
+        return outputs[0].reshape(-1, outputs[0].shape[-1])[-1]
 
     def reply(self, user_text: str, settings: GenerationSettings) -> Reply:
         return Reply(self, user_text, settings)
@@ -131,21 +183,21 @@ class Reply:
 
     def _fit_context(self) -> list[int]:
         """The prompt's tokens, dropping the oldest turns if the conversation outgrew it."""
-        session, limits = self.session, self.session.limits
+        session, facts = self.session, self.session.facts
         history = list(session.messages)
-        room = min(self.settings.max_new_tokens, limits.max_context // 4)
+        room = min(self.settings.max_new_tokens, facts.max_context // 4)
         tokens = session.chat.encode_chat([*history, self.user])
         dropped = 0
-        while len(tokens) + room > limits.max_context and history:
+        while len(tokens) + room > facts.max_context and history:
             keep_system = 1 if history[0].role == "system" else 0
             if len(history) <= keep_system:
                 break
             del history[keep_system : keep_system + 2]  # the oldest user turn and its reply
             dropped += 2
             tokens = session.chat.encode_chat([*history, self.user])
-        if len(tokens) >= limits.max_context:
+        if len(tokens) >= facts.max_context:
             raise EngineError(
-                f"the message is {len(tokens)} tokens; the context holds {limits.max_context}"
+                f"the message is {len(tokens)} tokens; the context holds {facts.max_context}"
             )
         if dropped:
             session.messages[:] = history
@@ -153,7 +205,7 @@ class Reply:
                 Notice(
                     session.name,
                     f"context full: dropped the {dropped} "
-                    f"oldest messages to fit {limits.max_context} tokens",
+                    f"oldest messages to fit {facts.max_context} tokens",
                 )
             )
         return tokens
@@ -166,7 +218,7 @@ class Reply:
         reused = min(reused, len(tokens) - 1)  # at least one token must run to give logits
         session.cached = session.cached[:reused]
         logits = None
-        chunk = min(PREFILL_CHUNK, session.limits.max_prefill)
+        chunk = min(PREFILL_CHUNK, session.facts.max_prefill)
         for start in range(reused, len(tokens), chunk):
             if self.cancelled:
                 break
@@ -182,7 +234,7 @@ class Reply:
         new_tokens: list[int] = []
         first_token_at = None
         end = ReplyEnd.LENGTH
-        budget = min(settings.max_new_tokens, session.limits.max_context - len(tokens))
+        budget = min(settings.max_new_tokens, session.facts.max_context - len(tokens))
         while logits is not None and not self.cancelled:
             token = pick_token(logits, settings.temperature, settings.top_p, generator)
             if first_token_at is None:

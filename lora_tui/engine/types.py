@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from lora_tui.artifact_format import ArtifactError
 
-class EngineError(Exception):
+
+class EngineError(ArtifactError):
     """Bad input to the engine: one line that names the file and the problem."""
 
 
@@ -26,10 +28,11 @@ class Sharing:
 
 @dataclass(frozen=True)
 class MemoryBreakdown:
-    """Where an adapter's memory went, in MiB, as far as it can be known from the files."""
+    """Where an adapter's memory went, in MiB, as far as the files tell (None: unknown, for a
+    program lora-export did not describe in a manifest)."""
 
-    adapter_weights_mib: float
-    kv_cache_mib: float
+    adapter_weights_mib: float | None  # LoRA A and B, fp32
+    kv_cache_mib: float | None
     program_mib: float  # the .pte on disk: adapter weights plus the program itself
 
 
@@ -37,12 +40,14 @@ class MemoryBreakdown:
 class AdapterInfo:
     name: str
     path: str
-    kind: str  # "adapter" or "base"
-    rank: int | None
-    target_modules: tuple[str, ...]
-    load_s: float
+    kind: str  # "adapter" or "base" (from lora-export's manifest), else "program"
+    rank: int | None  # None: unknown
+    target_modules: tuple[str, ...] | None  # None: unknown
+    check_s: float  # the pre-flight in a child process
+    load_s: float  # loading into the shared process, packing and one warm-up token
     rss_before_mib: float
     rss_after_mib: float
+    pss_before_mib: float | None
     pss_after_mib: float | None
     uss_after_mib: float | None
     anon_increment_mib: float | None  # RssAnon: private memory this program added
@@ -50,7 +55,16 @@ class AdapterInfo:
 
     @property
     def increment_mib(self) -> float:
+        """What RSS grew by. RSS counts a file page once per mapping, so a foundation page
+        that two programs map counts twice: this overstates the cost."""
         return self.rss_after_mib - self.rss_before_mib
+
+    @property
+    def true_increment_mib(self) -> float | None:
+        """What the program really added: PSS splits each shared page among its mappings."""
+        if self.pss_after_mib is None or self.pss_before_mib is None:
+            return None
+        return self.pss_after_mib - self.pss_before_mib
 
 
 @dataclass(frozen=True)
@@ -69,30 +83,6 @@ class ReplyEnd(StrEnum):
     CONTEXT = "context"  # the context window is full
     CANCELLED = "cancelled"
     ERROR = "error"
-
-
-# --- events a generation produces, in order: Notice*, Piece*, ReplyDone -------------------
-
-
-@dataclass(frozen=True)
-class Notice:
-    adapter: str
-    text: str
-
-
-@dataclass(frozen=True)
-class Piece:
-    adapter: str
-    text: str
-
-
-@dataclass(frozen=True)
-class ReplyDone:
-    adapter: str
-    text: str  # the whole reply, kept in the conversation even when cancelled
-    end: ReplyEnd
-    stats: ReplyStats | None
-    error: str | None = None
 
 
 @dataclass(frozen=True)
