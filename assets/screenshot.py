@@ -16,8 +16,8 @@ from textual.widgets import Input
 
 from lora_tui.demo import DemoBuild, demo_folder, suggested_prompts
 from lora_tui.engine import GenerationSettings
+from lora_tui.engine.worker import process_engine_factory
 from lora_tui.ui.app import LoraTuiApp
-from lora_tui.ui.client import process_engine_factory
 
 ASSETS = Path(__file__).resolve().parent
 

@@ -22,8 +22,8 @@ from textual import events
 from textual.widgets import Input
 
 from lora_tui.engine import GenerationSettings
+from lora_tui.engine.worker import process_engine_factory
 from lora_tui.ui.app import LoraTuiApp
-from lora_tui.ui.client import process_engine_factory
 
 PROMPT = "Write a long story about a lighthouse keeper and a storm."
 

@@ -11,17 +11,15 @@ from pathlib import Path
 
 from exporter.base import PROJECTIONS
 from lora_tui.engine.memory import MemorySample
+from lora_tui.engine.protocol import EngineEvent, EngineReady, Loaded, LoadFailed, Piece, ReplyDone
 from lora_tui.engine.types import (
     AdapterInfo,
     GenerationSettings,
     MemoryBreakdown,
-    Piece,
-    ReplyDone,
     ReplyEnd,
     ReplyStats,
     Sharing,
 )
-from lora_tui.engine.worker import EngineEvent, EngineReady, Loaded, LoadFailed
 
 FIXED_MEMORY = MemorySample(
     rss_mib=1504.0, pss_mib=1093.0, uss_mib=902.0, anon_mib=640.0, file_mib=864.0
@@ -61,7 +59,6 @@ class FakeEngine:
                 371.0,
                 "foundation.ptd",
                 513.4,
-                512,
             )
         )
 
@@ -69,27 +66,40 @@ class FakeEngine:
         name = name or path.stem
         self.calls.append(("load", str(path), name))
         if name in self.fail:
-            self.on_event(LoadFailed(str(path), name, self.fail[name]))
+            self.on_event(LoadFailed(name, str(path), self.fail[name]))
             return
         self.loaded += 1
-        increment = 683.0 if self.loaded == 1 else 152.0
-        before = 371.0 + (self.loaded - 1) * 152.0 + (531.0 if self.loaded > 1 else 0.0)
+        # RSS counts the foundation's mapped pages once per program; PSS splits them.
+        increment = 663.0 if self.loaded == 1 else 156.0
+        true_increment = 556.0 if self.loaded == 1 else 46.0
+        before = 371.0 + (self.loaded - 1) * 156.0 + (507.0 if self.loaded > 1 else 0.0)
+        pss_before = 330.0 + (self.loaded - 1) * 46.0 + (510.0 if self.loaded > 1 else 0.0)
+        known = not name.startswith("llm")  # "llm…": a program with no manifest entry
         self.on_event(
             Loaded(
+                name,
                 AdapterInfo(
                     name=name,
                     path=str(path),
-                    kind="base" if name == "base" else "adapter",
-                    rank=None if name == "base" else 16,
-                    target_modules=() if name == "base" else tuple(PROJECTIONS),
+                    kind=("base" if name == "base" else "adapter") if known else "program",
+                    rank=(None if name == "base" else 16) if known else None,
+                    target_modules=(() if name == "base" else tuple(PROJECTIONS))
+                    if known
+                    else None,
+                    check_s=1.9,
                     load_s=0.7,
                     rss_before_mib=before,
                     rss_after_mib=before + increment,
-                    pss_after_mib=None,
+                    pss_before_mib=pss_before,
+                    pss_after_mib=pss_before + true_increment,
                     uss_after_mib=None,
                     anon_increment_mib=44.0,
-                    breakdown=MemoryBreakdown(0.0 if name == "base" else 18.7, 11.3, 19.3),
-                )
+                    breakdown=MemoryBreakdown(
+                        (0.0 if name == "base" else 18.7) if known else None,
+                        11.3 if known else None,
+                        19.3,
+                    ),
+                ),
             )
         )
 

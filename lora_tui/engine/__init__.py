@@ -7,14 +7,22 @@ and executorch only when used, so importing the types stays cheap.
 
 from typing import TYPE_CHECKING
 
+from lora_tui.engine.protocol import (
+    EngineClient,
+    EngineEvent,
+    EngineFailed,
+    EngineReady,
+    Loaded,
+    LoadFailed,
+    Notice,
+    Piece,
+    ReplyDone,
+)
 from lora_tui.engine.types import (
     AdapterInfo,
     EngineError,
     GenerationSettings,
     MemoryBreakdown,
-    Notice,
-    Piece,
-    ReplyDone,
     ReplyEnd,
     ReplyStats,
     Sharing,
@@ -26,8 +34,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AdapterInfo",
+    "EngineClient",
     "EngineError",
+    "EngineEvent",
+    "EngineFailed",
     "EngineProcess",
+    "EngineReady",
+    "Loaded",
+    "LoadFailed",
     "GenerationSettings",
     "MemoryBreakdown",
     "ModelHost",

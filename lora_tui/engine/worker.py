@@ -21,7 +21,16 @@ from pathlib import Path
 import psutil
 
 from lora_tui.engine.memory import MemorySample, sample
-from lora_tui.engine.types import AdapterInfo, GenerationSettings, Notice, Piece, ReplyDone, Sharing
+from lora_tui.engine.protocol import (
+    EngineClient,
+    EngineEvent,
+    EngineFactory,
+    EngineFailed,
+    EngineReady,
+    Loaded,
+    LoadFailed,
+)
+from lora_tui.engine.types import GenerationSettings
 
 WORKER_NICENESS = 10
 
@@ -59,38 +68,6 @@ class Clear:
 @dataclass(frozen=True)
 class Shutdown:
     pass
-
-
-# --- events from the worker ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EngineReady:
-    sharing: Sharing
-    baseline_rss_mib: float
-    foundation: str
-    foundation_mib: float
-    max_context: int
-
-
-@dataclass(frozen=True)
-class EngineFailed:
-    error: str
-
-
-@dataclass(frozen=True)
-class Loaded:
-    info: AdapterInfo
-
-
-@dataclass(frozen=True)
-class LoadFailed:
-    path: str
-    name: str
-    error: str
-
-
-EngineEvent = EngineReady | EngineFailed | Loaded | LoadFailed | Notice | Piece | ReplyDone
 
 
 class EngineProcess:
@@ -198,32 +175,29 @@ def _worker_main(
     from lora_tui.engine.types import EngineError
 
     try:
-        host = ModelHost(Path(weights), Path(tokenizer) if tokenizer else None, share=share)
+        host = ModelHost(
+            Path(weights),
+            Path(tokenizer) if tokenizer else None,
+            share=share,
+            log_path=Path(log_path),
+        )
     except EngineError as err:
         conn.send([EngineFailed(str(err))])
         return
-    manifest = host.foundation.manifest
-    conn.send(
-        [
-            EngineReady(
-                host.sharing,
-                host.baseline_rss_mib,
-                weights,
-                manifest.foundation_size_bytes / 2**20,
-                manifest.max_context,
-            )
-        ]
-    )
+    foundation_mib = host.foundation.size_bytes / 2**20
+    conn.send([EngineReady(host.sharing, host.baseline_rss_mib, weights, foundation_mib)])
     while True:
         wait = 0 if host.busy else None  # block while idle, poll while generating
         while conn.poll(wait):
             command = conn.recv()
             if isinstance(command, Shutdown):
+                host.end_checks()
                 return
             reply = _handle(host, command)
             if reply:
                 conn.send(reply)
             wait = 0
+        host.end_checks()  # no more programs to check for now: let the checker go
         events = host.step()
         if events:
             conn.send(events)
@@ -235,9 +209,10 @@ def _handle(host, command) -> list[EngineEvent]:
     if isinstance(command, Load):
         path = Path(command.path)
         try:
-            return [Loaded(host.load(path, command.name))]
+            info = host.load(path, command.name)
+            return [Loaded(info.name, info)]
         except EngineError as err:
-            return [LoadFailed(command.path, command.name or path.stem, str(err))]
+            return [LoadFailed(command.name or path.stem, command.path, str(err))]
     if isinstance(command, Unload):
         return host.unload(command.name)
     if isinstance(command, Send):
@@ -255,3 +230,14 @@ def _redirect_native_output(log_path: str) -> None:
     os.dup2(log, 1)
     os.dup2(log, 2)
     os.close(log)
+
+
+def process_engine_factory(
+    weights: Path, tokenizer: Path | None, share: bool, log_path: Path | None
+) -> EngineFactory:
+    """Start an ``EngineProcess`` over ``weights`` when the UI is ready for its events."""
+
+    def start(on_event: Callable[[EngineEvent], None]) -> EngineClient:
+        return EngineProcess(weights, on_event, tokenizer=tokenizer, share=share, log_path=log_path)
+
+    return start

@@ -1,1 +1,1 @@
-"""The Textual app. It talks to the engine only through ``EngineClient`` (see client.py)."""
+"""The Textual app. It talks to the engine only through ``lora_tui.engine.protocol``."""

@@ -16,15 +16,19 @@ from textual.reactive import var
 from textual.screen import Screen
 from textual.widgets import Input
 
-from lora_tui.engine.types import GenerationSettings, Notice, Piece, ReplyDone
-from lora_tui.engine.worker import (
+from lora_tui.engine.protocol import (
+    EngineClient,
     EngineEvent,
+    EngineFactory,
     EngineFailed,
     EngineReady,
     Loaded,
     LoadFailed,
+    Notice,
+    Piece,
+    ReplyDone,
 )
-from lora_tui.ui.client import EngineClient, EngineFactory
+from lora_tui.engine.types import GenerationSettings
 from lora_tui.ui.messages import EngineEventArrived, MemorySampled, PiecesReady
 from lora_tui.ui.screens.ask import AskScreen
 from lora_tui.ui.screens.help import HelpScreen
@@ -215,11 +219,7 @@ class LoraTuiApp(App[int]):
                     pane.failed(event.error)
             self.notify(event.error, title="engine stopped", severity="error", timeout=30)
             return
-        if isinstance(event, Loaded):
-            name = event.info.name
-        else:
-            name = event.name if isinstance(event, LoadFailed) else event.adapter
-        pane = self.panes.get(name)
+        pane = self.panes.get(event.adapter)
         if pane is None:
             return  # unloaded while the event was on its way
         if isinstance(event, Loaded):
@@ -455,7 +455,7 @@ def run_app(args, suggestions: dict[str, list[str]] | None = None) -> int:
 
     from lora_tui.engine.artifacts import open_foundation
     from lora_tui.engine.types import EngineError
-    from lora_tui.ui.client import process_engine_factory
+    from lora_tui.engine.worker import process_engine_factory
 
     tokenizer = Path(args.tokenizer) if args.tokenizer else None
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.message import Message
 
 from lora_tui.engine.memory import MemorySample
-from lora_tui.engine.worker import EngineEvent
+from lora_tui.engine.protocol import EngineEvent
 
 
 class EngineEventArrived(Message):

@@ -9,7 +9,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.reactive import var
 from textual.widgets import Markdown, Static
 
-from lora_tui.engine.types import AdapterInfo, ReplyDone, ReplyEnd, ReplyStats
+from lora_tui.engine.protocol import ReplyDone
+from lora_tui.engine.types import AdapterInfo, ReplyEnd, ReplyStats
 
 STATE_ICONS = {
     "loading": "◌ loading",
@@ -85,10 +86,14 @@ class AdapterPane(Vertical):
     def _update_titles(self) -> None:
         hotkey = f"{self.index}" if self.index <= 9 else "·"
         self.border_title = f"[{hotkey}] {self.adapter_name}"
-        if self.info and self.info.kind == "base":
+        if self.info is None:
+            return
+        if self.info.kind == "base":
             self.border_subtitle = "base model"
-        elif self.info and self.info.rank:
+        elif self.info.rank and self.info.target_modules:
             self.border_subtitle = f"r={self.info.rank} · {len(self.info.target_modules)} targets"
+        else:
+            self.border_subtitle = "rank unknown (no manifest)"
 
     def _update_status(self) -> None:
         parts = [("▶ " if self.selected else "") + STATE_ICONS[self.state]]

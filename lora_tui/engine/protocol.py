@@ -1,0 +1,89 @@
+"""What the UI and the engine say to each other: the engine's events, and the client
+protocol a UI drives an engine through (``EngineProcess``, or a test's fake).
+
+Every event about one adapter names it in the same field, ``adapter``, so a receiver
+routes it without looking at what kind of event it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from lora_tui.engine.memory import MemorySample
+from lora_tui.engine.types import AdapterInfo, GenerationSettings, ReplyEnd, ReplyStats, Sharing
+
+# --- about the engine ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EngineReady:
+    sharing: Sharing
+    baseline_rss_mib: float
+    foundation: str
+    foundation_mib: float
+
+
+@dataclass(frozen=True)
+class EngineFailed:
+    error: str
+
+
+# --- about one adapter ---------------------------------------------------------------------
+# A load gives Loaded or LoadFailed; a reply gives Notice*, Piece*, then ReplyDone.
+
+
+@dataclass(frozen=True)
+class Loaded:
+    adapter: str
+    info: AdapterInfo
+
+
+@dataclass(frozen=True)
+class LoadFailed:
+    adapter: str
+    path: str
+    error: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    adapter: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Piece:
+    adapter: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ReplyDone:
+    adapter: str
+    text: str  # the whole reply, kept in the conversation even when cancelled
+    end: ReplyEnd
+    stats: ReplyStats | None
+    error: str | None = None
+
+
+AdapterEvent = Loaded | LoadFailed | Notice | Piece | ReplyDone
+EngineEvent = EngineReady | EngineFailed | AdapterEvent
+
+
+class EngineClient(Protocol):
+    """Commands to an engine; its events arrive through the callback it was started with."""
+
+    def load(self, path: Path, name: str | None = None) -> None: ...
+    def unload(self, name: str) -> None: ...
+    def send(self, names: list[str], text: str, settings: GenerationSettings) -> None: ...
+    def cancel(self, names: list[str] | None = None) -> None: ...
+    def clear(self, names: list[str] | None = None) -> None: ...
+    def memory(self) -> MemorySample | None: ...
+    def close(self) -> None: ...
+
+
+# Given the callback for events (called from any thread), start an engine.
+EngineFactory = Callable[[Callable[[EngineEvent], None]], EngineClient]
