@@ -15,8 +15,8 @@ from lora_tui.engine.types import AdapterInfo, Sharing
 
 HISTORY = 120  # samples kept for the sparkline
 RSS_VS_PSS = (
-    "RSS counts a shared file page once per mapping; PSS splits it among the mappings. "
-    "+RSS: what loading each adapter added; anon: its private part. MiB."
+    "+RSS: what RSS grew by at each load. RSS counts a foundation page once per program "
+    "that maps it; true: what the adapter really added (PSS, which splits shared pages). MiB."
 )
 
 
@@ -97,24 +97,26 @@ class MemoryPanel(Vertical):
                 if self.foundation_mib >= 10
                 else f"{self.foundation_mib:.1f}"
             )
-            sharing.append(
-                f"\nshared: foundation.ptd {size} MiB, {packed}; token embeddings, mapped once"
-            )
+            sharing.append(f"\nshared: foundation.ptd {size} MiB, {packed}")
         self.query_one("#memory-sharing", Static).update(sharing)
 
         table = Table(box=None, expand=True, padding=(0, 1), show_edge=False)
         table.add_column("adapter", ratio=1, no_wrap=True, overflow="ellipsis")
         table.add_column("+RSS", justify="right", no_wrap=True)
-        table.add_column("anon", justify="right", no_wrap=True)
+        table.add_column("true", justify="right", no_wrap=True)
         table.add_column("LoRA", justify="right", no_wrap=True)
         table.add_column("KV", justify="right", no_wrap=True)
         for info in self.adapters.values():
-            anon = info.anon_increment_mib
+            true, breakdown = info.true_increment_mib, info.breakdown
             table.add_row(
                 info.name,
                 f"{info.increment_mib:+.0f}",
-                f"{anon:+.0f}" if anon is not None else "—",
-                f"{info.breakdown.adapter_weights_mib:.1f}",
-                f"{info.breakdown.kv_cache_mib:.1f}",
+                f"{true:+.0f}" if true is not None else "—",
+                _known(breakdown.adapter_weights_mib),
+                _known(breakdown.kv_cache_mib),
             )
         self.query_one("#memory-adapters", Static).update(table)
+
+
+def _known(mib: float | None) -> str:
+    return f"{mib:.1f}" if mib is not None else "?"
