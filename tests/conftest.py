@@ -69,3 +69,28 @@ def tiny_artifacts(
         )
     )
     return TinyArtifacts(tiny_base, tiny_adapters, out)
+
+
+@pytest.fixture(scope="session")
+def other_foundation(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The base program of another base (other weights): a foundation the tiny programs
+    do not fit."""
+    root = tmp_path_factory.mktemp("other")
+    base = build_base(root / "base", seed=5)
+    out = root / "out"
+    run_export(
+        ExportRequest(base=base, adapters=[], out=out, base_program=True, max_context=MAX_CONTEXT)
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def export_llm_program(
+    tiny_base: Path, tiny_adapters: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The 'full' adapter exported by ExecuTorch's own export_llm (its foundation.ptd beside
+    it), as a user of ExecuTorch's LoRA flow has it. About a minute."""
+    from tests.export_llm import export_with_export_llm
+
+    out = tmp_path_factory.mktemp("export_llm")
+    return export_with_export_llm(tiny_base, tiny_adapters["full"], out, "llm_full", MAX_CONTEXT)

@@ -14,14 +14,17 @@ import pytest
 
 from lora_tui.engine import (
     EngineError,
+    EngineReady,
     GenerationSettings,
+    Loaded,
+    LoadFailed,
     ModelHost,
     Notice,
     Piece,
     ReplyDone,
     ReplyEnd,
 )
-from lora_tui.engine.worker import EngineProcess, EngineReady, Loaded, LoadFailed
+from lora_tui.engine.worker import EngineProcess
 from tests.conftest import MAX_CONTEXT, TinyArtifacts
 
 GREEDY = GenerationSettings(temperature=0.0, max_new_tokens=24)
@@ -194,19 +197,6 @@ def test_truncated_weights(copied: Path) -> None:
     assert_one_line_error(done, "foundation.ptd", "truncated")
 
 
-def test_truncated_embeddings(copied: Path) -> None:
-    embeddings = copied / "embeddings.npy"
-    embeddings.write_bytes(embeddings.read_bytes()[:10_000])
-    done = bench(["--weights", str(copied / "foundation.ptd"), str(copied / "full.pte")])
-    assert_one_line_error(done, "embeddings.npy", "truncated")
-
-
-def test_missing_embeddings(copied: Path) -> None:
-    (copied / "embeddings.npy").unlink()
-    done = bench(["--weights", str(copied / "foundation.ptd"), str(copied / "full.pte")])
-    assert_one_line_error(done, "embeddings.npy", "no such file")
-
-
 def test_not_a_program(copied: Path) -> None:
     fake = copied / "notes.pte"
     fake.write_text("just some text, long enough to have a header of forty bytes or more")
@@ -280,7 +270,7 @@ def test_engine_process_streams_two_adapters(
     finally:
         engine.close()
     assert isinstance(events[0], EngineReady) and events[0].sharing.enabled
-    assert [e.info.name for e in events if isinstance(e, Loaded)] == ["full", "partial"]
+    assert [e.adapter for e in events if isinstance(e, Loaded)] == ["full", "partial"]
     failed = [e for e in events if isinstance(e, LoadFailed)]
     assert len(failed) == 1 and "missing.pte" in failed[0].error
     done = {e.adapter: e for e in events if isinstance(e, ReplyDone)}
@@ -299,3 +289,107 @@ def test_app_refuses_a_bad_foundation_before_drawing(copied: Path) -> None:
         timeout=120,
     )
     assert_one_line_error(done, "foundation.ptd", "truncated")
+
+
+# --- any ExecuTorch LLM program, with or without lora-export's manifest --------------------
+
+
+@pytest.fixture
+def bare(tiny_artifacts: TinyArtifacts, tmp_path: Path) -> Path:
+    """The foundation and programs alone, as another exporter would leave them: no manifest,
+    no tokenizer."""
+    folder = tmp_path / "bare"
+    folder.mkdir()
+    for name in ("foundation.ptd", "full.pte", "base.pte"):
+        shutil.copy(tiny_artifacts.out / name, folder / name)
+    return folder
+
+
+def test_programs_open_without_a_manifest(
+    bare: Path, tiny_artifacts: TinyArtifacts, host: ModelHost
+) -> None:
+    tokenizer = tiny_artifacts.base_dir / "tokenizer.json"  # its folder has the chat template
+    bare_host = ModelHost(bare / "foundation.ptd", tokenizer)
+    info = bare_host.load(bare / "full.pte")
+    assert (info.kind, info.rank, info.target_modules) == ("program", None, None)
+    assert info.breakdown.adapter_weights_mib is None  # unknown, not made up
+    # The template and stop ids read from the tokenizer's files are the ones lora-export used.
+    assert bare_host.foundation.chat.template_source == host.foundation.chat.template_source
+    assert bare_host.sessions["full"].chat.stop_ids == host.sessions["full"].chat.stop_ids
+    host.clear()
+    for text in ("What is the capital of France?", "Tell me about café ✓"):
+        _, want = run_reply(host, "full", text)
+        _, got = run_reply(bare_host, "full", text)
+        assert got.text == want.text and got.end is want.end
+        host.clear()
+        bare_host.clear()
+
+
+def test_bench_without_a_manifest_takes_a_tokenizer_folder(
+    bare: Path, tiny_artifacts: TinyArtifacts
+) -> None:
+    programs = [str(bare / "full.pte"), str(bare / "base.pte")]
+    args = ["--weights", str(bare / "foundation.ptd"), *programs, "--max-new-tokens", "4"]
+    done = bench([*args, "--json", "--tokenizer", str(tiny_artifacts.base_dir)])
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    rows = {row["name"]: row for row in report["adapters"]}
+    assert set(rows) == {"full", "base"}
+    assert rows["full"]["rank"] is None and rows["full"]["new_tokens"] == 4
+    assert rows["base"]["true_increment_mib"] is not None
+
+
+def test_no_tokenizer_without_a_manifest(bare: Path) -> None:
+    done = bench(["--weights", str(bare / "foundation.ptd"), str(bare / "full.pte")])
+    assert_one_line_error(done, "tokenizer.json", "--tokenizer")
+
+
+def test_program_over_another_foundation_without_a_manifest(
+    bare: Path, tiny_artifacts: TinyArtifacts, other_foundation: Path
+) -> None:
+    stranger = bare / "stranger.pte"
+    shutil.copy(other_foundation / "base.pte", stranger)
+    args = ["--weights", str(bare / "foundation.ptd"), str(stranger)]
+    done = bench([*args, "--tokenizer", str(tiny_artifacts.base_dir)])
+    assert_one_line_error(done, "stranger.pte", "another foundation")
+
+
+def test_tokenizer_of_another_model(bare: Path, tiny_artifacts: TinyArtifacts, tmp_path) -> None:
+    from tokenizers import AddedToken, Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tiny_artifacts.base_dir / "tokenizer.json"))
+    tokenizer.add_special_tokens([AddedToken(f"<extra_{i}>", special=True) for i in range(300)])
+    bigger = tmp_path / "bigger.json"
+    tokenizer.save(str(bigger))
+    done = bench(
+        ["--weights", str(bare / "foundation.ptd"), str(bare / "full.pte")]
+        + [
+            "--tokenizer",
+            str(bigger),
+        ]
+    )
+    assert_one_line_error(done, "full.pte", "tokenizer has", "another model")
+
+
+def test_not_an_llm_program(bare: Path, tiny_artifacts: TinyArtifacts, tmp_path: Path) -> None:
+    import torch
+    from executorch.exir import to_edge
+
+    class Doubler(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * 2
+
+    program = to_edge(torch.export.export(Doubler(), (torch.ones(2),))).to_executorch()
+    path = tmp_path / "doubler.pte"
+    path.write_bytes(program.buffer)
+    args = ["--weights", str(bare / "foundation.ptd"), str(path)]
+    done = bench([*args, "--tokenizer", str(tiny_artifacts.base_dir)])
+    assert_one_line_error(done, "doubler.pte", "not an LLM program")
+
+
+def test_folder_of_an_older_format_asks_for_a_re_export(copied: Path) -> None:
+    manifest = json.loads((copied / "manifest.json").read_text())
+    manifest["format"] = 2  # programs fed embeddings from a private embeddings.npy
+    (copied / "manifest.json").write_text(json.dumps(manifest))
+    done = bench(["--weights", str(copied / "foundation.ptd"), str(copied / "full.pte")])
+    assert_one_line_error(done, "manifest.json", "format 2", "export the folder again")

@@ -1,0 +1,158 @@
+"""Standard ExecuTorch, both ways: what lora-export writes runs in ExecuTorch's own
+``TextLLMRunner``, and what ExecuTorch's ``export_llm`` writes opens in lora-tui."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lora_tui.engine import GenerationSettings, ModelHost, ReplyDone
+from lora_tui.engine.types import Message
+from tests.conftest import TinyArtifacts
+
+PROMPTS = ["What is the capital of France?", "Tell me about ExecuTorch."]
+NEW_TOKENS = 24
+
+# TextLLMRunner prints the generated text to stdout, then a stats line; run it in a child
+# so its native output cannot mix with the test's.
+RUNNER = """
+import sys
+import executorch.extension.llm.custom_ops.custom_ops  # registers custom_sdpa
+from executorch.extension.llm.runner import GenerationConfig, TextLLMRunner
+
+pte, tokenizer, ptd, max_new = sys.argv[1:5]
+runner = TextLLMRunner(pte, tokenizer, ptd)
+config = GenerationConfig(echo=False, max_new_tokens=int(max_new), temperature=0.0)
+runner.generate(sys.stdin.read(), config)
+"""
+STATS = re.compile(rb"\n?PyTorchObserver (\{.*\})")
+
+
+def run_text_llm_runner(pte: Path, tokenizer: Path, ptd: Path, prompt: str) -> tuple[str, dict]:
+    """(the text TextLLMRunner generated, its stats) for a prompt it tokenizes itself."""
+    done = subprocess.run(
+        [sys.executable, "-c", RUNNER, str(pte), str(tokenizer), str(ptd), str(NEW_TOKENS)],
+        input=prompt.encode(),
+        capture_output=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    match = STATS.search(done.stdout)
+    assert match, done.stdout
+    return done.stdout[: match.start()].decode("utf-8", errors="replace"), json.loads(match[1])
+
+
+def visible_ascii(text: str, specials: list[str] = ()) -> str:
+    """The printable ASCII of a text, without special tokens. TextLLMRunner prints each
+    token's bytes on their own and skips a piece that is not whole UTF-8 (part of a
+    character split across tokens), and prints special tokens; lora-tui decodes the stream,
+    joins such pieces and hides special tokens. A random tiny model emits many of both.
+    Everything else must be the same."""
+    for special in specials:
+        text = text.replace(special, "")
+    return "".join(c for c in text if " " <= c <= "~")
+
+
+@pytest.mark.parametrize("name", ["full", "partial", "base"])
+def test_text_llm_runner_runs_every_program_like_lora_tui(
+    tiny_artifacts: TinyArtifacts, name: str
+) -> None:
+    host = ModelHost(tiny_artifacts.foundation)
+    host.load(tiny_artifacts.program(name))
+    host.end_checks()
+    tokenizer = host.foundation.chat.tokenizer
+    settings = GenerationSettings(temperature=0.0, max_new_tokens=NEW_TOKENS)
+    for text in PROMPTS:
+        prompt = host.foundation.chat.render([Message("user", text)])
+        done = [e for e in host.generate(name, text, settings) if isinstance(e, ReplyDone)][-1]
+        host.clear()
+        runner_text, stats = run_text_llm_runner(
+            tiny_artifacts.program(name),
+            tiny_artifacts.out / "tokenizer.json",
+            tiny_artifacts.foundation,
+            prompt,
+        )
+        assert stats["prompt_tokens"] == done.stats.prompt_tokens  # the same tokens went in
+        ours = visible_ascii(done.text)
+        assert len(ours) >= 10, done.text  # enough text for the comparison to mean something
+        specials = [t.content for t in tokenizer.get_added_tokens_decoder().values() if t.special]
+        assert visible_ascii(runner_text, specials) == ours, (runner_text, done.text)
+
+
+# --- what export_llm writes opens in lora-tui -----------------------------------------------
+
+
+def greedy_text(host: ModelHost, name: str, text: str) -> str:
+    settings = GenerationSettings(temperature=0.0, max_new_tokens=NEW_TOKENS)
+    done = [e for e in host.generate(name, text, settings) if isinstance(e, ReplyDone)][-1]
+    host.clear([name])
+    assert done.stats and done.stats.new_tokens > 0, done.error
+    return done.text
+
+
+def test_export_llm_program_runs_beside_lora_export_programs(
+    tiny_artifacts: TinyArtifacts, export_llm_program: Path
+) -> None:
+    """Both exporters write the same foundation for the same base, so one .ptd serves both;
+    and the same adapter computes the same text through either."""
+    host = ModelHost(tiny_artifacts.foundation)
+    host.load(tiny_artifacts.program("full"))
+    info = host.load(export_llm_program)
+    host.end_checks()
+    assert (info.kind, info.rank) == ("program", None)  # the manifest does not know it
+    for text in PROMPTS:
+        assert greedy_text(host, "llm_full", text) == greedy_text(host, "full", text)
+
+
+def test_bench_opens_export_llm_artifacts_with_a_tokenizer_folder(
+    tiny_artifacts: TinyArtifacts, export_llm_program: Path
+) -> None:
+    weights = export_llm_program.parent / "foundation.ptd"  # export_llm's own, no manifest
+    programs = [str(export_llm_program), str(tiny_artifacts.program("full"))]
+    done = subprocess.run(
+        [sys.executable, "-m", "lora_tui.cli", "bench", "--weights", str(weights), *programs]
+        + ["--tokenizer", str(tiny_artifacts.base_dir), "--max-new-tokens", "6", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)["adapters"]
+    assert [row["name"] for row in rows] == ["llm_full", "full"]
+    assert all(row["new_tokens"] == 6 for row in rows)
+    assert rows[1]["true_increment_mib"] < rows[0]["true_increment_mib"]  # shared foundation
+
+
+async def test_app_answers_from_export_llm_and_lora_export_programs(
+    tiny_artifacts: TinyArtifacts, export_llm_program: Path, tmp_path: Path
+) -> None:
+    from lora_tui.engine.worker import process_engine_factory
+    from lora_tui.ui.app import LoraTuiApp
+
+    factory = process_engine_factory(tiny_artifacts.foundation, None, True, tmp_path / "log")
+    programs = [tiny_artifacts.program("full"), export_llm_program]
+    app = LoraTuiApp(programs, factory, transcript_dir=tmp_path, cursor_blink=False)
+    app.animation_level = "none"
+    async with app.run_test(size=(120, 34)) as pilot:
+        await wait_for(pilot, lambda: all(p.state == "ready" for p in app.panes.values()))
+        app.settings = GenerationSettings(temperature=0.0, max_new_tokens=8)
+        app.main.query_one("#prompt").value = PROMPTS[0]
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: all(p.last_reply for p in app.panes.values()))
+        panes = app.panes
+        assert set(panes) == {"full", "llm_full"}
+        assert panes["llm_full"].last_reply == panes["full"].last_reply
+        assert panes["llm_full"].border_subtitle == "rank unknown (no manifest)"
+
+
+async def wait_for(pilot, condition, timeout_s: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the engine"
+        await pilot.pause(0.2)
