@@ -53,6 +53,13 @@ def demo_folder() -> Path:
     return cache_dir() / f"demo-v{DEMO_VERSION}"
 
 
+def remove_old_demos() -> None:
+    """Delete the caches of earlier demo versions: their programs are of a format this
+    version no longer opens, and each holds a 538 MB foundation."""
+    for version in range(1, DEMO_VERSION):
+        shutil.rmtree(cache_dir() / f"demo-v{version}", ignore_errors=True)
+
+
 def shipped_adapters() -> dict[str, Path]:
     return {name: ASSETS / "adapters" / name for name in DEMO_ADAPTERS}
 

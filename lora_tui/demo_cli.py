@@ -13,7 +13,14 @@ from rich.console import Console
 from exporter.cli import RichEvents, progress_display, report_failures
 from exporter.native_output import native_output_to, terminal_stream
 from exporter.smollm2 import fetch_smollm2_gguf
-from lora_tui.demo import DemoBuild, demo_folder, ensure_demo, shipped_adapters, suggested_prompts
+from lora_tui.demo import (
+    DemoBuild,
+    demo_folder,
+    ensure_demo,
+    remove_old_demos,
+    shipped_adapters,
+    suggested_prompts,
+)
 from lora_tui.engine.paths import cache_dir
 
 
@@ -44,6 +51,7 @@ def demo_main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
 
     def build_demo() -> DemoBuild:
+        remove_old_demos()
         with progress, warnings.catch_warnings(), native_output_to(log_path):
             warnings.simplefilter("ignore")
             return ensure_demo(folder, fetch_base, shipped_adapters(), events)
