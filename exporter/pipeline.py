@@ -165,7 +165,7 @@ def run_export(request: ExportRequest, events: Events | None = None) -> ExportRe
                     lower(f"template {template.stem}", spec, weights, staging / template)
                     if not _fill(staging / template, stand_ins, adapter, pte):
                         raise ExportError(f"{name}: the lowered template could not be filled")
-            entries[name] = _entry(name, adapter, pte.stat().st_size)
+            entries[name] = _entry(name, adapter, pte)
         manifest = _make_manifest(request, base, fingerprint, found_id, staging, existing, entries)
         timed("publish", 1, lambda: _publish(staging, request.out, manifest, base, existing))
     finally:
@@ -251,17 +251,19 @@ def _up_to_date(existing: Manifest, name: str, adapter: Adapter | None, out: Pat
         return False
     if (out / entry.file).stat().st_size != entry.size_bytes:
         return False
+    if entry.sha256 and sha256_file(out / entry.file) != entry.sha256:
+        return False  # damaged since: build it again
     return entry.source_sha256 == (adapter.source_sha256 if adapter else None)
 
 
-def _entry(name: str, adapter: Adapter | None, size: int) -> ProgramEntry:
+def _entry(name: str, adapter: Adapter | None, pte: Path) -> ProgramEntry:
+    written = {"file": f"{name}.pte", "size_bytes": pte.stat().st_size, "sha256": sha256_file(pte)}
     if adapter is None:
-        return ProgramEntry(file=f"{name}.pte", kind="base", size_bytes=size)
+        return ProgramEntry(kind="base", **written)
     return ProgramEntry(
-        file=f"{name}.pte",
         kind="adapter",
-        size_bytes=size,
         adapter_size_bytes=adapter.size_bytes,
+        **written,
         **adapter.manifest_entry(),
     )
 

@@ -257,6 +257,7 @@ class ProgramEntry:
     source: str | None = None
     source_sha256: str | None = None
     adapter_size_bytes: int | None = None
+    sha256: str | None = None  # of the .pte itself, so a damaged copy is refused
 
 
 @dataclass
