@@ -12,7 +12,7 @@ from rich.table import Table
 
 from exporter.native_output import native_output_to, terminal_stream
 from lora_tui.engine.protocol import ReplyDone
-from lora_tui.engine.types import AdapterInfo, GenerationSettings, ReplyStats
+from lora_tui.engine.types import AdapterInfo, EngineError, GenerationSettings, ReplyStats
 
 DEFAULT_PROMPT = "Explain in two sentences what a LoRA adapter is."
 
@@ -46,6 +46,17 @@ class BenchRow:
         }
 
 
+@dataclass
+class Refused:
+    """A program that failed its check: one line says why."""
+
+    path: Path
+    error: str
+
+    def as_json(self) -> dict[str, object]:
+        return {"name": self.path.stem, "path": str(self.path), "error": self.error}
+
+
 def _rounded(value: float | None) -> float | None:
     return round(value, 1) if value is not None else None
 
@@ -63,12 +74,20 @@ def run_bench(
     host = ModelHost(weights, tokenizer, share=share)
     settings = GenerationSettings(temperature=0.0, max_new_tokens=max_new_tokens)
     # Every program is tried in a child process first; then the child goes, so it neither
-    # holds memory nor competes for the cores while the others are measured.
+    # holds memory nor competes for the cores while the others are measured. A program
+    # that fails is an error row; the others are measured as if it were not there.
+    refused: dict[Path, str] = {}
     for program in programs:
-        host.check(program)
+        try:
+            host.check(program)
+        except EngineError as err:
+            refused[program] = str(err)
     host.end_checks()
-    rows = []
+    rows: list[BenchRow | Refused] = []
     for program in programs:
+        if program in refused:
+            rows.append(Refused(program, refused[program]))
+            continue
         # The same file may be listed twice, as the original demo loads a, b, a.
         name, _ = host.foundation.entry_for(program)
         copies = sum(1 for loaded in host.infos.values() if Path(loaded.path) == program)
@@ -80,8 +99,6 @@ def run_bench(
 
 
 def bench_main(args) -> int:
-    from lora_tui.engine.types import EngineError
-
     console = Console(file=terminal_stream(1), highlight=False)
     errors = Console(file=terminal_stream(2), highlight=False)
     log = Path(args.log) if args.log else Path("/dev/null")
@@ -98,6 +115,9 @@ def bench_main(args) -> int:
     except EngineError as err:
         errors.print(f"[red]lora-tui bench: error:[/] {err}", soft_wrap=True)
         return 1
+    measured = [row for row in rows if isinstance(row, BenchRow)]
+    refused = [row for row in rows if isinstance(row, Refused)]
+    status = 1 if refused else 0
     if args.json:
         report = {
             "sharing": host.sharing.enabled,
@@ -106,7 +126,11 @@ def bench_main(args) -> int:
             "adapters": [row.as_json() for row in rows],
         }
         console.print_json(json.dumps(report))
-        return 0
+        return status
+    for row in refused:
+        errors.print(f"[red]lora-tui bench: error:[/] {row.error}", soft_wrap=True)
+    if not measured:
+        return status
     table = Table(
         title=f"lora-tui bench — weight sharing {'on' if host.sharing.enabled else 'off'}"
         f" ({host.sharing.detail}); baseline RSS {host.baseline_rss_mib:.0f} MiB",
@@ -115,7 +139,7 @@ def bench_main(args) -> int:
     columns = ("adapter", "RSS after load", "+RSS", "+PSS (true)", "check", "load", "TTFT")
     for column in (*columns, "decode"):
         table.add_column(column, justify="left" if column == "adapter" else "right")
-    for row in rows:
+    for row in measured:
         info, stats = row.info, row.stats
         true = info.true_increment_mib
         table.add_row(
@@ -129,4 +153,4 @@ def bench_main(args) -> int:
             f"{stats.decode_tok_s:.1f} tok/s" if stats else "—",
         )
     console.print(table)
-    return 0
+    return status

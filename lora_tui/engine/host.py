@@ -17,6 +17,7 @@ from lora_tui.artifact_format import (
     check_program_file,
     kv_cache_bytes,
     lora_weight_bytes,
+    sha256_file,
 )
 from lora_tui.engine.artifacts import Foundation, open_foundation
 from lora_tui.engine.memory import MIB, sample
@@ -35,6 +36,7 @@ from lora_tui.engine.types import (
     EngineError,
     GenerationSettings,
     MemoryBreakdown,
+    Message,
     Sharing,
 )
 
@@ -69,6 +71,7 @@ class ModelHost:
         except ArtifactError as err:
             raise EngineError(str(err)) from None
         started = time.perf_counter()
+        self._check_hash(pte)
         facts = self._preflight.check(pte, self.foundation.path)
         self._check_fit(pte, facts)
         self._checked[pte] = facts, time.perf_counter() - started
@@ -77,6 +80,16 @@ class ModelHost:
     def end_checks(self) -> None:
         """Nothing more to check for now: let the pre-flight child go (it starts again)."""
         self._preflight.close()
+
+    def _check_hash(self, pte: Path) -> None:
+        """A program lora-export listed must be the bytes it wrote: a flipped bit in a
+        weight would load and run, and silently answer differently."""
+        _, entry = self.foundation.entry_for(pte)
+        if entry is not None and entry.sha256 and sha256_file(pte) != entry.sha256:
+            raise EngineError(
+                f"{pte}: is not the program lora-export wrote (its SHA-256 differs from the "
+                "manifest's: damaged or replaced); export it again"
+            )
 
     def _check_fit(self, pte: Path, facts: ProgramFacts) -> None:
         manifest = self.foundation.manifest
@@ -91,7 +104,11 @@ class ModelHost:
                 "the tokenizer is another model's (pass --tokenizer)"
             )
 
-    def load(self, pte: Path, name: str | None = None) -> AdapterInfo:
+    def load(
+        self, pte: Path, name: str | None = None, history: list[tuple[str, str]] | None = None
+    ) -> AdapterInfo:
+        """Check, then load a program into this process. ``history`` is a conversation to
+        go on with (after an engine restart): its turns are prefilled with the next prompt."""
         facts = self.check(pte)
         check_s = self._checked[pte][1]
         self._checked[pte] = facts, 0.0  # a second copy of the same file is not checked again
@@ -105,6 +122,7 @@ class ModelHost:
         warm_up(module, pte, self.foundation.path)
         chat = self.foundation.chat.for_program(list(facts.eos_ids), facts.bos_id)
         session = AdapterSession(name, module, chat, facts)
+        session.messages.extend(Message(role, text) for role, text in history or [])
         load_s = time.perf_counter() - started
         after = sample()
         info = AdapterInfo(

@@ -24,6 +24,7 @@ from lora_tui.engine.types import (
     Message,
     ReplyEnd,
     ReplyStats,
+    one_line,
 )
 
 Event = Notice | Piece | ReplyDone
@@ -170,10 +171,10 @@ class Reply:
             pass
         except EngineError as err:
             self.pending.append(ReplyDone(self.session.name, "", ReplyEnd.ERROR, None, str(err)))
-        except RuntimeError as err:  # the runtime failed mid-reply; the session stays usable
+        except Exception as err:  # the runtime failed mid-reply; the session stays usable
             self.session.cached.clear()
             self.pending.append(
-                ReplyDone(self.session.name, "", ReplyEnd.ERROR, None, f"runtime error: {err}")
+                ReplyDone(self.session.name, "", ReplyEnd.ERROR, None, one_line(err))
             )
         events, self.pending = self.pending, []
         return events

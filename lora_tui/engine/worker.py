@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
@@ -29,8 +30,12 @@ from lora_tui.engine.protocol import (
     EngineReady,
     Loaded,
     LoadFailed,
+    ReplyDone,
 )
-from lora_tui.engine.types import GenerationSettings
+from lora_tui.engine.types import EngineError, GenerationSettings, ReplyEnd, one_line
+
+if TYPE_CHECKING:
+    from lora_tui.engine.host import ModelHost
 
 WORKER_NICENESS = 10
 
@@ -41,6 +46,7 @@ WORKER_NICENESS = 10
 class Load:
     path: str
     name: str | None = None
+    history: tuple[tuple[str, str], ...] = ()  # the conversation to go on with
 
 
 @dataclass(frozen=True)
@@ -141,8 +147,10 @@ class EngineProcess:
             except (BrokenPipeError, OSError):
                 pass  # the reader thread reports the dead worker
 
-    def load(self, path: Path, name: str | None = None) -> None:
-        self._send(Load(str(path), name))
+    def load(
+        self, path: Path, name: str | None = None, history: list[tuple[str, str]] | None = None
+    ) -> None:
+        self._send(Load(str(path), name, tuple(history or ())))
 
     def unload(self, name: str) -> None:
         self._send(Unload(name))
@@ -172,7 +180,6 @@ def _worker_main(
     # The models use every core; yield them to the UI whenever it has something to draw.
     os.nice(WORKER_NICENESS)
     from lora_tui.engine.host import ModelHost
-    from lora_tui.engine.types import EngineError
 
     try:
         host = ModelHost(
@@ -186,12 +193,20 @@ def _worker_main(
         return
     foundation_mib = host.foundation.size_bytes / 2**20
     conn.send([EngineReady(host.sharing, host.baseline_rss_mib, weights, foundation_mib)])
+    try:
+        _serve(conn, host)
+    except (EOFError, OSError):
+        pass  # the app is gone (its end of the pipe closed): so is this process
+    finally:
+        host.end_checks()
+
+
+def _serve(conn: Connection, host: ModelHost) -> None:
     while True:
         wait = 0 if host.busy else None  # block while idle, poll while generating
         while conn.poll(wait):
             command = conn.recv()
             if isinstance(command, Shutdown):
-                host.end_checks()
                 return
             reply = _handle(host, command)
             if reply:
@@ -203,24 +218,30 @@ def _worker_main(
             conn.send(events)
 
 
-def _handle(host, command) -> list[EngineEvent]:
-    from lora_tui.engine.types import EngineError
-
+def _handle(host: ModelHost, command: object) -> list[EngineEvent]:
+    """Carry out one command. Whatever goes wrong becomes an event for the adapters it
+    concerns; nothing ends the worker."""
     if isinstance(command, Load):
         path = Path(command.path)
+        name = command.name or path.stem
         try:
-            info = host.load(path, command.name)
+            info = host.load(path, command.name, list(command.history))
             return [Loaded(info.name, info)]
-        except EngineError as err:
-            return [LoadFailed(command.name or path.stem, command.path, str(err))]
-    if isinstance(command, Unload):
-        return host.unload(command.name)
-    if isinstance(command, Send):
-        host.start(list(command.names), command.text, command.settings)
-    elif isinstance(command, Cancel):
-        host.cancel(list(command.names) if command.names is not None else None)
-    elif isinstance(command, Clear):
-        return host.clear(list(command.names) if command.names is not None else None)
+        except Exception as err:  # EngineError, or anything the runtime raised
+            return [LoadFailed(name, command.path, one_line(err))]
+    names = getattr(command, "names", None)
+    try:
+        if isinstance(command, Unload):
+            return host.unload(command.name)
+        if isinstance(command, Send):
+            host.start(list(command.names), command.text, command.settings)
+        elif isinstance(command, Cancel):
+            host.cancel(list(names) if names is not None else None)
+        elif isinstance(command, Clear):
+            return host.clear(list(names) if names is not None else None)
+    except Exception as err:
+        affected = list(names) if names is not None else list(host.sessions)
+        return [ReplyDone(n, "", ReplyEnd.ERROR, None, one_line(err)) for n in affected]
     return []
 
 
