@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import threading
 import time
 import warnings
@@ -33,7 +35,7 @@ from lora_tui.ui.messages import EngineEventArrived, MemorySampled, PiecesReady
 from lora_tui.ui.screens.ask import AskScreen
 from lora_tui.ui.screens.help import HelpScreen
 from lora_tui.ui.screens.main import MainScreen
-from lora_tui.ui.transcript import transcript_markdown
+from lora_tui.ui.transcript import save_atomically, transcript_markdown
 from lora_tui.ui.widgets.adapter_pane import AdapterPane
 from lora_tui.ui.widgets.memory_panel import MemoryPanel
 from lora_tui.ui.widgets.prompt_bar import PromptBar
@@ -41,6 +43,9 @@ from lora_tui.ui.widgets.prompt_bar import PromptBar
 PANE_MIN_WIDTH = 36
 MEMORY_INTERVAL_S = 1.0
 STREAM_INTERVAL_S = 0.1
+# An engine that dies is started again, but not without end: at most this many times a minute.
+MAX_RESTARTS_PER_MINUTE = 3
+QUIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 HELP_ROWS = [
     ("Enter", "send the prompt (to every adapter, or the selected one)"),
@@ -60,6 +65,8 @@ HELP_ROWS = [
 class LoraTuiApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "lora-tui"
+    # Below 80 columns the memory panel gives its width to the conversations (app.tcss).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (80, "-wide")]
     BINDINGS = [
         Binding("f1", "help", "Help", priority=True),
         Binding("question_mark", "help", "Help", show=False),
@@ -105,6 +112,7 @@ class LoraTuiApp(App[int]):
         self._pending_lock = threading.Lock()
         self._last_flush = 0.0
         self._flush_timer_set = False
+        self._restarts: list[float] = []  # when the engine was started again
 
     # --- layout ----------------------------------------------------------------------------
 
@@ -127,12 +135,23 @@ class LoraTuiApp(App[int]):
         self._sample_memory()
         self.set_interval(self.memory_interval_s, self._sample_memory)
 
+    def on_mount(self) -> None:
+        # A terminal closing (SIGHUP) or a plain kill (SIGTERM) quits like Ctrl+Q: the
+        # terminal is restored and the engine process goes with the app.
+        loop = asyncio.get_running_loop()
+        for signum in QUIT_SIGNALS:
+            loop.add_signal_handler(signum, self.exit)
+
     async def on_unmount(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in QUIT_SIGNALS:
+            loop.remove_signal_handler(signum)
         if self.engine is not None:
             self.engine.close()
 
-    def on_resize(self) -> None:
-        if self.panes:  # none before the main screen has mounted
+    @on(MainScreen.Resized)
+    def _resized(self) -> None:
+        if self.panes:
             self._relayout()
 
     def _relayout(self) -> None:
@@ -158,7 +177,7 @@ class LoraTuiApp(App[int]):
 
     async def _add_program(self, path: Path) -> None:
         name = self._unique_name(path)
-        pane = AdapterPane(name, len(self.panes) + 1)
+        pane = AdapterPane(name, len(self.panes) + 1, path)
         self.panes[name] = pane
         await self.main.query_one("#panes").mount(pane)
         self._relayout()
@@ -214,10 +233,7 @@ class LoraTuiApp(App[int]):
             self.sub_title = "weight sharing on" if event.sharing.enabled else "weight sharing OFF"
             return
         if isinstance(event, EngineFailed):
-            for pane in self.panes.values():
-                if pane.state == "loading":
-                    pane.failed(event.error)
-            self.notify(event.error, title="engine stopped", severity="error", timeout=30)
+            await self._engine_failed(event.error)
             return
         pane = self.panes.get(event.adapter)
         if pane is None:
@@ -231,6 +247,34 @@ class LoraTuiApp(App[int]):
             await pane.finish_reply(event)
         elif isinstance(event, Notice):
             pane.notice(event.text)
+
+    async def _engine_failed(self, error: str) -> None:
+        """The engine process is gone. Start a new one and load the adapters that were
+        healthy into it, each with its conversation, so its next prompt prefills the kept
+        turns; a pane never waits on a dead engine."""
+        for pane in self.panes.values():
+            await pane.engine_lost(error)
+        now = time.monotonic()
+        self._restarts = [t for t in self._restarts if now - t < 60] + [now]
+        if self.engine is not None:
+            self.engine.close()
+        if len(self._restarts) > MAX_RESTARTS_PER_MINUTE:
+            self.engine = None
+            self.notify(
+                f"{error}; it keeps stopping, so it is not started again (see --log)",
+                title="engine stopped",
+                severity="error",
+                timeout=60,
+            )
+            return
+        self.notify(
+            f"{error}; started a new one", title="engine stopped", severity="error", timeout=30
+        )
+        self.engine = self.engine_factory(self._from_engine)
+        for pane in self.panes.values():
+            if pane.state != "error" and pane.path is not None:
+                pane.state = "loading"
+                self.engine.load(pane.path, pane.adapter_name, pane.history())
 
     @work(thread=True, exclusive=True, group="memory")
     def _sample_memory(self) -> None:
@@ -252,16 +296,24 @@ class LoraTuiApp(App[int]):
     @on(Input.Submitted, "#prompt")
     async def _send(self, event: Input.Submitted) -> None:
         text = event.value.strip()
-        if not text or self.engine is None:
+        if not text:
+            return
+        if self.engine is None:
+            self.notify(
+                "no engine is running (it kept stopping); restart lora-tui", severity="error"
+            )
             return
         candidates = list(self.panes.values()) if self.broadcast else [self.selected_pane]
         targets = [p for p in candidates if p is not None and p.state in ("ready", "cancelled")]
         if not targets:
-            busy = any(p and p.state == "generating" for p in candidates)
-            self.notify(
-                "still answering — Esc cancels" if busy else "no adapter is ready yet",
-                severity="warning",
-            )
+            states = {p.state for p in candidates if p is not None}
+            if "generating" in states:
+                why = "still answering — Esc cancels"
+            elif "loading" in states:
+                why = "the adapters are still loading; your prompt is kept, send it once one is"
+            else:
+                why = "no adapter is ready"
+            self.notify(why, severity="warning")
             return
         event.input.value = ""
         for pane in targets:
@@ -324,9 +376,10 @@ class LoraTuiApp(App[int]):
         path = self.transcript_dir / f"lora-tui-transcript-{when:%Y%m%d-%H%M%S}.md"
         text = transcript_markdown([(p.adapter_name, p.turns) for p in self.panes.values()], when)
         try:
-            path.write_text(text, encoding="utf-8")
+            save_atomically(path, text)
         except OSError as err:
-            self.notify(f"could not save: {err}", severity="error")
+            reason = err.strerror or str(err)
+            self.notify(f"could not save {path}: {reason}", severity="error", timeout=15)
             return
         self.notify(f"saved {path}", title="transcript")
 

@@ -19,8 +19,14 @@ class MainScreen(Screen):
     class Ready(Message):
         """Posted once the layout exists, so the app can start the engine into it."""
 
+    class Resized(Message):
+        """The terminal changed size; posted after the refresh, so the layout is new."""
+
     def on_mount(self) -> None:
         self.post_message(self.Ready())
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.post_message, self.Resized())
 
     def compose(self) -> ComposeResult:
         yield Header()

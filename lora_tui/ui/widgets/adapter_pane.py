@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
@@ -36,15 +37,17 @@ class AdapterPane(Vertical):
     state = var("loading")
     selected = var(False)
 
-    def __init__(self, adapter_name: str, index: int) -> None:
+    def __init__(self, adapter_name: str, index: int, path: Path | None = None) -> None:
         super().__init__(classes="adapter-pane")
         self.adapter_name = adapter_name
+        self.path = path  # the program, to load it again into a new engine
         self.index = index
         self.turns: list[Turn] = []
         self.last_stats: ReplyStats | None = None
         self.info: AdapterInfo | None = None
         self.detail = ""
         self._reply: Markdown | None = None  # the reply streaming in, if any
+        self._streamed: list[str] = []  # its text so far
 
     def compose(self) -> ComposeResult:
         yield VerticalScroll(classes="conversation")
@@ -129,6 +132,7 @@ class AdapterPane(Vertical):
         conversation = self.conversation
         await conversation.mount(Static(user_text, classes="user-message", markup=False))
         self._reply = Markdown(classes="assistant-message")
+        self._streamed = []
         await conversation.mount(self._reply)
         conversation.anchor()
         self.detail = ""
@@ -138,6 +142,7 @@ class AdapterPane(Vertical):
         # Appended here rather than through a MarkdownStream task, so the app can batch
         # every pane's text into one frame (one layout) per flush.
         if self._reply is not None:
+            self._streamed.append(text)
             await self._reply.append(text)
 
     async def finish_reply(self, done: ReplyDone) -> None:
@@ -157,6 +162,20 @@ class AdapterPane(Vertical):
         self.detail = note
         self.state = "cancelled" if done.end is ReplyEnd.CANCELLED else "ready"
         self._update_status()
+
+    async def engine_lost(self, error: str) -> None:
+        """The engine process is gone: a reply in progress ends with what had arrived."""
+        if self.state == "generating":
+            partial = "".join(self._streamed)
+            await self.finish_reply(
+                ReplyDone(self.adapter_name, partial, ReplyEnd.ERROR, None, error)
+            )
+        elif self.state == "loading":
+            self.failed(error)
+
+    def history(self) -> list[tuple[str, str]]:
+        """The conversation as (role, text) turns, to give a new engine."""
+        return [(t.role, t.text) for t in self.turns if t.role in ("user", "assistant")]
 
     def notice(self, text: str) -> None:
         self.turns.append(Turn("notice", text))
