@@ -46,10 +46,13 @@ class FakeEngine:
         *,
         hold: bool = False,
         fail: dict[str, str] | None = None,
+        slow_loads: bool = False,
     ) -> None:
         self.on_event = on_event
         self.hold = hold
         self.fail = fail or {}
+        self.slow_loads = slow_loads  # loads wait for finish_loads()
+        self.waiting: list[tuple[Path, str]] = []
         self.calls: list[tuple] = []
         self.running: dict[str, str] = {}
         self.loaded = 0
@@ -62,9 +65,22 @@ class FakeEngine:
             )
         )
 
-    def load(self, path: Path, name: str | None = None) -> None:
+    def load(
+        self, path: Path, name: str | None = None, history: list[tuple[str, str]] | None = None
+    ) -> None:
         name = name or path.stem
-        self.calls.append(("load", str(path), name))
+        self.calls.append(("load", str(path), name, list(history or [])))
+        if self.slow_loads:
+            self.waiting.append((path, name))
+            return
+        self._finish_load(path, name)
+
+    def finish_loads(self) -> None:
+        waiting, self.waiting, self.slow_loads = self.waiting, [], False
+        for path, name in waiting:
+            self._finish_load(path, name)
+
+    def _finish_load(self, path: Path, name: str) -> None:
         if name in self.fail:
             self.on_event(LoadFailed(name, str(path), self.fail[name]))
             return

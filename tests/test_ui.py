@@ -154,7 +154,7 @@ async def test_load_another_program_while_running(tmp_path: Path) -> None:
         app.screen.query_one(Input).value = "/artifacts/executorch.pte"
         await pilot.press("enter")
         await pilot.pause()
-        assert ("load", "/artifacts/executorch.pte", "executorch") in engine(app).calls
+        assert ("load", "/artifacts/executorch.pte", "executorch", []) in engine(app).calls
         assert pane(app, "executorch").state == "ready"
         assert set(app.query_one(MemoryPanel).adapters) == {"nobel", "executorch"}
 

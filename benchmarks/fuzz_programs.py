@@ -1,0 +1,69 @@
+"""Load damaged copies of a program beside two healthy ones in the app's engine, and count.
+
+    .venv/bin/python benchmarks/fuzz_programs.py --weights out/foundation.ptd \\
+        --program out/a.pte --healthy out/a.pte out/b.pte [-n 200] [--seed 0] [--tokenizer T]
+
+Each damaged copy (bytes flipped in the flatbuffer, in a delegate blob or in the LoRA
+weights, or the file cut inside a segment; see ``tests/damage.py``) is loaded into the
+same engine process as the two healthy programs, then all of them are asked a question.
+Prints how many copies were rejected cleanly, how many crashed a pre-flight child (and were
+rejected), how many loaded (flips in weight values that no check can see without a
+manifest hash), how many took down the healthy adapters (must be 0) and how many hung
+(must be 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.damage
+
+from tests.damage import KINDS, FuzzEngine, damage  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", type=Path, required=True)
+    parser.add_argument("--program", type=Path, required=True, help="the program to damage")
+    parser.add_argument("--healthy", type=Path, nargs=2, required=True)
+    parser.add_argument("--tokenizer", type=Path)
+    parser.add_argument("-n", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    rng = random.Random(args.seed)
+    original = args.program.read_bytes()
+    counts: Counter[str] = Counter()
+    by_kind: Counter[tuple[str, str]] = Counter()
+    started = time.perf_counter()
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        FuzzEngine(
+            args.weights, args.healthy, args.tokenizer, Path(scratch) / "engine.log"
+        ) as engine,
+    ):
+        for index in range(args.n):
+            kind = KINDS[index % len(KINDS)]
+            copy = Path(scratch) / f"damaged-{index}.pte"
+            copy.write_bytes(damage(original, kind, rng))
+            outcome = engine.try_program(copy)
+            counts[outcome.verdict] += 1
+            by_kind[(kind, outcome.verdict)] += 1
+            copy.unlink()
+            print(f"{index + 1:4d} {kind:<11} {outcome.verdict:<22} {outcome.detail}", flush=True)
+    print(
+        f"\n{args.n} damaged copies of {args.program.name} in {time.perf_counter() - started:.0f} s"
+    )
+    for verdict in ("rejected", "crashed a child", "loaded", "took down healthy", "hung"):
+        kinds = ", ".join(f"{k} {by_kind[(k, verdict)]}" for k in KINDS if by_kind[(k, verdict)])
+        print(f"  {verdict:<18} {counts[verdict]:4d}  {kinds}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,358 @@
+"""Bad input and bad luck in the app: nothing is lost, nothing hangs, nothing is left behind.
+
+The first tests drive the app headless against the fake engine; the last ones use the real
+engine process on the tiny fixtures, because what they check is the engine itself: a
+native crash, a prompt longer than the context, byte tokens that are not whole UTF-8.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import pty
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from textual.widgets import Input
+
+from lora_tui.engine import EngineError, EngineFailed, GenerationSettings, ModelHost
+from tests.conftest import MAX_CONTEXT, TinyArtifacts
+from tests.damage import KINDS, FuzzEngine, damage
+from tests.test_ui import SIZE, engine, make_app, pane, send
+
+
+def notifications(app) -> list[str]:
+    return [n.message for n in app._notifications]
+
+
+async def test_enter_before_the_adapters_are_ready_keeps_the_prompt(tmp_path: Path) -> None:
+    app = make_app(["nobel", "executorch"], tmp_path, slow_loads=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await send(pilot, "Who won?")
+        assert any("still loading" in n for n in notifications(app))
+        assert app.query_one("#prompt", Input).value == "Who won?"  # kept, not swallowed
+        assert not [c for c in engine(app).calls if c[0] == "send"]
+        engine(app).finish_loads()
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert ("send", ("nobel", "executorch"), "Who won?") in engine(app).calls
+
+
+async def test_a_dead_engine_is_replaced_and_conversations_are_kept(tmp_path: Path) -> None:
+    app = make_app(["nobel", "executorch"], tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await send(pilot, "Who won?")  # a whole turn in each pane
+        first = engine(app)
+        first.hold = True
+        await send(pilot, "And in 2025?")  # replies half-way when the engine dies
+        assert pane(app, "nobel").state == "generating"
+        first.on_event(EngineFailed("engine process exited (-11)"))
+        await pilot.pause()
+        assert len(app.engines) == 2 and ("close",) in first.calls
+        nobel = pane(app, "nobel")
+        assert nobel.state == "ready"  # loaded into the new engine, not left generating
+        assert [t.role for t in nobel.turns] == ["user", "assistant", "user", "assistant"]
+        assert nobel.turns[-1].note.startswith("error: engine process exited")
+        assert nobel.turns[-1].text.startswith("The 2024")  # what had streamed in is kept
+        loads = [c for c in app.engines[1].calls if c[0] == "load"]
+        assert [c[2] for c in loads] == ["nobel", "executorch"]
+        history = loads[0][3]
+        assert history[0] == ("user", "Who won?") and history[2] == ("user", "And in 2025?")
+        assert any("started a new one" in n for n in notifications(app))
+        app.engines[1].hold = False
+        await send(pilot, "Still there?")
+        assert nobel.last_reply.startswith("The 2024")
+
+
+async def test_an_engine_that_keeps_dying_is_not_restarted_forever(tmp_path: Path) -> None:
+    app = make_app(["nobel"], tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        for _ in range(4):
+            app.engine.on_event(EngineFailed("boom"))
+            await pilot.pause()
+        assert app.engine is None and len(app.engines) == 4
+        assert any("not started again" in n for n in notifications(app))
+        await send(pilot, "Anyone?")  # says so instead of doing nothing
+        assert any("no engine" in n for n in notifications(app))
+        assert app.query_one("#prompt", Input).value == "Anyone?"
+
+
+async def test_saving_into_a_missing_folder_says_why_and_loses_nothing(tmp_path: Path) -> None:
+    app = make_app(["nobel"], tmp_path / "gone")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await send(pilot, "Who won?")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert any("could not save" in n and "No such file" in n for n in notifications(app))
+        assert len(pane(app, "nobel").turns) == 2
+
+
+async def test_saving_onto_a_full_disk_leaves_no_half_file(tmp_path: Path, monkeypatch) -> None:
+    import lora_tui.ui.transcript as transcript
+
+    real_fdopen = os.fdopen
+
+    class FullDisk:
+        def __init__(self, handle) -> None:
+            self.handle = handle
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            self.handle.close()
+
+        def write(self, text: str) -> None:
+            self.handle.write(text[:10])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(transcript.os, "fdopen", lambda *a, **k: FullDisk(real_fdopen(*a, **k)))
+    app = make_app(["nobel"], tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await send(pilot, "Who won?")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert any("No space left" in n for n in notifications(app))
+        assert list(tmp_path.iterdir()) == []  # no transcript, no partial file
+        assert len(pane(app, "nobel").turns) == 2
+
+
+async def test_a_100_kb_paste_is_sent_whole_and_the_app_stays_usable(tmp_path: Path) -> None:
+    app = make_app(["nobel", "executorch"], tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        huge = ("lorem ipsum dolor sit amet " * 4000)[:100_000]
+        await send(pilot, huge)
+        sent = [c for c in engine(app).calls if c[0] == "send"]
+        assert len(sent[-1][2]) == len(huge.strip())
+        await pilot.press("tab")
+        assert app.selected == 1
+        assert pane(app, "nobel").last_reply
+
+
+async def test_resizing_to_40x12_while_streaming(tmp_path: Path) -> None:
+    app = make_app(["nobel", "executorch", "base"], tmp_path, hold=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await send(pilot, "Who won?")
+        await pilot.resize_terminal(40, 12)
+        await pilot.pause()
+        # One column, and the memory panel gives its width to the conversations.
+        assert app.main.query_one("#panes").styles.grid_size_columns == 1
+        assert not app.memory_panel.display
+        await pilot.press("escape")
+        await pilot.pause()
+        await pilot.resize_terminal(*SIZE)
+        await pilot.pause()
+        assert all(p.state == "cancelled" for p in app.panes.values())
+        assert app.main.query_one("#panes").styles.grid_size_columns == 2
+
+
+# --- the real engine -------------------------------------------------------------------------
+
+
+async def wait_for(pilot, condition, timeout_s: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the engine"
+        await pilot.pause(0.2)
+
+
+def real_app(tiny_artifacts: TinyArtifacts, tmp_path: Path, names: list[str]):
+    from lora_tui.engine.worker import process_engine_factory
+    from lora_tui.ui.app import LoraTuiApp
+
+    factory = process_engine_factory(tiny_artifacts.foundation, None, True, tmp_path / "log")
+    programs = [tiny_artifacts.program(n) for n in names]
+    app = LoraTuiApp(programs, factory, transcript_dir=tmp_path, cursor_blink=False)
+    app.animation_level = "none"
+    app.settings = GenerationSettings(temperature=0.0, max_new_tokens=12)
+    return app
+
+
+async def test_killed_engine_is_replaced_and_the_next_prompt_prefills_the_kept_turns(
+    tiny_artifacts: TinyArtifacts, tmp_path: Path
+) -> None:
+    """The real engine process dies (SIGKILL, as a native crash ends it): the app notices,
+    starts another and loads the adapters into it with their conversations, whose next
+    prompt rebuilds the KV cache from the kept turns. (A reply cut off mid-way is the fake
+    engine's test above; the tiny model answers too fast to kill it reliably mid-reply.)"""
+    app = real_app(tiny_artifacts, tmp_path, ["full", "partial"])
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: all(p.state == "ready" for p in app.panes.values()))
+        await send(pilot, "What is the capital of France?")
+        await wait_for(pilot, lambda: all(p.last_reply is not None for p in app.panes.values()))
+        await wait_for(pilot, lambda: all(p.state == "ready" for p in app.panes.values()))
+        full = pane(app, "full")
+        first_turns = list(full.turns)
+        old_pid = app.engine.pid
+        os.kill(old_pid, signal.SIGKILL)
+        await wait_for(pilot, lambda: app.engine is not None and app.engine.pid != old_pid)
+        assert any("engine process exited" in n for n in notifications(app))
+        await wait_for(pilot, lambda: all(p.state == "ready" for p in app.panes.values()))
+        assert full.turns == first_turns  # the conversation is still on screen
+        app.settings = GenerationSettings(temperature=0.0, max_new_tokens=6)
+        await send(pilot, "And of Italy?")
+        await wait_for(pilot, lambda: full.state == "ready" and len(full.turns) == 4)
+        assert full.last_stats and full.last_stats.reused_tokens == 0  # a new KV cache...
+        assert full.last_stats.prompt_tokens > 30  # ...prefilled with the kept turns
+        assert not psutil.pid_exists(old_pid) or psutil.Process(old_pid).status() == "zombie"
+
+
+async def test_prompt_longer_than_the_context_is_an_error_in_its_pane(
+    tiny_artifacts: TinyArtifacts, tmp_path: Path
+) -> None:
+    app = real_app(tiny_artifacts, tmp_path, ["full"])
+    async with app.run_test(size=SIZE) as pilot:
+        full = pane(app, "full")
+        await wait_for(pilot, lambda: full.state == "ready")
+        await send(pilot, "word " * (MAX_CONTEXT * 2))
+        await wait_for(pilot, lambda: full.state == "ready" and len(full.turns) == 2)
+        assert "context holds" in full.turns[-1].note
+        # Random weights emit byte tokens that are not whole UTF-8; they stream and show.
+        await send(pilot, "Tell me about café ✓ 日本語")
+        await wait_for(pilot, lambda: full.state == "ready" and len(full.turns) == 4)
+        assert full.last_reply and full.turns[-1].note == ""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_signal_quits_the_app_and_its_engine(
+    tiny_artifacts: TinyArtifacts, tmp_path: Path, signum: int
+) -> None:
+    """The app in a real terminal (a pty): the signal ends it, and no engine or pre-flight
+    process is left behind."""
+    leader, follower = pty.openpty()
+    command = [sys.executable, "-m", "lora_tui.cli", "--weights", str(tiny_artifacts.foundation)]
+    app = subprocess.Popen(
+        [*command, str(tiny_artifacts.program("full"))],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30"},
+        start_new_session=True,
+    )
+    os.close(follower)
+    try:
+        process = psutil.Process(app.pid)
+        deadline = time.monotonic() + 120
+        while not process.children(recursive=True) and time.monotonic() < deadline:
+            _drain(leader)
+            time.sleep(0.2)
+        children = process.children(recursive=True)
+        assert children, "the engine process never started"
+        time.sleep(2)
+        app.send_signal(signum)
+        deadline = time.monotonic() + 30
+        while app.poll() is None and time.monotonic() < deadline:
+            _drain(leader)
+            time.sleep(0.1)
+        assert app.poll() is not None, "the app did not quit"
+        gone, alive = psutil.wait_procs(children, timeout=20)
+        assert not alive, f"left behind: {alive}"
+    finally:
+        if app.poll() is None:
+            app.kill()
+        os.close(leader)
+
+
+def _drain(fd: int) -> None:
+    """Read what the app drew, so it never blocks on a full terminal."""
+    import select
+
+    while select.select([fd], [], [], 0)[0]:
+        try:
+            if not os.read(fd, 65536):
+                return
+        except OSError:
+            return
+
+
+# --- damaged programs ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bare_folder(tiny_artifacts: TinyArtifacts, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The foundation and two healthy programs with no manifest, so no hash can catch a
+    damaged copy and only loading can tell."""
+    folder = tmp_path_factory.mktemp("fuzz")
+    for name in ("foundation.ptd", "full.pte", "partial.pte"):
+        shutil.copy(tiny_artifacts.out / name, folder / name)
+    return folder
+
+
+def test_damaged_programs_fail_alone(
+    bare_folder: Path, tiny_artifacts: TinyArtifacts, other_foundation: Path, tmp_path: Path
+) -> None:
+    """Each damaged copy is loaded between two healthy programs in the app's engine: the
+    healthy ones always answer, and nothing hangs. A copy that is refused gets one line
+    that names it; only flips in weight values can load (no check can see them here)."""
+    original = (bare_folder / "full.pte").read_bytes()
+    rng = random.Random(0)
+    copies = [(kind, damage(original, kind, rng)) for kind in KINDS for _ in range(2)]
+    copies.append(("another model", (other_foundation / "base.pte").read_bytes()))
+    healthy = [bare_folder / "full.pte", bare_folder / "partial.pte"]
+    with FuzzEngine(
+        bare_folder / "foundation.ptd", healthy, tiny_artifacts.base_dir, tmp_path / "log"
+    ) as engine:
+        for index, (kind, data) in enumerate(copies):
+            path = tmp_path / f"damaged-{index}.pte"
+            path.write_bytes(data)
+            outcome = engine.try_program(path)
+            assert outcome.verdict in ("rejected", "crashed a child", "loaded"), (kind, outcome)
+            if outcome.verdict == "loaded":
+                assert kind in ("named-data", "delegate", "flatbuffer"), outcome
+            else:
+                assert path.name in outcome.detail and "\n" not in outcome.detail, outcome
+            if kind in ("cut", "another model"):
+                assert outcome.verdict == "rejected", outcome
+
+
+def test_a_listed_program_with_a_flipped_weight_is_refused(
+    tiny_artifacts: TinyArtifacts, tmp_path: Path
+) -> None:
+    """Flips in weight values load and run; the manifest's hash of each program is what
+    catches them."""
+    out = tmp_path / "out"
+    shutil.copytree(tiny_artifacts.out, out)
+    program = out / "full.pte"
+    program.write_bytes(damage(program.read_bytes(), "named-data", random.Random(3)))
+    host = ModelHost(out / "foundation.ptd")
+    with pytest.raises(EngineError, match="SHA-256 differs"):
+        host.load(program)
+    host.end_checks()
+
+
+def test_bench_reports_a_bad_program_as_an_error_row(
+    tiny_artifacts: TinyArtifacts, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(tiny_artifacts.out, out)
+    flipped = out / "flipped.pte"
+    flipped.write_bytes(damage((out / "full.pte").read_bytes(), "cut", random.Random(1)))
+    args = [str(out / "partial.pte"), str(flipped), str(out / "base.pte")]
+    command = [sys.executable, "-m", "lora_tui.cli", "bench", "--weights"]
+    done = subprocess.run(
+        [*command, str(out / "foundation.ptd"), *args, "--max-new-tokens", "3", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    rows = json.loads(done.stdout)["adapters"]
+    assert [row["name"] for row in rows] == ["partial", "flipped", "base"]
+    assert "truncated" in rows[1]["error"] and "error" not in rows[0]
+    assert rows[0]["new_tokens"] == 3 and rows[2]["new_tokens"] == 3
