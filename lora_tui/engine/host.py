@@ -77,9 +77,16 @@ class ModelHost:
         self._checked[pte] = facts, time.perf_counter() - started
         return facts
 
-    def end_checks(self) -> None:
-        """Nothing more to check for now: let the pre-flight child go (it starts again)."""
-        self._preflight.close()
+    def end_checks(self, idle_s: float = 0.0) -> float | None:
+        """Let the pre-flight child go once it has had nothing to check for ``idle_s``
+        (it starts again when needed). Returns how long until it would go, or None."""
+        idle = self._preflight.idle_s
+        if idle is None:
+            return None
+        if idle >= idle_s:
+            self._preflight.close()
+            return None
+        return idle_s - idle
 
     def _check_hash(self, pte: Path) -> None:
         """A program lora-export listed must be the bytes it wrote: a flipped bit in a

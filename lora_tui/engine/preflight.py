@@ -38,9 +38,16 @@ class Preflight:
     def __init__(self, log_path: Path | None = None) -> None:
         self.log_path = log_path
         self._child: subprocess.Popen[bytes] | None = None
+        self._last_check = 0.0
+
+    @property
+    def idle_s(self) -> float | None:
+        """How long the child has waited for a program; None when there is no child."""
+        return time.monotonic() - self._last_check if self._child is not None else None
 
     def check(self, pte: Path, ptd: Path) -> ProgramFacts:
         """The program's facts, or an ``EngineError`` saying in one line why it is refused."""
+        self._last_check = time.monotonic()
         child = self._started(pte)
         request = json.dumps({"pte": str(pte), "ptd": str(ptd)}) + "\n"
         try:
@@ -50,6 +57,7 @@ class Preflight:
         except OSError:
             pass  # it died; reading its answer says how
         answer = self._answer(child, CHECK_TIMEOUT_S, pte)
+        self._last_check = time.monotonic()
         if "error" in answer:
             raise EngineError(answer["error"])
         return ProgramFacts(**{**answer["facts"], "eos_ids": tuple(answer["facts"]["eos_ids"])})

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from lora_tui.engine.host import ModelHost
 
 WORKER_NICENESS = 10
+CHECKER_IDLE_S = 15.0
 
 # --- commands to the worker ----------------------------------------------------------------
 
@@ -203,7 +204,11 @@ def _worker_main(
 
 def _serve(conn: Connection, host: ModelHost) -> None:
     while True:
-        wait = 0 if host.busy else None  # block while idle, poll while generating
+        # The pre-flight child (and its copy of the packed foundation) goes once it has
+        # been idle a while; programs loaded one after another share one.
+        checker_left = host.end_checks(CHECKER_IDLE_S)
+        # Poll while generating; else block, waking only to let the checker go.
+        wait = 0 if host.busy else checker_left
         while conn.poll(wait):
             command = conn.recv()
             if isinstance(command, Shutdown):
@@ -212,7 +217,6 @@ def _serve(conn: Connection, host: ModelHost) -> None:
             if reply:
                 conn.send(reply)
             wait = 0
-        host.end_checks()  # no more programs to check for now: let the checker go
         events = host.step()
         if events:
             conn.send(events)
