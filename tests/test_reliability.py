@@ -26,6 +26,7 @@ from textual.widgets import Input
 from lora_tui.engine import EngineError, EngineFailed, GenerationSettings, ModelHost
 from tests.conftest import MAX_CONTEXT, TinyArtifacts
 from tests.damage import KINDS, FuzzEngine, damage
+from tests.real_app import real_app, wait_for
 from tests.test_ui import SIZE, engine, make_app, pane, send
 
 
@@ -165,25 +166,6 @@ async def test_resizing_to_40x12_while_streaming(tmp_path: Path) -> None:
 # --- the real engine -------------------------------------------------------------------------
 
 
-async def wait_for(pilot, condition, timeout_s: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting for the engine"
-        await pilot.pause(0.2)
-
-
-def real_app(tiny_artifacts: TinyArtifacts, tmp_path: Path, names: list[str]):
-    from lora_tui.engine.worker import process_engine_factory
-    from lora_tui.ui.app import LoraTuiApp
-
-    factory = process_engine_factory(tiny_artifacts.foundation, None, True, tmp_path / "log")
-    programs = [tiny_artifacts.program(n) for n in names]
-    app = LoraTuiApp(programs, factory, transcript_dir=tmp_path, cursor_blink=False)
-    app.animation_level = "none"
-    app.settings = GenerationSettings(temperature=0.0, max_new_tokens=12)
-    return app
-
-
 async def test_killed_engine_is_replaced_and_the_next_prompt_prefills_the_kept_turns(
     tiny_artifacts: TinyArtifacts, tmp_path: Path
 ) -> None:
@@ -191,7 +173,11 @@ async def test_killed_engine_is_replaced_and_the_next_prompt_prefills_the_kept_t
     starts another and loads the adapters into it with their conversations, whose next
     prompt rebuilds the KV cache from the kept turns. (A reply cut off mid-way is the fake
     engine's test above; the tiny model answers too fast to kill it reliably mid-reply.)"""
-    app = real_app(tiny_artifacts, tmp_path, ["full", "partial"])
+    app = real_app(
+        tiny_artifacts.foundation,
+        [tiny_artifacts.program("full"), tiny_artifacts.program("partial")],
+        tmp_path,
+    )
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: all(p.state == "ready" for p in app.panes.values()))
         await send(pilot, "What is the capital of France?")
@@ -216,7 +202,7 @@ async def test_killed_engine_is_replaced_and_the_next_prompt_prefills_the_kept_t
 async def test_prompt_longer_than_the_context_is_an_error_in_its_pane(
     tiny_artifacts: TinyArtifacts, tmp_path: Path
 ) -> None:
-    app = real_app(tiny_artifacts, tmp_path, ["full"])
+    app = real_app(tiny_artifacts.foundation, [tiny_artifacts.program("full")], tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         full = pane(app, "full")
         await wait_for(pilot, lambda: full.state == "ready")

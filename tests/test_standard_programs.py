@@ -7,7 +7,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ import pytest
 from lora_tui.engine import GenerationSettings, ModelHost, ReplyDone
 from lora_tui.engine.types import Message
 from tests.conftest import TinyArtifacts
+from tests.real_app import real_app, wait_for
 
 PROMPTS = ["What is the capital of France?", "Tell me about ExecuTorch."]
 NEW_TOKENS = 24
@@ -132,13 +132,8 @@ def test_bench_opens_export_llm_artifacts_with_a_tokenizer_folder(
 async def test_app_answers_from_export_llm_and_lora_export_programs(
     tiny_artifacts: TinyArtifacts, export_llm_program: Path, tmp_path: Path
 ) -> None:
-    from lora_tui.engine.worker import process_engine_factory
-    from lora_tui.ui.app import LoraTuiApp
-
-    factory = process_engine_factory(tiny_artifacts.foundation, None, True, tmp_path / "log")
     programs = [tiny_artifacts.program("full"), export_llm_program]
-    app = LoraTuiApp(programs, factory, transcript_dir=tmp_path, cursor_blink=False)
-    app.animation_level = "none"
+    app = real_app(tiny_artifacts.foundation, programs, tmp_path)
     async with app.run_test(size=(120, 34)) as pilot:
         await wait_for(pilot, lambda: all(p.state == "ready" for p in app.panes.values()))
         app.settings = GenerationSettings(temperature=0.0, max_new_tokens=8)
@@ -149,10 +144,3 @@ async def test_app_answers_from_export_llm_and_lora_export_programs(
         assert set(panes) == {"full", "llm_full"}
         assert panes["llm_full"].last_reply == panes["full"].last_reply
         assert panes["llm_full"].border_subtitle == "rank unknown (no manifest)"
-
-
-async def wait_for(pilot, condition, timeout_s: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting for the engine"
-        await pilot.pause(0.2)
