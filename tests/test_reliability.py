@@ -342,3 +342,32 @@ def test_bench_reports_a_bad_program_as_an_error_row(
     assert [row["name"] for row in rows] == ["partial", "flipped", "base"]
     assert "truncated" in rows[1]["error"] and "error" not in rows[0]
     assert rows[0]["new_tokens"] == 3 and rows[2]["new_tokens"] == 3
+
+
+# --- the pre-flight child itself -------------------------------------------------------------
+
+READY = (
+    "import json, sys; print(json.dumps({'ready': True}), flush=True); line = sys.stdin.readline();"
+)
+
+
+def test_a_program_that_hangs_the_check_is_refused_in_time(monkeypatch, tmp_path: Path) -> None:
+    import lora_tui.engine.preflight as preflight
+
+    monkeypatch.setattr(preflight, "CHECK_TIMEOUT_S", 2.0)
+    checker = preflight.Preflight()
+    checker.command = [sys.executable, "-c", READY + " import time; time.sleep(60)"]
+    started = time.monotonic()
+    with pytest.raises(EngineError, match=r"stuck\.pte: did not load within 2 s"):
+        checker.check(tmp_path / "stuck.pte", tmp_path / "foundation.ptd")
+    assert time.monotonic() - started < 30
+    assert checker.idle_s is None  # the hung child was killed; the next check starts anew
+
+
+def test_a_program_that_crashes_the_check_is_refused(tmp_path: Path) -> None:
+    from lora_tui.engine.preflight import Preflight
+
+    checker = Preflight()
+    checker.command = [sys.executable, "-c", READY + " import os; os.abort()"]
+    with pytest.raises(EngineError, match=r"bad\.pte: crashed the program check .*SIGABRT"):
+        checker.check(tmp_path / "bad.pte", tmp_path / "foundation.ptd")

@@ -37,6 +37,7 @@ CHECK_TIMEOUT_S = 120.0  # loading, packing and one forward of one program
 class Preflight:
     def __init__(self, log_path: Path | None = None) -> None:
         self.log_path = log_path
+        self.command = [sys.executable, "-m", "lora_tui.engine.preflight"]  # the child
         self._child: subprocess.Popen[bytes] | None = None
         self._last_check = 0.0
 
@@ -79,7 +80,7 @@ class Preflight:
             return self._child
         log = str(self.log_path) if self.log_path else os.devnull
         self._child = subprocess.Popen(
-            [sys.executable, "-m", "lora_tui.engine.preflight", log],
+            [*self.command, log],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
