@@ -57,24 +57,25 @@ class ModelHost:
         self.infos: dict[str, AdapterInfo] = {}
         self._replies: deque[Reply] = deque()
         self._preflight = Preflight(log_path)
-        self._checked: dict[Path, tuple[ProgramFacts, float]] = {}
+        # Programs that passed, by path, size and time of change: (facts, seconds it took).
+        self._checked: dict[tuple[Path, int, int], tuple[ProgramFacts, float]] = {}
 
     # --- loading -------------------------------------------------------------------------
 
     def check(self, pte: Path) -> ProgramFacts:
         """Try the program in a child process and check it fits this foundation and tokenizer;
         an ``EngineError`` says in one line why not. Nothing is loaded here."""
-        if pte in self._checked:
-            return self._checked[pte][0]
         try:
             check_program_file(pte)
         except ArtifactError as err:
             raise EngineError(str(err)) from None
+        if _file_key(pte) in self._checked:
+            return self._checked[_file_key(pte)][0]
         started = time.perf_counter()
         self._check_hash(pte)
         facts = self._preflight.check(pte, self.foundation.path)
         self._check_fit(pte, facts)
-        self._checked[pte] = facts, time.perf_counter() - started
+        self._checked[_file_key(pte)] = facts, time.perf_counter() - started
         return facts
 
     def end_checks(self, idle_s: float = 0.0) -> float | None:
@@ -117,8 +118,8 @@ class ModelHost:
         """Check, then load a program into this process. ``history`` is a conversation to
         go on with (after an engine restart): its turns are prefilled with the next prompt."""
         facts = self.check(pte)
-        check_s = self._checked[pte][1]
-        self._checked[pte] = facts, 0.0  # a second copy of the same file is not checked again
+        check_s = self._checked[_file_key(pte)][1]
+        self._checked[_file_key(pte)] = facts, 0.0  # a second copy is not checked again
         manifest_name, entry = self.foundation.entry_for(pte)
         name = name or manifest_name
         if name in self.sessions:
@@ -226,6 +227,11 @@ class ModelHost:
             yield from events
             if reply.done(events):
                 return
+
+
+def _file_key(path: Path) -> tuple[Path, int, int]:
+    stat = path.stat()
+    return path.resolve(), stat.st_size, stat.st_mtime_ns
 
 
 def _difference(after: float | None, before: float | None) -> float | None:
