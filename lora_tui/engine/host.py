@@ -69,13 +69,14 @@ class ModelHost:
             check_program_file(pte)
         except ArtifactError as err:
             raise EngineError(str(err)) from None
-        if _file_key(pte) in self._checked:
-            return self._checked[_file_key(pte)][0]
+        key = _file_key(pte)
+        if key in self._checked:
+            return self._checked[key][0]
         started = time.perf_counter()
         self._check_hash(pte)
         facts = self._preflight.check(pte, self.foundation.path)
         self._check_fit(pte, facts)
-        self._checked[_file_key(pte)] = facts, time.perf_counter() - started
+        self._checked[key] = facts, time.perf_counter() - started
         return facts
 
     def end_checks(self, idle_s: float = 0.0) -> float | None:
@@ -118,8 +119,9 @@ class ModelHost:
         """Check, then load a program into this process. ``history`` is a conversation to
         go on with (after an engine restart): its turns are prefilled with the next prompt."""
         facts = self.check(pte)
-        check_s = self._checked[_file_key(pte)][1]
-        self._checked[_file_key(pte)] = facts, 0.0  # a second copy is not checked again
+        key = _file_key(pte)
+        check_s = self._checked[key][1]
+        self._checked[key] = facts, 0.0  # a second copy is not checked again
         manifest_name, entry = self.foundation.entry_for(pte)
         name = name or manifest_name
         if name in self.sessions:
