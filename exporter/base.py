@@ -1,12 +1,15 @@
-"""Read a Llama-architecture base model: a Hugging Face directory or a GGUF file.
+"""Read a base model of a family ExecuTorch's Llama ``Transformer`` computes: Llama 2/3.x
+(SmolLM2 is one), Qwen2/Qwen2.5 and Qwen3, from a Hugging Face directory or a GGUF file.
 
-The result is the model's shape, its weights under ExecuTorch's Llama names, and the
-tokenizer assets (tokenizer.json, chat template, bos and stop ids) lora-tui needs.
+The result is the model's shape, its rotary frequencies, its weights under ExecuTorch's
+Llama names, and the tokenizer assets (tokenizer.json, chat template, bos and stop ids)
+lora-tui needs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -27,6 +30,7 @@ from lora_tui.artifact_format import (
     TOKENIZER_CONFIG_FILE,
     TOKENIZER_FILE,
     chat_template_of,
+    one_line,
     projection_features,
     read_json_file,
     special_ids,
@@ -47,7 +51,21 @@ _HF_LAYER_NAMES: dict[str, str] = {
     **{f"mlp.{p}": m for p, m in PROJECTIONS.items() if p[0] not in "qkvo"},
     "input_layernorm": "attention_norm",
     "post_attention_layernorm": "ffn_norm",
+    "self_attn.q_norm": "attention.q_norm_fn",  # Qwen3
+    "self_attn.k_norm": "attention.k_norm_fn",
 }
+
+# Hugging Face model types whose math ExecuTorch's Transformer has, and what each adds to
+# Llama: Qwen2 puts a bias on q, k and v; Qwen3 RMS-normalises q and k per head before RoPE.
+FAMILIES: dict[str, str] = {
+    "llama": "LlamaForCausalLM",
+    "qwen2": "Qwen2ForCausalLM",
+    "qwen3": "Qwen3ForCausalLM",
+}
+# Rotary scalings whose tables are fixed once the config is known, computed by transformers.
+# "dynamic" rescales with the sequence length and "longrope" switches tables at a length, so
+# neither is one table; they are refused.
+ROPE_TYPES = ("default", "linear", "llama3", "yarn")
 
 
 @dataclass(frozen=True)
@@ -61,13 +79,35 @@ class LlamaShape:
     vocab_size: int
     norm_eps: float
     rope_theta: float
+    family: str = "llama"
+    qkv_bias: bool = False
+    qk_norm: bool = False
+    rope_type: str = "default"
 
     def projection_shape(self, projection: str) -> tuple[int, int]:
         """(in_features, out_features) of a projection, for checking an adapter against it."""
         return projection_features(self.as_dict(), projection)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Family fields at Llama's defaults are left out, so a Llama base keeps the
+        # fingerprint (and its folders stay extendable) it had before other families came.
+        extras = {"family": "llama", "qkv_bias": False, "qk_norm": False, "rope_type": "default"}
+        return {k: v for k, v in asdict(self).items() if extras.get(k, object()) != v}
+
+
+@dataclass(frozen=True)
+class Rope:
+    """The rotary frequencies, as transformers computes them for the model's rope type."""
+
+    inv_freq: torch.Tensor  # [head_dim / 2], fp32
+    attention_scaling: float = 1.0  # cos and sin are multiplied by it (yarn)
+
+    def tables(self, positions: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin for positions 0..positions-1, [positions, head_dim], as transformers'
+        rotary embedding forms them (rotate-half layout)."""
+        angles = torch.arange(positions, dtype=torch.float32)[:, None] * self.inv_freq[None, :]
+        emb = torch.cat((angles, angles), dim=-1)
+        return emb.cos() * self.attention_scaling, emb.sin() * self.attention_scaling
 
 
 @dataclass
@@ -83,12 +123,17 @@ class TokenizerAssets:
 class BaseModel:
     source: Path
     shape: LlamaShape
+    rope: Rope
     weights: dict[str, torch.Tensor]  # ExecuTorch names, fp32
     tokenizer: TokenizerAssets
 
     def fingerprint(self) -> str:
-        """A hash of the shape and every weight's bytes: the base's identity in the manifest."""
+        """A hash of the shape, any scaled rotary frequencies and every weight's bytes: the
+        base's identity in the manifest."""
         digest = hashlib.sha256(json.dumps(self.shape.as_dict(), sort_keys=True).encode())
+        if self.shape.rope_type != "default":
+            digest.update(f"rope:{self.rope.attention_scaling!r}".encode())
+            digest.update(self.rope.inv_freq.numpy().tobytes())
         for name in sorted(self.weights):
             tensor = self.weights[name].contiguous()
             digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
@@ -118,20 +163,26 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def shape_from_config(config: dict[str, Any], origin: Path) -> LlamaShape:
-    model_type = config.get("model_type")
-    architectures = config.get("architectures") or []
-    if model_type != "llama" and "LlamaForCausalLM" not in architectures:
-        kind = model_type or ", ".join(architectures) or "unknown"
-        raise ExportError(f"{origin}: not a Llama-architecture model (model_type '{kind}')")
-    for flag in ("attention_bias", "mlp_bias"):
+    family = _family(config, origin)
+    refusals = {
+        "mlp_bias": "mlp_bias=true",
+        "attention_bias": "attention_bias=true (a bias on the output projection too)",
+        "use_sliding_window": "sliding-window attention",
+    }
+    for flag, what in refusals.items():
         if config.get(flag):
-            raise ExportError(f"{origin}: {flag}=true is not supported by the Llama export")
+            raise ExportError(f"{origin}: {what} is not supported by ExecuTorch's Transformer")
     if config.get("hidden_act", "silu") != "silu":
         raise ExportError(f"{origin}: hidden_act '{config['hidden_act']}' is not supported")
-    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
-    rope_type = rope.get("rope_type", rope.get("type", "default"))
-    if rope_type not in (None, "default"):
-        raise ExportError(f"{origin}: rope scaling '{rope_type}' is not supported")
+    rope = _rope_parameters(config)
+    rope_type = rope.get("rope_type", rope.get("type")) or "default"
+    if rope_type not in ROPE_TYPES:
+        raise ExportError(
+            f"{origin}: rope scaling '{rope_type}' is not supported "
+            f"(supported: {', '.join(ROPE_TYPES)})"
+        )
+    if float(rope.get("partial_rotary_factor") or config.get("partial_rotary_factor") or 1) != 1:
+        raise ExportError(f"{origin}: partial rotary embeddings are not supported")
     try:
         n_heads = int(config["num_attention_heads"])
         dim = int(config["hidden_size"])
@@ -145,9 +196,50 @@ def shape_from_config(config: dict[str, Any], origin: Path) -> LlamaShape:
             vocab_size=int(config["vocab_size"]),
             norm_eps=float(config.get("rms_norm_eps", 1e-5)),
             rope_theta=float(rope.get("rope_theta") or config.get("rope_theta") or 10000.0),
+            family=family,
+            qkv_bias=family == "qwen2",
+            qk_norm=family == "qwen3",
+            rope_type=rope_type,
         )
     except (KeyError, TypeError, ValueError) as err:
-        raise ExportError(f"{origin}: incomplete Llama config ({err})") from None
+        raise ExportError(f"{origin}: incomplete {family} config ({err})") from None
+
+
+def _family(config: dict[str, Any], origin: Path) -> str:
+    model_type = config.get("model_type")
+    if model_type in FAMILIES:
+        return str(model_type)
+    architectures = config.get("architectures") or []
+    for family, architecture in FAMILIES.items():
+        if architecture in architectures:
+            return family
+    kind = model_type or ", ".join(architectures) or "unknown"
+    raise ExportError(
+        f"{origin}: model_type '{kind}' is not supported "
+        f"(supported: {', '.join(FAMILIES)}: Llama 2/3.x, SmolLM2, Qwen2/2.5, Qwen3)"
+    )
+
+
+def _rope_parameters(config: dict[str, Any]) -> dict[str, Any]:
+    # transformers 5 writes rope_parameters; older configs (every Llama 3 on the Hub) write
+    # rope_scaling beside rope_theta.
+    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
+    return rope if isinstance(rope, dict) else {}
+
+
+def rope_from_config(config: dict[str, Any], origin: Path) -> Rope:
+    """The rotary frequencies transformers' own rotary embedding computes for ``config``."""
+    from transformers import AutoConfig
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+    try:
+        hf_config = AutoConfig.for_model(**config)
+        # Llama's, Qwen2's and Qwen3's rotary embeddings are the same code; all three read
+        # rope_parameters (type, theta, factors) and head_dim from the config.
+        rotary = LlamaRotaryEmbedding(hf_config)
+    except Exception as err:  # transformers validates rope parameters with assorted errors
+        raise ExportError(f"{origin}: invalid rope parameters ({one_line(err)})") from None
+    return Rope(rotary.inv_freq.to(torch.float32).clone(), float(rotary.attention_scaling))
 
 
 def to_executorch_names(
@@ -157,7 +249,7 @@ def to_executorch_names(
 
     With ``use_hf_rope`` the q/k weights keep Hugging Face's layout, so only names change.
     """
-    layer_key = re.compile(r"^model\.layers\.(\d+)\.(.+)\.weight$")
+    layer_key = re.compile(r"^model\.layers\.(\d+)\.(.+)\.(weight|bias)$")
     renamed: dict[str, torch.Tensor] = {}
     for key, tensor in hf_weights.items():
         if key == "model.embed_tokens.weight":
@@ -167,11 +259,12 @@ def to_executorch_names(
         elif key == "lm_head.weight":
             renamed["output.weight"] = tensor
         elif (match := layer_key.match(key)) and match.group(2) in _HF_LAYER_NAMES:
-            renamed[f"layers.{match.group(1)}.{_HF_LAYER_NAMES[match.group(2)]}.weight"] = tensor
+            layer, module, kind = match.groups()
+            renamed[f"layers.{layer}.{_HF_LAYER_NAMES[module]}.{kind}"] = tensor
         elif key.endswith("rotary_emb.inv_freq"):
-            continue  # recomputed from rope_theta
+            continue  # recomputed from the config
         else:
-            raise ExportError(f"{origin}: unexpected weight '{key}' for a Llama model")
+            raise ExportError(f"{origin}: unexpected weight '{key}' for a {shape.family} model")
     if "output.weight" not in renamed and "tok_embeddings.weight" in renamed:
         renamed["output.weight"] = renamed["tok_embeddings.weight"]  # tied embeddings
 
@@ -199,6 +292,11 @@ def _expected_shapes(shape: LlamaShape) -> dict[str, tuple[int, ...]]:
         for projection, module in PROJECTIONS.items():
             in_features, out_features = shape.projection_shape(projection)
             expected[f"{prefix}{module}.weight"] = (out_features, in_features)
+            if shape.qkv_bias and projection in ("q_proj", "k_proj", "v_proj"):
+                expected[f"{prefix}{module}.bias"] = (out_features,)
+        if shape.qk_norm:
+            expected[prefix + "attention.q_norm_fn.weight"] = (shape.head_dim,)
+            expected[prefix + "attention.k_norm_fn.weight"] = (shape.head_dim,)
     return expected
 
 
@@ -212,6 +310,7 @@ def _load_hf_dir(path: Path) -> BaseModel:
     for weight_file in weight_files:
         hf_weights.update(read_safetensors(weight_file))
     weights = to_executorch_names(hf_weights, shape, path)
+    rope = rope_from_config(config, path / "config.json")
     tokenizer_json = path / TOKENIZER_FILE
     if not tokenizer_json.is_file():
         raise ExportError(f"{tokenizer_json}: missing (lora-tui needs a Hugging Face tokenizer)")
@@ -225,7 +324,7 @@ def _load_hf_dir(path: Path) -> BaseModel:
         origin=tokenizer_json,
     )
     tokenizer.extra_files[TOKENIZER_CONFIG_FILE] = (path / TOKENIZER_CONFIG_FILE).read_bytes()
-    return BaseModel(path, shape, weights, tokenizer)
+    return BaseModel(path, shape, rope, weights, tokenizer)
 
 
 def make_tokenizer_assets(
@@ -273,26 +372,45 @@ def _reuse_gguf_reader(gguf: Any, path: Path, reader: Any) -> Iterator[None]:
 
 
 def _load_gguf(path: Path) -> BaseModel:
-    """Dequantize a GGUF Llama to fp32 with transformers, which also undoes llama.cpp's
-    q/k permutation and rebuilds the tokenizer and chat template from the GGUF metadata."""
+    """Dequantize a GGUF base to fp32 with transformers, which also undoes llama.cpp's q/k
+    permutation of Llama (Qwen's are not permuted) and rebuilds the tokenizer and chat
+    template from the GGUF metadata. Rotary scaling is read here: transformers skips it."""
     try:
         import gguf
 
         reader = gguf.GGUFReader(str(path))
-        arch_field = reader.fields.get("general.architecture")
-        architecture = bytes(arch_field.parts[-1]).decode() if arch_field else "unknown"
+        architecture = _gguf_value(reader, "general.architecture") or "unknown"
+        head_dim = _gguf_value(reader, f"{architecture}.attention.key_length")
+        width = _gguf_value(reader, f"{architecture}.embedding_length")
+        heads = _gguf_value(reader, f"{architecture}.attention.head_count")
+        scaling = _gguf_value(reader, f"{architecture}.rope.scaling.type") or "none"
+        scaling_factor = _gguf_value(reader, f"{architecture}.rope.scaling.factor")
+        rope_factors = next(
+            (
+                torch.from_numpy(t.data.copy())
+                for t in reader.tensors
+                if t.name == "rope_freqs.weight"
+            ),
+            None,
+        )
     except Exception as err:  # gguf raises assorted errors on damaged files
         raise ExportError(f"{path}: corrupt or truncated GGUF file ({err})") from None
-    if architecture != "llama":
+    if architecture not in FAMILIES:
         raise ExportError(
-            f"{path}: not a Llama-architecture model (GGUF architecture '{architecture}')"
+            f"{path}: GGUF architecture '{architecture}' is not supported "
+            f"(supported: {', '.join(FAMILIES)})"
         )
+    if scaling not in ("none", "linear"):
+        raise ExportError(f"{path}: rope scaling '{scaling}' in a GGUF is not supported")
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    # transformers does not map Qwen3's attention.key_length and would assume a head_dim.
+    explicit_head_dim = head_dim and width and heads and head_dim != width // heads
+    overrides = {"head_dim": int(head_dim)} if explicit_head_dim else {}
     quiet = io.StringIO()
     try:
         with (
@@ -301,14 +419,25 @@ def _load_gguf(path: Path) -> BaseModel:
             _reuse_gguf_reader(gguf, path, reader),
         ):
             model = AutoModelForCausalLM.from_pretrained(
-                str(path.parent), gguf_file=path.name, dtype=torch.float32
+                str(path.parent), gguf_file=path.name, dtype=torch.float32, **overrides
             )
             hf_tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     except Exception as err:
-        raise ExportError(f"{path}: could not read the GGUF model ({err})") from None
+        raise ExportError(f"{path}: could not read the GGUF model ({one_line(err)})") from None
 
     config = model.config.to_dict()
     shape = shape_from_config(config, path)
+    rope = rope_from_config(config, path)
+    # llama.cpp stores Llama 3's scaling as per-frequency divisors (rope_freqs) and linear
+    # scaling as one factor; both divide the plain frequencies, as llama.cpp's RoPE does.
+    if rope_factors is not None:
+        if rope_factors.shape != rope.inv_freq.shape:
+            raise ExportError(f"{path}: rope_freqs has {rope_factors.numel()} factors")
+        rope = Rope(rope.inv_freq / rope_factors.to(torch.float32))
+        shape = dataclasses.replace(shape, rope_type="llama3")
+    elif scaling == "linear" and scaling_factor:
+        rope = Rope(rope.inv_freq / float(scaling_factor))
+        shape = dataclasses.replace(shape, rope_type="linear")
     weights = to_executorch_names(dict(model.state_dict()), shape, path)
     with tempfile.TemporaryDirectory() as scratch:
         hf_tokenizer.save_pretrained(scratch)
@@ -322,4 +451,10 @@ def _load_gguf(path: Path) -> BaseModel:
         origin=path,
     )
     tokenizer.extra_files[TOKENIZER_CONFIG_FILE] = tokenizer_config_bytes
-    return BaseModel(path, shape, weights, tokenizer)
+    return BaseModel(path, shape, rope, weights, tokenizer)
+
+
+def _gguf_value(reader: Any, key: str) -> Any:
+    """A metadata value of a GGUF (a number or a string), or None."""
+    field = reader.fields.get(key)
+    return field.contents() if field is not None else None

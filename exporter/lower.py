@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from exporter.atomic import write_atomic
-from exporter.base import LlamaShape
+from exporter.base import LlamaShape, Rope
 from lora_tui.artifact_format import FOUNDATION_FILE, llm_constant_methods
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ MAX_PREFILL = 128  # tokens one forward call may take; longer prompts are fed in
 @dataclass(frozen=True)
 class ProgramSpec:
     shape: LlamaShape
+    rope: Rope
     max_context: int
     foundation_id: int  # also in the manifest; lets a reader tell which .ptd a .pte needs
     bos_id: int | None
@@ -195,6 +196,9 @@ def _build_model(spec: ProgramSpec, weights: dict[str, torch.Tensor]) -> torch.n
         norm_eps=shape.norm_eps,
         rope_theta=shape.rope_theta,
         use_hf_rope=True,
+        attention_qkv_bias=shape.qkv_bias,  # Qwen2
+        use_qk_norm=shape.qk_norm,  # Qwen3, which normalises q and k before RoPE
+        qk_norm_before_rope=shape.qk_norm,
         max_batch_size=1,
         max_seq_len=min(MAX_PREFILL, spec.max_context),
         max_context_len=spec.max_context,
@@ -207,6 +211,11 @@ def _build_model(spec: ProgramSpec, weights: dict[str, torch.Tensor]) -> torch.n
         target_modules=list(spec.lora_targets) if lora else None,
     )
     model = construct_transformer(args)  # on CPU: rope tables and KV caches are built here
+    # ExecuTorch's Hugging Face-layout tables know no Llama 3 or yarn scaling; the tables
+    # transformers computes replace them (for plain RoPE the two are the same numbers).
+    cos, sin = spec.rope.tables(model.rope.freqs_cos.shape[0])
+    model.rope.freqs_cos.copy_(cos)
+    model.rope.freqs_sin.copy_(sin)
     missing, unexpected = model.load_state_dict(weights, strict=False, assign=True)
     weight_names = {name for name, _ in model.named_parameters()}
     if unexpected or weight_names & set(missing):

@@ -140,6 +140,7 @@ def run_export(request: ExportRequest, events: Events | None = None) -> ExportRe
         for name, adapter in programs:
             spec = ProgramSpec(
                 shape=base.shape,
+                rope=base.rope,
                 max_context=request.max_context,
                 foundation_id=found_id,
                 bos_id=base.tokenizer.bos_id,

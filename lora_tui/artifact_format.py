@@ -42,6 +42,14 @@ class ArtifactError(Exception):
     exporter and the engine report to a person."""
 
 
+def one_line(err: BaseException) -> str:
+    """An error as one line: an ArtifactError's own words, else its type and first line."""
+    if isinstance(err, ArtifactError):
+        return str(err)
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
 # --- the program's constant methods ---------------------------------------------------------
 
 # Read by ExecuTorch's LLM runners (extension/llm/runner/constants.h) and written by export_llm.
@@ -153,6 +161,7 @@ END_OF_TURN_TOKENS = (
     "<|end|>",
     "<|endoftext|>",
 )
+END_OF_TEXT_TOKENS = ("<|end_of_text|>", "<|endoftext|>")  # Llama 3's, and Qwen's/SmolLM2's
 
 
 def special_ids(
@@ -188,6 +197,10 @@ def special_ids(
     for marker in END_OF_TURN_TOKENS:
         if chat_template and marker in chat_template:
             add_stop(tokenizer.token_to_id(marker))
+    # The end of a document ends a reply too, though no template writes it: a GGUF names one
+    # eos (Llama 3's <|eot_id|>), and generation_config.json, which lists the rest, is lost.
+    for marker in END_OF_TEXT_TOKENS:
+        add_stop(tokenizer.token_to_id(marker))
     return bos_id, stop_ids
 
 

@@ -287,8 +287,7 @@ def test_non_llama_gguf(tmp_path: Path, tiny_adapters, out_dir: Path, capfd) -> 
         out_dir,
         capfd,
         str(gguf),
-        "not a Llama-architecture model",
-        "gpt2",
+        "GGUF architecture 'gpt2' is not supported",
     )
 
 
@@ -303,7 +302,36 @@ def test_non_llama_base(tiny_base: Path, tiny_adapters, tmp_path: Path, out_dir,
         out_dir,
         capfd,
         "config.json",
-        "not a Llama-architecture model",
+        "model_type 'gpt2' is not supported",
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"rope_scaling": {"rope_type": "dynamic", "factor": 2.0}}, "rope scaling 'dynamic'"),
+        ({"rope_scaling": {"rope_type": "longrope", "factor": 2.0}}, "rope scaling 'longrope'"),
+        ({"use_sliding_window": True}, "sliding-window attention is not supported"),
+        ({"attention_bias": True}, "attention_bias=true"),
+    ],
+    ids=["dynamic-rope", "longrope", "sliding-window", "attention-bias"],
+)
+def test_unsupported_variant_refused(
+    tiny_base: Path, tiny_adapters, tmp_path: Path, out_dir, capfd, change, needle
+) -> None:
+    other = tmp_path / "variant"
+    shutil.copytree(tiny_base, other)
+    config = json.loads((other / "config.json").read_text())
+    # As the Hub's configs have it: rope_scaling beside rope_theta.
+    config["rope_theta"] = config.pop("rope_parameters")["rope_theta"]
+    config.update(change)
+    (other / "config.json").write_text(json.dumps(config))
+    expect_refusal(
+        ["--base", str(other), "--adapter", str(tiny_adapters["full"])],
+        out_dir,
+        capfd,
+        "config.json",
+        needle,
     )
 
 

@@ -100,20 +100,29 @@ class ChatFormat:
         except TemplateError as err:
             raise EngineError(f"chat template does not compile: {err}") from None
 
-    def render(self, messages: list[Message]) -> str:
+    @property
+    def supports_thinking(self) -> bool:
+        """Whether the template has a thinking switch (Qwen3's ``enable_thinking``)."""
+        return "enable_thinking" in self.template_source
+
+    def render(self, messages: list[Message], thinking: bool = False) -> str:
         try:
             return self._template.render(
                 messages=[{"role": m.role, "content": m.content} for m in messages],
                 add_generation_prompt=True,
                 bos_token=self.bos_token or "",
                 eos_token="",
+                # Qwen3 thinks at length before it answers unless told not to; a comparison
+                # wants the answers, so thinking is off unless the user turns it on.
+                enable_thinking=thinking,
             )
         except TemplateError as err:
             raise EngineError(f"chat template failed: {err}") from None
 
-    def encode_chat(self, messages: list[Message]) -> list[int]:
+    def encode_chat(self, messages: list[Message], thinking: bool = False) -> list[int]:
         # Special tokens in the rendered template ("<|im_start|>") map to their ids here.
-        return self.tokenizer.encode(self.render(messages), add_special_tokens=False).ids
+        text = self.render(messages, thinking)
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
 
     def decoder(self) -> DecodeStream:
         """A streaming decoder: whole characters only, spaces kept, specials skipped."""

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from lora_tui import artifact_format as fmt
+from lora_tui.artifact_format import one_line
 from lora_tui.engine.chat import ChatFormat
 from lora_tui.engine.protocol import Notice, Piece, ReplyDone
 from lora_tui.engine.sampling import pick_token
@@ -24,7 +25,6 @@ from lora_tui.engine.types import (
     Message,
     ReplyEnd,
     ReplyStats,
-    one_line,
 )
 
 Event = Notice | Piece | ReplyDone
@@ -187,7 +187,7 @@ class Reply:
         session, facts = self.session, self.session.facts
         history = list(session.messages)
         room = min(self.settings.max_new_tokens, facts.max_context // 4)
-        tokens = session.chat.encode_chat([*history, self.user])
+        tokens = session.chat.encode_chat([*history, self.user], self.settings.thinking)
         dropped = 0
         while len(tokens) + room > facts.max_context and history:
             keep_system = 1 if history[0].role == "system" else 0
@@ -195,7 +195,7 @@ class Reply:
                 break
             del history[keep_system : keep_system + 2]  # the oldest user turn and its reply
             dropped += 2
-            tokens = session.chat.encode_chat([*history, self.user])
+            tokens = session.chat.encode_chat([*history, self.user], self.settings.thinking)
         if len(tokens) >= facts.max_context:
             raise EngineError(
                 f"the message is {len(tokens)} tokens; the context holds {facts.max_context}"

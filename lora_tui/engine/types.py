@@ -12,20 +12,13 @@ class EngineError(ArtifactError):
     """Bad input to the engine: one line that names the file and the problem."""
 
 
-def one_line(err: BaseException) -> str:
-    """An error as one line: an EngineError's own words, else its type and first line."""
-    if isinstance(err, ArtifactError):
-        return str(err)
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
-
-
 @dataclass(frozen=True)
 class GenerationSettings:
     temperature: float = 0.0  # 0 is greedy
     top_p: float = 0.9
     max_new_tokens: int = 128
     seed: int = 0
+    thinking: bool = False  # let a model with a thinking switch (Qwen3) think first
 
 
 @dataclass(frozen=True)

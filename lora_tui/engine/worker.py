@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 
+from lora_tui.artifact_format import one_line
 from lora_tui.engine.memory import MemorySample, sample
 from lora_tui.engine.protocol import (
     EngineClient,
@@ -32,7 +33,7 @@ from lora_tui.engine.protocol import (
     LoadFailed,
     ReplyDone,
 )
-from lora_tui.engine.types import EngineError, GenerationSettings, ReplyEnd, one_line
+from lora_tui.engine.types import EngineError, GenerationSettings, ReplyEnd
 
 if TYPE_CHECKING:
     from lora_tui.engine.host import ModelHost
