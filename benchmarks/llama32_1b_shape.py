@@ -1,0 +1,220 @@
+"""lora-export and lora-tui at 1B scale: a random-weight model of Llama-3.2-1B-Instruct's
+exact shape, with r=16 adapters on all seven projections.
+
+    .venv/bin/python benchmarks/llama32_1b_shape.py [--work DIR]
+
+Builds the base (bf16 safetensors, as Meta ships it; about 2.5 GB) and two adapters once in
+WORK (default ~/.cache/lora-tui/bench-1b), then, each in its own process:
+
+1. ``lora-export`` of the base and the first adapter: wall time and the exporter's peak RSS;
+2. ``lora-export`` adding the second adapter to the same folder (a template fill);
+3. ``lora-tui bench`` on both programs: true (PSS) added cost per adapter and decode tok/s.
+
+Run it alone: a test run or another export on the same cores changes every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from lora_tui.artifact_format import FOUNDATION_FILE
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.tiny import FAMILIES, build_tokenizer  # noqa: E402  (the Llama 3 tokenizer fixture)
+
+# Llama-3.2-1B-Instruct's config.json, as on the Hub.
+LLAMA_32_1B = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_size": 2048,
+    "intermediate_size": 8192,
+    "num_hidden_layers": 16,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 64,
+    "vocab_size": 128256,
+    "max_position_embeddings": 131072,
+    "rms_norm_eps": 1e-05,
+    "rope_theta": 500000.0,
+    "rope_scaling": {
+        "factor": 32.0,
+        "high_freq_factor": 4.0,
+        "low_freq_factor": 1.0,
+        "original_max_position_embeddings": 8192,
+        "rope_type": "llama3",
+    },
+    "tie_word_embeddings": True,
+    "hidden_act": "silu",
+    "attention_bias": False,
+    "mlp_bias": False,
+    "torch_dtype": "bfloat16",
+}
+TARGETS = {
+    "q_proj": ("self_attn", 2048, 2048),
+    "k_proj": ("self_attn", 2048, 512),
+    "v_proj": ("self_attn", 2048, 512),
+    "o_proj": ("self_attn", 2048, 2048),
+    "gate_proj": ("mlp", 2048, 8192),
+    "up_proj": ("mlp", 2048, 8192),
+    "down_proj": ("mlp", 8192, 2048),
+}
+RANK = 16
+MAX_CONTEXT = 512
+
+
+def build_base(directory: Path) -> Path:
+    """Random bf16 weights of the exact shape, written one tensor group at a time."""
+    if (directory / "model.safetensors").is_file():
+        return directory
+    directory.mkdir(parents=True, exist_ok=True)
+    family = FAMILIES["llama3"]
+    build_tokenizer(directory, special_tokens=family.special_tokens)
+    template = (Path(__file__).parent.parent / "tests/fixtures/templates/llama3.jinja").read_text()
+    (directory / "tokenizer_config.json").write_text(
+        json.dumps({**family.tokenizer_config, "chat_template": template})
+    )
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+    stops = [tokenizer.token_to_id(t) for t in family.stop_tokens]
+    config = {**LLAMA_32_1B, "bos_token_id": 0, "eos_token_id": stops}
+    (directory / "config.json").write_text(json.dumps(config, indent=2))
+    (directory / "generation_config.json").write_text(json.dumps({"eos_token_id": stops}))
+
+    generator = torch.Generator().manual_seed(0)
+
+    def normal(*shape: int, std: float = 0.02) -> torch.Tensor:
+        return (torch.randn(*shape, generator=generator) * std).to(torch.bfloat16)
+
+    dim, vocab = 2048, 128256
+    weights = {
+        "model.embed_tokens.weight": normal(vocab, dim),
+        "model.norm.weight": torch.ones(dim, dtype=torch.bfloat16),
+    }
+    for layer in range(16):
+        prefix = f"model.layers.{layer}."
+        weights[prefix + "input_layernorm.weight"] = torch.ones(dim, dtype=torch.bfloat16)
+        weights[prefix + "post_attention_layernorm.weight"] = torch.ones(dim, dtype=torch.bfloat16)
+        for projection, (block, inputs, outputs) in TARGETS.items():
+            weights[f"{prefix}{block}.{projection}.weight"] = normal(outputs, inputs)
+    save_file(weights, directory / "model.safetensors", metadata={"format": "pt"})
+    return directory
+
+
+def build_adapter(directory: Path, seed: int) -> Path:
+    """A PEFT adapter file written directly: r=16, alpha 32, all seven projections."""
+    if (directory / "adapter_model.safetensors").is_file():
+        return directory
+    directory.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(seed)
+    weights = {}
+    for layer in range(16):
+        for projection, (block, inputs, outputs) in TARGETS.items():
+            key = f"base_model.model.model.layers.{layer}.{block}.{projection}"
+            weights[f"{key}.lora_A.weight"] = torch.randn(RANK, inputs, generator=generator) * 0.01
+            weights[f"{key}.lora_B.weight"] = torch.randn(outputs, RANK, generator=generator) * 0.01
+    save_file(weights, directory / "adapter_model.safetensors")
+    config = {
+        "peft_type": "LORA",
+        "r": RANK,
+        "lora_alpha": 32,
+        "target_modules": list(TARGETS),
+        "base_model_name_or_path": "unsloth/Llama-3.2-1B-Instruct-bnb-4bit",
+        "task_type": "CAUSAL_LM",
+    }
+    (directory / "adapter_config.json").write_text(json.dumps(config, indent=2))
+    return directory
+
+
+# Runs a command and prints its peak RSS in KiB: ru_maxrss of a process's children is the
+# largest of them, so a fresh parent per command gives that command's own peak.
+PEAK_RSS = (
+    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
+    "stdout=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
+
+
+def run_export(base: Path, adapter: Path, out: Path) -> tuple[float, float]:
+    """(wall seconds, peak RSS in GiB) of one lora-export process."""
+    command = [
+        str(Path(sys.executable).parent / "lora-export"),
+        "--base",
+        str(base),
+        "--adapter",
+        f"{adapter.name}={adapter}",
+        "--out",
+        str(out),
+        "--max-context",
+        str(MAX_CONTEXT),
+    ]
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, *command], check=True, capture_output=True, text=True
+    )
+    seconds = time.perf_counter() - started
+    return seconds, int(done.stdout.split()[-1]) / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path.home() / ".cache/lora-tui/bench-1b")
+    args = parser.parse_args()
+    work: Path = args.work
+    base = build_base(work / "base")
+    first = build_adapter(work / "a", seed=1)
+    second = build_adapter(work / "b", seed=2)
+    out = work / "out"
+    shutil.rmtree(out, ignore_errors=True)
+
+    export_s, export_gib = run_export(base, first, out)
+    print(f"export (foundation + a):  {export_s:7.1f} s   peak RSS {export_gib:.2f} GiB")
+    add_s, add_gib = run_export(base, second, out)
+    print(f"add second adapter (b):   {add_s:7.1f} s   peak RSS {add_gib:.2f} GiB")
+    foundation = out / FOUNDATION_FILE
+    print(f"foundation.ptd:           {foundation.stat().st_size / 1e9:7.2f} GB")
+    for name in ("a", "b"):
+        print(
+            f"{name}.pte:                    {(out / f'{name}.pte').stat().st_size / 1e6:7.1f} MB"
+        )
+
+    bench = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "lora-tui"),
+            "bench",
+            "--weights",
+            str(foundation),
+            str(out / "a.pte"),
+            str(out / "b.pte"),
+            "--max-new-tokens",
+            "32",
+            "--json",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    report = json.loads(bench.stdout)
+    print(f"sharing: {report['sharing_detail']}")
+    for adapter in report["adapters"]:
+        budget = 1.5 * (adapter["adapter_weights_mib"] + adapter["kv_cache_mib"])
+        print(
+            f"{adapter['name']}: +{adapter['increment_mib']:.1f} MiB RSS, "
+            f"+{adapter['true_increment_mib']:.1f} MiB true (PSS); "
+            f"1.5 x (LoRA {adapter['adapter_weights_mib']:.1f} + KV "
+            f"{adapter['kv_cache_mib']:.1f}) = {budget:.1f} MiB; "
+            f"pre-flight {adapter['check_s']:.1f} s, load {adapter['load_s']:.1f} s; "
+            f"TTFT {adapter['ttft_s']:.2f} s, decode {adapter['decode_tok_s']:.2f} tok/s"
+        )
+
+
+if __name__ == "__main__":
+    main()
