@@ -37,6 +37,12 @@ REPLIES = {
     "executorch": "A `.pte` file is an ExecuTorch *program*; a `.ptd` file holds its weights.",
 }
 DEFAULT_REPLY = "I am a tiny model, and this is my **fixed** answer."
+# A reasoning model (name "qwen3…"): it thinks first when thinking is on, as Qwen3 does.
+THINKING_REPLY = (
+    "<think>The user asks for a capital. France's is Paris; answer in one line.</think>\n\n"
+    "The capital of France is **Paris**."
+)
+PLAIN_REPLY = "The capital of France is **Paris**."
 
 
 class FakeEngine:
@@ -115,6 +121,7 @@ class FakeEngine:
                         11.3 if known else None,
                         19.3,
                     ),
+                    can_think=name.startswith("qwen3"),
                 ),
             )
         )
@@ -124,8 +131,11 @@ class FakeEngine:
 
     def send(self, names: list[str], text: str, settings: GenerationSettings) -> None:
         self.calls.append(("send", tuple(names), text))
+        self.last_settings = settings
         for name in names:
             reply = REPLIES.get(name, DEFAULT_REPLY)
+            if name.startswith("qwen3"):
+                reply = THINKING_REPLY if settings.thinking else PLAIN_REPLY
             words = reply.split(" ")
             shown = words[: len(words) // 2] if self.hold else words
             pieces = [w if i == 0 else " " + w for i, w in enumerate(shown)]

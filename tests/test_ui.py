@@ -299,3 +299,70 @@ def test_snapshot_error_pane(snap_compare, tmp_path: Path) -> None:
         },
     )
     assert snap_compare(app, terminal_size=SIZE, run_before=lambda pilot: pilot.pause())
+
+
+def test_snapshot_thinking_folded(snap_compare, tmp_path: Path) -> None:
+    """A Qwen3-style reply with thinking on: the thought folded and dimmed, then the answer."""
+
+    async def run_before(pilot) -> None:
+        await pilot.pause()
+        pilot.app.action_toggle_thinking()
+        await send(pilot, "Capital of France?")
+        await pilot.pause()
+
+    app = make_app(["qwen3", "nobel"], tmp_path)
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_think_splitter_finds_tags_split_across_pieces() -> None:
+    from lora_tui.ui.widgets.thinking import ThinkSplitter
+
+    splitter = ThinkSplitter()
+    runs = []
+    for piece in ["<thi", "nk>I should ", "be brief.</", "think>\n\nParis", "."]:
+        runs += splitter.feed(piece)
+    runs += splitter.flush()
+    thought = "".join(text for thinking, text in runs if thinking)
+    answer = "".join(text for thinking, text in runs if not thinking)
+    assert thought == "I should be brief."
+    assert answer == "\n\nParis."
+    # Text that only looks like the start of a tag is answer, once the reply ends.
+    plain = ThinkSplitter()
+    assert plain.feed("a < b and <th") == [(False, "a < b and ")]
+    assert plain.flush() == [(False, "<th")]
+
+
+def system_command_titles(app: LoraTuiApp) -> list[str]:
+    return [command.title for command in app.get_system_commands(app.screen)]
+
+
+async def test_thinking_is_off_until_toggled_and_then_folded(tmp_path: Path) -> None:
+    from textual.widgets import Markdown
+
+    from lora_tui.ui.widgets.thinking import ThinkingBlock
+
+    app = make_app(["qwen3", "nobel"], tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert "Toggle thinking (now off)" in system_command_titles(app)
+        await send(pilot, "Capital of France?")
+        assert engine(app).last_settings.thinking is False
+        assert not pane(app, "qwen3").query(ThinkingBlock)
+
+        app.action_toggle_thinking()
+        assert "Toggle thinking (now on)" in system_command_titles(app)
+        await send(pilot, "And again?")
+        await pilot.pause()
+        assert engine(app).last_settings.thinking is True
+        (block,) = pane(app, "qwen3").query(ThinkingBlock)
+        assert block.collapsed and "answer in one line" in block._text
+        answer = pane(app, "qwen3").query(Markdown).last()
+        assert "Paris" in answer.source and "think" not in answer.source
+        assert not pane(app, "nobel").query(ThinkingBlock)
+
+
+async def test_no_thinking_command_without_a_thinking_model(tmp_path: Path) -> None:
+    app = make_app(["nobel", "executorch"], tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert not any("thinking" in title for title in system_command_titles(app))

@@ -150,6 +150,7 @@ class ModelHost:
             uss_after_mib=after.uss_mib,
             anon_increment_mib=_difference(after.anon_mib, before.anon_mib),
             breakdown=self._breakdown(pte, facts, entry),
+            can_think=session.chat.supports_thinking,
         )
         self.sessions[name] = session
         self.infos[name] = info

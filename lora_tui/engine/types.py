@@ -53,6 +53,7 @@ class AdapterInfo:
     uss_after_mib: float | None
     anon_increment_mib: float | None  # RssAnon: private memory this program added
     breakdown: MemoryBreakdown
+    can_think: bool = False  # its chat template has a thinking switch (Qwen3)
 
     @property
     def increment_mib(self) -> float:

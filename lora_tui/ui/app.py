@@ -56,7 +56,7 @@ HELP_ROWS = [
     ("Esc", "cancel the replies in progress (what arrived is kept)"),
     ("Ctrl+L", "clear every conversation"),
     ("Ctrl+S", "save the transcript as Markdown"),
-    ("Ctrl+P", "command palette: load, unload, settings, copy, save"),
+    ("Ctrl+P", "command palette: load, unload, settings (thinking too), copy, save"),
     ("F1 / ?", "this help"),
     ("Ctrl+Q", "quit"),
 ]
@@ -447,15 +447,23 @@ class LoraTuiApp(App[int]):
             AskScreen("Max new tokens per reply:", str(self.settings.max_new_tokens)), chosen
         )
 
-    def _update_settings(self, **changes: float | int) -> None:
+    def action_toggle_thinking(self) -> None:
+        self._update_settings(thinking=not self.settings.thinking)
+
+    def _update_settings(self, **changes: float | int | bool) -> None:
         from dataclasses import replace
 
         self.settings = replace(self.settings, **changes)
+        thinking = "on" if self.settings.thinking else "off"
         self.notify(
             f"temperature {self.settings.temperature}, "
-            f"max new tokens {self.settings.max_new_tokens}",
+            f"max new tokens {self.settings.max_new_tokens}"
+            + (f", thinking {thinking}" if self._can_think() else ""),
             title="settings",
         )
+
+    def _can_think(self) -> bool:
+        return any(p.info is not None and p.info.can_think for p in self.panes.values())
 
     # --- command palette ----------------------------------------------------------------------
 
@@ -486,6 +494,13 @@ class LoraTuiApp(App[int]):
         yield SystemCommand(
             "Copy last reply", "The selected adapter's last reply", self.action_copy_last_reply
         )
+        if self._can_think():
+            state = "on" if self.settings.thinking else "off"
+            yield SystemCommand(
+                f"Toggle thinking (now {state})",
+                "Let a model with a thinking switch (Qwen3) think before it answers",
+                self.action_toggle_thinking,
+            )
         for name, prompts in self.suggestions.items():
             for prompt in prompts:
                 yield SystemCommand(

@@ -12,6 +12,7 @@ from textual.widgets import Markdown, Static
 
 from lora_tui.engine.protocol import ReplyDone
 from lora_tui.engine.types import AdapterInfo, ReplyEnd, ReplyStats
+from lora_tui.ui.widgets.thinking import ThinkingBlock, ThinkSplitter
 
 STATE_ICONS = {
     "loading": "◌ loading",
@@ -48,6 +49,8 @@ class AdapterPane(Vertical):
         self.detail = ""
         self._reply: Markdown | None = None  # the reply streaming in, if any
         self._streamed: list[str] = []  # its text so far
+        self._splitter = ThinkSplitter()
+        self._thinking: ThinkingBlock | None = None  # its <think> block, if it has one
 
     def compose(self) -> ComposeResult:
         yield VerticalScroll(classes="conversation")
@@ -133,6 +136,8 @@ class AdapterPane(Vertical):
         await conversation.mount(Static(user_text, classes="user-message", markup=False))
         self._reply = Markdown(classes="assistant-message")
         self._streamed = []
+        self._splitter = ThinkSplitter()
+        self._thinking = None
         await conversation.mount(self._reply)
         conversation.anchor()
         self.detail = ""
@@ -143,10 +148,26 @@ class AdapterPane(Vertical):
         # every pane's text into one frame (one layout) per flush.
         if self._reply is not None:
             self._streamed.append(text)
-            await self._reply.append(text)
+            await self._show(self._splitter.feed(text))
+
+    async def _show(self, runs: list[tuple[bool, str]]) -> None:
+        """Thinking goes to the reply's thinking block, the rest to its answer."""
+        for thinking, text in runs:
+            if thinking:
+                if self._thinking is None:
+                    self._thinking = ThinkingBlock()
+                    await self.conversation.mount(self._thinking, before=self._reply)
+                self._thinking.append(text)
+            elif self._reply is not None:
+                if self._thinking is not None and not self._thinking.collapsed:
+                    self._thinking.finish()
+                await self._reply.append(text)
 
     async def finish_reply(self, done: ReplyDone) -> None:
-        self._reply = None
+        await self._show(self._splitter.flush())
+        if self._thinking is not None:
+            self._thinking.finish()
+        self._reply = self._thinking = None
         note = {
             ReplyEnd.CANCELLED: "cancelled",
             ReplyEnd.ERROR: f"error: {done.error}",
@@ -182,7 +203,7 @@ class AdapterPane(Vertical):
         self.conversation.mount(Static(text, classes="notice", markup=False))
 
     async def clear(self) -> None:
-        self._reply = None
+        self._reply = self._thinking = None
         await self.conversation.remove_children()
         self.turns.clear()
         self.detail = ""
