@@ -25,6 +25,8 @@ from safetensors import SafetensorError, safe_open
 
 from exporter.errors import ExportError
 from lora_tui.artifact_format import (
+    END_OF_TEXT_TOKENS,
+    END_OF_TURN_TOKENS,
     GENERATION_CONFIG_FILE,
     MODEL_CONFIG_FILE,
     TOKENIZER_CONFIG_FILE,
@@ -448,10 +450,16 @@ def _load_gguf(path: Path) -> BaseModel:
         hf_tokenizer.save_pretrained(scratch)
         tokenizer_json = (Path(scratch) / TOKENIZER_FILE).read_bytes()
         tokenizer_config_bytes = (Path(scratch) / TOKENIZER_CONFIG_FILE).read_bytes()
+    # A GGUF keeps one eos id (Llama 3's <|eot_id|>) where generation_config.json listed
+    # several (<|eom_id|>, <|end_of_text|>); like llama.cpp, which ends generation at any
+    # end-of-turn or end-of-document token in the vocabulary, stop at all of them.
+    vocabulary = hf_tokenizer.get_vocab()
+    end_tokens = (*END_OF_TURN_TOKENS, *END_OF_TEXT_TOKENS)
+    ends = {"eos_token_id": [vocabulary[t] for t in end_tokens if t in vocabulary]}
     tokenizer = make_tokenizer_assets(
         tokenizer_json,
         chat_template=hf_tokenizer.chat_template,
-        configs=[config, model.generation_config.to_dict()],
+        configs=[config, model.generation_config.to_dict(), ends],
         special_tokens={"eos_token": hf_tokenizer.eos_token, "bos_token": hf_tokenizer.bos_token},
         origin=path,
     )

@@ -161,7 +161,9 @@ END_OF_TURN_TOKENS = (
     "<|end|>",
     "<|endoftext|>",
 )
-END_OF_TEXT_TOKENS = ("<|end_of_text|>", "<|endoftext|>")  # Llama 3's, and Qwen's/SmolLM2's
+# End-of-document tokens (Llama 3's, Qwen's and SmolLM2's). No template writes them, but a
+# model may end a reply with one; generation_config.json lists them where the model needs it.
+END_OF_TEXT_TOKENS = ("<|end_of_text|>", "<|endoftext|>")
 
 
 def special_ids(
@@ -197,10 +199,6 @@ def special_ids(
     for marker in END_OF_TURN_TOKENS:
         if chat_template and marker in chat_template:
             add_stop(tokenizer.token_to_id(marker))
-    # The end of a document ends a reply too, though no template writes it: a GGUF names one
-    # eos (Llama 3's <|eot_id|>), and generation_config.json, which lists the rest, is lost.
-    for marker in END_OF_TEXT_TOKENS:
-        add_stop(tokenizer.token_to_id(marker))
     return bos_id, stop_ids
 
 

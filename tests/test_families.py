@@ -96,6 +96,10 @@ def test_gguf_matches_peft(family: FamilyFixture) -> None:
     manifest = export(gguf, family, out)
     assert_parity(family.base_dir, family.adapter, out / "tuned.pte", out / "foundation.ptd")
     assert manifest.shape.get("family", "llama") == family.family.model_type
+    # One eos id in the GGUF; the family's other end tokens still stop it.
+    tokenizer = ChatFormat.from_files(out, manifest).tokenizer
+    stops = {tokenizer.id_to_token(i) for i in manifest.stop_ids}
+    assert set(family.family.stop_tokens) <= stops
 
 
 def test_gguf_reads_the_same_base_as_the_hf_folder(family: FamilyFixture) -> None:
