@@ -42,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
         "foundation weight file.",
     )
     parser.add_argument(
-        "--base", required=True, type=Path, help="Hugging Face Llama directory or a .gguf file"
+        "--base",
+        required=True,
+        type=Path,
+        help="a Hugging Face model folder or a .gguf file: Llama 2/3.x, Qwen2/2.5 or Qwen3",
     )
     parser.add_argument(
         "--adapter",
