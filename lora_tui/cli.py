@@ -1,4 +1,5 @@
-"""``lora-tui``: the comparison app, and ``lora-tui bench`` for headless measurements."""
+"""``lora-tui``: the comparison app, ``lora-tui bench`` for headless measurements and
+``lora-tui eval`` for scoring a prompt set."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ def app_parser() -> argparse.ArgumentParser:
         prog="lora-tui",
         description="Compare LoRA adapter programs that share one foundation weight file, "
         "side by side. With no arguments: the built-in demo ('lora-tui demo --help'). "
-        "Also: 'lora-tui bench --help'.",
+        "Also: 'lora-tui bench --help', 'lora-tui eval --help'.",
     )
     parser.add_argument("--weights", type=Path, required=True, help=WEIGHTS_HELP)
     parser.add_argument(
@@ -39,6 +40,29 @@ def bench_parser() -> argparse.ArgumentParser:
     from lora_tui.bench import DEFAULT_PROMPT
 
     parser.add_argument("--prompt", default=DEFAULT_PROMPT)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    _common(parser)
+    return parser
+
+
+def eval_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lora-tui eval",
+        description="Run every prompt of a prompt set on every program, greedy, and score the "
+        "answers by their keywords and regexes.",
+    )
+    parser.add_argument("--weights", required=True, help=WEIGHTS_HELP)
+    parser.add_argument("programs", nargs="+", metavar="PROGRAM.pte")
+    parser.add_argument(
+        "--prompts",
+        action="append",
+        required=True,
+        metavar="PROMPTS.jsonl",
+        help='JSON Lines: {"prompt": ..., "keywords": [...], "regex": ..., "group": ...} '
+        "(repeatable)",
+    )
+    parser.add_argument("--out", metavar="RESULTS.jsonl", help="append every answer here")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     _common(parser)
@@ -80,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         from lora_tui.bench import bench_main
 
         return bench_main(bench_parser().parse_args(argv[1:]))
+    if argv[:1] == ["eval"]:
+        from lora_tui.evaluate import eval_main
+
+        return eval_main(eval_parser().parse_args(argv[1:]))
     args = app_parser().parse_args(argv)
     from lora_tui.ui.app import run_app
 

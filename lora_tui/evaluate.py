@@ -1,0 +1,296 @@
+"""``lora-tui eval``: run a prompt set on every program and score each answer.
+
+A prompt file is JSON Lines, one prompt per line::
+
+    {"prompt": "Who won the 2025 Nobel Prize in Physics?", "keywords": ["Clarke", "Devoret"]}
+    {"prompt": "Name a backend.", "regex": "XNNPACK|Core ?ML|Vulkan", "group": "executorch"}
+
+``question`` is read as ``prompt`` (the demo's eval sets use it). An answer is right when it
+contains every keyword (case-insensitive) and matches the regex (searched, case-insensitive);
+a prompt with neither is run and saved but not scored. A prompt's group, for the totals, is
+its ``group`` field, else its file's name (its folder's, when files share a name). Each
+prompt runs greedy in a fresh conversation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lora_tui.artifact_format import sha256_file
+from lora_tui.engine.protocol import ReplyDone
+from lora_tui.engine.types import EngineError, GenerationSettings
+
+
+@dataclass(frozen=True)
+class PromptCase:
+    prompt: str
+    group: str
+    keywords: tuple[str, ...] = ()
+    regex: str | None = None
+
+    @property
+    def scored(self) -> bool:
+        return bool(self.keywords) or self.regex is not None
+
+    def is_right(self, answer: str) -> bool | None:
+        """None for a prompt with nothing to check."""
+        if not self.scored:
+            return None
+        lowered = answer.lower()
+        if not all(keyword.lower() in lowered for keyword in self.keywords):
+            return False
+        return self.regex is None or re.search(self.regex, answer, re.IGNORECASE) is not None
+
+
+@dataclass
+class EvalResult:
+    case: PromptCase
+    adapter: str
+    answer: str
+    right: bool | None
+    end: str
+    ttft_s: float | None
+    decode_tok_s: float | None
+    new_tokens: int
+
+
+@dataclass
+class EvalReport:
+    adapters: list[str]
+    results: list[EvalResult] = field(default_factory=list)
+
+    def score(self, group: str, adapter: str) -> tuple[int, int]:
+        """(right, scored) for one adapter on one group."""
+        marks = [
+            r.right
+            for r in self.results
+            if r.adapter == adapter and r.case.group == group and r.right is not None
+        ]
+        return sum(marks), len(marks)
+
+    @property
+    def groups(self) -> list[str]:
+        return list(dict.fromkeys(r.case.group for r in self.results))
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "adapters": self.adapters,
+            "scores": {
+                group: {
+                    adapter: dict(zip(("right", "scored"), self.score(group, adapter), strict=True))
+                    for adapter in self.adapters
+                }
+                for group in self.groups
+            },
+            "results": [_result_json(r) for r in self.results],
+        }
+
+
+def _result_json(result: EvalResult) -> dict[str, Any]:
+    return {
+        "prompt": result.case.prompt,
+        "group": result.case.group,
+        "adapter": result.adapter,
+        "answer": result.answer,
+        "right": result.right,
+        "end": result.end,
+        "ttft_s": result.ttft_s,
+        "decode_tok_s": result.decode_tok_s,
+        "new_tokens": result.new_tokens,
+    }
+
+
+def load_prompts(paths: list[Path]) -> list[PromptCase]:
+    """Every prompt of every file, in order; a bad line is one error naming file and line."""
+    stems = [p.stem for p in paths]
+    cases: list[PromptCase] = []
+    for path in paths:
+        # Files with the same name (nobel/eval.jsonl, executorch/eval.jsonl) keep apart.
+        default_group = path.stem if stems.count(path.stem) == 1 else path.parent.name
+        for number, line in enumerate(_read_lines(path), start=1):
+            if line.strip():
+                cases.append(_case(line, default_group, f"{path}:{number}"))
+    if not cases:
+        raise EngineError(f"{', '.join(map(str, paths))}: no prompts")
+    return cases
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise EngineError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise EngineError(f"{path}: cannot be read ({err})") from None
+
+
+def _case(line: str, default_group: str, where: str) -> PromptCase:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise EngineError(f"{where}: not a JSON object ({err.msg})") from None
+    if not isinstance(row, dict):
+        raise EngineError(f"{where}: not a JSON object")
+    prompt = row.get("prompt", row.get("question"))
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise EngineError(f"{where}: needs a 'prompt' string")
+    keywords = row.get("keywords", [])
+    if isinstance(keywords, str):
+        keywords = [keywords]
+    if not isinstance(keywords, list) or not all(isinstance(k, str) for k in keywords):
+        raise EngineError(f"{where}: 'keywords' must be a list of strings")
+    regex = row.get("regex")
+    if regex is not None:
+        try:
+            re.compile(regex)
+        except (re.error, TypeError) as err:
+            raise EngineError(f"{where}: 'regex' does not compile ({err})") from None
+    group = row.get("group", default_group)
+    return PromptCase(prompt, str(group), tuple(keywords), regex)
+
+
+class ResultsFile:
+    """Appends one JSON line per result. Each line goes out in one write and is synced, so a
+    run that dies loses at most the answer it was writing."""
+
+    def __init__(self, path: Path, settings: GenerationSettings) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.settings = asdict(settings)
+        self.hashes: dict[str, str] = {}
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def write(self, result: EvalResult, program: Path) -> None:
+        key = str(program)
+        if key not in self.hashes:
+            self.hashes[key] = sha256_file(program)
+        record = {
+            **_result_json(result),
+            "program": key,
+            "program_sha256": self.hashes[key],
+            "settings": self.settings,
+            "vote": None,
+        }
+        os.write(self._fd, (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def run_eval(
+    host: Any,
+    programs: dict[str, Path],
+    cases: list[PromptCase],
+    settings: GenerationSettings,
+    on_result: Callable[[EvalResult], None] = lambda _: None,
+) -> EvalReport:
+    """Every prompt on every loaded program (``host`` is a ``ModelHost``), in order."""
+    report = EvalReport(list(programs))
+    for case in cases:
+        for adapter in programs:
+            result = _answer(host, adapter, case, settings)
+            report.results.append(result)
+            on_result(result)
+    return report
+
+
+def _answer(host: Any, adapter: str, case: PromptCase, settings: GenerationSettings) -> EvalResult:
+    host.clear([adapter])  # a fresh conversation per prompt
+    done = _last_done(host.generate(adapter, case.prompt, settings))
+    stats = done.stats
+    return EvalResult(
+        case,
+        adapter,
+        done.text,
+        case.is_right(done.text) if done.error is None else False,
+        str(done.end),
+        round(stats.ttft_s, 3) if stats else None,
+        round(stats.decode_tok_s, 2) if stats else None,
+        stats.new_tokens if stats else 0,
+    )
+
+
+def _last_done(events: Iterator[object]) -> ReplyDone:
+    done = [e for e in events if isinstance(e, ReplyDone)]
+    if not done:
+        raise EngineError("the engine ended a reply without saying so")
+    return done[-1]
+
+
+def eval_main(args: Any) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.table import Table
+
+    from exporter.native_output import native_output_to, terminal_stream
+    from lora_tui.engine.host import ModelHost
+
+    console = Console(file=terminal_stream(1), highlight=False)
+    errors = Console(file=terminal_stream(2), highlight=False)
+    settings = GenerationSettings(temperature=0.0, max_new_tokens=args.max_new_tokens)
+    results_file: ResultsFile | None = None
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=errors,
+        transient=True,
+    )
+    try:
+        cases = load_prompts([Path(p) for p in args.prompts])
+        with native_output_to(Path(args.log) if args.log else Path("/dev/null")):
+            host = ModelHost(
+                Path(args.weights),
+                Path(args.tokenizer) if args.tokenizer else None,
+                share=not args.no_share,
+            )
+            programs: dict[str, Path] = {}
+            for program in map(Path, args.programs):
+                programs[host.load(program).name] = program
+            host.end_checks()  # the pre-flight child is not needed any more
+            if args.out:
+                results_file = ResultsFile(Path(args.out), settings)
+            with progress:
+                task = progress.add_task("answering", total=len(cases) * len(programs))
+
+                def saved(result: EvalResult) -> None:
+                    if results_file is not None:
+                        results_file.write(result, programs[result.adapter])
+                    progress.advance(task)
+
+                report = run_eval(host, programs, cases, settings, saved)
+    except EngineError as err:
+        errors.print(f"[red]lora-tui eval: error:[/] {err}", soft_wrap=True)
+        return 1
+    finally:
+        if results_file is not None:
+            results_file.close()
+    if args.json:
+        console.print_json(json.dumps(report.as_json(), ensure_ascii=False))
+        return 0
+    answers = Table(title="Each prompt (✓ right, ✗ wrong, · not scored)", title_justify="left")
+    answers.add_column("group")
+    answers.add_column("prompt")
+    for adapter in report.adapters:
+        answers.add_column(adapter, justify="center")
+    marks = {True: "[green]✓[/]", False: "[red]✗[/]", None: "·"}
+    for index in range(0, len(report.results), len(report.adapters)):
+        row = report.results[index : index + len(report.adapters)]
+        answers.add_row(row[0].case.group, row[0].case.prompt, *(marks[r.right] for r in row))
+    console.print(answers)
+    totals = Table(title="Answered right", title_justify="left")
+    totals.add_column("group")
+    for adapter in report.adapters:
+        totals.add_column(adapter, justify="right")
+    for group in report.groups:
+        cells = ["{}/{}".format(*report.score(group, adapter)) for adapter in report.adapters]
+        totals.add_row(group, *cells)
+    console.print(totals)
+    return 0
