@@ -210,6 +210,16 @@ async def test_failed_adapter_shows_its_error_and_others_work(tmp_path: Path) ->
         assert ("send", ("nobel",), "Who won?") in engine(app).calls
 
 
+def test_every_binding_says_what_it_does() -> None:
+    """The help screen is built from the bindings: one without a text would be missing."""
+    from lora_tui.ui.screens.help import help_rows
+
+    for binding in LoraTuiApp.BINDINGS:
+        assert binding.tooltip or binding.group, binding.key
+    keys = " ".join(keys for keys, _ in help_rows(LoraTuiApp.BINDINGS))
+    assert "Alt+1…9 / 1…9" in keys and "F1 / ?" in keys
+
+
 async def test_help_lists_every_binding(tmp_path: Path) -> None:
     app = make_app(["nobel"], tmp_path)
     async with app.run_test(size=SIZE) as pilot:

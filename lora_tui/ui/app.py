@@ -47,19 +47,13 @@ STREAM_INTERVAL_S = 0.1
 MAX_RESTARTS_PER_MINUTE = 3
 QUIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
-HELP_ROWS = [
+# Keys that are not the app's own bindings, for the help screen: the prompt's Enter and the
+# palette's key, which Textual binds.
+UNBOUND_KEYS = [
     ("Enter", "send the prompt (to every adapter, or the selected one)"),
-    ("Tab / Shift+Tab", "select the next / previous adapter"),
-    ("Alt+1…9, 1…9", "select adapter N (digits when the prompt is not focused)"),
-    ("F2", "maximize or restore the selected pane"),
-    ("Ctrl+B", "toggle: send to all adapters / to the selected one"),
-    ("Esc", "cancel the replies in progress (what arrived is kept)"),
-    ("Ctrl+L", "clear every conversation"),
-    ("Ctrl+S", "save the transcript as Markdown"),
     ("Ctrl+P", "command palette: load, unload, settings (thinking too), copy, save"),
-    ("F1 / ?", "this help"),
-    ("Ctrl+Q", "quit"),
 ]
+SELECT_ADAPTER = Binding.Group("select adapter N (digits when the prompt is not focused)")
 
 
 class LoraTuiApp(App[int]):
@@ -67,19 +61,59 @@ class LoraTuiApp(App[int]):
     TITLE = "lora-tui"
     # Below 80 columns the memory panel gives its width to the conversations (app.tcss).
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (80, "-wide")]
+    # The tooltip is the help screen's text (screens/help.py builds it from these bindings).
     BINDINGS = [
-        Binding("f1", "help", "Help", priority=True),
-        Binding("question_mark", "help", "Help", show=False),
-        Binding("tab", "select_step(1)", "Next", priority=True),
-        Binding("shift+tab", "select_step(-1)", "Previous", show=False, priority=True),
-        Binding("f2", "maximize", "Maximize", priority=True),
-        Binding("ctrl+b", "toggle_broadcast", "All/one", priority=True),
-        Binding("escape", "cancel", "Cancel"),
-        Binding("ctrl+l", "clear", "Clear", priority=True),
-        Binding("ctrl+s", "save_transcript", "Save", priority=True),
-        Binding("ctrl+q", "quit", "Quit", priority=True),
-        *[Binding(f"alt+{n}", f"select({n})", show=False, priority=True) for n in range(1, 10)],
-        *[Binding(str(n), f"select({n})", show=False) for n in range(1, 10)],
+        Binding("f1", "help", "Help", priority=True, tooltip="this help"),
+        Binding("question_mark", "help", "Help", show=False, tooltip="this help"),
+        Binding(
+            "tab",
+            "select_step(1)",
+            "Next",
+            priority=True,
+            tooltip="select the next / previous adapter",
+        ),
+        Binding(
+            "shift+tab",
+            "select_step(-1)",
+            "Previous",
+            show=False,
+            priority=True,
+            tooltip="select the next / previous adapter",
+        ),
+        Binding(
+            "f2",
+            "maximize",
+            "Maximize",
+            priority=True,
+            tooltip="maximize or restore the selected pane",
+        ),
+        Binding(
+            "ctrl+b",
+            "toggle_broadcast",
+            "All/one",
+            priority=True,
+            tooltip="toggle: send to all adapters / to the selected one",
+        ),
+        Binding(
+            "escape",
+            "cancel",
+            "Cancel",
+            tooltip="cancel the replies in progress (what arrived is kept)",
+        ),
+        Binding("ctrl+l", "clear", "Clear", priority=True, tooltip="clear every conversation"),
+        Binding(
+            "ctrl+s",
+            "save_transcript",
+            "Save",
+            priority=True,
+            tooltip="save the transcript as Markdown",
+        ),
+        Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="quit"),
+        *[
+            Binding(f"alt+{n}", f"select({n})", show=False, priority=True, group=SELECT_ADAPTER)
+            for n in range(1, 10)
+        ],
+        *[Binding(str(n), f"select({n})", show=False, group=SELECT_ADAPTER) for n in range(1, 10)],
     ]
 
     # `var`, not `reactive`: a reactive on the App repaints the whole screen when it changes,
@@ -324,7 +358,7 @@ class LoraTuiApp(App[int]):
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen(HELP_ROWS))
+            self.push_screen(HelpScreen(self.BINDINGS, UNBOUND_KEYS))
 
     def action_select(self, number: int) -> None:
         if 1 <= number <= len(self.panes):

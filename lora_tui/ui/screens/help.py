@@ -1,21 +1,68 @@
-"""F1: every key binding (the app passes its rows; a test checks them against the keys)."""
+"""F1: every key, built from the app's real bindings (their tooltips say what they do)."""
 
 from __future__ import annotations
+
+import re
+from collections.abc import Iterable
 
 from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.keys import key_to_character
 from textual.screen import ModalScreen
 from textual.widgets import Static
+
+KEY_NAMES = {"escape": "Esc", "enter": "Enter", "tab": "Tab"}
+
+
+def key_label(key: str) -> str:
+    """'ctrl+b' -> 'Ctrl+B', 'question_mark' -> '?', 'escape' -> 'Esc'."""
+    *modifiers, name = key.split("+")
+    character = key_to_character(name)
+    shown = KEY_NAMES.get(name) or (
+        character.upper() if character and character.isalnum() else character or name.title()
+    )
+    return "+".join([*(m.title() for m in modifiers), shown])
+
+
+def _compact(labels: list[str]) -> str:
+    """'Alt+1 … Alt+9, 1 … 9' as 'Alt+1…9 / 1…9': runs of one prefix and a digit."""
+    runs: dict[str, list[str]] = {}
+    for label in labels:
+        prefix, digit = re.fullmatch(r"(.*?)(\d?)", label).groups()  # type: ignore[union-attr]
+        runs.setdefault(prefix, []).append(digit)
+    parts = []
+    for prefix, digits in runs.items():
+        if len(digits) > 2 and all(digits):
+            parts.append(f"{prefix}{digits[0]}…{digits[-1]}")
+        else:
+            parts.append(" / ".join(prefix + d for d in digits))
+    return " / ".join(parts)
+
+
+def help_rows(
+    bindings: Iterable[Binding], unbound: Iterable[tuple[str, str]] = ()
+) -> list[tuple[str, str]]:
+    """(keys, what they do) rows: bindings with the same text, or in one group, share a row."""
+    rows: dict[str, list[str]] = {}
+    for binding in bindings:
+        text = binding.group.description if binding.group else binding.tooltip
+        if text:
+            keys = [key_label(key.strip()) for key in binding.key.split(",")]
+            rows.setdefault(text, []).extend(keys)
+    listed = [(_compact(keys), text) for text, keys in rows.items()]
+    return [*unbound, *listed]
 
 
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,f1,question_mark,q", "dismiss", "Close")]
 
-    def __init__(self, bindings: list[tuple[str, str]]) -> None:
+    def __init__(
+        self, bindings: Iterable[Binding], unbound: Iterable[tuple[str, str]] = ()
+    ) -> None:
         super().__init__()
-        self.rows = bindings
+        self.rows = help_rows(bindings, unbound)
 
     def compose(self) -> ComposeResult:
         table = Table(box=None, padding=(0, 2), show_header=False)
