@@ -163,9 +163,14 @@ async def test_unload_frees_the_pane(tmp_path: Path) -> None:
     app = make_app(["nobel", "executorch"], tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        commands = [c.title for c in app.get_system_commands(app.screen)]
+        commands = system_command_titles(app)
         assert "Unload nobel" in commands and "Save transcript" in commands
-        await app.unload("nobel")
+        # Through the palette, as a person does it: Ctrl+P, type, Enter.
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"unload nob")
+        await pilot.pause(0.5)  # the palette searches in the background
+        await pilot.press("enter")
         await pilot.pause()
         assert ("unload", "nobel") in engine(app).calls
         assert list(app.panes) == ["executorch"]
@@ -343,7 +348,9 @@ def test_think_splitter_finds_tags_split_across_pieces() -> None:
 
 
 def system_command_titles(app: LoraTuiApp) -> list[str]:
-    return [command.title for command in app.get_system_commands(app.screen)]
+    from lora_tui.ui.commands import app_commands
+
+    return [command.title for command in app_commands(app)]
 
 
 async def test_thinking_is_off_until_toggled_and_then_folded(tmp_path: Path) -> None:

@@ -7,15 +7,13 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
 from textual import on, work
-from textual.app import App, SystemCommand
+from textual.app import App
 from textual.binding import Binding
 from textual.reactive import var
-from textual.screen import Screen
 from textual.widgets import Input
 
 from lora_tui.engine.protocol import (
@@ -31,6 +29,7 @@ from lora_tui.engine.protocol import (
     ReplyDone,
 )
 from lora_tui.engine.types import GenerationSettings
+from lora_tui.ui.commands import LoraTuiCommands
 from lora_tui.ui.messages import EngineEventArrived, MemorySampled, PiecesReady
 from lora_tui.ui.screens.ask import AskScreen
 from lora_tui.ui.screens.help import HelpScreen
@@ -59,6 +58,7 @@ SELECT_ADAPTER = Binding.Group("select adapter N (digits when the prompt is not 
 class LoraTuiApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "lora-tui"
+    COMMANDS = App.COMMANDS | {LoraTuiCommands}
     # Below 80 columns the memory panel gives its width to the conversations (app.tcss).
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (80, "-wide")]
     # The tooltip is the help screen's text (screens/help.py builds it from these bindings).
@@ -492,56 +492,14 @@ class LoraTuiApp(App[int]):
         self.notify(
             f"temperature {self.settings.temperature}, "
             f"max new tokens {self.settings.max_new_tokens}"
-            + (f", thinking {thinking}" if self._can_think() else ""),
+            + (f", thinking {thinking}" if self.can_think() else ""),
             title="settings",
         )
 
-    def _can_think(self) -> bool:
+    def can_think(self) -> bool:
         return any(p.info is not None and p.info.can_think for p in self.panes.values())
 
-    # --- command palette ----------------------------------------------------------------------
-
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        yield SystemCommand(
-            "Load adapter program", "Add a .pte over the same foundation", self.action_load_program
-        )
-        for name in list(self.panes):
-            yield SystemCommand(
-                f"Unload {name}",
-                f"Free {name}'s memory",
-                lambda name=name: self.run_worker(self.unload(name)),
-            )
-        yield SystemCommand("Clear conversations", "Forget every conversation", self.action_clear)
-        yield SystemCommand(
-            "Save transcript", "Write all conversations as Markdown", self.action_save_transcript
-        )
-        yield SystemCommand(
-            "Toggle broadcast",
-            "Send to all adapters or the selected one",
-            self.action_toggle_broadcast,
-        )
-        yield SystemCommand("Set temperature", "0 is greedy", self.action_set_temperature)
-        yield SystemCommand(
-            "Set max new tokens", "Longest reply, in tokens", self.action_set_max_tokens
-        )
-        yield SystemCommand(
-            "Copy last reply", "The selected adapter's last reply", self.action_copy_last_reply
-        )
-        if self._can_think():
-            state = "on" if self.settings.thinking else "off"
-            yield SystemCommand(
-                f"Toggle thinking (now {state})",
-                "Let a model with a thinking switch (Qwen3) think before it answers",
-                self.action_toggle_thinking,
-            )
-        for name, prompts in self.suggestions.items():
-            for prompt in prompts:
-                yield SystemCommand(
-                    f"Ask: {prompt}",
-                    f"A question the {name} adapter was trained for",
-                    lambda prompt=prompt: self.suggest(prompt),
-                )
+    # --- command palette (ui/commands.py) ------------------------------------------------------
 
     def suggest(self, prompt: str) -> None:
         """Put a suggested prompt in the input, ready to edit or send."""
