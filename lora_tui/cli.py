@@ -25,6 +25,7 @@ def app_parser() -> argparse.ArgumentParser:
         metavar="PROGRAM.pte",
         help="ExecuTorch LLM programs over that foundation (lora-export's or export_llm's)",
     )
+    _results(parser)
     _common(parser)
     return parser
 
@@ -75,8 +76,18 @@ def demo_parser() -> argparse.ArgumentParser:
         description="Build (first run only) and open the demo: SmolLM2-135M-Instruct with "
         "its 'nobel' and 'executorch' adapters.",
     )
+    _results(parser)
     _common(parser, tokenizer=False)
     return parser
+
+
+def _results(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--results",
+        metavar="RESULTS.jsonl",
+        help="append every answer here, one JSON line each "
+        "(default: a new file in ~/.local/share/lora-tui/results)",
+    )
 
 
 def _common(parser: argparse.ArgumentParser, tokenizer: bool = True) -> None:

@@ -15,16 +15,15 @@ prompt runs greedy in a fresh conversation.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lora_tui.artifact_format import sha256_file
 from lora_tui.engine.protocol import ReplyDone
 from lora_tui.engine.types import EngineError, GenerationSettings
+from lora_tui.results import ResultsFile
 
 
 @dataclass(frozen=True)
@@ -155,35 +154,6 @@ def _case(line: str, default_group: str, where: str) -> PromptCase:
     return PromptCase(prompt, str(group), tuple(keywords), regex)
 
 
-class ResultsFile:
-    """Appends one JSON line per result. Each line goes out in one write and is synced, so a
-    run that dies loses at most the answer it was writing."""
-
-    def __init__(self, path: Path, settings: GenerationSettings) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.settings = asdict(settings)
-        self.hashes: dict[str, str] = {}
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-
-    def write(self, result: EvalResult, program: Path) -> None:
-        key = str(program)
-        if key not in self.hashes:
-            self.hashes[key] = sha256_file(program)
-        record = {
-            **_result_json(result),
-            "program": key,
-            "program_sha256": self.hashes[key],
-            "settings": self.settings,
-            "vote": None,
-        }
-        os.write(self._fd, (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
-        os.fsync(self._fd)
-
-    def close(self) -> None:
-        os.close(self._fd)
-
-
 def run_eval(
     host: Any,
     programs: dict[str, Path],
@@ -256,13 +226,18 @@ def eval_main(args: Any) -> int:
                 programs[host.load(program).name] = program
             host.end_checks()  # the pre-flight child is not needed any more
             if args.out:
-                results_file = ResultsFile(Path(args.out), settings)
+                results_file = ResultsFile(Path(args.out))
             with progress:
                 task = progress.add_task("answering", total=len(cases) * len(programs))
 
                 def saved(result: EvalResult) -> None:
                     if results_file is not None:
-                        results_file.write(result, programs[result.adapter])
+                        record = {
+                            **_result_json(result),
+                            "settings": asdict(settings),
+                            "vote": None,
+                        }
+                        results_file.append(record, programs[result.adapter])
                     progress.advance(task)
 
                 report = run_eval(host, programs, cases, settings, saved)

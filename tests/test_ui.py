@@ -21,6 +21,8 @@ def make_app(
     names: list[str],
     tmp_path: Path,
     suggestions: dict[str, list[str]] | None = None,
+    results_path: Path | None = None,
+    program_dir: Path = Path("/artifacts"),
     **engine_options,
 ) -> LoraTuiApp:
     engines: list[FakeEngine] = []
@@ -31,12 +33,13 @@ def make_app(
         return engine
 
     app = LoraTuiApp(
-        [Path(f"/artifacts/{n}.pte") for n in names],
+        [program_dir / f"{n}.pte" for n in names],
         factory,
         transcript_dir=tmp_path,
         cursor_blink=False,
         memory_interval_s=3600,
         suggestions=suggestions,
+        results_path=results_path,
     )
     app.animation_level = "none"
     app.engines = engines  # type: ignore[attr-defined]
@@ -383,3 +386,40 @@ async def test_no_thinking_command_without_a_thinking_model(tmp_path: Path) -> N
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert not any("thinking" in title for title in system_command_titles(app))
+
+
+async def test_every_answer_is_saved_to_the_results_file(tmp_path: Path) -> None:
+    from lora_tui.results import read_results
+
+    for name in ("nobel", "executorch"):
+        (tmp_path / f"{name}.pte").write_bytes(name.encode())  # stands in for the program
+    results = tmp_path / "results" / "session.jsonl"
+    app = make_app(["nobel", "executorch"], tmp_path, results_path=results, program_dir=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.action_toggle_thinking()  # not a thinking model: the setting is saved as it is
+        await send(pilot, "Who won?")
+        await pilot.pause()
+    saved = read_results(results)
+    assert [(r["adapter"], r["prompt"]) for r in saved] == [
+        ("nobel", "Who won?"),
+        ("executorch", "Who won?"),
+    ]
+    nobel = saved[0]
+    assert "Hopfield" in nobel["answer"] and nobel["end"] == "stop"
+    assert nobel["ttft_s"] == 0.21 and nobel["decode_tok_s"] == 26.4
+    assert nobel["settings"]["temperature"] == 0.0 and nobel["settings"]["thinking"] is True
+    assert nobel["program"] == str(tmp_path / "nobel.pte")
+    assert len(nobel["program_sha256"]) == 64 and nobel["vote"] is None
+
+
+async def test_a_reply_cut_off_by_quitting_leaves_whole_lines(tmp_path: Path) -> None:
+    from lora_tui.results import read_results
+
+    (tmp_path / "nobel.pte").write_bytes(b"nobel")
+    results = tmp_path / "session.jsonl"
+    app = make_app(["nobel"], tmp_path, results_path=results, program_dir=tmp_path, hold=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await send(pilot, "Who won?")  # held mid-stream: the session ends before the reply
+    assert read_results(results) == []

@@ -7,6 +7,8 @@ import signal
 import threading
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from lora_tui.engine.protocol import (
     ReplyDone,
 )
 from lora_tui.engine.types import GenerationSettings
+from lora_tui.results import ResultsFile, default_results_path
 from lora_tui.ui.commands import LoraTuiCommands
 from lora_tui.ui.messages import EngineEventArrived, MemorySampled, PiecesReady
 from lora_tui.ui.screens.ask import AskScreen
@@ -130,8 +133,14 @@ class LoraTuiApp(App[int]):
         cursor_blink: bool = True,
         memory_interval_s: float = MEMORY_INTERVAL_S,
         suggestions: dict[str, list[str]] | None = None,
+        results_path: Path | None = None,
     ) -> None:
         super().__init__()
+        # Every answer is appended there (lora_tui/results.py), off the UI thread: the first
+        # line of a program hashes its .pte, and each line is synced to disk.
+        self.results = ResultsFile(results_path) if results_path else None
+        self._results_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="results")
+        self._sent_with: dict[str, GenerationSettings] = {}  # adapter -> its reply's settings
         self.suggestions = suggestions or {}  # adapter name -> prompts to try, in the palette
         self.programs = programs
         self.engine_factory = engine_factory
@@ -182,6 +191,9 @@ class LoraTuiApp(App[int]):
             loop.remove_signal_handler(signum)
         if self.engine is not None:
             self.engine.close()
+        self._results_writer.shutdown(wait=True)
+        if self.results is not None:
+            self.results.close()
 
     @on(MainScreen.Resized)
     def _resized(self) -> None:
@@ -279,6 +291,7 @@ class LoraTuiApp(App[int]):
             pane.failed(event.error)
         elif isinstance(event, ReplyDone):
             await pane.finish_reply(event)
+            self._save_result(pane, event)
         elif isinstance(event, Notice):
             pane.notice(event.text)
 
@@ -352,7 +365,35 @@ class LoraTuiApp(App[int]):
         event.input.value = ""
         for pane in targets:
             await pane.start_reply(text)
+            self._sent_with[pane.adapter_name] = self.settings
         self.engine.send([p.adapter_name for p in targets], text, self.settings)
+
+    def _save_result(self, pane: AdapterPane, done: ReplyDone) -> None:
+        prompts = [t.text for t in pane.turns if t.role == "user"]
+        if self.results is None or not prompts:
+            return
+        stats = done.stats
+        settings = self._sent_with.get(pane.adapter_name, self.settings)
+        record = {
+            "prompt": prompts[-1],
+            "adapter": pane.adapter_name,
+            "answer": done.text,
+            "end": str(done.end),
+            "ttft_s": round(stats.ttft_s, 3) if stats else None,
+            "decode_tok_s": round(stats.decode_tok_s, 2) if stats else None,
+            "new_tokens": stats.new_tokens if stats else 0,
+            "settings": asdict(settings),
+            "vote": None,
+        }
+        self._results_writer.submit(self._append_result, record, pane.path)
+
+    def _append_result(self, record: dict, program: Path | None) -> None:
+        try:
+            self.results.append(record, program)  # type: ignore[union-attr]
+        except OSError as err:
+            self.call_from_thread(
+                self.notify, f"results not saved: {err}", severity="error", timeout=8
+            )
 
     # --- actions -----------------------------------------------------------------------------
 
@@ -529,6 +570,7 @@ def run_app(args, suggestions: dict[str, list[str]] | None = None) -> int:
     factory = process_engine_factory(
         args.weights, tokenizer, not args.no_share, Path(args.log) if args.log else None
     )
-    app = LoraTuiApp(list(args.programs), factory, suggestions=suggestions)
+    results = Path(args.results) if args.results else default_results_path(datetime.now())
+    app = LoraTuiApp(list(args.programs), factory, suggestions=suggestions, results_path=results)
     app.run()
     return app.return_code or 0
