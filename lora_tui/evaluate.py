@@ -17,13 +17,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lora_tui.engine.protocol import ReplyDone
 from lora_tui.engine.types import EngineError, GenerationSettings
-from lora_tui.results import ResultsFile
+from lora_tui.results import ResultsFile, reply_record
 
 
 @dataclass(frozen=True)
@@ -51,12 +51,14 @@ class PromptCase:
 class EvalResult:
     case: PromptCase
     adapter: str
-    answer: str
+    done: ReplyDone
     right: bool | None
-    end: str
-    ttft_s: float | None
-    decode_tok_s: float | None
-    new_tokens: int
+    settings: GenerationSettings
+
+    def record(self) -> dict[str, Any]:
+        """Its line in a results file, the format the app writes too."""
+        record = reply_record(self.case.prompt, self.adapter, self.done, self.settings)
+        return {**record, "group": self.case.group, "right": self.right}
 
 
 @dataclass
@@ -87,22 +89,8 @@ class EvalReport:
                 }
                 for group in self.groups
             },
-            "results": [_result_json(r) for r in self.results],
+            "results": [r.record() for r in self.results],
         }
-
-
-def _result_json(result: EvalResult) -> dict[str, Any]:
-    return {
-        "prompt": result.case.prompt,
-        "group": result.case.group,
-        "adapter": result.adapter,
-        "answer": result.answer,
-        "right": result.right,
-        "end": result.end,
-        "ttft_s": result.ttft_s,
-        "decode_tok_s": result.decode_tok_s,
-        "new_tokens": result.new_tokens,
-    }
 
 
 def load_prompts(paths: list[Path]) -> list[PromptCase]:
@@ -174,17 +162,8 @@ def run_eval(
 def _answer(host: Any, adapter: str, case: PromptCase, settings: GenerationSettings) -> EvalResult:
     host.clear([adapter])  # a fresh conversation per prompt
     done = _last_done(host.generate(adapter, case.prompt, settings))
-    stats = done.stats
-    return EvalResult(
-        case,
-        adapter,
-        done.text,
-        case.is_right(done.text) if done.error is None else False,
-        str(done.end),
-        round(stats.ttft_s, 3) if stats else None,
-        round(stats.decode_tok_s, 2) if stats else None,
-        stats.new_tokens if stats else 0,
-    )
+    right = case.is_right(done.text) if done.error is None else False
+    return EvalResult(case, adapter, done, right, settings)
 
 
 def _last_done(events: Iterator[object]) -> ReplyDone:
@@ -232,12 +211,7 @@ def eval_main(args: Any) -> int:
 
                 def saved(result: EvalResult) -> None:
                     if results_file is not None:
-                        record = {
-                            **_result_json(result),
-                            "settings": asdict(settings),
-                            "vote": None,
-                        }
-                        results_file.append(record, programs[result.adapter])
+                        results_file.append(result.record(), programs[result.adapter])
                     progress.advance(task)
 
                 report = run_eval(host, programs, cases, settings, saved)

@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 import os
 import threading
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from lora_tui.artifact_format import sha256_file
+from lora_tui.engine.protocol import ReplyDone
+from lora_tui.engine.types import GenerationSettings
 
 
 def default_results_path(now: datetime) -> Path:
@@ -19,6 +22,24 @@ def default_results_path(now: datetime) -> Path:
     from platformdirs import user_data_path
 
     return user_data_path("lora-tui") / "results" / f"results-{now:%Y%m%d-%H%M%S}.jsonl"
+
+
+def reply_record(
+    prompt: str, adapter: str, done: ReplyDone, settings: GenerationSettings
+) -> dict[str, Any]:
+    """One answer as a results line: the prompt, the reply, its speed and its settings."""
+    stats = done.stats
+    return {
+        "prompt": prompt,
+        "adapter": adapter,
+        "answer": done.text,
+        "end": str(done.end),
+        "ttft_s": round(stats.ttft_s, 3) if stats else None,
+        "decode_tok_s": round(stats.decode_tok_s, 2) if stats else None,
+        "new_tokens": stats.new_tokens if stats else 0,
+        "settings": asdict(settings),
+        "vote": None,
+    }
 
 
 class ResultsFile:

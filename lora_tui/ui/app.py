@@ -8,7 +8,6 @@ import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from lora_tui.engine.protocol import (
     ReplyDone,
 )
 from lora_tui.engine.types import GenerationSettings
-from lora_tui.results import ResultsFile, default_results_path
+from lora_tui.results import ResultsFile, default_results_path, reply_record
 from lora_tui.ui.commands import LoraTuiCommands
 from lora_tui.ui.messages import EngineEventArrived, MemorySampled, PiecesReady
 from lora_tui.ui.screens.ask import AskScreen
@@ -372,19 +371,8 @@ class LoraTuiApp(App[int]):
         prompts = [t.text for t in pane.turns if t.role == "user"]
         if self.results is None or not prompts:
             return
-        stats = done.stats
         settings = self._sent_with.get(pane.adapter_name, self.settings)
-        record = {
-            "prompt": prompts[-1],
-            "adapter": pane.adapter_name,
-            "answer": done.text,
-            "end": str(done.end),
-            "ttft_s": round(stats.ttft_s, 3) if stats else None,
-            "decode_tok_s": round(stats.decode_tok_s, 2) if stats else None,
-            "new_tokens": stats.new_tokens if stats else 0,
-            "settings": asdict(settings),
-            "vote": None,
-        }
+        record = reply_record(prompts[-1], pane.adapter_name, done, settings)
         self._results_writer.submit(self._append_result, record, pane.path)
 
     def _append_result(self, record: dict, program: Path | None) -> None:
