@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.table import Table
 
 from exporter.native_output import native_output_to, terminal_stream
-from lora_tui.engine.protocol import ReplyDone
 from lora_tui.engine.types import AdapterInfo, EngineError, GenerationSettings, ReplyStats
 
 DEFAULT_PROMPT = "Explain in two sentences what a LoRA adapter is."
@@ -92,8 +91,7 @@ def run_bench(
         name, _ = host.foundation.entry_for(program)
         copies = sum(1 for loaded in host.infos.values() if Path(loaded.path) == program)
         info = host.load(program, f"{name}#{copies + 1}" if copies else None)
-        done = [e for e in host.generate(info.name, prompt, settings) if isinstance(e, ReplyDone)]
-        rows.append(BenchRow(info, done[-1].stats))
+        rows.append(BenchRow(info, host.answer(info.name, prompt, settings).stats))
         host.clear([info.name])
     return host, rows
 

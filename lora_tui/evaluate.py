@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,16 +161,9 @@ def run_eval(
 
 def _answer(host: Any, adapter: str, case: PromptCase, settings: GenerationSettings) -> EvalResult:
     host.clear([adapter])  # a fresh conversation per prompt
-    done = _last_done(host.generate(adapter, case.prompt, settings))
+    done = host.answer(adapter, case.prompt, settings)
     right = case.is_right(done.text) if done.error is None else False
     return EvalResult(case, adapter, done, right, settings)
-
-
-def _last_done(events: Iterator[object]) -> ReplyDone:
-    done = [e for e in events if isinstance(e, ReplyDone)]
-    if not done:
-        raise EngineError("the engine ended a reply without saying so")
-    return done[-1]
 
 
 def eval_main(args: Any) -> int:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -46,23 +45,21 @@ class ResultsFile:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._hashes: dict[Path, str] = {}
-        self._lock = threading.Lock()  # the app appends from a writer thread
+        self._hashes: dict[Path, str] = {}  # appended from one thread at a time
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
     def append(self, record: dict[str, Any], program: Path | None) -> None:
         """Add the program's path and SHA-256 (hashed once per program) and the time."""
-        with self._lock:
-            if program is not None and program not in self._hashes:
-                self._hashes[program] = sha256_file(program)
-            line = {
-                **record,
-                "program": str(program) if program else None,
-                "program_sha256": self._hashes.get(program) if program else None,
-                "time": datetime.now().isoformat(timespec="seconds"),
-            }
-            os.write(self._fd, (json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8"))
-            os.fsync(self._fd)
+        if program is not None and program not in self._hashes:
+            self._hashes[program] = sha256_file(program)
+        line = {
+            **record,
+            "program": str(program) if program else None,
+            "program_sha256": self._hashes.get(program) if program else None,
+            "time": datetime.now().isoformat(timespec="seconds"),
+        }
+        os.write(self._fd, (json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8"))
+        os.fsync(self._fd)
 
     def close(self) -> None:
         os.close(self._fd)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lora_tui.engine import GenerationSettings, ModelHost, ReplyDone
+from lora_tui.engine import GenerationSettings, ModelHost
 from lora_tui.engine.types import Message
 from tests.conftest import TinyArtifacts
 from tests.real_app import real_app, wait_for
@@ -70,7 +70,7 @@ def test_text_llm_runner_runs_every_program_like_lora_tui(
     settings = GenerationSettings(temperature=0.0, max_new_tokens=NEW_TOKENS)
     for text in PROMPTS:
         prompt = host.foundation.chat.render([Message("user", text)])
-        done = [e for e in host.generate(name, text, settings) if isinstance(e, ReplyDone)][-1]
+        done = host.answer(name, text, settings)
         host.clear()
         runner_text, stats = run_text_llm_runner(
             tiny_artifacts.program(name),
@@ -90,7 +90,7 @@ def test_text_llm_runner_runs_every_program_like_lora_tui(
 
 def greedy_text(host: ModelHost, name: str, text: str) -> str:
     settings = GenerationSettings(temperature=0.0, max_new_tokens=NEW_TOKENS)
-    done = [e for e in host.generate(name, text, settings) if isinstance(e, ReplyDone)][-1]
+    done = host.answer(name, text, settings)
     host.clear([name])
     assert done.stats and done.stats.new_tokens > 0, done.error
     return done.text

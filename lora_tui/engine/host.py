@@ -22,6 +22,7 @@ from lora_tui.artifact_format import (
 from lora_tui.engine.artifacts import Foundation, open_foundation
 from lora_tui.engine.memory import MIB, sample
 from lora_tui.engine.preflight import Preflight
+from lora_tui.engine.protocol import ReplyDone
 from lora_tui.engine.session import (
     AdapterSession,
     Event,
@@ -230,6 +231,10 @@ class ModelHost:
             yield from events
             if reply.done(events):
                 return
+
+    def answer(self, name: str, text: str, settings: GenerationSettings) -> ReplyDone:
+        """Run one adapter's reply to the end; how it ended, its text and its speed."""
+        return [e for e in self.generate(name, text, settings) if isinstance(e, ReplyDone)][-1]
 
 
 def _file_key(path: Path) -> tuple[Path, int, int]:
