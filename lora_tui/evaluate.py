@@ -8,8 +8,9 @@ A prompt file is JSON Lines, one prompt per line::
 ``question`` is read as ``prompt`` (the demo's eval sets use it). An answer is right when it
 contains every keyword (case-insensitive) and matches the regex (searched, case-insensitive);
 a prompt with neither is run and saved but not scored. A prompt's group, for the totals, is
-its ``group`` field, else its file's name (its folder's, when files share a name). Each
-prompt runs greedy in a fresh conversation.
+its ``group`` field, else its file's name (its folder's, when files share a name). Prompts
+that ask for one fact in different words may share a ``fact`` id, and are then also scored
+per fact. Each prompt runs greedy in a fresh conversation.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class PromptCase:
     group: str
     keywords: tuple[str, ...] = ()
     regex: str | None = None
+    fact: str | None = None
 
     @property
     def scored(self) -> bool:
@@ -58,7 +60,7 @@ class EvalResult:
     def record(self) -> dict[str, Any]:
         """Its line in a results file, the format the app writes too."""
         record = reply_record(self.case.prompt, self.adapter, self.done, self.settings)
-        return {**record, "group": self.case.group, "right": self.right}
+        return {**record, "group": self.case.group, "fact": self.case.fact, "right": self.right}
 
 
 @dataclass
@@ -66,18 +68,26 @@ class EvalReport:
     adapters: list[str]
     results: list[EvalResult] = field(default_factory=list)
 
-    def score(self, group: str, adapter: str) -> tuple[int, int]:
-        """(right, scored) for one adapter on one group."""
+    def score(self, group: str, adapter: str, fact: str | None = None) -> tuple[int, int]:
+        """(right, scored) for one adapter on one group, or on one fact of it."""
         marks = [
             r.right
             for r in self.results
-            if r.adapter == adapter and r.case.group == group and r.right is not None
+            if r.adapter == adapter
+            and r.case.group == group
+            and (fact is None or r.case.fact == fact)
+            and r.right is not None
         ]
         return sum(marks), len(marks)
 
     @property
     def groups(self) -> list[str]:
         return list(dict.fromkeys(r.case.group for r in self.results))
+
+    @property
+    def facts(self) -> list[tuple[str, str]]:
+        """(group, fact) of every fact id, in order."""
+        return list(dict.fromkeys((r.case.group, r.case.fact) for r in self.results if r.case.fact))
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -139,7 +149,10 @@ def _case(line: str, default_group: str, where: str) -> PromptCase:
         except (re.error, TypeError) as err:
             raise EngineError(f"{where}: 'regex' does not compile ({err})") from None
     group = row.get("group", default_group)
-    return PromptCase(prompt, str(group), tuple(keywords), regex)
+    fact = row.get("fact")
+    return PromptCase(
+        prompt, str(group), tuple(keywords), regex, None if fact is None else str(fact)
+    )
 
 
 def run_eval(
@@ -227,6 +240,16 @@ def eval_main(args: Any) -> int:
         row = report.results[index : index + len(report.adapters)]
         answers.add_row(row[0].case.group, row[0].case.prompt, *(marks[r.right] for r in row))
     console.print(answers)
+    if report.facts:
+        per_fact = Table(title="Per fact", title_justify="left")
+        per_fact.add_column("group")
+        per_fact.add_column("fact")
+        for adapter in report.adapters:
+            per_fact.add_column(adapter, justify="right")
+        for group, fact in report.facts:
+            cells = ["{}/{}".format(*report.score(group, a, fact)) for a in report.adapters]
+            per_fact.add_row(group, fact, *cells)
+        console.print(per_fact)
     totals = Table(title="Answered right", title_justify="left")
     totals.add_column("group")
     for adapter in report.adapters:

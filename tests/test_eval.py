@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from lora_tui.engine.types import EngineError
-from lora_tui.evaluate import PromptCase, load_prompts
+from lora_tui.engine.protocol import ReplyDone
+from lora_tui.engine.types import EngineError, GenerationSettings, ReplyEnd
+from lora_tui.evaluate import EvalReport, EvalResult, PromptCase, load_prompts
 from tests.conftest import TinyArtifacts
 from tests.test_engine import assert_one_line_error
 
@@ -50,6 +51,27 @@ def test_prompt_files_group_by_name_and_refuse_bad_lines(tmp_path: Path) -> None
     bad.write_text("not json\n")
     with pytest.raises(EngineError, match=r"bad.jsonl:1: not a JSON object"):
         load_prompts([bad])
+
+
+def test_prompts_asking_one_fact_are_scored_per_fact(tmp_path: Path) -> None:
+    rows = [
+        {"prompt": "Who won physics 2025?", "keywords": ["Clarke"], "fact": "physics-2025"},
+        {"prompt": "Physics laureates, 2025?", "keywords": ["Clarke"], "fact": "physics-2025"},
+        {"prompt": "Who won physics 2024?", "keywords": ["Hinton"], "fact": "physics-2024"},
+    ]
+    cases = load_prompts([write_prompts(tmp_path / "nobel.jsonl", rows)])
+    answers = ["John Clarke et al.", "Hopfield and Hinton", "Hopfield and Hinton"]
+    report = EvalReport(["nobel"])
+    for case, answer in zip(cases, answers, strict=True):
+        done = ReplyDone("nobel", answer, ReplyEnd.STOP, None)
+        report.results.append(
+            EvalResult(case, "nobel", done, case.is_right(answer), GenerationSettings())
+        )
+    assert report.facts == [("nobel", "physics-2025"), ("nobel", "physics-2024")]
+    assert report.score("nobel", "nobel", "physics-2025") == (1, 2)
+    assert report.score("nobel", "nobel", "physics-2024") == (1, 1)
+    assert report.score("nobel", "nobel") == (2, 3)
+    assert report.results[0].record()["fact"] == "physics-2025"
 
 
 def test_eval_scores_every_adapter_and_saves_every_answer(
