@@ -138,6 +138,32 @@ def test_message_longer_than_the_context_is_refused_not_crashed(host: ModelHost)
     assert after.end is not ReplyEnd.ERROR
 
 
+def drain(host: ModelHost) -> list[ReplyDone]:
+    done = []
+    while host.busy:
+        done += [e for e in host.step() if isinstance(e, ReplyDone)]
+    return done
+
+
+def test_regenerate_answers_the_last_prompt_again_and_a_fixed_seed_repeats(
+    host: ModelHost,
+) -> None:
+    host.clear()
+    sampled = GenerationSettings(temperature=1.0, top_p=1.0, max_new_tokens=16, seed=7)
+    run_reply(host, "full", "Hello there")
+    _, first = run_reply(host, "full", "Tell me more", sampled)
+    host.regenerate(["full"], sampled)
+    [again] = drain(host)
+    assert again.text == first.text  # the same seed, the same conversation: the same reply
+    assert again.stats and again.stats.reused_tokens > 0  # the first exchange stayed cached
+    host.regenerate(["full"], GenerationSettings(**{**sampled.__dict__, "seed": 8}))
+    [other] = drain(host)
+    assert other.text != first.text
+    messages = host.sessions["full"].messages
+    assert [m.content for m in messages if m.role == "user"] == ["Hello there", "Tell me more"]
+    assert messages[-1].content == other.text
+
+
 def test_round_robin_keeps_every_adapter_moving(host: ModelHost) -> None:
     host.clear()
     host.start(["full", "partial", "base"], "Hello", GenerationSettings(max_new_tokens=12))

@@ -194,6 +194,20 @@ class ModelHost:
             if name in self.sessions and name not in busy:
                 self._replies.append(self.sessions[name].reply(text, settings))
 
+    def regenerate(self, names: list[str], settings: GenerationSettings) -> None:
+        """Drop each one's last exchange and answer its prompt again (the KV cache keeps the
+        conversation before it, so only the prompt is prefilled again)."""
+        busy = {r.session.name for r in self._replies}
+        for name in names:
+            session = self.sessions.get(name)
+            if session is None or name in busy or len(session.messages) < 2:
+                continue
+            user, reply = session.messages[-2:]
+            if (user.role, reply.role) != ("user", "assistant"):
+                continue
+            del session.messages[-2:]
+            self._replies.append(session.reply(user.content, settings))
+
     def cancel(self, names: list[str] | None = None) -> None:
         for reply in self._replies:
             if names is None or reply.session.name in names:

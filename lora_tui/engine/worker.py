@@ -64,6 +64,12 @@ class Send:
 
 
 @dataclass(frozen=True)
+class Regenerate:
+    names: tuple[str, ...]
+    settings: GenerationSettings
+
+
+@dataclass(frozen=True)
 class Cancel:
     names: tuple[str, ...] | None = None
 
@@ -160,6 +166,9 @@ class EngineProcess:
     def send(self, names: list[str], text: str, settings: GenerationSettings) -> None:
         self._send(Send(tuple(names), text, settings))
 
+    def regenerate(self, names: list[str], settings: GenerationSettings) -> None:
+        self._send(Regenerate(tuple(names), settings))
+
     def cancel(self, names: list[str] | None = None) -> None:
         self._send(Cancel(tuple(names) if names is not None else None))
 
@@ -240,6 +249,8 @@ def _handle(host: ModelHost, command: object) -> list[EngineEvent]:
             return host.unload(command.name)
         if isinstance(command, Send):
             host.start(list(command.names), command.text, command.settings)
+        elif isinstance(command, Regenerate):
+            host.regenerate(list(command.names), command.settings)
         elif isinstance(command, Cancel):
             host.cancel(list(names) if names is not None else None)
         elif isinstance(command, Clear):
