@@ -1,19 +1,47 @@
 """The results file: one JSON line per answer, which ``lora-tui eval`` and the app both
-append. Each line goes out in one write and is synced, so a run or a session that dies
-loses at most the answer it was writing, and every line already there parses."""
+append, and one per blind vote. Each line goes out in one write and is synced, so a run or
+a session that dies loses at most the answer it was writing, and every line already there
+parses. A vote line names its round; the answers of that round carry the same ``round``.
+
+It exports to Markdown, JSON and CSV, each answer with its vote and the tally."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
+import tempfile
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from lora_tui.arena import ALL_BAD, TIE, Tally
 from lora_tui.artifact_format import sha256_file
 from lora_tui.engine.protocol import ReplyDone
 from lora_tui.engine.types import GenerationSettings
+
+VOTE = "vote"  # the ``type`` of a vote line; an answer line has none
+EXPORT_FORMATS = ("md", "json", "csv")
+CSV_COLUMNS = [
+    "time",
+    "round",
+    "prompt",
+    "adapter",
+    "vote",
+    "answer",
+    "end",
+    "ttft_s",
+    "decode_tok_s",
+    "new_tokens",
+    "temperature",
+    "top_p",
+    "seed",
+    "max_new_tokens",
+    "program",
+    "program_sha256",
+]
 
 
 def default_results_path(now: datetime) -> Path:
@@ -38,6 +66,18 @@ def reply_record(
         "new_tokens": stats.new_tokens if stats else 0,
         "settings": asdict(settings),
         "vote": None,
+    }
+
+
+def vote_record(round_id: str, prompt: str, adapters: list[str], verdict: str) -> dict[str, Any]:
+    """A blind vote: ``verdict`` is the winner's name, ``TIE`` or ``ALL_BAD``; ``adapters``
+    are the panes in the order they were shown."""
+    return {
+        "type": VOTE,
+        "round": round_id,
+        "prompt": prompt,
+        "adapters": adapters,
+        "verdict": verdict,
     }
 
 
@@ -68,3 +108,75 @@ class ResultsFile:
 def read_results(path: Path) -> list[dict[str, Any]]:
     """Every whole line of a results file."""
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def answers_with_votes(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The answer lines, each with its vote filled in from its round's vote line: "win",
+    "loss", "tie", "all bad", or None when nobody voted."""
+    verdicts = {r["round"]: r["verdict"] for r in records if r.get("type") == VOTE}
+    answers = []
+    for record in records:
+        if record.get("type") == VOTE:
+            continue
+        verdict = verdicts.get(record.get("round"))
+        vote = record.get("vote")
+        if verdict in (TIE, ALL_BAD):
+            vote = verdict
+        elif verdict is not None:
+            vote = "win" if verdict == record["adapter"] else "loss"
+        answers.append({**record, "vote": vote})
+    return answers
+
+
+def export_results(records: list[dict[str, Any]], fmt: str) -> str:
+    """The results as a Markdown report, a JSON document or a CSV table."""
+    answers = answers_with_votes(records)
+    tally = Tally.from_votes([r for r in records if r.get("type") == VOTE])
+    if fmt == "json":
+        standings = [{**asdict(s), "elo": round(s.elo, 1)} for s in tally.ranked()]
+        document = {"votes": tally.votes, "tally": standings, "answers": answers}
+        return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for answer in answers:
+            writer.writerow({**answer.get("settings", {}), **answer})
+        return out.getvalue()
+    if fmt == "md":
+        return _markdown(answers, tally)
+    raise ValueError(f"no export format {fmt!r}; one of {', '.join(EXPORT_FORMATS)}")
+
+
+def _markdown(answers: list[dict[str, Any]], tally: Tally) -> str:
+    lines = ["# lora-tui results", ""]
+    if tally.votes:
+        lines += [f"## Tally ({tally.votes} votes)", ""]
+        lines += ["| adapter | wins | ties | losses | all bad | Elo |", "|---|---|---|---|---|---|"]
+        for s in tally.ranked():
+            lines.append(
+                f"| {s.adapter} | {s.wins} | {s.ties} | {s.losses} | {s.all_bad} | {s.elo:.0f} |"
+            )
+        lines.append("")
+    lines += ["## Answers", ""]
+    for answer in answers:
+        speed = answer.get("decode_tok_s")
+        facts = [f"vote: {answer['vote']}"] if answer.get("vote") else []
+        facts += [f"{speed} tok/s"] if speed else []
+        lines += [f"### {answer['adapter']}: {answer['prompt']}", ""]
+        lines += [f"_{' · '.join(facts)}_", ""] if facts else []
+        lines += [answer.get("answer") or "_(empty)_", ""]
+    return "\n".join(lines)
+
+
+def save_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all: a full disk or a missing folder leaves
+    no half-written file behind (the OSError says why)."""
+    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(partial, path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import datetime
-from pathlib import Path
 
 from lora_tui.ui.widgets.adapter_pane import Turn
 
@@ -24,16 +21,3 @@ def transcript_markdown(panes: list[tuple[str, list[Turn]]], when: datetime) -> 
             note = f" _({turn.note})_" if turn.note else ""
             lines += [f"{heading}{note}", "", turn.text or "_(empty)_", ""]
     return "\n".join(lines)
-
-
-def save_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all: a full disk or a missing folder leaves
-    no half-written file behind (the OSError says why)."""
-    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(partial, path)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
