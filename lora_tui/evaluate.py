@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.table import Table
+
 from lora_tui.engine.protocol import ReplyDone
 from lora_tui.engine.types import EngineError, GenerationSettings
 from lora_tui.results import ResultsFile, reply_record
@@ -179,10 +181,41 @@ def _answer(host: Any, adapter: str, case: PromptCase, settings: GenerationSetti
     return EvalResult(case, adapter, done, right, settings)
 
 
+def report_tables(report: EvalReport) -> list[Table]:
+    """Each prompt's marks, the marks per fact (when prompts name facts) and the totals."""
+    answers = Table(title="Each prompt (✓ right, ✗ wrong, · not scored)", title_justify="left")
+    answers.add_column("group")
+    answers.add_column("prompt")
+    for adapter in report.adapters:
+        answers.add_column(adapter, justify="center")
+    marks = {True: "[green]✓[/]", False: "[red]✗[/]", None: "·"}
+    for index in range(0, len(report.results), len(report.adapters)):
+        row = report.results[index : index + len(report.adapters)]
+        answers.add_row(row[0].case.group, row[0].case.prompt, *(marks[r.right] for r in row))
+    tables = [answers]
+    if report.facts:
+        per_fact = Table(title="Per fact", title_justify="left")
+        per_fact.add_column("group")
+        per_fact.add_column("fact")
+        for adapter in report.adapters:
+            per_fact.add_column(adapter, justify="right")
+        for group, fact in report.facts:
+            cells = ["{}/{}".format(*report.score(group, a, fact)) for a in report.adapters]
+            per_fact.add_row(group, fact, *cells)
+        tables.append(per_fact)
+    totals = Table(title="Answered right", title_justify="left")
+    totals.add_column("group")
+    for adapter in report.adapters:
+        totals.add_column(adapter, justify="right")
+    for group in report.groups:
+        cells = ["{}/{}".format(*report.score(group, adapter)) for adapter in report.adapters]
+        totals.add_row(group, *cells)
+    return [*tables, totals]
+
+
 def eval_main(args: Any) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-    from rich.table import Table
 
     from exporter.native_output import native_output_to, terminal_stream
     from lora_tui.engine.host import ModelHost
@@ -230,32 +263,6 @@ def eval_main(args: Any) -> int:
     if args.json:
         console.print_json(json.dumps(report.as_json(), ensure_ascii=False))
         return 0
-    answers = Table(title="Each prompt (✓ right, ✗ wrong, · not scored)", title_justify="left")
-    answers.add_column("group")
-    answers.add_column("prompt")
-    for adapter in report.adapters:
-        answers.add_column(adapter, justify="center")
-    marks = {True: "[green]✓[/]", False: "[red]✗[/]", None: "·"}
-    for index in range(0, len(report.results), len(report.adapters)):
-        row = report.results[index : index + len(report.adapters)]
-        answers.add_row(row[0].case.group, row[0].case.prompt, *(marks[r.right] for r in row))
-    console.print(answers)
-    if report.facts:
-        per_fact = Table(title="Per fact", title_justify="left")
-        per_fact.add_column("group")
-        per_fact.add_column("fact")
-        for adapter in report.adapters:
-            per_fact.add_column(adapter, justify="right")
-        for group, fact in report.facts:
-            cells = ["{}/{}".format(*report.score(group, a, fact)) for a in report.adapters]
-            per_fact.add_row(group, fact, *cells)
-        console.print(per_fact)
-    totals = Table(title="Answered right", title_justify="left")
-    totals.add_column("group")
-    for adapter in report.adapters:
-        totals.add_column(adapter, justify="right")
-    for group in report.groups:
-        cells = ["{}/{}".format(*report.score(group, adapter)) for adapter in report.adapters]
-        totals.add_row(group, *cells)
-    console.print(totals)
+    for table in report_tables(report):
+        console.print(table)
     return 0

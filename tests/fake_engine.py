@@ -61,6 +61,7 @@ class FakeEngine:
         self.waiting: list[tuple[Path, str]] = []
         self.calls: list[tuple] = []
         self.running: dict[str, str] = {}
+        self.sent_settings: list[tuple[tuple[str, ...], GenerationSettings]] = []
         self.loaded = 0
         on_event(
             EngineReady(
@@ -131,11 +132,21 @@ class FakeEngine:
 
     def send(self, names: list[str], text: str, settings: GenerationSettings) -> None:
         self.calls.append(("send", tuple(names), text))
+        self._answer(names, settings)
+
+    def regenerate(self, names: list[str], settings: GenerationSettings) -> None:
+        self.calls.append(("regenerate", tuple(names)))
+        self._answer(names, settings)
+
+    def _answer(self, names: list[str], settings: GenerationSettings) -> None:
         self.last_settings = settings
+        self.sent_settings.append((tuple(names), settings))
         for name in names:
             reply = REPLIES.get(name, DEFAULT_REPLY)
             if name.startswith("qwen3"):
                 reply = THINKING_REPLY if settings.thinking else PLAIN_REPLY
+            if settings.temperature > 0:  # sampled: the seed decides, as in the real engine
+                reply += f" (sampled with seed {settings.seed})"
             words = reply.split(" ")
             shown = words[: len(words) // 2] if self.hold else words
             pieces = [w if i == 0 else " " + w for i, w in enumerate(shown)]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import signal
 import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -30,16 +32,30 @@ from lora_tui.engine.protocol import (
     ReplyDone,
 )
 from lora_tui.engine.types import GenerationSettings
-from lora_tui.results import ResultsFile, default_results_path, reply_record
+from lora_tui.evaluate import EvalResult, PromptCase
+from lora_tui.results import (
+    ResultsFile,
+    default_results_path,
+    export_results,
+    read_results,
+    reply_record,
+    save_atomically,
+    vote_record,
+)
+from lora_tui.ui.blind import BlindMode
 from lora_tui.ui.commands import LoraTuiCommands
 from lora_tui.ui.messages import EngineEventArrived, MemorySampled, PiecesReady
+from lora_tui.ui.prompt_set import run_prompt_set
+from lora_tui.ui.rounds import Round
 from lora_tui.ui.screens.ask import AskScreen
+from lora_tui.ui.screens.diff import DiffScreen
 from lora_tui.ui.screens.help import HelpScreen
 from lora_tui.ui.screens.main import MainScreen
-from lora_tui.ui.transcript import save_atomically, transcript_markdown
+from lora_tui.ui.transcript import transcript_markdown
 from lora_tui.ui.widgets.adapter_pane import AdapterPane
 from lora_tui.ui.widgets.memory_panel import MemoryPanel
 from lora_tui.ui.widgets.prompt_bar import PromptBar
+from lora_tui.ui.widgets.vote_bar import VoteBar
 
 PANE_MIN_WIDTH = 36
 MEMORY_INTERVAL_S = 1.0
@@ -54,6 +70,16 @@ UNBOUND_KEYS = [
     ("Enter", "send the prompt (to every adapter, or the selected one)"),
     ("Ctrl+P", "command palette: load, unload, settings (thinking too), copy, save"),
 ]
+MAIN_SCREEN_ACTIONS = {
+    "select",
+    "select_step",
+    "maximize",
+    "toggle_broadcast",
+    "toggle_blind",
+    "diff",
+    "regenerate",
+    "clear",
+}
 SELECT_ADAPTER = Binding.Group("select adapter N (digits when the prompt is not focused)")
 
 
@@ -100,7 +126,37 @@ class LoraTuiApp(App[int]):
             "escape",
             "cancel",
             "Cancel",
-            tooltip="cancel the replies in progress (what arrived is kept)",
+            tooltip="cancel the replies in progress (what arrived is kept), or a prompt set",
+        ),
+        Binding(
+            "f3",
+            "toggle_blind",
+            "Blind",
+            priority=True,
+            tooltip="blind mode: hide names, shuffle panes per prompt, vote, reveal",
+        ),
+        Binding(
+            "f4",
+            "diff",
+            "Diff",
+            priority=True,
+            tooltip="word diff of the selected pane's last answer with another pane's",
+        ),
+        Binding(
+            "ctrl+r",
+            "regenerate(False)",
+            "Again",
+            show=False,
+            priority=True,
+            tooltip="answer the last prompt again in the selected pane",
+        ),
+        Binding(
+            "f5",
+            "regenerate(True)",
+            "Again (all)",
+            show=False,
+            priority=True,
+            tooltip="answer the last prompt again in every pane",
         ),
         Binding("ctrl+l", "clear", "Clear", priority=True, tooltip="clear every conversation"),
         Binding(
@@ -139,7 +195,11 @@ class LoraTuiApp(App[int]):
         # line of a program hashes its .pte, and each line is synced to disk.
         self.results = ResultsFile(results_path) if results_path else None
         self._results_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="results")
-        self._sent_with: dict[str, GenerationSettings] = {}  # adapter -> its reply's settings
+        # adapter -> the settings of its reply in progress or last (seed included)
+        self._sent_with: dict[str, GenerationSettings] = {}
+        self._seeds = random.Random()  # a sampled reply without a fixed seed gets a fresh one
+        self.round: Round | None = None  # the last prompt, until every pane has answered it
+        self.blind = BlindMode(self)
         self.suggestions = suggestions or {}  # adapter name -> prompts to try, in the palette
         self.programs = programs
         self.engine_factory = engine_factory
@@ -223,6 +283,8 @@ class LoraTuiApp(App[int]):
     async def _add_program(self, path: Path) -> None:
         name = self._unique_name(path)
         pane = AdapterPane(name, len(self.panes) + 1, path)
+        if self.blind.on:
+            pane.set_alias("?")  # named by a letter at the next prompt
         self.panes[name] = pane
         await self.main.query_one("#panes").mount(pane)
         self._relayout()
@@ -291,6 +353,7 @@ class LoraTuiApp(App[int]):
         elif isinstance(event, ReplyDone):
             await pane.finish_reply(event)
             self._save_result(pane, event)
+            self._reply_done(event)
         elif isinstance(event, Notice):
             pane.notice(event.text)
 
@@ -298,8 +361,10 @@ class LoraTuiApp(App[int]):
         """The engine process is gone. Start a new one and load the adapters that were
         healthy into it, each with its conversation, so its next prompt prefills the kept
         turns; a pane never waits on a dead engine."""
-        for pane in self.panes.values():
-            await pane.engine_lost(error)
+        for pane in list(self.panes.values()):
+            done = await pane.engine_lost(error)
+            if done is not None:
+                self._reply_done(done)
         now = time.monotonic()
         self._restarts = [t for t in self._restarts if now - t < 60] + [now]
         if self.engine is not None:
@@ -361,19 +426,65 @@ class LoraTuiApp(App[int]):
                 why = "no adapter is ready"
             self.notify(why, severity="warning")
             return
+        if self.blind.on:
+            if len(targets) < len(candidates):
+                self.notify("blind mode waits for every adapter to be ready", severity="warning")
+                return
+            targets = await self.blind.shuffle(targets)
         event.input.value = ""
-        for pane in targets:
+        await self.start_round(targets, text)
+
+    async def start_round(
+        self, panes: list[AdapterPane], text: str, case: PromptCase | None = None
+    ) -> Round:
+        """Send one prompt to these panes, each with its own settings."""
+        assert self.engine is not None
+        names = [p.adapter_name for p in panes]
+        self.round = Round(text, names, blind=self.blind.on, case=case)
+        for pane in panes:
             await pane.start_reply(text)
-            self._sent_with[pane.adapter_name] = self.settings
-        self.engine.send([p.adapter_name for p in targets], text, self.settings)
+        for settings, group in self._settings_groups(panes).items():
+            self.engine.send(group, text, settings)
+        return self.round
+
+    def _settings_groups(self, panes: list[AdapterPane]) -> dict[GenerationSettings, list[str]]:
+        """Panes by the settings they answer with: the app's, with each pane's own over them;
+        a sampled reply without a fixed seed gets a new one, which the results file keeps."""
+        groups: dict[GenerationSettings, list[str]] = {}
+        for pane in panes:
+            settings = replace(self.settings, **pane.overrides)  # type: ignore[arg-type]
+            if settings.temperature > 0 and "seed" not in pane.overrides:
+                settings = replace(settings, seed=self._seeds.randrange(2**31))
+            self._sent_with[pane.adapter_name] = settings
+            groups.setdefault(settings, []).append(pane.adapter_name)
+        return groups
+
+    def sent_settings(self, adapter: str) -> GenerationSettings:
+        return self._sent_with.get(adapter, self.settings)
+
+    def _reply_done(self, done: ReplyDone) -> None:
+        round = self.round
+        if round is not None and round.reply_done(done):
+            self.blind.round_finished(round)
 
     def _save_result(self, pane: AdapterPane, done: ReplyDone) -> None:
         prompts = [t.text for t in pane.turns if t.role == "user"]
         if self.results is None or not prompts:
             return
-        settings = self._sent_with.get(pane.adapter_name, self.settings)
-        record = reply_record(prompts[-1], pane.adapter_name, done, settings)
+        settings = self.sent_settings(pane.adapter_name)
+        round = self.round if self.round and pane.adapter_name in self.round.adapters else None
+        if round is not None and round.case is not None:
+            right = round.case.is_right(done.text) if done.error is None else False
+            record = EvalResult(round.case, pane.adapter_name, done, right, settings).record()
+        else:
+            record = reply_record(prompts[-1], pane.adapter_name, done, settings)
+        record["round"] = round.id if round else None
         self._results_writer.submit(self._append_result, record, pane.path)
+
+    def save_vote(self, round: Round, verdict: str) -> None:
+        if self.results is not None:
+            record = vote_record(round.id, round.prompt, round.adapters, verdict)
+            self._results_writer.submit(self._append_result, record, None)
 
     def _append_result(self, record: dict, program: Path | None) -> None:
         try:
@@ -385,9 +496,16 @@ class LoraTuiApp(App[int]):
 
     # --- actions -----------------------------------------------------------------------------
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # The panes' keys work on the main screen only: over a dialog, its own keys (Tab in
+        # the diff, for one) come first. F4 on the diff closes it (its own binding).
+        if action in MAIN_SCREEN_ACTIONS and self.screen is not self.main:
+            return False
+        return True
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen(self.BINDINGS, UNBOUND_KEYS))
+            self.push_screen(HelpScreen([*self.BINDINGS, *VoteBar.BINDINGS], UNBOUND_KEYS))
 
     def action_select(self, number: int) -> None:
         if 1 <= number <= len(self.panes):
@@ -426,7 +544,60 @@ class LoraTuiApp(App[int]):
 
     def action_cancel(self) -> None:
         if self.engine is not None and any(p.state == "generating" for p in self.panes.values()):
-            self.engine.cancel(None)
+            self.engine.cancel(None)  # a prompt set running stops at this prompt
+
+    async def action_toggle_blind(self) -> None:
+        await self.blind.toggle()
+
+    @on(VoteBar.Voted)
+    def _voted(self, message: VoteBar.Voted) -> None:
+        self.blind.voted(self.round, message.choice)
+
+    def focus_prompt(self) -> None:
+        self.main.query_one("#prompt", Input).focus()
+
+    def reorder(self, names: list[str]) -> None:
+        """Show the panes in this order (blind mode shuffles them for every prompt)."""
+        self.panes = {name: self.panes[name] for name in [*names, *self.panes] if name}
+        grid = self.main.query_one("#panes")
+        for index, pane in enumerate(self.panes.values()):
+            if grid.children[index] is not pane:
+                grid.move_child(pane, before=index)
+        self._relayout()
+
+    def action_diff(self) -> None:
+        answered = [p for p in self.panes.values() if p.last_reply is not None]
+        if len(answered) < 2:
+            self.notify("the diff needs two panes with an answer", severity="warning")
+            return
+        selected = self.selected_pane
+        left = answered.index(selected) if selected in answered else 0
+        answers = [(p.shown_name, p.last_reply or "") for p in answered]
+        self.push_screen(DiffScreen(answers, left))
+
+    async def action_regenerate(self, every_pane: bool) -> None:
+        """Answer the last prompt again, in the selected pane or in all of them."""
+        if self.engine is None:
+            return
+        candidates = list(self.panes.values()) if every_pane else [self.selected_pane]
+        panes = [p for p in candidates if p is not None and p.state in ("ready", "cancelled")]
+        prompts = {p.adapter_name: await p.retract_last_exchange() for p in panes}
+        panes = [p for p in panes if prompts[p.adapter_name] is not None]
+        if not panes:
+            self.notify("nothing to answer again (or still answering)", severity="warning")
+            return
+        self.blind.vote_bar.close()
+        for prompt in dict.fromkeys(prompts[p.adapter_name] for p in panes):
+            same = [p for p in panes if prompts[p.adapter_name] == prompt]
+            names = [p.adapter_name for p in same]
+            round = self.round
+            if round is None or round.voted or round.prompt != prompt:
+                round = self.round = Round(prompt or "", names)
+            round.again(names)
+            for pane in same:
+                await pane.start_reply(prompt or "")
+            for settings, group in self._settings_groups(same).items():
+                self.engine.regenerate(group, settings)
 
     async def action_clear(self) -> None:
         if self.engine is not None:
@@ -476,6 +647,8 @@ class LoraTuiApp(App[int]):
             self.engine.unload(name)
         await pane.remove()
         self.memory_panel.adapter_removed(name)
+        if self.round is not None:
+            self.round.drop(name)
         self.selected = min(self.selected, max(len(self.panes) - 1, 0))
         self._relayout()
         self._show_target()
@@ -510,12 +683,71 @@ class LoraTuiApp(App[int]):
             AskScreen("Max new tokens per reply:", str(self.settings.max_new_tokens)), chosen
         )
 
+    def action_set_pane_setting(self, setting: str) -> None:
+        """The selected pane's own temperature or seed (empty: back to the app's)."""
+        pane = self.selected_pane
+        if pane is None:
+            return
+        question = {
+            "temperature": f"Temperature for {pane.shown_name} only (0 = greedy; empty: the "
+            f"app's, {self.settings.temperature}):",
+            "seed": f"Seed for {pane.shown_name} (the same seed repeats a sampled reply; "
+            "empty: a new one each reply):",
+        }[setting]
+
+        def chosen(answer: str | None) -> None:
+            if answer is None:
+                pane.set_override(setting, None)
+                return
+            try:
+                value = float(answer) if setting == "temperature" else int(answer)
+            except ValueError:
+                value = -1
+            if value < 0 or (setting == "temperature" and value > 2):
+                self.notify(f"{setting}: not a valid value", severity="error")
+                return
+            pane.set_override(setting, value)
+
+        self.push_screen(AskScreen(question, str(pane.overrides.get(setting, ""))), chosen)
+
+    def action_export_results(self, fmt: str) -> None:
+        if self.results is None:
+            self.notify("no results file in this session (--results PATH)", severity="warning")
+            return
+        # On the writer's thread: after every line before it, and off the UI thread.
+        self._results_writer.submit(self._export_results, self.results.path, fmt)
+
+    def _export_results(self, path: Path, fmt: str) -> None:
+        out = path.with_suffix(f".{fmt}")
+        try:
+            save_atomically(out, export_results(read_results(path), fmt))
+        except (OSError, ValueError) as err:
+            self.call_from_thread(self.notify, f"export failed: {err}", severity="error")
+            return
+        self.call_from_thread(self.notify, f"saved {out}", title="results exported")
+
+    def action_run_prompt_set(self) -> None:
+        if self.blind.on:
+            self.notify("leave blind mode (F3) to run a prompt set", severity="warning")
+            return
+
+        def chosen(answer: str | None) -> None:
+            if answer:
+                path = Path(answer).expanduser()
+                self.run_worker(run_prompt_set(self, path), group="prompt-set", exclusive=True)
+
+        self.push_screen(
+            AskScreen(
+                "Run a prompt set (JSON Lines, as lora-tui eval reads) through every pane:",
+                placeholder="path/to/prompts.jsonl",
+            ),
+            chosen,
+        )
+
     def action_toggle_thinking(self) -> None:
         self._update_settings(thinking=not self.settings.thinking)
 
     def _update_settings(self, **changes: float | int | bool) -> None:
-        from dataclasses import replace
-
         self.settings = replace(self.settings, **changes)
         thinking = "on" if self.settings.thinking else "off"
         self.notify(

@@ -1,5 +1,6 @@
 """The command palette's lora-tui commands, as a Textual ``Provider``: loading and
-unloading programs, settings, transcripts and the demo's suggested questions."""
+unloading programs, settings, blind mode and judging, results, transcripts and the demo's
+suggested questions."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from lora_tui.results import EXPORT_FORMATS
 
 if TYPE_CHECKING:
     from lora_tui.ui.app import LoraTuiApp
@@ -20,8 +23,14 @@ class Command:
     run: Callable[[], object]
 
 
+FORMAT_NAMES = {"md": "Markdown", "json": "JSON", "csv": "CSV"}
+
+
 def app_commands(app: LoraTuiApp) -> list[Command]:
-    """What the palette offers now: unload and thinking depend on what is loaded."""
+    """What the palette offers now: unload and thinking depend on what is loaded, and blind
+    mode hides the commands that name adapters."""
+    selected = app.selected_pane.shown_name if app.selected_pane else "the selected pane"
+    blind = "off" if app.blind.on else "on"
     commands = [
         Command(
             "Load adapter program", "Add a .pte over the same foundation", app.action_load_program
@@ -32,7 +41,50 @@ def app_commands(app: LoraTuiApp) -> list[Command]:
                 f"Free {name}'s memory",
                 lambda name=name: app.run_worker(app.unload(name)),
             )
-            for name in list(app.panes)
+            for name in ([] if app.blind.on else list(app.panes))
+        ),
+        Command(
+            f"Blind mode {blind}",
+            "Hide names, shuffle the panes per prompt, vote, then reveal (F3)",
+            lambda: app.run_worker(app.action_toggle_blind()),
+        ),
+        Command(
+            "Diff answers",
+            "Word diff of the selected pane's answer with another's (F4)",
+            app.action_diff,
+        ),
+        Command(
+            "Regenerate selected",
+            f"Answer the last prompt again in {selected} (Ctrl+R)",
+            lambda: app.run_worker(app.action_regenerate(False)),
+        ),
+        Command(
+            "Regenerate all",
+            "Answer the last prompt again in every pane (F5)",
+            lambda: app.run_worker(app.action_regenerate(True)),
+        ),
+        Command(
+            f"Set temperature for {selected}",
+            "This pane's own temperature, over the app's",
+            lambda: app.action_set_pane_setting("temperature"),
+        ),
+        Command(
+            f"Set seed for {selected}",
+            "A fixed seed makes a sampled reply repeat on regenerate",
+            lambda: app.action_set_pane_setting("seed"),
+        ),
+        Command(
+            "Run prompt set…",
+            "Every prompt of a JSONL file through all panes, then the scores",
+            app.action_run_prompt_set,
+        ),
+        *(
+            Command(
+                f"Export results as {FORMAT_NAMES[fmt]}",
+                "Every answer with its vote, and the tally, next to the results file",
+                lambda fmt=fmt: app.action_export_results(fmt),
+            )
+            for fmt in EXPORT_FORMATS
         ),
         Command("Clear conversations", "Forget every conversation", app.action_clear),
         Command(

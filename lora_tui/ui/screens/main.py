@@ -10,11 +10,13 @@ from textual.widgets import Footer, Header
 
 from lora_tui.ui.widgets.memory_panel import MemoryPanel
 from lora_tui.ui.widgets.prompt_bar import PromptBar
+from lora_tui.ui.widgets.tally_panel import TallyPanel
+from lora_tui.ui.widgets.vote_bar import VoteBar
 
 
 class MainScreen(Screen):
     # A maximized pane still shows the prompt, so the conversation can go on.
-    ALLOW_IN_MAXIMIZED_VIEW = "Header, Footer, PromptBar"
+    ALLOW_IN_MAXIMIZED_VIEW = "Header, Footer, PromptBar, VoteBar"
 
     class Ready(Message):
         """Posted once the layout exists, so the app can start the engine into it."""
@@ -33,5 +35,7 @@ class MainScreen(Screen):
         with Horizontal(id="main"):
             yield Container(id="panes")
             yield MemoryPanel()
+            yield TallyPanel()  # in place of the memory panel in blind mode: it names adapters
+        yield VoteBar()
         yield PromptBar()
         yield Footer()

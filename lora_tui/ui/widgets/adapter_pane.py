@@ -47,6 +47,10 @@ class AdapterPane(Vertical):
         self.last_stats: ReplyStats | None = None
         self.info: AdapterInfo | None = None
         self.detail = ""
+        # Its own settings over the app's (temperature, seed), from the palette.
+        self.overrides: dict[str, float | int] = {}
+        self.alias: str | None = None  # blind mode: the letter shown instead of the name
+        self.revealed = False  # blind mode: the vote is in, the name shows beside the letter
         self._reply: Markdown | None = None  # the reply streaming in, if any
         self._streamed: list[str] = []  # its text so far
         self._splitter = ThinkSplitter()
@@ -89,9 +93,24 @@ class AdapterPane(Vertical):
             self.index = index
             self._update_titles()
 
+    def set_alias(self, alias: str | None, revealed: bool = False) -> None:
+        """Blind mode: show ``alias`` in place of the name, and the name once ``revealed``."""
+        self.alias, self.revealed = alias, revealed
+        self._update_titles()
+
+    @property
+    def shown_name(self) -> str:
+        """The name, or in blind mode the letter (with the name once the vote is in)."""
+        if self.alias is None:
+            return self.adapter_name
+        return f"{self.alias} = {self.adapter_name}" if self.revealed else self.alias
+
     def _update_titles(self) -> None:
         hotkey = f"{self.index}" if self.index <= 9 else "·"
-        self.border_title = f"[{hotkey}] {self.adapter_name}"
+        self.border_title = f"[{hotkey}] {self.shown_name}"
+        if self.alias is not None and not self.revealed:
+            self.border_subtitle = "hidden until you vote"
+            return
         if self.info is None:
             return
         if self.info.kind == "base":
@@ -109,6 +128,10 @@ class AdapterPane(Vertical):
             parts.append(f"{stats.decode_tok_s:.1f} tok/s")
             if stats.reused_tokens:
                 parts.append(f"{stats.reused_tokens} cached")
+        if "temperature" in self.overrides:
+            parts.append(f"T {self.overrides['temperature']}")
+        if "seed" in self.overrides:
+            parts.append(f"seed {self.overrides['seed']}")
         if self.detail:
             parts.append(self.detail)
         # One fixed-height line: no layout pass, so a status change repaints just this line.
@@ -184,15 +207,39 @@ class AdapterPane(Vertical):
         self.state = "cancelled" if done.end is ReplyEnd.CANCELLED else "ready"
         self._update_status()
 
-    async def engine_lost(self, error: str) -> None:
-        """The engine process is gone: a reply in progress ends with what had arrived."""
+    async def engine_lost(self, error: str) -> ReplyDone | None:
+        """The engine process is gone: a reply in progress ends with what had arrived (and
+        that end is returned)."""
         if self.state == "generating":
             partial = "".join(self._streamed)
-            await self.finish_reply(
-                ReplyDone(self.adapter_name, partial, ReplyEnd.ERROR, None, error)
-            )
-        elif self.state == "loading":
+            done = ReplyDone(self.adapter_name, partial, ReplyEnd.ERROR, None, error)
+            await self.finish_reply(done)
+            return done
+        if self.state == "loading":
             self.failed(error)
+        return None
+
+    def set_override(self, setting: str, value: float | int | None) -> None:
+        if value is None:
+            self.overrides.pop(setting, None)
+        else:
+            self.overrides[setting] = value
+        self._update_status()
+
+    async def retract_last_exchange(self) -> str | None:
+        """Take the last prompt and its reply off the pane, to answer it again; returns the
+        prompt (None if there is nothing to answer again)."""
+        users = [i for i, t in enumerate(self.turns) if t.role == "user"]
+        if not users or self.state not in ("ready", "cancelled"):
+            return None
+        prompt = self.turns[users[-1]].text
+        del self.turns[users[-1] :]
+        shown = list(self.conversation.children)
+        asked = [i for i, w in enumerate(shown) if w.has_class("user-message")]
+        if asked:
+            await self.conversation.remove_children(shown[asked[-1] :])
+        self.detail = ""
+        return prompt
 
     def history(self) -> list[tuple[str, str]]:
         """The conversation as (role, text) turns, to give a new engine."""

@@ -1,0 +1,45 @@
+""" "Run prompt set…": every prompt of a ``lora-tui eval`` file through all panes in turn,
+each in a fresh conversation, scored as ``lora-tui eval`` scores it; then the scores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lora_tui.engine.types import EngineError, ReplyEnd
+from lora_tui.evaluate import EvalReport, EvalResult, load_prompts
+from lora_tui.ui.screens.scores import ScoresScreen
+
+if TYPE_CHECKING:
+    from lora_tui.ui.app import LoraTuiApp
+
+
+async def run_prompt_set(app: LoraTuiApp, path: Path) -> None:
+    try:
+        cases = load_prompts([path])
+    except EngineError as err:
+        app.notify(str(err), title="prompt set", severity="error", timeout=15)
+        return
+    panes = [p for p in app.panes.values() if p.state in ("ready", "cancelled")]
+    if not panes:
+        app.notify("no adapter is ready", severity="warning")
+        return
+    report = EvalReport([p.adapter_name for p in panes])
+    title = app.sub_title
+    try:
+        for number, case in enumerate(cases, start=1):
+            app.sub_title = f"prompt set {path.name}: {number}/{len(cases)} · Esc stops"
+            await app.action_clear()
+            round = await app.start_round(panes, case.prompt, case=case)
+            await round.finished.wait()
+            replies = [round.replies[name] for name in report.adapters]
+            if any(done.end is ReplyEnd.CANCELLED for done in replies):
+                break
+            for done in replies:
+                right = case.is_right(done.text) if done.error is None else False
+                settings = app.sent_settings(done.adapter)
+                report.results.append(EvalResult(case, done.adapter, done, right, settings))
+    finally:
+        app.sub_title = title
+    answered = len(report.results) // len(report.adapters)
+    app.push_screen(ScoresScreen(report, f"{path.name}: {answered} of {len(cases)} prompts"))

@@ -1,0 +1,47 @@
+"""A round: one prompt sent to some panes, until every one of them has answered. Blind
+votes, regenerate and prompt sets wait on rounds; the results file names them."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from uuid import uuid4
+
+from lora_tui.engine.protocol import ReplyDone
+from lora_tui.evaluate import PromptCase
+
+
+@dataclass
+class Round:
+    prompt: str
+    adapters: list[str]  # in the order the panes showed them
+    blind: bool = False
+    case: PromptCase | None = None  # from a prompt set: how to score the answers
+    id: str = field(default_factory=lambda: uuid4().hex[:12])
+    replies: dict[str, ReplyDone] = field(default_factory=dict)
+    voted: bool = False
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def reply_done(self, done: ReplyDone) -> bool:
+        """Keep one pane's reply; True when it was the last one this round waited for."""
+        if done.adapter not in self.adapters or self.finished.is_set():
+            return False
+        self.replies[done.adapter] = done
+        if set(self.replies) >= set(self.adapters):
+            self.finished.set()
+            return True
+        return False
+
+    def drop(self, name: str) -> None:
+        """A pane went (unloaded): stop waiting for it."""
+        if name in self.adapters:
+            self.adapters.remove(name)
+            self.replies.pop(name, None)
+            if set(self.replies) >= set(self.adapters):
+                self.finished.set()
+
+    def again(self, names: list[str]) -> None:
+        """These panes answer again (regenerate): wait for their new replies."""
+        for name in names:
+            self.replies.pop(name, None)
+        self.finished.clear()

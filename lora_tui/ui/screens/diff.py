@@ -1,0 +1,90 @@
+"""F4: two answers side by side, word by word: what only the left one says is red and
+struck through, what only the right one says is green. Tab compares with the next pane."""
+
+from __future__ import annotations
+
+import re
+from difflib import SequenceMatcher
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Label, Static
+
+REMOVED = "bold red strike"
+ADDED = "bold green"
+
+
+def words(text: str) -> list[str]:
+    """Words and punctuation, each with the spaces after it, so the pieces join back into
+    the text and a space alone never counts as a match."""
+    return re.findall(r"\s+|\w+\s*|[^\w\s]+\s*", text)
+
+
+def _marked(text: Text, chunk: str, style: str) -> None:
+    """Mark a changed run of words, not the space after it."""
+    core = chunk.rstrip()
+    text.append(core, style)
+    text.append(chunk[len(core) :])
+
+
+def word_diff(left: str, right: str) -> tuple[Text, Text, float]:
+    """Both texts marked where they differ, and the share of words they have in common."""
+    a, b = words(left), words(right)
+    matcher = SequenceMatcher(None, a, b, autojunk=False)
+    shown_left, shown_right = Text(), Text()
+    for op, a_start, a_end, b_start, b_end in matcher.get_opcodes():
+        if op == "equal":
+            shown_left.append("".join(a[a_start:a_end]))
+            shown_right.append("".join(b[b_start:b_end]))
+            continue
+        _marked(shown_left, "".join(a[a_start:a_end]), REMOVED)
+        _marked(shown_right, "".join(b[b_start:b_end]), ADDED)
+    return shown_left, shown_right, matcher.ratio()
+
+
+class DiffScreen(ModalScreen[None]):
+    BINDINGS = [
+        Binding("escape,f4,q", "dismiss", "Close"),
+        Binding("tab", "next_answer", "Compare with the next"),
+    ]
+
+    def __init__(self, answers: list[tuple[str, str]], left: int = 0) -> None:
+        """``answers``: (label, last reply) of every pane with one; ``left``: the selected."""
+        super().__init__()
+        self.answers = answers
+        self.left = left
+        self.right = (left + 1) % len(answers)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="diff-body"):
+            yield Label(id="diff-summary")
+            with Horizontal():
+                yield VerticalScroll(Static(id="diff-left-text"), id="diff-left")
+                yield VerticalScroll(Static(id="diff-right-text"), id="diff-right")
+
+    def on_mount(self) -> None:
+        self._show()
+
+    def action_next_answer(self) -> None:
+        self.right = (self.right + 1) % len(self.answers)
+        if self.right == self.left:
+            self.right = (self.right + 1) % len(self.answers)
+        self._show()
+
+    def _show(self) -> None:
+        (left_label, left_text), (right_label, right_text) = (
+            self.answers[self.left],
+            self.answers[self.right],
+        )
+        shown_left, shown_right, ratio = word_diff(left_text, right_text)
+        more = " · Tab: the next pane" if len(self.answers) > 2 else ""
+        self.query_one("#diff-summary", Label).update(
+            f"{left_label} vs {right_label}: {ratio:.0%} of the words in common{more} · Esc closes"
+        )
+        self.query_one("#diff-left", VerticalScroll).border_title = left_label
+        self.query_one("#diff-right", VerticalScroll).border_title = right_label
+        self.query_one("#diff-left-text", Static).update(shown_left)
+        self.query_one("#diff-right-text", Static).update(shown_right)

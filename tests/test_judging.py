@@ -1,0 +1,350 @@
+"""Judging adapters: blind mode and its votes, the tally, word diffs, regenerate, per-pane
+seeds, prompt sets in the app, and the results file with its exports (issue 16)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input
+
+from lora_tui.arena import ALL_BAD, ELO_START, TIE, Tally
+from lora_tui.results import export_results, read_results
+from lora_tui.ui.app import LoraTuiApp
+from lora_tui.ui.screens.diff import ADDED, REMOVED, DiffScreen, word_diff
+from lora_tui.ui.screens.scores import ScoresScreen
+from lora_tui.ui.widgets.memory_panel import MemoryPanel
+from lora_tui.ui.widgets.tally_panel import TallyPanel
+from lora_tui.ui.widgets.vote_bar import VoteBar
+from tests.fake_engine import REPLIES
+from tests.test_ui import SIZE, engine, make_app, send
+
+NAMES = ["nobel", "executorch"]
+
+
+# --- the arithmetic ---------------------------------------------------------------------------
+
+
+def test_a_win_moves_elo_and_a_draw_between_equals_does_not() -> None:
+    tally = Tally()
+    tally.record(["a", "b", "c"], "a")
+    a, b, c = (tally.standings[n] for n in "abc")
+    assert (a.wins, b.losses, c.losses) == (1, 1, 1)
+    assert a.elo == pytest.approx(ELO_START + 32)  # beat two equals: +16 each
+    assert b.elo == c.elo == pytest.approx(ELO_START - 16)
+    tally.record(["b", "c"], TIE)
+    assert b.elo == c.elo and (b.ties, c.ties) == (1, 1)
+    tally.record(["a", "b"], ALL_BAD)
+    assert a.all_bad == b.all_bad == 1 and a.elo < ELO_START + 32  # a draw with a weaker one
+    assert [s.adapter for s in tally.ranked()][0] == "a" and tally.votes == 3
+    with pytest.raises(ValueError):
+        tally.record(["a", "b"], "z")
+
+
+def test_word_diff_marks_what_each_answer_alone_says() -> None:
+    left, right, ratio = word_diff(
+        "The prize went to John Clarke and Michel Devoret.",
+        "The prize went to John Hopfield and Geoffrey Hinton.",
+    )
+    removed = {left.plain[s.start : s.end] for s in left.spans if s.style == REMOVED}
+    added = {right.plain[s.start : s.end] for s in right.spans if s.style == ADDED}
+    assert removed == {"Clarke", "Michel Devoret"} and added == {"Hopfield", "Geoffrey Hinton"}
+    assert left.plain.startswith("The prize went to John") and 0.5 < ratio < 1
+    assert word_diff("same words", "same words")[2] == 1.0
+
+
+def vote_session() -> list[dict]:
+    settings = {"temperature": 0.8, "top_p": 0.9, "max_new_tokens": 64, "seed": 3}
+    answers = [
+        {
+            "round": "r1",
+            "prompt": "Who won?",
+            "adapter": n,
+            "answer": f"{n} says",
+            "settings": settings,
+        }
+        for n in NAMES
+    ]
+    vote = {"type": "vote", "round": "r1", "prompt": "Who won?", "adapters": NAMES}
+    return [*answers, {**vote, "verdict": "nobel"}]
+
+
+def test_results_export_to_json_csv_and_markdown_with_the_votes() -> None:
+    records = vote_session()
+    document = json.loads(export_results(records, "json"))
+    assert [(a["adapter"], a["vote"]) for a in document["answers"]] == [
+        ("nobel", "win"),
+        ("executorch", "loss"),
+    ]
+    assert document["votes"] == 1 and document["tally"][0]["adapter"] == "nobel"
+    rows = list(csv.DictReader(io.StringIO(export_results(records, "csv"))))
+    assert [(r["adapter"], r["vote"], r["seed"]) for r in rows] == [
+        ("nobel", "win", "3"),
+        ("executorch", "loss", "3"),
+    ]
+    markdown = export_results(records, "md")
+    assert "| nobel | 1 | 0 | 0 | 0 | 1016 |" in markdown and "nobel says" in markdown
+    tied = [*records[:2], {**records[2], "verdict": TIE}]
+    assert {a["vote"] for a in json.loads(export_results(tied, "json"))["answers"]} == {TIE}
+
+
+# --- blind mode in the app --------------------------------------------------------------------
+
+
+def saving_app(tmp_path: Path, names: list[str] = NAMES, **options) -> LoraTuiApp:
+    """An app that writes tmp_path/results.jsonl, over stand-in program files."""
+    for name in names:
+        (tmp_path / f"{name}.pte").write_bytes(name.encode())
+    results = tmp_path / "results.jsonl"
+    return make_app(names, tmp_path, results_path=results, program_dir=tmp_path, **options)
+
+
+def blind_app(tmp_path: Path, names: list[str] = NAMES, **options) -> LoraTuiApp:
+    app = saving_app(tmp_path, names, **options)
+    app.blind.rng = random.Random(4)  # a fixed shuffle, for stable snapshots
+    return app
+
+
+def titles(app: LoraTuiApp) -> list[str]:
+    return [str(pane.border_title) + str(pane.border_subtitle) for pane in app.panes.values()]
+
+
+async def test_blind_mode_hides_names_until_the_vote_then_reveals_them(tmp_path: Path) -> None:
+    app = blind_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("f3")
+        await pilot.pause()
+        assert app.blind.on and not app.query_one(MemoryPanel).display
+        assert app.query_one(TallyPanel).display
+        await send(pilot, "Who won the 2024 Nobel Prize in Physics?")
+        await pilot.pause()
+        shown = titles(app)
+        assert not any(name in title for title in shown for name in NAMES), shown
+        assert shown[0].startswith("[1] A") and shown[1].startswith("[2] B")
+        bar = app.query_one(VoteBar)
+        assert bar.display and bar.has_focus  # every answer is in: time to vote
+        order = list(app.panes)  # the adapters behind A and B
+        await pilot.press("b")
+        await pilot.pause()
+        assert not bar.display and app.query_one("#prompt", Input).has_focus
+        assert titles(app)[1].startswith(f"[2] B = {order[1]}")
+        standings = app.blind.tally.standings
+        assert (standings[order[1]].wins, standings[order[0]].losses) == (1, 1)
+        await pilot.press("b")  # the vote is in: a second one is not counted
+        assert app.blind.tally.votes == 1
+    records = read_results(tmp_path / "results.jsonl")
+    votes = [r for r in records if r.get("type") == "vote"]
+    assert (
+        votes == [{**votes[0], "adapters": order, "verdict": order[1]}]
+        and votes[0]["round"] == records[0]["round"] == records[1]["round"]
+    )
+
+
+async def test_blind_mode_shuffles_the_panes_for_every_prompt(tmp_path: Path) -> None:
+    app = blind_app(tmp_path, ["base", "nobel", "executorch"])
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await app.action_toggle_blind()
+        orders = []
+        for number in range(6):
+            await send(pilot, f"Question {number}")
+            await pilot.pause()
+            orders.append(tuple(app.panes))
+            grid = app.main.query_one("#panes")
+            assert [pane.adapter_name for pane in grid.children] == list(orders[-1])
+            await pilot.press("t")  # a tie
+            await pilot.pause()
+        assert len(set(orders)) > 1
+        assert app.blind.tally.votes == 6
+        assert all(s.ties == 6 for s in app.blind.tally.standings.values())
+        # Blind mode off: names again, the memory panel back, the tally kept.
+        await pilot.press("f3")
+        await pilot.pause()
+        assert all(name in title for name, title in zip(app.panes, titles(app), strict=True))
+        assert app.query_one(MemoryPanel).display and app.blind.tally.votes == 6
+
+
+async def test_blind_mode_from_the_palette_and_export_from_it(tmp_path: Path) -> None:
+    app = blind_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+p", *"Blind mode on")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.blind.on
+        await send(pilot, "Who won?")
+        await pilot.pause()
+        await pilot.press("x")  # all bad
+        await pilot.pause()
+        await pilot.press("ctrl+p", *"Export results as JSON")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await pilot.pause(0.5)
+    exported = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
+    assert {a["vote"] for a in exported["answers"]} == {ALL_BAD}
+    assert {s["all_bad"] for s in exported["tally"]} == {1}
+
+
+def test_snapshot_blind_mode_waiting_for_the_vote(snap_compare, tmp_path: Path) -> None:
+    async def run_before(pilot) -> None:
+        await pilot.pause()
+        await pilot.press("f3")
+        await send(pilot, "Who won the 2024 Nobel Prize in Physics?")
+        await pilot.pause()
+
+    assert snap_compare(blind_app(tmp_path), terminal_size=SIZE, run_before=run_before)
+
+
+def test_snapshot_blind_vote_revealed_with_the_tally(snap_compare, tmp_path: Path) -> None:
+    async def run_before(pilot) -> None:
+        await pilot.pause()
+        await pilot.press("f3")
+        for question in ("Who won the 2024 Nobel Prize in Physics?", "What is a .pte file?"):
+            await send(pilot, question)
+            await pilot.pause()
+            await pilot.press("a")
+            await pilot.pause()
+
+    assert snap_compare(blind_app(tmp_path), terminal_size=SIZE, run_before=run_before)
+
+
+# --- diff, regenerate, per-pane settings --------------------------------------------------------
+
+
+def test_snapshot_diff_of_two_answers(snap_compare, tmp_path: Path) -> None:
+    async def run_before(pilot) -> None:
+        await pilot.pause()
+        await send(pilot, "Tell me something.")
+        await pilot.pause()
+        await pilot.press("f4")
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, DiffScreen)
+
+    assert snap_compare(make_app(NAMES, tmp_path), terminal_size=SIZE, run_before=run_before)
+
+
+async def test_diff_needs_two_answers_and_compares_the_selected_one(tmp_path: Path) -> None:
+    app = make_app(["base", *NAMES], tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("f4")
+        assert not isinstance(app.screen, DiffScreen)  # nothing answered yet
+        await send(pilot, "Hello")
+        app.selected = 1
+        await pilot.press("f4")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, DiffScreen)
+        assert screen.answers[screen.left] == ("nobel", REPLIES["nobel"])
+        assert screen.answers[screen.right][0] == "executorch"
+        await pilot.press("tab")  # the next pane that is not the left one
+        assert screen.answers[screen.right][0] == "base"
+
+
+async def test_regenerate_answers_again_and_a_fixed_seed_repeats(tmp_path: Path) -> None:
+    app = saving_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.settings = app.settings.__class__(temperature=0.8, max_new_tokens=32)
+        nobel = app.panes["nobel"]
+        nobel.set_override("seed", 7)
+        await send(pilot, "Who won?")
+        first = nobel.last_reply
+        await pilot.press("ctrl+r")  # the selected pane: nobel
+        await pilot.pause()
+        assert engine(app).calls[-1] == ("regenerate", ("nobel",))
+        assert nobel.last_reply == first and "seed 7" in (first or "")
+        assert [t.role for t in nobel.turns] == ["user", "assistant"]  # replaced, not added
+        assert len(nobel.conversation.query(".user-message")) == 1
+        await pilot.press("f5")  # every pane; executorch draws a new seed each time
+        await pilot.pause()
+        seeds = [s.seed for names, s in engine(app).sent_settings if names == ("executorch",)]
+        assert len(seeds) == 2 and seeds[0] != seeds[1]
+    records = read_results(tmp_path / "results.jsonl")
+    assert [r["adapter"] for r in records] == [
+        "nobel",
+        "executorch",
+        "nobel",
+        "nobel",
+        "executorch",
+    ]
+    assert len({r["round"] for r in records}) == 1
+    assert [r["settings"]["seed"] for r in records if r["adapter"] == "nobel"] == [7, 7, 7]
+
+
+async def test_per_pane_temperature_from_the_palette(tmp_path: Path) -> None:
+    app = make_app(NAMES, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.selected = 1
+        app.action_set_pane_setting("temperature")
+        await pilot.pause()
+        app.screen.query_one(Input).value = "1.2"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "T 1.2" in str(app.panes["executorch"].query_one(".status").content)
+        await send(pilot, "Hello")
+        sent = dict(engine(app).sent_settings)
+        assert sent[("nobel",)].temperature == 0.0
+        assert sent[("executorch",)].temperature == 1.2
+
+
+# --- a prompt set in the app -------------------------------------------------------------------
+
+
+async def test_prompt_set_runs_every_prompt_through_every_pane_and_scores_it(
+    tmp_path: Path,
+) -> None:
+    prompts = tmp_path / "set.jsonl"
+    rows = [
+        {"prompt": "Who won physics in 2024?", "keywords": ["Hopfield"], "group": "nobel"},
+        {"prompt": "What is a .pte file?", "keywords": [".pte", "program"], "group": "et"},
+    ]
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    app = saving_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.action_run_prompt_set()
+        await pilot.pause()
+        app.screen.query_one(Input).value = str(prompts)
+        await pilot.press("enter")
+        for _ in range(20):
+            await pilot.pause(0.05)
+            if isinstance(app.screen, ScoresScreen):
+                break
+        screen = app.screen
+        assert isinstance(screen, ScoresScreen)
+        report = screen.report
+        assert report.score("nobel", "nobel") == (1, 1) and report.score("nobel", "executorch") == (
+            0,
+            1,
+        )
+        assert report.score("et", "executorch") == (1, 1) and report.score("et", "nobel") == (0, 1)
+        sends = [call for call in engine(app).calls if call[0] == "send"]
+        assert [call[2] for call in sends] == [r["prompt"] for r in rows]
+    saved = read_results(tmp_path / "results.jsonl")
+    assert [(r["group"], r["adapter"], r["right"]) for r in saved] == [
+        ("nobel", "nobel", True),
+        ("nobel", "executorch", False),
+        ("et", "nobel", False),
+        ("et", "executorch", True),
+    ]
+
+
+async def test_a_bad_prompt_set_is_one_line(tmp_path: Path) -> None:
+    app = make_app(NAMES, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.action_run_prompt_set()
+        await pilot.pause()
+        app.screen.query_one(Input).value = str(tmp_path / "missing.jsonl")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert not isinstance(app.screen, ScoresScreen)
+        assert any("no such file" in str(n.message) for n in app._notifications)
