@@ -348,3 +348,25 @@ async def test_a_bad_prompt_set_is_one_line(tmp_path: Path) -> None:
         await pilot.pause()
         assert not isinstance(app.screen, ScoresScreen)
         assert any("no such file" in str(n.message) for n in app._notifications)
+
+
+async def test_escape_stops_a_prompt_set_and_shows_what_was_answered(tmp_path: Path) -> None:
+    prompts = tmp_path / "set.jsonl"
+    prompts.write_text('{"prompt": "one"}\n{"prompt": "two"}\n', encoding="utf-8")
+    app = make_app(NAMES, tmp_path, hold=True)  # replies stream until cancelled
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.action_run_prompt_set()
+        await pilot.pause()
+        app.screen.query_one(Input).value = str(prompts)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert all(pane.state == "generating" for pane in app.panes.values())
+        await pilot.press("escape")
+        for _ in range(20):
+            await pilot.pause(0.05)
+            if isinstance(app.screen, ScoresScreen):
+                break
+        assert isinstance(app.screen, ScoresScreen) and app.screen.report.results == []
+        assert "0 of 2 prompts" in app.screen.title_text
+        assert [call[2] for call in engine(app).calls if call[0] == "send"] == ["one"]

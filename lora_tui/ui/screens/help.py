@@ -27,10 +27,11 @@ def key_label(key: str) -> str:
 
 
 def _compact(labels: list[str]) -> str:
-    """'Alt+1 … Alt+9, 1 … 9' as 'Alt+1…9 / 1…9': runs of one prefix and a digit."""
+    """'Alt+1 … Alt+9, 1 … 9' as 'Alt+1…9 / 1…9', 'A … I' as 'A…I': runs of one prefix and
+    a digit or a capital letter."""
     runs: dict[str, list[str]] = {}
     for label in labels:
-        prefix, digit = re.fullmatch(r"(.*?)(\d?)", label).groups()  # type: ignore[union-attr]
+        prefix, digit = re.fullmatch(r"(.*?)([\dA-Z]?)", label).groups()  # type: ignore[union-attr]
         runs.setdefault(prefix, []).append(digit)
     parts = []
     for prefix, digits in runs.items():
