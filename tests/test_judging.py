@@ -145,6 +145,15 @@ async def test_blind_mode_hides_names_until_the_vote_then_reveals_them(tmp_path:
     )
 
 
+async def test_the_vote_bar_never_takes_the_prompts_keys(tmp_path: Path) -> None:
+    app = blind_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("t", "x")  # vote keys, typed before any vote: they are text
+        assert app.query_one("#prompt", Input).value == "tx"
+        assert not app.query_one(VoteBar).can_focus
+
+
 async def test_blind_mode_shuffles_the_panes_for_every_prompt(tmp_path: Path) -> None:
     app = blind_app(tmp_path, ["base", "nobel", "executorch"])
     async with app.run_test(size=SIZE) as pilot:

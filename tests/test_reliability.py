@@ -221,17 +221,8 @@ def test_signal_quits_the_app_and_its_engine(
 ) -> None:
     """The app in a real terminal (a pty): the signal ends it, and no engine or pre-flight
     process is left behind."""
-    leader, follower = pty.openpty()
     command = [sys.executable, "-m", "lora_tui.cli", "--weights", str(tiny_artifacts.foundation)]
-    app = subprocess.Popen(
-        [*command, str(tiny_artifacts.program("full"))],
-        stdin=follower,
-        stdout=follower,
-        stderr=follower,
-        env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30"},
-        start_new_session=True,
-    )
-    os.close(follower)
+    app, leader = start_in_pty([*command, str(tiny_artifacts.program("full"))])
     try:
         process = psutil.Process(app.pid)
         deadline = time.monotonic() + 120
@@ -253,6 +244,56 @@ def test_signal_quits_the_app_and_its_engine(
         if app.poll() is None:
             app.kill()
         os.close(leader)
+
+
+def start_in_pty(command: list[str]) -> tuple[subprocess.Popen, int]:
+    """Run lora-tui in a real terminal; returns it and the terminal's end to read and type."""
+    leader, follower = pty.openpty()
+    app = subprocess.Popen(
+        command,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30"},
+        start_new_session=True,
+    )
+    os.close(follower)
+    return app, leader
+
+
+def test_results_file_parses_after_the_app_is_killed_mid_turn(
+    tiny_artifacts: TinyArtifacts, tmp_path: Path
+) -> None:
+    """SIGKILL 0.3 s after a prompt, while its replies stream: every line already written
+    parses, and the answers that finished before are all there."""
+    from lora_tui.results import read_results
+
+    results = tmp_path / "results.jsonl"
+    command = [sys.executable, "-m", "lora_tui.cli", "--weights", str(tiny_artifacts.foundation)]
+    programs = [str(tiny_artifacts.program(n)) for n in ("full", "partial")]
+    app, leader = start_in_pty([*command, *programs, "--results", str(results)])
+    try:
+        deadline = time.monotonic() + 120
+        finished: list[dict] = []
+        while len(finished) < 2 and time.monotonic() < deadline:
+            # Typed until it is answered: keys sent before the app reads them are lost.
+            os.write(leader, b"Hello there\r")
+            for _ in range(5):
+                _drain(leader)
+                time.sleep(0.2)
+            finished = read_results(results) if results.exists() else []
+        assert len(finished) >= 2, "no answers were saved"
+        os.write(leader, b"Tell me a long story\r")
+        time.sleep(0.3)
+        app.kill()
+        app.wait(timeout=30)
+    finally:
+        if app.poll() is None:
+            app.kill()
+        os.close(leader)
+    lines = results.read_text(encoding="utf-8").splitlines()
+    assert all(isinstance(json.loads(line), dict) for line in lines)  # whole lines only
+    assert {r["adapter"] for r in read_results(results)} == {"full", "partial"}
 
 
 def _drain(fd: int) -> None:

@@ -13,7 +13,7 @@ MAX_PANES = 9
 VOTE_FOR = Binding.Group("blind mode: vote for answer A, B, … (once all have answered)")
 
 
-class VoteBar(Static, can_focus=True):
+class VoteBar(Static):
     BINDINGS = [
         *[
             Binding(letter.lower(), f"vote({index})", show=False, group=VOTE_FOR)
@@ -40,10 +40,12 @@ class VoteBar(Static, can_focus=True):
         self.panes = panes
         self.update(f"Which is better?  {letters}  [b]t[/] tie  [b]x[/] all bad  [b]Esc[/] skip")
         self.add_class("-open")
+        self.can_focus = True  # only while open: it must never take the prompt's focus
         self.focus()
 
     def close(self) -> None:
         self.remove_class("-open")
+        self.can_focus = False
 
     def action_vote(self, choice: int | str | None) -> None:
         if isinstance(choice, int) and choice >= self.panes:
