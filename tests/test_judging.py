@@ -154,6 +154,18 @@ async def test_the_vote_bar_never_takes_the_prompts_keys(tmp_path: Path) -> None
         assert not app.query_one(VoteBar).can_focus
 
 
+async def test_blind_mode_leaves_out_an_adapter_that_failed_to_load(tmp_path: Path) -> None:
+    app = blind_app(tmp_path, ["base", *NAMES], fail={"base": "damaged program"})
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("f3", "ctrl+b")  # all/one stays "all" in blind mode
+        assert app.broadcast
+        await send(pilot, "Who won?")
+        await pilot.pause()
+        assert app.round is not None and sorted(app.round.adapters) == sorted(NAMES)
+        assert app.query_one(VoteBar).display
+
+
 async def test_blind_mode_shuffles_the_panes_for_every_prompt(tmp_path: Path) -> None:
     app = blind_app(tmp_path, ["base", "nobel", "executorch"])
     async with app.run_test(size=SIZE) as pilot:

@@ -427,7 +427,9 @@ class LoraTuiApp(App[int]):
             self.notify(why, severity="warning")
             return
         if self.blind.on:
-            if len(targets) < len(candidates):
+            # Every adapter that works answers every blind prompt (one that failed to load
+            # sits it out).
+            if len(targets) < sum(p is not None and p.state != "error" for p in candidates):
                 self.notify("blind mode waits for every adapter to be ready", severity="warning")
                 return
             targets = await self.blind.shuffle(targets)
@@ -534,6 +536,9 @@ class LoraTuiApp(App[int]):
         )
 
     def action_toggle_broadcast(self) -> None:
+        if self.blind.on:
+            self.notify("in blind mode every adapter answers every prompt", severity="warning")
+            return
         self.broadcast = not self.broadcast
 
     def action_maximize(self) -> None:
