@@ -30,7 +30,13 @@ from exporter.pipeline import (
     parse_adapter_arg,
     run_export,
 )
-from lora_tui.artifact_format import ArtifactError
+from lora_tui.artifact_format import (
+    DEFAULT_GROUP_SIZE,
+    FP32,
+    QUANTIZE_MODES,
+    ArtifactError,
+    Quantization,
+)
 
 T = TypeVar("T")
 
@@ -66,6 +72,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_CONTEXT,
         metavar="N",
         help=f"KV-cache length in tokens (default {DEFAULT_MAX_CONTEXT})",
+    )
+    parser.add_argument(
+        "--quantize",
+        choices=QUANTIZE_MODES,
+        default="none",
+        help="none: fp32 weights. 8da4w: linear weights int4 (int8 dynamic activations) and "
+        "embeddings int8, as ExecuTorch's LoRA demo ships; LoRA weights stay fp32. Every "
+        "program in a folder shares the foundation's quantization",
+    )
+    parser.add_argument(
+        "--group-size",
+        type=int,
+        default=DEFAULT_GROUP_SIZE,
+        metavar="N",
+        help=f"8da4w: input columns per int4 scale (default {DEFAULT_GROUP_SIZE}, at least 32)",
     )
     parser.add_argument(
         "--verbose", action="store_true", help="show ExecuTorch's own logs and warnings"
@@ -171,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
             out=args.out,
             base_program=args.base_program,
             max_context=args.max_context,
+            quantization=(
+                FP32 if args.quantize == "none" else Quantization(args.quantize, args.group_size)
+            ),
         )
         progress = progress_display(console)
         events = RichEvents(progress)

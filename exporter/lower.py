@@ -23,7 +23,7 @@ import torch
 
 from exporter.atomic import write_atomic
 from exporter.base import LlamaShape, Rope
-from lora_tui.artifact_format import FOUNDATION_FILE, llm_constant_methods
+from lora_tui.artifact_format import FOUNDATION_FILE, FP32, Quantization, llm_constant_methods
 
 if TYPE_CHECKING:
     from executorch.exir import ExecutorchProgramManager
@@ -41,6 +41,7 @@ class ProgramSpec:
     stop_ids: tuple[int, ...]
     lora_rank: int | None = None
     lora_targets: tuple[str, ...] = ()
+    quantization: Quantization = FP32
 
 
 @dataclass
@@ -112,27 +113,32 @@ def _lower(
         # SmolLM2 (17 s against 49 s) and the same program, byte for byte.
         exported = torch.export.export(model, example, dynamic_shapes=dynamic_shapes, strict=False)
 
-    # Tag the parameters in place instead of unlifting and re-exporting as export_llm does:
-    # XNNPACK reads the tag from each placeholder's custom meta when it serialises weights.
-    signature = exported.graph_signature
-    for node in exported.graph.nodes:
-        if node.op == "placeholder" and node.name in signature.inputs_to_parameters:
-            fqn = signature.inputs_to_parameters[node.name]
-            node.meta.setdefault("custom", {})["delegate_constant_tag"] = _tag(fqn)
-
     step("lowering to XNNPACK")
-    partitioner = _unchecked_partitioner_class()()
-    # This compile spec makes XNNPACK's preprocess run only its linear pass instead of its
-    # whole pass list, each of which retraces every partition with symbolic shapes. Those
-    # passes rewrite conv, batch-norm, pooling and quantisation patterns that an fp32 Llama
-    # does not contain, and this halves the lowering time (measured on a 4-layer model).
-    partitioner.delegation_spec = DelegationSpec(
-        XnnpackBackend.__name__, [CompileSpec("dqlinear_partitioner", b"")]
-    )
+    if spec.quantization == FP32:
+        partitioner = _unchecked_partitioner_class()()
+        # This compile spec makes XNNPACK's preprocess run only its linear pass instead of
+        # its whole pass list, each of which retraces every partition with symbolic shapes.
+        # Those passes rewrite conv, batch-norm, pooling and quantisation patterns that an
+        # fp32 Llama does not contain, and this halves the lowering time (measured on a
+        # 4-layer model).
+        partitioner.delegation_spec = DelegationSpec(
+            XnnpackBackend.__name__, [CompileSpec("dqlinear_partitioner", b"")]
+        )
+        partitioners = [partitioner]
+    else:
+        # As export_llm lowers 8da4w: the dynamically quantized linears first, then the
+        # rest (the fp32 LoRA linears among them), each with XNNPACK's own checks.
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
+            XnnpackDynamicallyQuantizedPartitioner,
+            XnnpackPartitioner,
+        )
+
+        partitioners = [XnnpackDynamicallyQuantizedPartitioner(), XnnpackPartitioner()]
     with _partitions_share_weights():
         edge = to_edge_transform_and_lower(
             exported,
-            partitioner=[partitioner],
+            partitioner=partitioners,
+            transform_passes=[_foundation_tags_pass()],
             compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True),
             constant_methods=llm_constant_methods(
                 max_seq_len=max_seq,
@@ -156,6 +162,30 @@ def _lower(
         )
     )
     return LoweredProgram(program)
+
+
+def _foundation_tags_pass() -> object:
+    """Tag every weight for the foundation (LoRA's for the program), in place, instead of
+    unlifting and re-exporting as export_llm does: XNNPACK reads the tag from each weight
+    placeholder's custom meta when it serialises the weights. It runs after the
+    decompositions and before partitioning, so it also sees the placeholders that taking a
+    quantized weight apart creates (torchao's int4 data and scales)."""
+    from executorch.exir.pass_base import ExportedProgramPassBase, ExportedProgramPassResult
+
+    class TagFoundationWeights(ExportedProgramPassBase):
+        def call(self, exported_program):  # type: ignore[no-untyped-def]
+            signature = exported_program.graph_signature
+            weights = {
+                **signature.inputs_to_parameters,
+                **signature.inputs_to_lifted_tensor_constants,
+            }
+            for node in exported_program.graph_module.graph.nodes:
+                if node.op == "placeholder" and node.name in weights:
+                    tag = _tag(weights[node.name])
+                    node.meta.setdefault("custom", {})["delegate_constant_tag"] = tag
+            return ExportedProgramPassResult(exported_program, True)
+
+    return TagFoundationWeights()
 
 
 @contextlib.contextmanager
@@ -260,6 +290,24 @@ def _build_model(spec: ProgramSpec, weights: dict[str, torch.Tensor]) -> torch.n
     weight_names = {name for name, _ in model.named_parameters()}
     if unexpected or weight_names & set(missing):
         raise RuntimeError(f"weights do not fit the model: missing {missing}, extra {unexpected}")
+    model = quantize_model(model, spec.quantization)
     model = replace_sdpa_with_custom_op(model)
     model = replace_kv_cache_with_custom_kv_cache(model)
     return model.eval()
+
+
+def quantize_model(model: torch.nn.Module, quantization: Quantization) -> torch.nn.Module:
+    """ExecuTorch's own source transforms, as export_llm applies them for
+    ``quantization.qmode: 8da4w`` and ``embedding_quantize: '8,0'``: the embedding table
+    first (int8 per row), then every linear but LoRA's A and B (int4 in groups, int8 dynamic
+    activations)."""
+    if quantization == FP32:
+        return model
+    from executorch.examples.models.llama.source_transformation.quantize import (
+        get_quant_embedding_transform,
+        quantize,
+    )
+
+    with torch.no_grad():
+        model = get_quant_embedding_transform("8,0")(model)
+        return quantize(model, quantization.mode, group_size=quantization.group_size)

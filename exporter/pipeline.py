@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -24,10 +24,12 @@ from exporter.lower import ProgramSpec, lower_program
 from exporter.splice import SpliceError, splice, template_weights
 from lora_tui.artifact_format import (
     FOUNDATION_FILE,
+    FP32,
     MANIFEST_FILE,
     TOKENIZER_FILE,
     Manifest,
     ProgramEntry,
+    Quantization,
     foundation_id,
     sha256_file,
 )
@@ -48,6 +50,7 @@ class ExportRequest:
     out: Path
     base_program: bool = False
     max_context: int = DEFAULT_MAX_CONTEXT
+    quantization: Quantization = FP32
 
 
 @dataclass
@@ -108,7 +111,7 @@ def run_export(request: ExportRequest, events: Events | None = None) -> ExportRe
     )
     fingerprint: str = timed("fingerprint base", 1, base.fingerprint)  # type: ignore[assignment]
     existing = _existing_manifest(request, base, fingerprint)
-    found_id = foundation_id(fingerprint, request.max_context)
+    found_id = foundation_id(fingerprint, request.max_context, request.quantization)
 
     programs: list[tuple[str, Adapter | None]] = [(a.name, a) for a in adapters]
     if request.base_program:
@@ -147,13 +150,14 @@ def run_export(request: ExportRequest, events: Events | None = None) -> ExportRe
                 stop_ids=tuple(base.tokenizer.stop_ids),
                 lora_rank=adapter.rank if adapter else None,
                 lora_targets=tuple(adapter.targets) if adapter else (),
+                quantization=request.quantization,
             )
             pte = staging / f"{name}.pte"
             if adapter is None:
                 lower(f"{name}.pte", spec, base.weights, pte)
             else:
                 stand_ins = template_weights({n: w.shape for n, w in adapter.weights.items()})
-                template = _template_path(adapter)
+                template = _template_path(adapter, request.quantization)
                 # Only a folder whose manifest checked out may lend its templates.
                 lendable = [staging / template] + ([request.out / template] if existing else [])
                 filled = timed(
@@ -174,11 +178,11 @@ def run_export(request: ExportRequest, events: Events | None = None) -> ExportRe
     return ExportResult(manifest, [n for n, _ in programs], existing is not None, timings)
 
 
-def _template_path(adapter: Adapter) -> Path:
+def _template_path(adapter: Adapter, quantization: Quantization) -> Path:
     """Where the template for this adapter's rank and targets lives in an output folder."""
-    return (
-        Path(TEMPLATES_DIR) / f"v{TEMPLATE_VERSION}-r{adapter.rank}-{'.'.join(adapter.targets)}.pte"
-    )
+    quantized = "" if quantization == FP32 else f"-{quantization.mode}g{quantization.group_size}"
+    key = f"v{TEMPLATE_VERSION}-r{adapter.rank}-{'.'.join(adapter.targets)}{quantized}"
+    return Path(TEMPLATES_DIR) / f"{key}.pte"
 
 
 def _fill(template: Path, stand_ins: dict[str, torch.Tensor], adapter: Adapter, pte: Path) -> bool:
@@ -204,6 +208,9 @@ def _check_request(request: ExportRequest) -> None:
         raise ExportError("adapter name 'base' is reserved for --base-program; use NAME=DIR")
     if request.max_context < 16:
         raise ExportError(f"--max-context {request.max_context}: must be at least 16")
+    quantization = request.quantization
+    if quantization != FP32 and (quantization.group_size or 0) < 32:
+        raise ExportError(f"--group-size {quantization.group_size}: XNNPACK needs at least 32")
     if request.out.exists() and not request.out.is_dir():
         raise ExportError(f"{request.out}: exists and is not a directory")
 
@@ -231,6 +238,12 @@ def _existing_manifest(
         raise ExportError(
             f"{foundation}: built from a different base ({existing.base_source}); "
             "choose another --out"
+        )
+    if existing.quantized != request.quantization:
+        raise ExportError(
+            f"{foundation}: its programs are {existing.quantized.label}, not "
+            f"{request.quantization.label}; every program over one foundation shares its "
+            "quantization, so use the same --quantize or another --out"
         )
     if existing.max_context != request.max_context:
         raise ExportError(
@@ -296,6 +309,7 @@ def _make_manifest(
         bos_id=base.tokenizer.bos_id,
         stop_ids=list(base.tokenizer.stop_ids),
         programs=entries,
+        quantization=asdict(request.quantization),
     )
 
 

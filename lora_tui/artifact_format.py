@@ -256,6 +256,33 @@ def kv_cache_bytes(shape: dict[str, Any], max_context: int) -> int:
     return 2 * shape["n_layers"] * max_context * shape["n_kv_heads"] * shape["head_dim"] * 4
 
 
+@dataclass(frozen=True)
+class Quantization:
+    """How the foundation's weights are stored; every program over it shares this.
+
+    ``none`` keeps fp32. ``8da4w`` is what ExecuTorch's LoRA demo ships: linear weights int4
+    in groups of ``group_size`` with int8 dynamic activations, the token embeddings int8 per
+    row, and the LoRA A/B weights fp32 (torchao's filter in ExecuTorch leaves them)."""
+
+    mode: str = "none"
+    group_size: int | None = None  # 8da4w: input columns per int4 scale
+
+    @property
+    def label(self) -> str:
+        return "fp32" if self.mode == "none" else f"{self.mode} g{self.group_size}"
+
+    @classmethod
+    def from_json(cls, raw: object) -> Quantization:
+        if not isinstance(raw, dict) or raw.get("mode") not in QUANTIZE_MODES:
+            raise ArtifactError(f"unknown quantization {raw!r}")
+        return cls(raw["mode"], raw.get("group_size"))
+
+
+QUANTIZE_MODES = ("none", "8da4w")
+FP32 = Quantization()
+DEFAULT_GROUP_SIZE = 32  # as ExecuTorch's LoRA demo; XNNPACK needs at least 32
+
+
 @dataclass
 class ProgramEntry:
     file: str
@@ -287,6 +314,12 @@ class Manifest:
     stop_ids: list[int]
     programs: dict[str, ProgramEntry] = field(default_factory=dict)
     format: int = FORMAT_VERSION
+    # Absent in folders from before quantization, which are all fp32.
+    quantization: dict[str, Any] = field(default_factory=lambda: asdict(FP32))
+
+    @property
+    def quantized(self) -> Quantization:
+        return Quantization.from_json(self.quantization)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
@@ -318,11 +351,16 @@ class Manifest:
         return None
 
 
-def foundation_id(base_fingerprint: str, max_context: int) -> int:
+def foundation_id(
+    base_fingerprint: str, max_context: int, quantization: Quantization = FP32
+) -> int:
     """A 60-bit id of everything that decides the .ptd's contents and the programs' inputs,
-    small enough for int64."""
-    key = f"{base_fingerprint}:{max_context}:format{FORMAT_VERSION}".encode()
-    return int(hashlib.sha256(key).hexdigest()[:15], 16)
+    small enough for int64. A program of another quantization has another id, so it is
+    refused over this foundation as one from another base is."""
+    key = f"{base_fingerprint}:{max_context}:format{FORMAT_VERSION}"
+    if quantization != FP32:  # fp32 keeps the id it had before quantization existed
+        key += f":{quantization.mode}:g{quantization.group_size}"
+    return int(hashlib.sha256(key.encode()).hexdigest()[:15], 16)
 
 
 def sha256_file(path: Path) -> str:

@@ -123,6 +123,7 @@ class FakeEngine:
                         19.3,
                     ),
                     can_think=name.startswith("qwen3"),
+                    quantization="8da4w g32" if name.startswith("q-") else None,
                 ),
             )
         )

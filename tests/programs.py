@@ -9,6 +9,7 @@ import torch
 
 def load_program(pte: Path, ptd: Path):
     import executorch.extension.llm.custom_ops.custom_ops  # noqa: F401  (registers custom_sdpa)
+    import executorch.kernels.quantized  # noqa: F401  (int8 embeddings of 8da4w programs)
     from executorch.extension.pybindings.portable_lib import Verification, _load_for_executorch
 
     return _load_for_executorch(

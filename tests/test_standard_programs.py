@@ -24,6 +24,7 @@ NEW_TOKENS = 24
 RUNNER = """
 import sys
 import executorch.extension.llm.custom_ops.custom_ops  # registers custom_sdpa
+import executorch.kernels.quantized  # int8 embeddings (8da4w), as export_llm's programs need
 from executorch.extension.llm.runner import GenerationConfig, TextLLMRunner
 
 pte, tokenizer, ptd, max_new = sys.argv[1:5]

@@ -274,6 +274,15 @@ async def test_suggested_prompt_from_the_palette(tmp_path: Path) -> None:
         assert engine(app).calls == [] or all(call[0] != "send" for call in engine(app).calls)
 
 
+async def test_quantization_shows_on_the_pane_and_in_the_memory_panel(tmp_path: Path) -> None:
+    app = make_app(["q-nobel", "q-executorch"], tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert str(pane(app, "q-nobel").border_subtitle).endswith("· 8da4w g32")
+        shown = str(app.query_one("#memory-sharing").render())
+        assert "foundation.ptd 513 MiB (8da4w g32)" in shown
+
+
 # --- snapshots --------------------------------------------------------------------------------
 
 

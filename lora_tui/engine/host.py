@@ -152,6 +152,9 @@ class ModelHost:
             anon_increment_mib=_difference(after.anon_mib, before.anon_mib),
             breakdown=self._breakdown(pte, facts, entry),
             can_think=session.chat.supports_thinking,
+            quantization=manifest.quantized.label
+            if (manifest := self.foundation.manifest)
+            else None,
         )
         self.sessions[name] = session
         self.infos[name] = info

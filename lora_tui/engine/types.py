@@ -54,6 +54,7 @@ class AdapterInfo:
     anon_increment_mib: float | None  # RssAnon: private memory this program added
     breakdown: MemoryBreakdown
     can_think: bool = False  # its chat template has a thinking switch (Qwen3)
+    quantization: str | None = None  # "fp32", "8da4w g32"; None: unknown (no manifest)
 
     @property
     def increment_mib(self) -> float:

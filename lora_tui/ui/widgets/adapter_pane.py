@@ -114,11 +114,14 @@ class AdapterPane(Vertical):
         if self.info is None:
             return
         if self.info.kind == "base":
-            self.border_subtitle = "base model"
+            subtitle = "base model"
         elif self.info.rank and self.info.target_modules:
-            self.border_subtitle = f"r={self.info.rank} · {len(self.info.target_modules)} targets"
+            subtitle = f"r={self.info.rank} · {len(self.info.target_modules)} targets"
         else:
-            self.border_subtitle = "rank unknown (no manifest)"
+            subtitle = "rank unknown (no manifest)"
+        if self.info.quantization not in (None, "fp32"):
+            subtitle += f" · {self.info.quantization}"
+        self.border_subtitle = subtitle
 
     def _update_status(self) -> None:
         parts = [("▶ " if self.selected else "") + STATE_ICONS[self.state]]

@@ -97,7 +97,9 @@ class MemoryPanel(Vertical):
                 if self.foundation_mib >= 10
                 else f"{self.foundation_mib:.1f}"
             )
-            sharing.append(f"\nshared: foundation.ptd {size} MiB, {packed}")
+            quantized = {i.quantization for i in self.adapters.values()} - {None}
+            kind = f" ({quantized.pop()})" if len(quantized) == 1 else ""
+            sharing.append(f"\nshared: foundation.ptd {size} MiB{kind}, {packed}")
         self.query_one("#memory-sharing", Static).update(sharing)
 
         table = Table(box=None, expand=True, padding=(0, 1), show_edge=False)
