@@ -310,6 +310,9 @@ async def test_per_pane_temperature_from_the_palette(tmp_path: Path) -> None:
         await pilot.press("enter")
         await pilot.pause()
         assert "T 1.2" in str(app.panes["executorch"].query_one(".status").content)
+        app.action_set_pane_setting("temperature")
+        await pilot.press("escape")  # Esc keeps it
+        assert app.panes["executorch"].overrides == {"temperature": 1.2}
         await send(pilot, "Hello")
         sent = dict(engine(app).sent_settings)
         assert sent[("nobel",)].temperature == 0.0

@@ -563,7 +563,7 @@ class LoraTuiApp(App[int]):
 
     def reorder(self, names: list[str]) -> None:
         """Show the panes in this order (blind mode shuffles them for every prompt)."""
-        self.panes = {name: self.panes[name] for name in [*names, *self.panes] if name}
+        self.panes = {name: self.panes[name] for name in [*names, *self.panes]}
         grid = self.main.query_one("#panes")
         for index, pane in enumerate(self.panes.values()):
             if grid.children[index] is not pane:
@@ -660,12 +660,12 @@ class LoraTuiApp(App[int]):
 
     def action_set_temperature(self) -> None:
         def chosen(answer: str | None) -> None:
+            if not answer:  # Esc, or nothing typed
+                return
             try:
-                value = float(answer) if answer is not None else None
+                value = float(answer)
             except ValueError:
                 value = -1.0
-            if value is None:
-                return
             if not 0 <= value <= 2:
                 self.notify("temperature must be a number from 0 to 2", severity="error")
                 return
@@ -677,7 +677,7 @@ class LoraTuiApp(App[int]):
 
     def action_set_max_tokens(self) -> None:
         def chosen(answer: str | None) -> None:
-            if answer is None:
+            if not answer:  # Esc, or nothing typed
                 return
             if not answer.isdigit() or int(answer) < 1:
                 self.notify("max new tokens must be a whole number above 0", severity="error")
@@ -701,7 +701,9 @@ class LoraTuiApp(App[int]):
         }[setting]
 
         def chosen(answer: str | None) -> None:
-            if answer is None:
+            if answer is None:  # Esc: as it was
+                return
+            if not answer:
                 pane.set_override(setting, None)
                 return
             try:
@@ -724,6 +726,8 @@ class LoraTuiApp(App[int]):
 
     def _export_results(self, path: Path, fmt: str) -> None:
         out = path.with_suffix(f".{fmt}")
+        if out == path:  # --results chose a name with this very suffix
+            out = path.with_suffix(f".export.{fmt}")
         try:
             save_atomically(out, export_results(read_results(path), fmt))
         except (OSError, ValueError) as err:

@@ -10,6 +10,8 @@ from textual.widgets import Input, Label
 
 
 class AskScreen(ModalScreen[str | None]):
+    """Dismissed with the answer (stripped; "" when left empty), or None for Esc."""
+
     BINDINGS = [Binding("escape", "dismiss_none", "Cancel")]
 
     def __init__(self, question: str, value: str = "", placeholder: str = "") -> None:
@@ -22,7 +24,7 @@ class AskScreen(ModalScreen[str | None]):
             yield Input(self.value, placeholder=self.placeholder, id="answer")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value.strip() or None)
+        self.dismiss(event.value.strip())
 
     def action_dismiss_none(self) -> None:
         self.dismiss(None)
