@@ -322,6 +322,22 @@ async def test_per_pane_temperature_from_the_palette(tmp_path: Path) -> None:
 # --- a prompt set in the app -------------------------------------------------------------------
 
 
+async def start_prompt_set(pilot, prompts: Path) -> None:
+    """ "Run prompt set…", as the palette does it: the dialog, the path, Enter."""
+    pilot.app.action_run_prompt_set()
+    await pilot.pause()
+    pilot.app.screen.query_one(Input).value = str(prompts)
+    await pilot.press("enter")
+
+
+async def wait_for_scores(pilot) -> None:
+    """Until the prompt set's scores show (the run is a worker on the app's loop)."""
+    for _ in range(20):
+        await pilot.pause(0.05)
+        if isinstance(pilot.app.screen, ScoresScreen):
+            return
+
+
 async def test_prompt_set_runs_every_prompt_through_every_pane_and_scores_it(
     tmp_path: Path,
 ) -> None:
@@ -334,14 +350,8 @@ async def test_prompt_set_runs_every_prompt_through_every_pane_and_scores_it(
     app = saving_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        app.action_run_prompt_set()
-        await pilot.pause()
-        app.screen.query_one(Input).value = str(prompts)
-        await pilot.press("enter")
-        for _ in range(20):
-            await pilot.pause(0.05)
-            if isinstance(app.screen, ScoresScreen):
-                break
+        await start_prompt_set(pilot, prompts)
+        await wait_for_scores(pilot)
         screen = app.screen
         assert isinstance(screen, ScoresScreen)
         report = screen.report
@@ -365,10 +375,7 @@ async def test_a_bad_prompt_set_is_one_line(tmp_path: Path) -> None:
     app = make_app(NAMES, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        app.action_run_prompt_set()
-        await pilot.pause()
-        app.screen.query_one(Input).value = str(tmp_path / "missing.jsonl")
-        await pilot.press("enter")
+        await start_prompt_set(pilot, tmp_path / "missing.jsonl")
         await pilot.pause()
         assert not isinstance(app.screen, ScoresScreen)
         assert any("no such file" in str(n.message) for n in app._notifications)
@@ -380,17 +387,11 @@ async def test_escape_stops_a_prompt_set_and_shows_what_was_answered(tmp_path: P
     app = make_app(NAMES, tmp_path, hold=True)  # replies stream until cancelled
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        app.action_run_prompt_set()
-        await pilot.pause()
-        app.screen.query_one(Input).value = str(prompts)
-        await pilot.press("enter")
+        await start_prompt_set(pilot, prompts)
         await pilot.pause()
         assert all(pane.state == "generating" for pane in app.panes.values())
         await pilot.press("escape")
-        for _ in range(20):
-            await pilot.pause(0.05)
-            if isinstance(app.screen, ScoresScreen):
-                break
+        await wait_for_scores(pilot)
         assert isinstance(app.screen, ScoresScreen) and app.screen.report.results == []
         assert "0 of 2 prompts" in app.screen.title_text
         assert [call[2] for call in engine(app).calls if call[0] == "send"] == ["one"]
