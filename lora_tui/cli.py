@@ -71,10 +71,20 @@ def eval_parser() -> argparse.ArgumentParser:
 
 
 def demo_parser() -> argparse.ArgumentParser:
+    from lora_tui.artifact_format import QUANTIZE_MODES
+    from lora_tui.demo import DEMO_QUANTIZE  # the demo's path imports it anyway
+
     parser = argparse.ArgumentParser(
         prog="lora-tui demo",
         description="Build (first run only) and open the demo: SmolLM2-135M-Instruct with "
         "its 'nobel' and 'executorch' adapters.",
+    )
+    parser.add_argument(
+        "--quantize",
+        choices=QUANTIZE_MODES,
+        default=DEMO_QUANTIZE,
+        help="the foundation's weights: none (fp32) or 8da4w (int4 weights, int8 dynamic "
+        f"activations), each built into its own cache folder (default: {DEMO_QUANTIZE})",
     )
     _results(parser)
     _common(parser, tokenizer=False)

@@ -19,11 +19,19 @@ from functools import cached_property
 from pathlib import Path
 
 from exporter.pipeline import BASE_PROGRAM, Events, ExportRequest, ExportResult, run_export
-from lora_tui.artifact_format import MANIFEST_FILE, ArtifactError, Manifest
+from lora_tui.artifact_format import (
+    DEFAULT_GROUP_SIZE,
+    FP32,
+    MANIFEST_FILE,
+    ArtifactError,
+    Manifest,
+    Quantization,
+)
 from lora_tui.engine.paths import cache_dir
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEMO_ADAPTERS = ("nobel", "executorch")
+DEMO_QUANTIZE = "none"  # lora-tui demo --quantize's default; the README says why
 DEMO_VERSION = 2  # bump when the demo's export settings change, to rebuild old caches
 STAMP_FILE = "demo.json"
 SUGGESTIONS_PER_ADAPTER = 4
@@ -49,15 +57,23 @@ class DemoBuild:
         return [self.folder / entries[n].file for n in names if n in entries]
 
 
-def demo_folder() -> Path:
-    return cache_dir() / f"demo-v{DEMO_VERSION}"
+def demo_quantization(mode: str) -> Quantization:
+    """``lora-tui demo --quantize MODE``: fp32, or 8da4w in ExecuTorch's demo groups of 32."""
+    return FP32 if mode == "none" else Quantization(mode, DEFAULT_GROUP_SIZE)
+
+
+def demo_folder(quantization: Quantization = FP32) -> Path:
+    """One cache per quantization, so switching back and forth rebuilds nothing."""
+    suffix = "" if quantization == FP32 else f"-{quantization.mode}"
+    return cache_dir() / f"demo-v{DEMO_VERSION}{suffix}"
 
 
 def remove_old_demos() -> None:
     """Delete the caches of earlier demo versions: their programs are of a format this
-    version no longer opens, and each holds a 538 MB foundation."""
+    version no longer opens, and each holds a foundation of 100–540 MB."""
     for version in range(1, DEMO_VERSION):
-        shutil.rmtree(cache_dir() / f"demo-v{version}", ignore_errors=True)
+        for old in [cache_dir() / f"demo-v{version}", *cache_dir().glob(f"demo-v{version}-*")]:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def shipped_adapters() -> dict[str, Path]:
@@ -85,18 +101,21 @@ def ensure_demo(
     adapters: dict[str, Path],
     events: Events | None = None,
     max_context: int | None = None,
+    quantization: Quantization = FP32,
 ) -> DemoBuild:
     """Reuse ``folder`` if it holds a complete build of exactly these inputs; else rebuild it."""
     for leftover in folder.parent.glob(f".{folder.name}.building-*"):
         shutil.rmtree(leftover, ignore_errors=True)  # an interrupted earlier build
     base = fetch_base()
-    stamp = _stamp(base, adapters, max_context)
+    stamp = _stamp(base, adapters, max_context, quantization)
     if _is_complete(folder, stamp):
         return DemoBuild(folder, None)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.building-", dir=folder.parent))
     try:
-        request = ExportRequest(base, list(adapters.items()), staging, base_program=True)
+        request = ExportRequest(
+            base, list(adapters.items()), staging, base_program=True, quantization=quantization
+        )
         if max_context is not None:
             request.max_context = max_context
         try:
@@ -129,13 +148,16 @@ def _link_or_copy(source: str, target: str) -> None:
         shutil.copy2(source, target)
 
 
-def _stamp(base: Path, adapters: dict[str, Path], max_context: int | None) -> dict[str, object]:
+def _stamp(
+    base: Path, adapters: dict[str, Path], max_context: int | None, quantization: Quantization
+) -> dict[str, object]:
     """What the build was made from; cheap to compute, so a current cache starts at once."""
     return {
         "version": DEMO_VERSION,
         "base": _describe(base),
         "adapters": {name: _hash_folder(path) for name, path in sorted(adapters.items())},
         "max_context": max_context,
+        "quantization": quantization.label,
     }
 
 

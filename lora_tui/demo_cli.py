@@ -16,6 +16,7 @@ from exporter.smollm2 import fetch_smollm2_gguf
 from lora_tui.demo import (
     DemoBuild,
     demo_folder,
+    demo_quantization,
     ensure_demo,
     remove_old_demos,
     shipped_adapters,
@@ -26,7 +27,8 @@ from lora_tui.engine.paths import cache_dir
 
 def demo_main(args: argparse.Namespace) -> int:
     console = Console(file=terminal_stream(2), highlight=False)
-    folder = demo_folder()
+    quantization = demo_quantization(args.quantize)
+    folder = demo_folder(quantization)
     missing = [str(path) for path in shipped_adapters().values() if not path.is_dir()]
     if missing:
         console.print(
@@ -54,7 +56,9 @@ def demo_main(args: argparse.Namespace) -> int:
         remove_old_demos()
         with progress, warnings.catch_warnings(), native_output_to(log_path):
             warnings.simplefilter("ignore")
-            return ensure_demo(folder, fetch_base, shipped_adapters(), events)
+            return ensure_demo(
+                folder, fetch_base, shipped_adapters(), events, quantization=quantization
+            )
 
     code, build = report_failures(
         build_demo,

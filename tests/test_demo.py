@@ -11,8 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from lora_tui.artifact_format import Manifest
-from lora_tui.demo import STAMP_FILE, DemoBuild, ensure_demo, shipped_adapters, suggested_prompts
+from lora_tui import demo as demo_module
+from lora_tui.artifact_format import FP32, Manifest, Quantization
+from lora_tui.demo import (
+    STAMP_FILE,
+    DemoBuild,
+    demo_folder,
+    demo_quantization,
+    ensure_demo,
+    shipped_adapters,
+    suggested_prompts,
+)
 from tests.conftest import MAX_CONTEXT
 from tests.tiny import build_adapter
 
@@ -105,6 +114,31 @@ def test_interrupted_rebuild_keeps_the_old_cache_whole(
         build(folder, tiny_base, adapters)
     assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
     assert [p.name for p in folder.parent.iterdir()] == ["demo"]
+
+
+def test_a_quantized_demo_is_its_own_build(
+    demo: tuple[Path, dict[str, Path]], tiny_base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--quantize 8da4w asks lora-export for 8da4w, and a current fp32 build of the same
+    inputs does not pass for it; each quantization has its own cache folder."""
+    folder, adapters = demo
+    requests = []
+
+    class Stop(Exception):
+        pass
+
+    def export(request, events=None):
+        requests.append(request)
+        raise Stop
+
+    monkeypatch.setattr(demo_module, "run_export", export)
+    quantized = demo_quantization("8da4w")
+    with pytest.raises(Stop):
+        ensure_demo(folder, lambda: tiny_base, adapters, None, MAX_CONTEXT, quantized)
+    assert requests[0].quantization == quantized == Quantization("8da4w", 32)
+    assert Manifest.read(folder).quantized == FP32  # the fp32 build is left whole
+    assert demo_quantization("none") == FP32
+    assert demo_folder(quantized) != demo_folder(FP32)
 
 
 def test_shipped_adapters_and_suggestions_exist() -> None:
