@@ -1,11 +1,13 @@
 """Score the demo's programs on each adapter's held-out questions: ``lora-tui eval`` on the
 demo's cache with the eval sets in ``assets/data/*/eval.jsonl``, then check the targets.
 
-    .venv/bin/python assets/evaluate.py [--folder DIR] [lora-tui eval options: --out, --json]
+    .venv/bin/python assets/evaluate.py [--quantize none|8da4w | --folder DIR]
+                                        [lora-tui eval options: --out, --json]
 
 Runs base.pte, nobel.pte and executorch.pte greedy, one fresh conversation per question;
 an answer is right when it contains every keyword of its question (and matches its regex,
-if it has one). DIR defaults to the demo's cache, which ``lora-tui demo`` builds. Prints
+if it has one). DIR defaults to the demo's cache, which ``lora-tui demo`` builds (the cache
+of ``lora-tui demo --quantize MODE`` with ``--quantize``). Prints
 ``lora-tui eval``'s report, then the score of each program on each question set against
 its target: an adapter at least 95% on its own questions and at most 10% on the other's,
 the base at most 5% on both. Exits 1 when a target is missed. ``--out results.jsonl``
@@ -20,8 +22,16 @@ import sys
 import tempfile
 from pathlib import Path
 
+from lora_tui.artifact_format import QUANTIZE_MODES
 from lora_tui.cli import main as lora_tui
-from lora_tui.demo import ASSETS, DEMO_ADAPTERS, DemoBuild, demo_folder
+from lora_tui.demo import (
+    ASSETS,
+    DEMO_ADAPTERS,
+    DEMO_QUANTIZE,
+    DemoBuild,
+    demo_folder,
+    demo_quantization,
+)
 
 # The app's default reply length (GenerationSettings): the three-step answer needs ~80 tokens.
 MAX_NEW_TOKENS = 128
@@ -60,10 +70,12 @@ def check_targets(records: list[dict], stream=sys.stdout) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--folder", type=Path, default=demo_folder())
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--quantize", choices=QUANTIZE_MODES, default=DEMO_QUANTIZE)
+    where.add_argument("--folder", type=Path)
     parser.add_argument("--out", type=Path, help="append every answer here (JSON Lines)")
     args, passed_on = parser.parse_known_args()
-    build = DemoBuild(args.folder, None)
+    build = DemoBuild(args.folder or demo_folder(demo_quantization(args.quantize)), None)
     prompt_sets = [f"--prompts={ASSETS / 'data' / name / 'eval.jsonl'}" for name in DEMO_ADAPTERS]
     with tempfile.TemporaryDirectory() as scratch:
         out = args.out or Path(scratch) / "results.jsonl"
