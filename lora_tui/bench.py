@@ -25,6 +25,7 @@ class BenchRow:
         info, stats = self.info, self.stats
         return {
             "name": info.name,
+            "quantization": info.quantization,
             "rss_after_load_mib": round(info.rss_after_mib, 1),
             "increment_mib": round(info.increment_mib, 1),
             # What the program really added: shared pages split among their mappings.

@@ -262,6 +262,7 @@ def test_second_adapter_costs_far_less_with_sharing(tiny_artifacts: TinyArtifact
     shared = bench_json(tiny_artifacts.out, share=True)
     unshared = bench_json(tiny_artifacts.out, share=False)
     assert shared["sharing"] is True and unshared["sharing"] is False
+    assert {a["quantization"] for a in shared["adapters"]} == {"fp32"}
     on = [a["increment_mib"] for a in shared["adapters"]]
     off = [a["increment_mib"] for a in unshared["adapters"]]
     # Without the cache every program packs its own copy of the foundation.
