@@ -1,0 +1,153 @@
+"""What 8da4w costs against fp32 PEFT, per adapter: top-1 agreement and mean KL over
+teacher-forced held-out text, whether the LoRA effect is kept, and the eval questions.
+
+    .venv/bin/python benchmarks/quant_fidelity.py [--folder DIR] [--questions N]
+
+DIR is a folder lora-export wrote with ``--quantize 8da4w`` and ``--base-program`` from the
+demo's base and adapters (default: ``lora-tui demo --quantize 8da4w``'s cache).
+
+The held-out text: N questions from each adapter's eval set (``assets/data/*/eval.jsonl``,
+never trained on), each in the chat template followed by fp32 PEFT's own greedy answer (up
+to 48 tokens). The fp32 PEFT model and the 8da4w program read the same tokens, and at
+every answer position their next-token distributions are compared: top-1 agreement and
+mean KL(fp32 PEFT || 8da4w). The same is measured for the 8da4w *base* program against the
+fp32 adapter: if the quantized adapter agrees with its fp32 self far more than the
+quantized base does, quantization kept what the LoRA learned. Last, every 8da4w program
+answers all eval questions greedily (``lora-tui eval``'s scoring): each adapter must beat
+the quantized base on its own questions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import torch
+
+from exporter.native_output import native_output_to
+from exporter.pipeline import BASE_PROGRAM
+from exporter.smollm2 import fetch_smollm2_gguf
+from lora_tui.demo import DEMO_ADAPTERS, DemoBuild, demo_folder, demo_quantization
+from lora_tui.demo import eval_questions as eval_set
+from lora_tui.engine import GenerationSettings, ModelHost
+from lora_tui.engine.paths import cache_dir
+from lora_tui.engine.session import position_input, token_input
+from lora_tui.evaluate import load_prompts, run_eval
+
+ANSWER_TOKENS = 48
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+def load_peft(gguf: Path, adapter: Path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = {"gguf_file": gguf.name}
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), dtype=torch.float32, **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), **kwargs)
+    return PeftModel.from_pretrained(model, adapter).eval(), tokenizer
+
+
+def held_out_sequences(model, tokenizer, questions: list[str]) -> list[tuple[list[int], int]]:
+    """(tokens, where the answer starts) per question: its chat prompt and the fp32 model's
+    greedy answer."""
+    sequences = []
+    for question in questions:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": question}], add_generation_prompt=True, tokenize=False
+        )
+        prompt = tokenizer(text, add_special_tokens=False).input_ids
+        with torch.no_grad():
+            out = model.generate(
+                torch.tensor([prompt]), max_new_tokens=ANSWER_TOKENS, do_sample=False
+            )
+        sequences.append((out[0].tolist(), len(prompt)))
+    return sequences
+
+
+def reference_logits(model, sequences) -> list[torch.Tensor]:
+    with torch.no_grad():
+        return [model(torch.tensor([tokens])).logits[0].float() for tokens, _ in sequences]
+
+
+def compare(host: ModelHost, name: str, sequences, references) -> tuple[float, float, int]:
+    """(top-1 agreement, mean KL(reference || program), positions) over the answers."""
+    session = host.sessions[name]
+    module, chunk = session.module, session.facts.max_prefill
+    agree, kl, positions = 0, 0.0, 0
+    for (tokens, start), reference in zip(sequences, references, strict=True):
+        # The prompt in chunks, then one answer token per call: a program returns the
+        # logits of its last position only.
+        for offset in range(0, start, chunk):
+            piece = tokens[offset : min(offset + chunk, start)]
+            logits = module.forward([token_input(piece), position_input(offset)])[0]
+        for position in range(start, len(tokens)):
+            ours = logits.reshape(-1, logits.shape[-1])[-1].float()
+            theirs = reference[position - 1]
+            agree += int(ours.argmax() == theirs.argmax())
+            kl += float(
+                torch.nn.functional.kl_div(
+                    ours.log_softmax(-1), theirs.log_softmax(-1), log_target=True, reduction="sum"
+                )
+            )
+            positions += 1
+            if position < len(tokens) - 1:
+                step = [token_input([tokens[position]]), position_input(position)]
+                logits = module.forward(step)[0]
+    return agree / positions, kl / positions, positions
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folder", type=Path, default=demo_folder(demo_quantization("8da4w")))
+    parser.add_argument("--questions", type=int, default=12, help="per eval set (default 12)")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    gguf = fetch_smollm2_gguf(cache_dir() / "model")
+    build = DemoBuild(args.folder, None)
+    if build.manifest.quantized.mode != "8da4w":
+        raise SystemExit(f"{args.folder}: not an 8da4w build ({build.manifest.quantized.label})")
+    questions = [
+        row["question"] for name in DEMO_ADAPTERS for row in eval_set(name)[: args.questions]
+    ]
+
+    with native_output_to(Path(os.devnull)):
+        host = ModelHost(build.weights)
+        programs = {path.stem: path for path in build.programs}
+        for path in programs.values():
+            host.load(path)
+        host.end_checks()
+
+    print(
+        f"teacher-forced: {len(questions)} eval questions ({args.questions} per set), "
+        f"each followed by the fp32 PEFT adapter's greedy answer"
+    )
+    print(f"{'adapter':<12}{'program':<18}{'top-1 agreement':>16}{'mean KL':>10}{'positions':>11}")
+    for name in DEMO_ADAPTERS:
+        model, tokenizer = load_peft(gguf, ASSETS / "adapters" / name)
+        sequences = held_out_sequences(model, tokenizer, questions)
+        references = reference_logits(model, sequences)
+        for program in (name, BASE_PROGRAM):
+            with native_output_to(Path(os.devnull)):
+                agreement, kl, positions = compare(host, program, sequences, references)
+            label = f"{program} 8da4w"
+            print(f"{name:<12}{label:<18}{agreement:>16.1%}{kl:>10.4f}{positions:>11}")
+
+    cases = load_prompts([ASSETS / "data" / name / "eval.jsonl" for name in DEMO_ADAPTERS])
+    settings = GenerationSettings(temperature=0.0, max_new_tokens=128)
+    with native_output_to(Path(os.devnull)):
+        report = run_eval(host, programs, cases, settings)
+    print("\nthe 8da4w programs on all the eval questions (right / asked)")
+    print(f"{'questions':<12}" + "".join(f"{name:>12}" for name in programs))
+    for group in report.groups:
+        cells = "".join(f"{'{}/{}'.format(*report.score(group, n)):>12}" for n in programs)
+        print(f"{group:<12}{cells}")
+    for name in DEMO_ADAPTERS:
+        own, base = report.score(name, name)[0], report.score(name, BASE_PROGRAM)[0]
+        verdict = "beats" if own > base else "DOES NOT beat"
+        print(f"{name} 8da4w {verdict} the 8da4w base on its own questions ({own} vs {base})")
+
+
+if __name__ == "__main__":
+    main()

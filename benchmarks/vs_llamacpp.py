@@ -1,0 +1,374 @@
+"""lora-tui's programs against llama.cpp and PEFT eager: decode, prefill, time to first token.
+
+    .venv/bin/pip install -e '.[test,bench]'   # llama-cpp-python builds from source, ~5 min
+    .venv/bin/python benchmarks/vs_llamacpp.py [--work DIR] [--tokens 64] [--repeats 3] [--prepare]
+
+On SmolLM2-135M-Instruct (the demo's base, fetched by pip) with one r=16 LoRA on all seven
+projections (seeded random weights: speed does not depend on their values), one after the
+other in this run:
+- our 8da4w and fp32 programs, written by lora-export and run through lora-tui's engine
+  (``ModelHost.answer``, the path ``lora-tui bench`` and the app use), each beside a bare
+  ``forward`` loop on the same program to show what the engine itself costs;
+- llama.cpp Q4_1 + LoRA and F32 + LoRA, converted with llama.cpp's own
+  ``convert_hf_to_gguf.py`` and ``convert_lora_to_gguf.py`` from the llama-cpp-python sdist
+  (Q4_1 by ``llama_model_quantize`` from the F32 file);
+- PEFT eager, the adapter unmerged.
+
+Every runtime gets the same prompt token ids ("Tell me a story about a robot." in the chat
+template), decodes greedily, and makes exactly N new tokens (stop tokens ignored). Each runs
+alone in a fresh process on 2 threads; the median of the repeats is shown. Decode counts
+the tokens after the first; prefill is prompt tokens / time to first token. The work folder
+keeps the conversions and exports, so a rerun only measures; ``--prepare`` builds them and
+stops, so that the measuring run can have the machine to itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from export_bench import make_adapter  # same directory: an r=16 adapter on all projections
+
+from exporter.native_output import native_output_to
+from exporter.pipeline import ExportRequest, run_export
+from exporter.smollm2 import fetch_smollm2_gguf
+from lora_tui.artifact_format import FP32, Quantization
+from lora_tui.engine.paths import cache_dir
+
+LLAMA_CPP = "llama-cpp-python==0.3.36"
+PROMPT = "Tell me a story about a robot."
+THREADS = 2
+REBUILD = (
+    'CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON '
+    f'-DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON" pip install --force-reinstall --no-deps {LLAMA_CPP}'
+)
+QUANTIZATIONS = {"8da4w": Quantization("8da4w", 32), "fp32": FP32}
+
+
+@dataclasses.dataclass(frozen=True)
+class Speed:
+    ttft_s: float
+    decode_tok_s: float
+    prompt_tokens: int
+
+    @property
+    def prefill_tok_s(self) -> float:
+        return self.prompt_tokens / self.ttft_s
+
+
+def median_speed(runs: list[Speed]) -> Speed:
+    return Speed(
+        statistics.median(r.ttft_s for r in runs),
+        statistics.median(r.decode_tok_s for r in runs),
+        runs[0].prompt_tokens,
+    )
+
+
+def timed_decode(first: Callable[[], int], step: Callable[[int], int], n: int, prompt: int):
+    """Run the prefill (``first`` returns the first token), then n - 1 greedy steps."""
+    started = time.perf_counter()
+    token = first()
+    first_at = time.perf_counter()
+    for _ in range(n - 1):
+        token = step(token)
+    return Speed(first_at - started, (n - 1) / (time.perf_counter() - first_at), prompt)
+
+
+# --- the runtimes; each function runs in its own process -------------------------------
+
+
+def run_program(weights: Path, program: Path, tokens: int, repeats: int) -> dict[str, object]:
+    """Our program through the engine, and in a bare forward loop; the prompt's ids."""
+    from lora_tui.engine import GenerationSettings, ModelHost
+    from lora_tui.engine.session import position_input, token_input
+    from lora_tui.engine.types import Message
+
+    torch.set_num_threads(THREADS)
+    with native_output_to(Path(os.devnull)):
+        host = ModelHost(weights)
+        name = host.load(program).name
+        host.end_checks()
+    session = host.sessions[name]
+    session.chat = dataclasses.replace(session.chat, stop_ids=frozenset())
+    ids = session.chat.encode_chat([Message("user", PROMPT)])
+    settings = GenerationSettings(temperature=0.0, max_new_tokens=tokens)
+    module, chunk = session.module, session.facts.max_prefill
+
+    def logits_of(outputs) -> torch.Tensor:
+        return outputs[0].reshape(-1, outputs[0].shape[-1])[-1]
+
+    def bare_first() -> int:
+        for start in range(0, len(ids), chunk):
+            piece = ids[start : start + chunk]
+            outputs = module.forward([token_input(piece), position_input(start)])
+        return int(logits_of(outputs).argmax())
+
+    position = [len(ids)]
+
+    def bare_step(token: int) -> int:
+        outputs = module.forward([token_input([token]), position_input(position[0])])
+        position[0] += 1
+        return int(logits_of(outputs).argmax())
+
+    engine, bare = [], []
+    for _ in range(repeats + 1):  # the first round warms caches and is dropped
+        host.clear([name])
+        stats = host.answer(name, PROMPT, settings).stats
+        assert stats is not None and stats.new_tokens == tokens, stats
+        engine.append(Speed(stats.ttft_s, stats.decode_tok_s, stats.prompt_tokens))
+        position[0] = len(ids)
+        bare.append(timed_decode(bare_first, bare_step, tokens, len(ids)))
+    return {"ids": ids, "engine": median_speed(engine[1:]), "bare": median_speed(bare[1:])}
+
+
+def run_llamacpp(model: Path, lora: Path, ids: list[int], tokens: int, repeats: int) -> Speed:
+    from llama_cpp import Llama
+
+    llm = Llama(
+        model_path=str(model),
+        lora_path=str(lora),
+        n_ctx=512,
+        n_batch=512,
+        n_threads=THREADS,
+        n_threads_batch=THREADS,
+        verbose=False,
+    )
+    runs = []
+    for _ in range(repeats + 1):
+        llm.reset()  # no reuse of the cached prompt between repeats
+        generator = llm.generate(ids, temp=0.0, reset=True)
+        step = lambda _, g=generator: next(g)  # noqa: E731  (the generator ignores the token)
+        runs.append(timed_decode(generator.__next__, step, tokens, len(ids)))
+    return median_speed(runs[1:])
+
+
+def run_peft(hf_base: Path, adapter: Path, ids: list[int], tokens: int, repeats: int) -> Speed:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(THREADS)
+    model = AutoModelForCausalLM.from_pretrained(str(hf_base), dtype=torch.float32)
+    model = PeftModel.from_pretrained(model, adapter).eval()
+    cache: list[object] = [None]
+
+    def first() -> int:
+        out = model(torch.tensor([ids]), use_cache=True)
+        cache[0] = out.past_key_values
+        return int(out.logits[0, -1].argmax())
+
+    def step(token: int) -> int:
+        out = model(torch.tensor([[token]]), past_key_values=cache[0], use_cache=True)
+        cache[0] = out.past_key_values
+        return int(out.logits[0, -1].argmax())
+
+    with torch.no_grad():
+        runs = [timed_decode(first, step, tokens, len(ids)) for _ in range(repeats + 1)]
+    return median_speed(runs[1:])
+
+
+def in_child(function, *args):
+    """Run one measurement alone in a fresh process: no thread pool, weight cache or
+    allocator state carries over from one runtime to the next."""
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+        try:
+            return pool.submit(function, *args).result()
+        except concurrent.futures.process.BrokenProcessPool:
+            raise SystemExit(
+                f"{function.__name__} crashed. If llama.cpp died of an illegal instruction "
+                "(a CPU that advertises AMX inside a sandbox that does not allow it), rebuild "
+                f"it without: {REBUILD}"
+            ) from None
+
+
+# --- building the inputs ----------------------------------------------------------------
+
+
+def hf_base_folder(gguf: Path, folder: Path) -> Path:
+    """The base as a Hugging Face folder (fp32), which llama.cpp's converters read."""
+    if (folder / "config.json").is_file():
+        return folder
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = {"gguf_file": gguf.name}
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), dtype=torch.float32, **kwargs)
+    # transformers dequantized the GGUF to fp32 but still calls the model GGUF-quantized,
+    # and save_pretrained refuses that.
+    model.hf_quantizer = None
+    del model.config.quantization_config
+    model.save_pretrained(folder, safe_serialization=True)
+    AutoTokenizer.from_pretrained(str(gguf.parent), **kwargs).save_pretrained(folder)
+    return folder
+
+
+def llama_cpp_source(work: Path) -> Path:
+    """llama.cpp as vendored in the llama-cpp-python sdist: its converters and gguf-py."""
+    source = work / "llama-cpp-src"
+    if not (source / "convert_lora_to_gguf.py").is_file():
+        pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
+        subprocess.run([*pip, LLAMA_CPP, "-d", str(work)], check=True, capture_output=True)
+        archive = next(work.glob("llama_cpp_python-*.tar.gz"))
+        with tarfile.open(archive) as tar:
+            top = tar.getmembers()[0].name.split("/")[0]
+            vendored = f"{top}/vendor/llama.cpp/"
+            members = [m for m in tar.getmembers() if m.name.startswith(vendored)]
+            tar.extractall(work / "sdist", members=members, filter="data")
+        (work / "sdist" / vendored).rename(source)
+    return source
+
+
+def convert(source: Path, script: str, *args: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(source / "gguf-py")}
+    result = subprocess.run(
+        [sys.executable, str(source / script), *args], env=env, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"{script} failed:\n{result.stderr[-2000:]}")
+
+
+def llama_cpp_models(work: Path, hf_base: Path, adapter: Path) -> dict[str, Path]:
+    import ctypes
+
+    import llama_cpp
+
+    source = llama_cpp_source(work)
+    f32, q4_1, lora = work / "base-f32.gguf", work / "base-q4_1.gguf", work / "lora-f32.gguf"
+    if not f32.is_file():
+        convert(
+            source, "convert_hf_to_gguf.py", str(hf_base), "--outtype", "f32", "--outfile", str(f32)
+        )
+    if not q4_1.is_file():
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_1
+        params.nthread = THREADS
+        code = llama_cpp.llama_model_quantize(
+            str(f32).encode(), str(q4_1).encode(), ctypes.byref(params)
+        )
+        if code != 0:
+            raise SystemExit(f"llama_model_quantize failed ({code})")
+    if not lora.is_file():
+        convert(
+            source,
+            "convert_lora_to_gguf.py",
+            "--base",
+            str(hf_base),
+            "--outtype",
+            "f32",
+            "--outfile",
+            str(lora),
+            str(adapter),
+        )
+    return {"f32": f32, "q4_1": q4_1, "lora": lora}
+
+
+def our_programs(work: Path, gguf: Path, adapter: Path) -> dict[str, Path]:
+    """One folder per quantization; lora-export keeps what is current, so reruns are quick."""
+    folders = {}
+    for label, quantization in QUANTIZATIONS.items():
+        out = work / f"lora-export-{label}"
+        request = ExportRequest(gguf, [("r16", adapter)], out, quantization=quantization)
+        started = time.perf_counter()
+        with native_output_to(work / "export.log"):
+            result = run_export(request)
+        if result.built:
+            seconds = time.perf_counter() - started
+            print(f"lora-export --quantize {quantization.mode}: {seconds:.0f} s")
+        folders[label] = out
+    return folders
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=cache_dir() / "bench-llamacpp")
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--prepare", action="store_true", help="build the inputs, measure nothing")
+    args = parser.parse_args()
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+
+    gguf = fetch_smollm2_gguf(cache_dir() / "model")
+    adapter = work / "adapter-r16"
+    if not (adapter / "adapter_config.json").is_file():
+        make_adapter(gguf, adapter, seed=1)
+    hf_base = hf_base_folder(gguf, work / "hf-base")
+    folders = our_programs(work, gguf, adapter)
+    llama = llama_cpp_models(work, hf_base, adapter)
+    if args.prepare:
+        return
+
+    rows: dict[str, Speed] = {}
+    ids: list[int] = []
+    for label, folder in folders.items():
+        measured = in_child(
+            run_program, folder / "foundation.ptd", folder / "r16.pte", args.tokens, args.repeats
+        )
+        ids = measured["ids"]
+        rows[f"lora-tui {label}"] = measured["engine"]
+        rows[f"  bare forward loop, {label}"] = measured["bare"]
+    rows["llama.cpp Q4_1 + LoRA"] = in_child(
+        run_llamacpp, llama["q4_1"], llama["lora"], ids, args.tokens, args.repeats
+    )
+    rows["llama.cpp F32 + LoRA"] = in_child(
+        run_llamacpp, llama["f32"], llama["lora"], ids, args.tokens, args.repeats
+    )
+    rows["PEFT eager"] = in_child(run_peft, hf_base, adapter, ids, args.tokens, args.repeats)
+
+    print(
+        f"\nSmolLM2-135M-Instruct + r=16 LoRA (7 projections); {len(ids)} prompt tokens, "
+        f"{args.tokens} new, greedy; median of {args.repeats}; {THREADS} threads"
+    )
+    print(f"{'':<30}{'decode tok/s':>14}{'prefill tok/s':>15}{'TTFT ms':>10}")
+    for name, speed in rows.items():
+        print(
+            f"{name:<30}{speed.decode_tok_s:>14.1f}{speed.prefill_tok_s:>15.1f}"
+            f"{speed.ttft_s * 1000:>10.1f}"
+        )
+
+    def ratio(a: str, b: str) -> float:
+        return rows[a].decode_tok_s / rows[b].decode_tok_s
+
+    sizes = {label: (f / "foundation.ptd").stat().st_size for label, f in folders.items()}
+    checks = [
+        (
+            "8da4w decode / llama.cpp Q4_1 + LoRA",
+            ratio("lora-tui 8da4w", "llama.cpp Q4_1 + LoRA"),
+            ">=",
+            1.5,
+        ),
+        (
+            "fp32 decode / llama.cpp F32 + LoRA",
+            ratio("lora-tui fp32", "llama.cpp F32 + LoRA"),
+            ">=",
+            1.0,
+        ),
+        (
+            "8da4w engine / bare loop",
+            ratio("lora-tui 8da4w", "  bare forward loop, 8da4w"),
+            ">=",
+            0.9,
+        ),
+        ("fp32 engine / bare loop", ratio("lora-tui fp32", "  bare forward loop, fp32"), ">=", 0.9),
+        ("8da4w foundation / fp32 foundation", sizes["8da4w"] / sizes["fp32"], "<=", 0.2),
+    ]
+    print()
+    for label, value, sense, target in checks:
+        met = value >= target if sense == ">=" else value <= target
+        print(f"{label:<38}{value:>7.2f}   target {sense} {target:<4} {'met' if met else 'MISSED'}")
+    for label in QUANTIZATIONS:
+        print(f"{label} decode / PEFT eager: {ratio(f'lora-tui {label}', 'PEFT eager'):.1f}x")
+
+
+if __name__ == "__main__":
+    main()
