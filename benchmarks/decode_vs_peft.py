@@ -23,7 +23,9 @@ from lora_tui.engine import GenerationSettings, ModelHost
 PROMPT = "Explain in a few sentences what a LoRA adapter is and why it is small."
 
 
-def peft_decode_tok_s(base: Path, adapter: Path, prompt: str, tokens: int) -> float:
+def load_peft(base: Path, adapter: Path):
+    """The fp32 base (a Hugging Face folder or a GGUF) with the adapter unmerged, and its
+    tokenizer."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -31,7 +33,11 @@ def peft_decode_tok_s(base: Path, adapter: Path, prompt: str, tokens: int) -> fl
     root = str(base.parent if base.suffix == ".gguf" else base)
     model = AutoModelForCausalLM.from_pretrained(root, dtype=torch.float32, **kwargs)
     tokenizer = AutoTokenizer.from_pretrained(root, **kwargs)
-    model = PeftModel.from_pretrained(model, adapter).eval()
+    return PeftModel.from_pretrained(model, adapter).eval(), tokenizer
+
+
+def peft_decode_tok_s(base: Path, adapter: Path, prompt: str, tokens: int) -> float:
+    model, tokenizer = load_peft(base, adapter)
     text = tokenizer.apply_chat_template(
         [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
     )

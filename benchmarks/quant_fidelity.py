@@ -24,29 +24,18 @@ import os
 from pathlib import Path
 
 import torch
+from decode_vs_peft import load_peft  # same directory
 
 from exporter.native_output import native_output_to
 from exporter.pipeline import BASE_PROGRAM
 from exporter.smollm2 import fetch_smollm2_gguf
-from lora_tui.demo import DEMO_ADAPTERS, DemoBuild, demo_folder, demo_quantization
+from lora_tui.demo import ASSETS, DEMO_ADAPTERS, DemoBuild, demo_folder, demo_quantization
 from lora_tui.demo import eval_questions as eval_set
 from lora_tui.engine import GenerationSettings, ModelHost
 from lora_tui.engine.paths import cache_dir
-from lora_tui.engine.session import position_input, token_input
 from lora_tui.evaluate import load_prompts, run_eval
 
 ANSWER_TOKENS = 48
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-
-
-def load_peft(gguf: Path, adapter: Path):
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    kwargs = {"gguf_file": gguf.name}
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), dtype=torch.float32, **kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), **kwargs)
-    return PeftModel.from_pretrained(model, adapter).eval(), tokenizer
 
 
 def held_out_sequences(model, tokenizer, questions: list[str]) -> list[tuple[list[int], int]]:
@@ -74,16 +63,15 @@ def reference_logits(model, sequences) -> list[torch.Tensor]:
 def compare(host: ModelHost, name: str, sequences, references) -> tuple[float, float, int]:
     """(top-1 agreement, mean KL(reference || program), positions) over the answers."""
     session = host.sessions[name]
-    module, chunk = session.module, session.facts.max_prefill
+    chunk = session.facts.max_prefill
     agree, kl, positions = 0, 0.0, 0
     for (tokens, start), reference in zip(sequences, references, strict=True):
         # The prompt in chunks, then one answer token per call: a program returns the
         # logits of its last position only.
         for offset in range(0, start, chunk):
-            piece = tokens[offset : min(offset + chunk, start)]
-            logits = module.forward([token_input(piece), position_input(offset)])[0]
+            logits = session.forward(tokens[offset : min(offset + chunk, start)], offset)
         for position in range(start, len(tokens)):
-            ours = logits.reshape(-1, logits.shape[-1])[-1].float()
+            ours = logits.float()
             theirs = reference[position - 1]
             agree += int(ours.argmax() == theirs.argmax())
             kl += float(
@@ -93,8 +81,7 @@ def compare(host: ModelHost, name: str, sequences, references) -> tuple[float, f
             )
             positions += 1
             if position < len(tokens) - 1:
-                step = [token_input([tokens[position]]), position_input(position)]
-                logits = module.forward(step)[0]
+                logits = session.forward([tokens[position]], position)
     return agree / positions, kl / positions, positions
 
 

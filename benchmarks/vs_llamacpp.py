@@ -38,7 +38,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from export_bench import make_adapter  # same directory: an r=16 adapter on all projections
+from decode_vs_peft import load_peft  # same directory: the fp32 PEFT reference
+from export_bench import make_adapter  # an r=16 adapter on all projections
 
 from exporter.native_output import native_output_to
 from exporter.pipeline import ExportRequest, run_export
@@ -91,7 +92,6 @@ def timed_decode(first: Callable[[], int], step: Callable[[int], int], n: int, p
 def run_program(weights: Path, program: Path, tokens: int, repeats: int) -> dict[str, object]:
     """Our program through the engine, and in a bare forward loop; the prompt's ids."""
     from lora_tui.engine import GenerationSettings, ModelHost
-    from lora_tui.engine.session import position_input, token_input
     from lora_tui.engine.types import Message
 
     torch.set_num_threads(THREADS)
@@ -103,23 +103,20 @@ def run_program(weights: Path, program: Path, tokens: int, repeats: int) -> dict
     session.chat = dataclasses.replace(session.chat, stop_ids=frozenset())
     ids = session.chat.encode_chat([Message("user", PROMPT)])
     settings = GenerationSettings(temperature=0.0, max_new_tokens=tokens)
-    module, chunk = session.module, session.facts.max_prefill
+    chunk = session.facts.max_prefill
 
-    def logits_of(outputs) -> torch.Tensor:
-        return outputs[0].reshape(-1, outputs[0].shape[-1])[-1]
-
+    # session.forward is one module.forward and the last position's logits, nothing else.
     def bare_first() -> int:
         for start in range(0, len(ids), chunk):
-            piece = ids[start : start + chunk]
-            outputs = module.forward([token_input(piece), position_input(start)])
-        return int(logits_of(outputs).argmax())
+            logits = session.forward(ids[start : start + chunk], start)
+        return int(logits.argmax())
 
     position = [len(ids)]
 
     def bare_step(token: int) -> int:
-        outputs = module.forward([token_input([token]), position_input(position[0])])
+        logits = session.forward([token], position[0])
         position[0] += 1
-        return int(logits_of(outputs).argmax())
+        return int(logits.argmax())
 
     engine, bare = [], []
     for _ in range(repeats + 1):  # the first round warms caches and is dropped
@@ -154,12 +151,8 @@ def run_llamacpp(model: Path, lora: Path, ids: list[int], tokens: int, repeats: 
 
 
 def run_peft(hf_base: Path, adapter: Path, ids: list[int], tokens: int, repeats: int) -> Speed:
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
     torch.set_num_threads(THREADS)
-    model = AutoModelForCausalLM.from_pretrained(str(hf_base), dtype=torch.float32)
-    model = PeftModel.from_pretrained(model, adapter).eval()
+    model, _ = load_peft(hf_base, adapter)
     cache: list[object] = [None]
 
     def first() -> int:
