@@ -1,0 +1,168 @@
+"""Where an 8da4w decode step's time goes, without an event tracer: each linear of
+SmolLM2-135M lowered alone, the way lora-export lowers it, and timed per call.
+
+    .venv/bin/python benchmarks/decode_op_costs.py [--folder DIR] [--calls N] [--rounds R]
+
+The pip wheel's runtime has no ETDump event tracer, so a per-op profile of the real program
+is not available. Instead every distinct linear of a decode step is its own tiny program,
+built with the same source transform (ExecuTorch's 8da4w, group 32) and the same XNNPACK
+partitioners as the real one, with the same dynamic token dimension, and called N times on
+one token. The cost of one call of a program that only doubles its input is subtracted, so
+what is left is the op's own time inside the runtime and XNNPACK. Multiplied by how often
+a step runs each op, and set against whole programs from DIR (default: the 8da4w demo's
+cache), this splits one decode step into: int4 linears, the LoRA linears, and the rest
+(RMSNorm, RoPE, the KV-cache update, attention, the delegate boundaries between them).
+Each figure is the median of R rounds, the programs interleaved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from exporter.lower import quantize_model
+from lora_tui.artifact_format import Quantization
+from lora_tui.demo import demo_folder, demo_quantization
+from lora_tui.engine.session import load_module, position_input, token_input
+
+DIM, HIDDEN, KV_DIM, VOCAB, LAYERS = 576, 1536, 192, 49152, 30  # SmolLM2-135M
+# (in, out) of every linear of one layer, and how many of each shape the layer runs.
+LAYER_LINEARS = {(DIM, DIM): 2, (DIM, KV_DIM): 2, (DIM, HIDDEN): 2, (HIDDEN, DIM): 1}
+LORA_RANK = 8  # the demo's adapters
+
+
+class Linears(torch.nn.Module):
+    """``copies`` linears of one shape with their own weights, all applied to the input: as
+    many as the model has, so their weights stream from memory as the model's do instead of
+    staying in cache. With ``rank``, each is a LoRA pair (A then B), fp32 as in every 8da4w
+    program."""
+
+    def __init__(self, in_features: int, out_features: int, copies: int, rank: int | None = None):
+        super().__init__()
+
+        def one() -> torch.nn.Module:
+            if rank is None:
+                return torch.nn.Linear(in_features, out_features, bias=False)
+            return torch.nn.Sequential(
+                torch.nn.Linear(in_features, rank, bias=False),
+                torch.nn.Linear(rank, out_features, bias=False),
+            )
+
+        self.copies = torch.nn.ModuleList(one() for _ in range(copies))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(linear(x) for linear in self.copies)
+
+
+class Double(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 2.0
+
+
+def lower(module: torch.nn.Module, in_features: int, quantized: bool, out: Path) -> Path:
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
+        XnnpackDynamicallyQuantizedPartitioner,
+        XnnpackPartitioner,
+    )
+    from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
+
+    torch.manual_seed(0)
+    for parameter in module.parameters():
+        torch.nn.init.normal_(parameter, std=0.02)
+    if quantized:
+        module = quantize_model(module, Quantization("8da4w", 32))
+    example = (torch.randn(1, 3, in_features),)
+    dynamic = ({1: torch.export.Dim("token_dim", max=127)},)
+    exported = torch.export.export(module.eval(), example, dynamic_shapes=dynamic, strict=False)
+    edge = to_edge_transform_and_lower(
+        exported,
+        partitioner=[XnnpackDynamicallyQuantizedPartitioner(), XnnpackPartitioner()],
+        compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True),
+    )
+    out.write_bytes(edge.to_executorch().buffer)
+    return out
+
+
+def time_calls(program, inputs: list, calls: int) -> float:
+    """Seconds per forward call."""
+    program.forward(inputs)
+    started = time.perf_counter()
+    for _ in range(calls):
+        program.forward(inputs)
+    return (time.perf_counter() - started) / calls
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folder", type=Path, default=demo_folder(demo_quantization("8da4w")))
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    folder = args.folder
+    torch.set_num_threads(2)
+    from executorch.extension.pybindings.portable_lib import _load_for_executorch
+
+    # name -> (copies in the program, times one decode step runs it, program, inputs)
+    cases: dict[str, tuple[int, int, object, list]] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch)
+
+        def add(name: str, per_token: int, module: torch.nn.Module, in_f: int, quant: bool) -> None:
+            pte = lower(module, in_f, quant, work / f"{len(cases)}.pte")
+            copies = len(getattr(module, "copies", [module]))
+            program = _load_for_executorch(str(pte))
+            cases[name] = (copies, per_token, program, [torch.randn(1, 1, in_f)])
+            print(f"lowered {name}", flush=True)
+
+        add("call overhead (x * 2)", 0, Double(), DIM, False)
+        for (in_f, out_f), per_layer in LAYER_LINEARS.items():
+            count = per_layer * LAYERS
+            add(f"int4 linear {in_f}->{out_f}", count, Linears(in_f, out_f, LAYERS), in_f, True)
+            lora = Linears(in_f, out_f, LAYERS, LORA_RANK)
+            add(f"LoRA r{LORA_RANK} {in_f}->{out_f}", count, lora, in_f, False)
+        add(f"int4 lm_head {DIM}->{VOCAB}", 1, Linears(DIM, VOCAB, 1), DIM, True)
+
+        whole = {}
+        for name in ("base.pte", "nobel.pte"):
+            whole[name] = load_module(folder / name, folder / "foundation.ptd")
+            whole[name].forward([token_input(list(range(1, 41))), position_input(0)])
+
+        samples: dict[str, list[float]] = {name: [] for name in [*cases, *whole]}
+        for _ in range(args.rounds):
+            for name, (copies, _, program, inputs) in cases.items():
+                samples[name].append(time_calls(program, inputs, max(args.calls // copies, 10)))
+            for name, program in whole.items():
+                # One position over and over: the cache write and attention cost what they
+                # cost at position 40.
+                inputs = [token_input([7]), position_input(40)]
+                samples[name].append(time_calls(program, inputs, args.calls // 30))
+
+    median = {name: statistics.median(values) for name, values in samples.items()}
+    overhead = median.pop("call overhead (x * 2)")
+    print(f"\nper-call overhead subtracted: {overhead * 1e6:.1f} us")
+    print(f"{'op':<28}{'us each':>9}{'per token':>11}{'ms/token':>10}")
+    totals = {"int4": 0.0, "LoRA": 0.0}
+    for name, (copies, per_token, _, _) in cases.items():
+        if per_token == 0:
+            continue
+        each = max(median[name] - overhead, 0.0) / copies
+        totals[name.split()[0]] += each * per_token
+        print(f"{name:<28}{each * 1e6:>9.1f}{per_token:>11}{each * per_token * 1e3:>10.2f}")
+    base, nobel = median["base.pte"] - overhead, median["nobel.pte"] - overhead
+    int4, lora = totals["int4"], totals["LoRA"]
+    print(f"\n{folder.name}: base.pte {base * 1e3:.2f} ms a token, nobel.pte {nobel * 1e3:.2f} ms")
+    print(f"  int4 linears, measured alone: {int4 * 1e3:.2f} ms ({int4 / base:.0%} of base.pte)")
+    print(f"  the rest of base.pte: {(base - int4) * 1e3:.2f} ms ({1 - int4 / base:.0%})")
+    print(
+        f"  LoRA pairs alone: {lora * 1e3:.2f} ms;"
+        f" nobel.pte - base.pte: {(nobel - base) * 1e3:.2f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()
