@@ -1,15 +1,17 @@
-"""Where an 8da4w decode step's time goes, without an event tracer: each linear of
-SmolLM2-135M lowered alone, the way lora-export lowers it, and timed per call.
+"""Where an 8da4w decode step's time goes, without an event tracer: each shape of linear in
+SmolLM2-135M lowered on its own, the way lora-export lowers it, and timed per call.
 
     .venv/bin/python benchmarks/decode_op_costs.py [--folder DIR] [--calls N] [--rounds R]
 
 The pip wheel's runtime has no ETDump event tracer, so a per-op profile of the real program
-is not available. Instead every distinct linear of a decode step is its own tiny program,
-built with the same source transform (ExecuTorch's 8da4w, group 32) and the same XNNPACK
-partitioners as the real one, with the same dynamic token dimension, and called N times on
-one token. The cost of one call of a program that only doubles its input is subtracted, so
-what is left is the op's own time inside the runtime and XNNPACK. Multiplied by how often
-a step runs each op, and set against whole programs from DIR (default: the 8da4w demo's
+is not available. Instead each shape of linear in a decode step gets a program of its own,
+holding as many copies of it (own weights each) as the model has, so the weights stream
+from memory as they do there. It is built with the same source transform (ExecuTorch's
+8da4w, group 32) and the same XNNPACK partitioners as the real program, with the same
+dynamic token dimension, and called on one token until about N linears have run. The cost
+of one call of a program that only doubles its input is subtracted, so what is left is
+the linears' own time inside the runtime and XNNPACK. Multiplied by how often a step runs
+each, and set against whole programs from DIR (default: the 8da4w demo's
 cache), this splits one decode step into: int4 linears, the LoRA linears, and the rest
 (RMSNorm, RoPE, the KV-cache update, attention, the delegate boundaries between them).
 Each figure is the median of R rounds, the programs interleaved.
@@ -25,8 +27,7 @@ from pathlib import Path
 
 import torch
 
-from exporter.lower import quantize_model
-from lora_tui.artifact_format import Quantization
+from exporter.lower import quantize_model, xnnpack_partitioners
 from lora_tui.demo import demo_folder, demo_quantization
 from lora_tui.engine.session import load_module, position_input, token_input
 
@@ -34,6 +35,7 @@ DIM, HIDDEN, KV_DIM, VOCAB, LAYERS = 576, 1536, 192, 49152, 30  # SmolLM2-135M
 # (in, out) of every linear of one layer, and how many of each shape the layer runs.
 LAYER_LINEARS = {(DIM, DIM): 2, (DIM, KV_DIM): 2, (DIM, HIDDEN): 2, (HIDDEN, DIM): 1}
 LORA_RANK = 8  # the demo's adapters
+EIGHT_DA_FOUR_W = demo_quantization("8da4w")
 
 
 class Linears(torch.nn.Module):
@@ -65,23 +67,19 @@ class Double(torch.nn.Module):
 
 
 def lower(module: torch.nn.Module, in_features: int, quantized: bool, out: Path) -> Path:
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
-        XnnpackDynamicallyQuantizedPartitioner,
-        XnnpackPartitioner,
-    )
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
     torch.manual_seed(0)
     for parameter in module.parameters():
         torch.nn.init.normal_(parameter, std=0.02)
     if quantized:
-        module = quantize_model(module, Quantization("8da4w", 32))
+        module = quantize_model(module, EIGHT_DA_FOUR_W)
     example = (torch.randn(1, 3, in_features),)
     dynamic = ({1: torch.export.Dim("token_dim", max=127)},)
     exported = torch.export.export(module.eval(), example, dynamic_shapes=dynamic, strict=False)
     edge = to_edge_transform_and_lower(
         exported,
-        partitioner=[XnnpackDynamicallyQuantizedPartitioner(), XnnpackPartitioner()],
+        partitioner=xnnpack_partitioners(EIGHT_DA_FOUR_W),  # LoRA's fp32 pairs too, as there
         compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True),
     )
     out.write_bytes(edge.to_executorch().buffer)

@@ -87,14 +87,11 @@ def lower_program(
 def _lower(
     spec: ProgramSpec, weights: dict[str, torch.Tensor], step: Callable[[str], None]
 ) -> LoweredProgram:
-    from executorch.backends.xnnpack.xnnpack_preprocess import XnnpackBackend
     from executorch.exir import (
         EdgeCompileConfig,
         ExecutorchBackendConfig,
         to_edge_transform_and_lower,
     )
-    from executorch.exir.backend.compile_spec_schema import CompileSpec
-    from executorch.exir.backend.partitioner import DelegationSpec
     from executorch.exir.passes import MemoryPlanningPass
     from executorch.exir.passes.sym_shape_eval_pass import ConstraintBasedSymShapeEvalPass
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -114,26 +111,7 @@ def _lower(
         exported = torch.export.export(model, example, dynamic_shapes=dynamic_shapes, strict=False)
 
     step("lowering to XNNPACK")
-    if spec.quantization == FP32:
-        partitioner = _unchecked_partitioner_class()()
-        # This compile spec makes XNNPACK's preprocess run only its linear pass instead of
-        # its whole pass list, each of which retraces every partition with symbolic shapes.
-        # Those passes rewrite conv, batch-norm, pooling and quantisation patterns that an
-        # fp32 Llama does not contain, and this halves the lowering time (measured on a
-        # 4-layer model).
-        partitioner.delegation_spec = DelegationSpec(
-            XnnpackBackend.__name__, [CompileSpec("dqlinear_partitioner", b"")]
-        )
-        partitioners = [partitioner]
-    else:
-        # As export_llm lowers 8da4w: the dynamically quantized linears first, then the
-        # rest (the fp32 LoRA linears among them), each with XNNPACK's own checks.
-        from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
-            XnnpackDynamicallyQuantizedPartitioner,
-            XnnpackPartitioner,
-        )
-
-        partitioners = [XnnpackDynamicallyQuantizedPartitioner(), XnnpackPartitioner()]
+    partitioners = xnnpack_partitioners(spec.quantization)
     with _partitions_share_weights():
         edge = to_edge_transform_and_lower(
             exported,
@@ -162,6 +140,33 @@ def _lower(
         )
     )
     return LoweredProgram(program)
+
+
+def xnnpack_partitioners(quantization: Quantization) -> list:
+    """The XNNPACK partitioners a program of this quantization is lowered with."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
+        XnnpackDynamicallyQuantizedPartitioner,
+        XnnpackPartitioner,
+    )
+
+    if quantization == FP32:
+        from executorch.backends.xnnpack.xnnpack_preprocess import XnnpackBackend
+        from executorch.exir.backend.compile_spec_schema import CompileSpec
+        from executorch.exir.backend.partitioner import DelegationSpec
+
+        partitioner = _unchecked_partitioner_class()()
+        # This compile spec makes XNNPACK's preprocess run only its linear pass instead of
+        # its whole pass list, each of which retraces every partition with symbolic shapes.
+        # Those passes rewrite conv, batch-norm, pooling and quantisation patterns that an
+        # fp32 Llama does not contain, and this halves the lowering time (measured on a
+        # 4-layer model).
+        partitioner.delegation_spec = DelegationSpec(
+            XnnpackBackend.__name__, [CompileSpec("dqlinear_partitioner", b"")]
+        )
+        return [partitioner]
+    # As export_llm lowers 8da4w: the dynamically quantized linears first, then the rest
+    # (the fp32 LoRA linears among them), each with XNNPACK's own checks.
+    return [XnnpackDynamicallyQuantizedPartitioner(), XnnpackPartitioner()]
 
 
 def _foundation_tags_pass() -> object:
