@@ -24,8 +24,11 @@ from lora_tui.engine.paths import cache_dir
 ASSETS = Path(__file__).resolve().parent
 ADAPTERS = ("nobel", "executorch")
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-RANK, ALPHA = 8, 16
-EPOCHS = {"nobel": 6, "executorch": 4}  # executorch has 18+ phrasings per fact, so fewer passes
+RANK, ALPHA = 8, 16  # one rank for both, so the demo lowers one template for the pair
+EPOCHS = {"nobel": 6, "executorch": 6}
+# executorch's held-out misses are neighbouring facts' answers; dropout on the LoRA input,
+# with 6 epochs, took it from 60/68 (4 epochs, none) to 63/68. nobel is 48/48 without it.
+DROPOUT = {"nobel": 0.0, "executorch": 0.05}
 BATCH, LEARNING_RATE, SEED = 8, 2e-3, 0
 
 
@@ -71,7 +74,9 @@ def train(name: str, gguf: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(
         str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
     )
-    config = LoraConfig(r=RANK, lora_alpha=ALPHA, lora_dropout=0.0, target_modules=TARGETS)
+    config = LoraConfig(
+        r=RANK, lora_alpha=ALPHA, lora_dropout=DROPOUT[name], target_modules=TARGETS
+    )
     model = get_peft_model(model, config)
     examples = [encode(tokenizer, q, a) for q, a in load_pairs(name)]
     optimizer = torch.optim.AdamW(
