@@ -102,6 +102,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     folder = args.folder
+    if not all((folder / name).is_file() for name in ("base.pte", "nobel.pte", "foundation.ptd")):
+        raise SystemExit(f"{folder}: no 8da4w demo build here; run lora-tui demo --quantize 8da4w")
     torch.set_num_threads(2)
     from executorch.extension.pybindings.portable_lib import _load_for_executorch
 

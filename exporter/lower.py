@@ -144,11 +144,6 @@ def _lower(
 
 def xnnpack_partitioners(quantization: Quantization) -> list:
     """The XNNPACK partitioners a program of this quantization is lowered with."""
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
-        XnnpackDynamicallyQuantizedPartitioner,
-        XnnpackPartitioner,
-    )
-
     if quantization == FP32:
         from executorch.backends.xnnpack.xnnpack_preprocess import XnnpackBackend
         from executorch.exir.backend.compile_spec_schema import CompileSpec
@@ -164,8 +159,14 @@ def xnnpack_partitioners(quantization: Quantization) -> list:
             XnnpackBackend.__name__, [CompileSpec("dqlinear_partitioner", b"")]
         )
         return [partitioner]
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
+        XnnpackDynamicallyQuantizedPartitioner,
+        XnnpackPartitioner,
+    )
+
     # As export_llm lowers 8da4w: the dynamically quantized linears first, then the rest
-    # (the fp32 LoRA linears among them), each with XNNPACK's own checks.
+    # (the fp32 LoRA linears among them), each with XNNPACK's own checks. One partitioner
+    # for both halves the delegate calls but measured no faster (README, against llama.cpp).
     return [XnnpackDynamicallyQuantizedPartitioner(), XnnpackPartitioner()]
 
 
