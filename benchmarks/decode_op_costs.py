@@ -1,5 +1,5 @@
 """Where an 8da4w decode step's time goes, without an event tracer: each shape of linear in
-SmolLM2-135M lowered on its own, the way lora-export lowers it, and timed per call.
+the base (SmolLM2-135M in the demo), lowered as lora-export lowers it and timed per call.
 
     .venv/bin/python benchmarks/decode_op_costs.py [--folder DIR] [--calls N] [--rounds R]
 
@@ -23,18 +23,17 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
 
+from exporter.base import PROJECTIONS
 from exporter.lower import quantize_model, xnnpack_partitioners
+from lora_tui.artifact_format import Manifest, projection_features
 from lora_tui.demo import demo_folder, demo_quantization
 from lora_tui.engine.session import load_module, position_input, token_input
 
-DIM, HIDDEN, KV_DIM, VOCAB, LAYERS = 576, 1536, 192, 49152, 30  # SmolLM2-135M
-# (in, out) of every linear of one layer, and how many of each shape the layer runs.
-LAYER_LINEARS = {(DIM, DIM): 2, (DIM, KV_DIM): 2, (DIM, HIDDEN): 2, (HIDDEN, DIM): 1}
-LORA_RANK = 8  # the demo's adapters
 EIGHT_DA_FOUR_W = demo_quantization("8da4w")
 
 
@@ -107,6 +106,14 @@ def main() -> None:
     torch.set_num_threads(2)
     from executorch.extension.pybindings.portable_lib import _load_for_executorch
 
+    # The base's shape and the adapter's rank and targets, from the folder's manifest.
+    manifest = Manifest.read(folder)
+    shape, adapter = manifest.shape, manifest.programs["nobel"]
+    dim, layers, rank = shape["dim"], shape["n_layers"], adapter.rank
+    # (in, out) -> how many linears of that shape one layer runs
+    layer_linears = Counter(projection_features(shape, p) for p in PROJECTIONS)
+    lora_pairs = Counter(projection_features(shape, p) for p in adapter.target_modules)
+
     # name -> (copies in the program, times one decode step runs it, program, inputs)
     cases: dict[str, tuple[int, int, object, list]] = {}
     with tempfile.TemporaryDirectory() as scratch:
@@ -119,13 +126,15 @@ def main() -> None:
             cases[name] = (copies, per_token, program, [torch.randn(1, 1, in_f)])
             print(f"lowered {name}", flush=True)
 
-        add("call overhead (x * 2)", 0, Double(), DIM, False)
-        for (in_f, out_f), per_layer in LAYER_LINEARS.items():
-            count = per_layer * LAYERS
-            add(f"int4 linear {in_f}->{out_f}", count, Linears(in_f, out_f, LAYERS), in_f, True)
-            lora = Linears(in_f, out_f, LAYERS, LORA_RANK)
-            add(f"LoRA r{LORA_RANK} {in_f}->{out_f}", count, lora, in_f, False)
-        add(f"int4 lm_head {DIM}->{VOCAB}", 1, Linears(DIM, VOCAB, 1), DIM, True)
+        add("call overhead (x * 2)", 0, Double(), dim, False)
+        for (in_f, out_f), per_layer in layer_linears.items():
+            linears = Linears(in_f, out_f, layers)
+            add(f"int4 linear {in_f}->{out_f}", per_layer * layers, linears, in_f, True)
+        for (in_f, out_f), per_layer in lora_pairs.items():
+            pairs = Linears(in_f, out_f, layers, rank)
+            add(f"LoRA r{rank} {in_f}->{out_f}", per_layer * layers, pairs, in_f, False)
+        vocab = shape["vocab_size"]
+        add(f"int4 lm_head {dim}->{vocab}", 1, Linears(dim, vocab, 1), dim, True)
 
         whole = {}
         for name in ("base.pte", "nobel.pte"):
