@@ -43,7 +43,9 @@ TOLERANCE = 1e-3
 def test_shipped_adapter_fits_smollm2(name: str) -> None:
     adapter = load_adapter(name, shipped_adapters()[name], SMOLLM2)
     assert adapter.targets and adapter.rank > 0
-    assert adapter.size_bytes < 16 * 2**20  # small enough to ship in the repository
+    # Small enough to ship in the repository: r=16 on all seven projections is 18.7 MiB
+    # of fp32 safetensors, 3.6% of the 538 MB fp32 base.
+    assert adapter.size_bytes < 24 * 2**20
 
 
 @pytest.fixture(scope="module")
