@@ -21,6 +21,7 @@ from lora_tui.ui.widgets.memory_panel import MemoryPanel
 from lora_tui.ui.widgets.tally_panel import TallyPanel
 from lora_tui.ui.widgets.vote_bar import VoteBar
 from tests.fake_engine import REPLIES
+from tests.real_app import wait_for
 from tests.test_ui import SIZE, engine, make_app, send
 
 NAMES = ["nobel", "executorch"]
@@ -212,12 +213,18 @@ async def test_blind_mode_from_the_palette_and_export_from_it(tmp_path: Path) ->
     assert {s["all_bad"] for s in exported["tally"]} == {1}
 
 
+async def until_the_vote(pilot) -> None:
+    """Until every answer is in and the vote bar shows: on a loaded machine the fake
+    engine's replies can take longer than one pause."""
+    await wait_for(pilot, lambda: pilot.app.query_one(VoteBar).display, timeout_s=30)
+
+
 def test_snapshot_blind_mode_waiting_for_the_vote(snap_compare, tmp_path: Path) -> None:
     async def run_before(pilot) -> None:
         await pilot.pause()
         await pilot.press("f3")
         await send(pilot, "Who won the 2024 Nobel Prize in Physics?")
-        await pilot.pause()
+        await until_the_vote(pilot)
 
     assert snap_compare(blind_app(tmp_path), terminal_size=SIZE, run_before=run_before)
 
@@ -228,7 +235,7 @@ def test_snapshot_blind_vote_revealed_with_the_tally(snap_compare, tmp_path: Pat
         await pilot.press("f3")
         for question in ("Who won the 2024 Nobel Prize in Physics?", "What is a .pte file?"):
             await send(pilot, question)
-            await pilot.pause()
+            await until_the_vote(pilot)
             await pilot.press("a")
             await pilot.pause()
 
