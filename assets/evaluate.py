@@ -1,5 +1,5 @@
 """Score the demo's programs on each adapter's held-out questions: ``lora-tui eval`` on the
-demo's cache with the eval sets in ``assets/data/*/eval.jsonl``, then check the targets.
+demo's cache with the eval sets in ``lora_tui/demo_assets/eval/``, then check the targets.
 
     .venv/bin/python assets/evaluate.py [--quantize none|8da4w | --folder DIR]
                                         [lora-tui eval options: --out, --json]
@@ -25,12 +25,12 @@ from pathlib import Path
 from lora_tui.artifact_format import QUANTIZE_MODES
 from lora_tui.cli import main as lora_tui
 from lora_tui.demo import (
-    ASSETS,
     DEMO_ADAPTERS,
     DEMO_QUANTIZE,
     DemoBuild,
     demo_folder,
     demo_quantization,
+    eval_set,
 )
 
 # The app's default reply length (GenerationSettings): the three-step answer needs ~80 tokens.
@@ -76,7 +76,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="append every answer here (JSON Lines)")
     args, passed_on = parser.parse_known_args()
     build = DemoBuild(args.folder or demo_folder(demo_quantization(args.quantize)), None)
-    prompt_sets = [f"--prompts={ASSETS / 'data' / name / 'eval.jsonl'}" for name in DEMO_ADAPTERS]
+    prompt_sets = [f"--prompts={eval_set(name)}" for name in DEMO_ADAPTERS]
     with tempfile.TemporaryDirectory() as scratch:
         out = args.out or Path(scratch) / "results.jsonl"
         # --out appends: read back only this run's lines.

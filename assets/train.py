@@ -3,7 +3,7 @@
     .venv/bin/pip install -e '.[test]'      # PEFT comes with the test extra
     .venv/bin/python assets/train.py [--only nobel|executorch]
 
-Reads ``assets/data/NAME/train.jsonl`` and writes ``assets/adapters/NAME/``
+Reads ``assets/data/NAME/train.jsonl`` and writes ``lora_tui/demo_assets/adapters/NAME/``
 (``adapter_config.json`` + ``adapter_model.safetensors``). Seeded, so a rerun on the same
 packages gives the same adapters; prints the time each one took.
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from exporter.smollm2 import fetch_smollm2_gguf
+from lora_tui.demo import shipped_adapters
 from lora_tui.engine.paths import cache_dir
 
 ASSETS = Path(__file__).resolve().parent
@@ -99,7 +100,7 @@ def train(name: str, gguf: Path) -> None:
             losses.append(loss.item())
         mean, elapsed = sum(losses) / len(losses), time.perf_counter() - started
         print(f"{name}: epoch {epoch + 1}/{epochs} loss {mean:.3f} ({elapsed:.0f} s)")
-    out = ASSETS / "adapters" / name
+    out = shipped_adapters()[name]  # the package data the demo and the wheel ship
     model.save_pretrained(out)
     (out / "README.md").unlink(missing_ok=True)  # PEFT's blank model card
     # Keep the shipped config free of this machine's paths.

