@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import importlib.resources
 import os
 import shutil
 import subprocess
@@ -19,7 +20,8 @@ from pathlib import Path
 from lora_tui.engine.paths import cache_dir
 from lora_tui.engine.types import Sharing
 
-_SOURCE = Path(__file__).with_name("weight_cache_shim.cpp")
+# Package data, read through importlib so an installed wheel finds it as a checkout does.
+_SOURCE = importlib.resources.files("lora_tui.engine") / "weight_cache_shim.cpp"
 _REGISTRY_LIBRARY = "backends/qualcomm/libqnn_executorch_backend.so"
 
 
@@ -65,7 +67,10 @@ def _load_shim(executorch_dir: Path) -> ctypes.CDLL | str:
 def _build(executorch_dir: Path, registry: Path) -> Path | str:
     import torch
 
-    source = _SOURCE.read_bytes()
+    try:
+        source = _SOURCE.read_bytes()
+    except OSError as err:
+        return f"the weight-cache shim's source is missing from lora_tui ({err}); sharing is off"
     key = hashlib.sha256(source + str(executorch_dir).encode() + torch.__version__.encode())
     target = cache_dir() / "shim" / f"weight_cache_{key.hexdigest()[:16]}.so"
     if target.is_file():
@@ -73,20 +78,33 @@ def _build(executorch_dir: Path, registry: Path) -> Path | str:
     compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     if compiler is None:
         return "no C++ compiler (g++) found to build the weight-cache shim; sharing is off"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, partial = tempfile.mkstemp(dir=target.parent, suffix=".so.partial")
-    os.close(fd)
+    includes = [executorch_dir / "include", Path(torch.__file__).parent / "include"]
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # g++ reads files, and lora_tui may be installed anywhere: compile a private copy
+        # (private, because the engine and its pre-flight child may build at the same time).
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as scratch:
+            source_file = Path(scratch) / "weight_cache_shim.cpp"
+            source_file.write_bytes(source)
+            return _compile(compiler, source_file, includes, registry, target)
+    except OSError as err:  # an unwritable cache folder, a full disk
+        return f"building the weight-cache shim failed ({err}); sharing is off"
+
+
+def _compile(
+    compiler: str, source_file: Path, includes: list[Path], registry: Path, target: Path
+) -> Path | str:
+    partial = source_file.with_suffix(".so")
     command = [
         compiler,
         "-std=c++17",
         "-shared",
         "-fPIC",
         "-O1",
-        f"-I{executorch_dir / 'include'}",
-        f"-I{Path(torch.__file__).parent / 'include'}",
-        str(_SOURCE),
+        *(f"-I{folder}" for folder in includes),
+        str(source_file),
         "-o",
-        partial,
+        str(partial),
         f"-L{registry.parent}",
         f"-l:{registry.name}",
         f"-Wl,-rpath,{registry.parent}",
@@ -94,13 +112,11 @@ def _build(executorch_dir: Path, registry: Path) -> Path | str:
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as err:
-        Path(partial).unlink(missing_ok=True)
         return f"building the weight-cache shim failed ({err}); sharing is off"
     if done.returncode != 0:
-        Path(partial).unlink(missing_ok=True)
-        first_error = next((ln for ln in done.stderr.splitlines() if "error" in ln), done.stderr)
-        return (
-            f"building the weight-cache shim failed ({first_error.strip()[:200]}); sharing is off"
-        )
+        lines = done.stderr.splitlines()
+        first_error = next((ln for ln in lines if "error" in ln), lines[0] if lines else "")
+        reason = first_error.strip()[:200] or f"{compiler} exited with {done.returncode}"
+        return f"building the weight-cache shim failed ({reason}); sharing is off"
     os.replace(partial, target)
     return target
