@@ -8,6 +8,7 @@ import tempfile
 import traceback
 import warnings
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 from typing import TypeVar
 
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--verbose", action="store_true", help="show ExecuTorch's own logs and warnings"
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('lora-tui')}")
     return parser
 
 

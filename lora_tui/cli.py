@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 WEIGHTS_HELP = "the foundation weight file (.ptd) the programs share"
@@ -113,6 +114,7 @@ def _common(parser: argparse.ArgumentParser, tokenizer: bool = True) -> None:
         action="store_true",
         help="leave XNNPACK's weight cache off, to compare memory",
     )
+    parser.add_argument("--version", action="version", version=f"lora-tui {version('lora-tui')}")
 
 
 def main(argv: list[str] | None = None) -> int:
