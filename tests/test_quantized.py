@@ -106,7 +106,11 @@ def test_program_computes_what_the_same_quantization_computes_eagerly(
         error, quantization_error = relative(ours, same), relative(same, unquantized)
         assert error < RELATIVE_TOLERANCE, f"step {step}: {error:.1e} of the logits' range"
         assert error * CLOSER_THAN_FP32 < quantization_error, (step, error, quantization_error)
-    assert tokens == [int(torch.argmax(e)) for e in eager]
+        # Greedy agrees up to that error: the program's token is the eager model's top one,
+        # or ties with it within what the two differ by (random weights make near-ties, and
+        # XNNPACK's int8 kernels round differently from one CPU to another).
+        margin = float(same.max() - same[tokens[step]])
+        assert margin <= 2 * float((ours - same).abs().max()), (step, tokens[step], margin)
 
 
 def relative(logits: torch.Tensor, reference: torch.Tensor) -> float:
