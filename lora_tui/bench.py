@@ -57,6 +57,12 @@ class Refused:
         return {"name": self.path.stem, "path": str(self.path), "error": self.error}
 
 
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def _rounded(value: float | None) -> float | None:
     return round(value, 1) if value is not None else None
 
@@ -68,10 +74,11 @@ def run_bench(
     max_new_tokens: int,
     share: bool,
     tokenizer: Path | None = None,
+    threads: int | None = None,
 ) -> tuple[object, list[BenchRow]]:
     from lora_tui.engine.host import ModelHost
 
-    host = ModelHost(weights, tokenizer, share=share)
+    host = ModelHost(weights, tokenizer, share=share, threads=threads)
     settings = GenerationSettings(temperature=0.0, max_new_tokens=max_new_tokens)
     # Every program is tried in a child process first; then the child goes, so it neither
     # holds memory nor competes for the cores while the others are measured. A program
@@ -110,6 +117,7 @@ def bench_main(args) -> int:
                 args.max_new_tokens,
                 not args.no_share,
                 Path(args.tokenizer) if args.tokenizer else None,
+                args.threads,
             )
     except EngineError as err:
         errors.print(f"[red]lora-tui bench: error:[/] {err}", soft_wrap=True)
@@ -121,6 +129,8 @@ def bench_main(args) -> int:
         report = {
             "sharing": host.sharing.enabled,
             "sharing_detail": host.sharing.detail,
+            "threads": host.threads,
+            "torch_threads": _torch_threads(),
             "baseline_rss_mib": round(host.baseline_rss_mib, 1),
             "adapters": [row.as_json() for row in rows],
         }
@@ -132,7 +142,8 @@ def bench_main(args) -> int:
         return status
     table = Table(
         title=f"lora-tui bench — weight sharing {'on' if host.sharing.enabled else 'off'}"
-        f" ({host.sharing.detail}); baseline RSS {host.baseline_rss_mib:.0f} MiB",
+        f" ({host.sharing.detail}); {host.threads} XNNPACK threads;"
+        f" baseline RSS {host.baseline_rss_mib:.0f} MiB",
         title_justify="left",
     )
     columns = ("adapter", "RSS after load", "+RSS", "+PSS (true)", "check", "load", "TTFT")

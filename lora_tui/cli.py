@@ -110,6 +110,13 @@ def _common(parser: argparse.ArgumentParser, tokenizer: bool = True) -> None:
         )
     parser.add_argument("--log", help="write the runtime's own log lines to this file")
     parser.add_argument(
+        "--threads",
+        type=_positive,
+        metavar="N",
+        help="XNNPACK's threads (default: every core this process may use). libtorch's "
+        "OpenMP pool gets one unless OMP_NUM_THREADS says otherwise",
+    )
+    parser.add_argument(
         "--no-share",
         action="store_true",
         help="leave XNNPACK's weight cache off, to compare memory",
@@ -117,8 +124,22 @@ def _common(parser: argparse.ArgumentParser, tokenizer: bool = True) -> None:
     parser.add_argument("--version", action="version", version=f"lora-tui {version('lora-tui')}")
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # bench and eval run programs in this process: before anything imports torch.
+    from lora_tui.engine.threads import hold_openmp_to_one_thread
+
+    hold_openmp_to_one_thread()
     if not argv or argv[0] == "demo":
         from lora_tui.demo_cli import demo_main
 

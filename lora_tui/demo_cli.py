@@ -86,6 +86,7 @@ def demo_main(args: argparse.Namespace) -> int:
         tokenizer=None,
         log=args.log,
         no_share=args.no_share,
+        threads=args.threads,
         results=args.results,
     )
     return run_app(app_args, suggestions=suggested_prompts())

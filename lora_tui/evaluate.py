@@ -238,6 +238,7 @@ def eval_main(args: Any) -> int:
                 Path(args.weights),
                 Path(args.tokenizer) if args.tokenizer else None,
                 share=not args.no_share,
+                threads=args.threads,
             )
             programs: dict[str, Path] = {}
             for program in map(Path, args.programs):

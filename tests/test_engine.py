@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -270,6 +271,62 @@ def test_second_adapter_costs_far_less_with_sharing(tiny_artifacts: TinyArtifact
     # With it, later programs add little: far below the first and below the unshared run.
     assert max(on[1:]) < 0.35 * foundation_mib, (on, foundation_mib)
     assert max(on[1:]) < min(off[1:]) / 2
+
+
+# --- threads ---------------------------------------------------------------------------------
+
+THREADS_PROBE = """
+import json, sys
+from pathlib import Path
+from lora_tui.engine import GenerationSettings, ModelHost
+threads = int(sys.argv[2]) if sys.argv[2] != "default" else None
+host = ModelHost(Path(sys.argv[1]) / "foundation.ptd", threads=threads)
+name = host.load(Path(sys.argv[1]) / "full.pte").name
+reply = host.answer(name, "Count to five", GenerationSettings(temperature=0.0, max_new_tokens=12))
+print(json.dumps({"threads": host.threads, "text": reply.text}))
+"""
+
+
+def without_omp_setting() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+
+
+def threads_probe(out: Path, threads: str) -> dict:
+    # A fresh process each: XNNPACK's pool is sized once, before any program loads.
+    done = subprocess.run(
+        [sys.executable, "-c", THREADS_PROBE, str(out), threads],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_xnnpack_threads_are_sized_and_keep_the_answer(tiny_artifacts: TinyArtifacts) -> None:
+    default = threads_probe(tiny_artifacts.out, "default")
+    one = threads_probe(tiny_artifacts.out, "1")
+    assert default["threads"] == len(os.sched_getaffinity(0)) and one["threads"] == 1
+    assert one["text"] and one["text"] == default["text"]
+
+
+def test_bench_holds_openmp_to_one_thread_and_takes_threads(
+    tiny_artifacts: TinyArtifacts,
+) -> None:
+    out = tiny_artifacts.out
+    args = ["--weights", str(out / "foundation.ptd"), str(out / "full.pte"), "--json"]
+    done = subprocess.run(
+        [sys.executable, "-m", "lora_tui.cli", "bench", *args, "--max-new-tokens", "4"]
+        + ["--threads", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=without_omp_setting(),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    # OpenMP's idle threads never spin beside XNNPACK's.
+    assert report["threads"] == 1 and report["torch_threads"] == 1
 
 
 # --- the worker process the UI uses --------------------------------------------------------

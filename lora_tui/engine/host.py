@@ -32,6 +32,7 @@ from lora_tui.engine.session import (
     warm_up,
 )
 from lora_tui.engine.sharing import configure_sharing
+from lora_tui.engine.threads import configure_threads
 from lora_tui.engine.types import (
     AdapterInfo,
     EngineError,
@@ -49,8 +50,10 @@ class ModelHost:
         tokenizer: Path | None = None,
         share: bool = True,
         log_path: Path | None = None,
+        threads: int | None = None,
     ) -> None:
-        # Sharing must be configured before the first program loads.
+        # Threads and sharing must be configured before the first program loads.
+        self.threads = configure_threads(threads)
         self.sharing: Sharing = configure_sharing(share)
         self.foundation: Foundation = open_foundation(weights, tokenizer)
         self.baseline_rss_mib = sample(detailed=False).rss_mib

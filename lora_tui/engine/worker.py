@@ -33,6 +33,7 @@ from lora_tui.engine.protocol import (
     LoadFailed,
     ReplyDone,
 )
+from lora_tui.engine.threads import hold_openmp_to_one_thread
 from lora_tui.engine.types import EngineError, GenerationSettings, ReplyEnd
 
 if TYPE_CHECKING:
@@ -94,6 +95,7 @@ class EngineProcess:
         tokenizer: Path | None = None,
         share: bool = True,
         log_path: Path | None = None,
+        threads: int | None = None,
     ) -> None:
         context = mp.get_context("spawn")  # never fork a process that may hold torch threads
         self._conn, child = context.Pipe()
@@ -105,6 +107,7 @@ class EngineProcess:
                 str(tokenizer) if tokenizer else None,
                 share,
                 str(log_path) if log_path else os.devnull,
+                threads,
             ),
             daemon=True,
             name="lora-tui-engine",
@@ -184,8 +187,14 @@ class EngineProcess:
 
 
 def _worker_main(
-    conn: Connection, weights: str, tokenizer: str | None, share: bool, log_path: str
+    conn: Connection,
+    weights: str,
+    tokenizer: str | None,
+    share: bool,
+    log_path: str,
+    threads: int | None,
 ) -> None:
+    hold_openmp_to_one_thread()  # before the host imports torch
     _redirect_native_output(log_path)
     warnings.simplefilter("ignore")
     # The models use every core; yield them to the UI whenever it has something to draw.
@@ -198,6 +207,7 @@ def _worker_main(
             Path(tokenizer) if tokenizer else None,
             share=share,
             log_path=Path(log_path),
+            threads=threads,
         )
     except EngineError as err:
         conn.send([EngineFailed(str(err))])
@@ -270,11 +280,17 @@ def _redirect_native_output(log_path: str) -> None:
 
 
 def process_engine_factory(
-    weights: Path, tokenizer: Path | None, share: bool, log_path: Path | None
+    weights: Path,
+    tokenizer: Path | None,
+    share: bool,
+    log_path: Path | None,
+    threads: int | None = None,
 ) -> EngineFactory:
     """Start an ``EngineProcess`` over ``weights`` when the UI is ready for its events."""
 
     def start(on_event: Callable[[EngineEvent], None]) -> EngineClient:
-        return EngineProcess(weights, on_event, tokenizer=tokenizer, share=share, log_path=log_path)
+        return EngineProcess(
+            weights, on_event, tokenizer=tokenizer, share=share, log_path=log_path, threads=threads
+        )
 
     return start

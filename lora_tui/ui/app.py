@@ -797,7 +797,11 @@ def run_app(args, suggestions: dict[str, list[str]] | None = None) -> int:
         return 1
     warnings.simplefilter("ignore")  # nothing may print over the UI
     factory = process_engine_factory(
-        args.weights, tokenizer, not args.no_share, Path(args.log) if args.log else None
+        args.weights,
+        tokenizer,
+        not args.no_share,
+        Path(args.log) if args.log else None,
+        args.threads,
     )
     results = Path(args.results) if args.results else default_results_path(datetime.now())
     app = LoraTuiApp(list(args.programs), factory, suggestions=suggestions, results_path=results)

@@ -1,0 +1,40 @@
+"""The runtime's two thread pools: XNNPACK's, sized per process before any program loads,
+and libtorch's OpenMP pool, held to one thread before torch is imported.
+
+XNNPACK's pthreadpool runs the delegated operators, which are most of a decode step. libtorch's
+OpenMP pool runs the engine's own tensor work (sampling the logits), microseconds a token;
+at a thread per core its idle threads spin on the cores XNNPACK needs. ``OMP_NUM_THREADS``
+is read once, when libgomp loads, so the CLI and the engine's worker set it before torch is
+imported; a script that imports torch first can set it in its environment. Setting the pool
+later with ``torch.set_num_threads(1)`` is not the same: it measured slower prefill here.
+``benchmarks/threads.py`` measures these choices against each other; the README's "Threads"
+section has the figures.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def hold_openmp_to_one_thread() -> None:
+    """Call before torch is imported. A value the user set is kept."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def available_cores() -> int:
+    """The cores this process may run on (a cgroup or ``taskset`` may allow fewer)."""
+    return len(os.sched_getaffinity(0))
+
+
+def configure_threads(threads: int | None = None) -> int:
+    """Size XNNPACK's pool to ``threads`` (default: every available core) and return its size
+    as read back. Call before the first program loads: a delegate keeps the pool it was given.
+    """
+    from executorch.extension.pybindings import portable_lib
+
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be at least 1, not {threads}")
+    wanted = threads or available_cores()
+    if portable_lib._threadpool_get_thread_count() != wanted:
+        portable_lib._unsafe_reset_threadpool(wanted)
+    return portable_lib._threadpool_get_thread_count()
