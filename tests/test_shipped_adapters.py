@@ -56,6 +56,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return gguf, out
 
 
+@pytest.mark.slow  # a real SmolLM2 export and PEFT: minutes
 @pytest.mark.parametrize("name", sorted(shipped_adapters()))
 def test_shipped_adapter_export_matches_peft(exported: tuple[Path, Path], name: str) -> None:
     gguf, out = exported
