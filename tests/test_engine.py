@@ -310,6 +310,20 @@ def test_xnnpack_threads_are_sized_and_keep_the_answer(tiny_artifacts: TinyArtif
     assert one["text"] and one["text"] == default["text"]
 
 
+def test_the_xnnpack_pool_is_sized_once_per_process() -> None:
+    script = (
+        "from lora_tui.engine.threads import configure_threads\n"
+        "assert configure_threads() == configure_threads()  # the same size again is fine\n"
+        "try:\n"
+        "    configure_threads(3)\n"
+        "except ValueError as err:\n"
+        "    print(err)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "already sized" in done.stdout
+
+
 def test_bench_holds_openmp_to_one_thread_and_takes_threads(
     tiny_artifacts: TinyArtifacts,
 ) -> None:

@@ -53,7 +53,10 @@ class ModelHost:
         threads: int | None = None,
     ) -> None:
         # Threads and sharing must be configured before the first program loads.
-        self.threads = configure_threads(threads)
+        try:
+            self.threads = configure_threads(threads)
+        except ValueError as err:
+            raise EngineError(str(err)) from None
         self.sharing: Sharing = configure_sharing(share)
         self.foundation: Foundation = open_foundation(weights, tokenizer)
         self.baseline_rss_mib = sample(detailed=False).rss_mib

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 
+_sized = False  # set once a host has sized the pool; its programs keep that pool
+
 
 def hold_openmp_to_one_thread() -> None:
     """Call before torch is imported. A value the user set is kept."""
@@ -32,9 +34,18 @@ def configure_threads(threads: int | None = None) -> int:
     """
     from executorch.extension.pybindings import portable_lib
 
+    global _sized
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be at least 1, not {threads}")
     wanted = threads or available_cores()
     if portable_lib._threadpool_get_thread_count() != wanted:
+        if _sized:
+            # Programs loaded since hold the old pool: replacing it would leave them a
+            # dangling pointer, so a second host in this process keeps the first's size.
+            raise ValueError(
+                f"XNNPACK's pool was already sized to "
+                f"{portable_lib._threadpool_get_thread_count()} threads in this process"
+            )
         portable_lib._unsafe_reset_threadpool(wanted)
+    _sized = True
     return portable_lib._threadpool_get_thread_count()
