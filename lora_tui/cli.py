@@ -113,8 +113,9 @@ def _common(parser: argparse.ArgumentParser, tokenizer: bool = True) -> None:
         "--threads",
         type=_positive,
         metavar="N",
-        help="XNNPACK's threads (default: every core this process may use). libtorch's "
-        "OpenMP pool gets one unless OMP_NUM_THREADS says otherwise",
+        help="XNNPACK's threads per program process (default: the cores this process may "
+        "use, shared among the panes that answer at once). libtorch's OpenMP pool gets one "
+        "unless OMP_NUM_THREADS says otherwise",
     )
     parser.add_argument(
         "--no-share",

@@ -11,10 +11,12 @@ import sys
 import threading
 from pathlib import Path
 
+import psutil
 import pytest
 
 from lora_tui.engine import (
     EngineError,
+    EngineFailed,
     EngineReady,
     GenerationSettings,
     Loaded,
@@ -491,3 +493,95 @@ def test_folder_of_an_older_format_asks_for_a_re_export(copied: Path) -> None:
     (copied / "manifest.json").write_text(json.dumps(manifest))
     done = bench(["--weights", str(copied / "foundation.ptd"), str(copied / "full.pte")])
     assert_one_line_error(done, "manifest.json", "format 2", "export the folder again")
+
+
+# --- lanes: panes answering at the same time ----------------------------------------------
+
+
+def test_lane_layout_gives_each_answering_pane_its_share_of_the_cores() -> None:
+    from lora_tui.engine.threads import lane_layout
+
+    assert lane_layout(1, cores=2) == (1, 2)  # alone: every core
+    assert lane_layout(2, cores=2) == (2, 1)
+    assert lane_layout(3, cores=2) == (2, 1)  # no more lanes than cores
+    assert lane_layout(3, cores=8) == (3, 2)
+    assert lane_layout(0, cores=4) == (1, 4)
+    assert lane_layout(2, threads=2, cores=2) == (2, 2)  # --threads sets each lane's pool
+
+
+class Collector:
+    """Events from an EngineProcess, and a way to wait for the ones a test needs."""
+
+    def __init__(self) -> None:
+        self.events: list = []
+        self.changed = threading.Condition()
+
+    def __call__(self, event) -> None:
+        with self.changed:
+            self.events.append(event)
+            self.changed.notify_all()
+
+    def wait_for(self, done, timeout: float = 120.0) -> list:
+        with self.changed:
+            assert self.changed.wait_for(lambda: done(self.events), timeout), self.events
+            return list(self.events)
+
+
+def _lanes(engine: EngineProcess) -> list[psutil.Process]:
+    """The worker's children that run programs (not its pre-flight check)."""
+    children = psutil.Process(engine.pid).children()
+    return [c for c in children if "lora_tui.engine.preflight" not in " ".join(c.cmdline())]
+
+
+def test_two_panes_answer_at_once_in_two_lanes_as_each_alone(
+    tiny_artifacts: TinyArtifacts, host: ModelHost, tmp_path: Path
+) -> None:
+    settings = GenerationSettings(max_new_tokens=16)
+    alone = {}
+    for name in ("full", "partial"):
+        host.clear([name])
+        alone[name] = host.answer(name, "Hello there", settings).text
+    events = Collector()
+    engine = EngineProcess(
+        tiny_artifacts.foundation, events, log_path=tmp_path / "engine.log", panes=2
+    )
+    try:
+        engine.load(tiny_artifacts.program("full"))
+        engine.load(tiny_artifacts.program("partial"))
+        events.wait_for(lambda got: sum(isinstance(e, Loaded) for e in got) == 2)
+        lanes = _lanes(engine)
+        assert len(lanes) == 2  # one program each, in processes of their own
+        engine.send(["full", "partial"], "Hello there", settings)
+        got = events.wait_for(lambda got: sum(isinstance(e, ReplyDone) for e in got) == 2)
+        memory = engine.memory()
+    finally:
+        engine.close()
+    done = {e.adapter: e for e in got if isinstance(e, ReplyDone)}
+    assert {name: reply.text for name, reply in done.items()} == alone
+    # The engine's memory is the worker's and its lanes' together: the lanes share the
+    # worker's pages, so their summed RSS counts them again where PSS does not.
+    assert memory is not None and memory.pss_mib and memory.rss_mib > memory.pss_mib
+    gone, alive = psutil.wait_procs(lanes, timeout=20)
+    assert not alive, f"lanes left behind: {alive}"
+
+
+def test_a_lane_that_dies_fails_the_engine_so_the_app_restarts_it(
+    tiny_artifacts: TinyArtifacts, tmp_path: Path
+) -> None:
+    events = Collector()
+    engine = EngineProcess(
+        tiny_artifacts.foundation, events, log_path=tmp_path / "engine.log", panes=2
+    )
+    try:
+        engine.load(tiny_artifacts.program("full"))
+        engine.load(tiny_artifacts.program("partial"))
+        events.wait_for(lambda got: sum(isinstance(e, Loaded) for e in got) == 2)
+        lanes = _lanes(engine)
+        lanes[0].kill()
+        got = events.wait_for(lambda got: any(isinstance(e, EngineFailed) for e in got))
+    finally:
+        engine.close()
+    failed = next(e for e in got if isinstance(e, EngineFailed))
+    assert failed.error == "engine lane exited (signal 9)"
+    gone, alive = psutil.wait_procs(lanes, timeout=20)
+    assert not alive, f"lanes left behind: {alive}"

@@ -86,6 +86,15 @@ class ModelHost:
         self._checked[key] = facts, time.perf_counter() - started
         return facts
 
+    def checked(self, pte: Path) -> tuple[ProgramFacts, float]:
+        """``check``, and the seconds the check took (0 when it had passed before)."""
+        facts = self.check(pte)
+        return facts, self._checked[_file_key(pte)][1]
+
+    def accept_check(self, pte: Path, facts: ProgramFacts, seconds: float) -> None:
+        """Take a check another host made of this file (a lane's router checks for it)."""
+        self._checked[_file_key(pte)] = facts, seconds
+
     def end_checks(self, idle_s: float = 0.0) -> float | None:
         """Let the pre-flight child go once it has had nothing to check for ``idle_s``
         (it starts again when needed). Returns how long until it would go, or None."""

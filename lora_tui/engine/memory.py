@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import psutil
@@ -45,3 +46,28 @@ def _status_fields(pid: int) -> tuple[float | None, float | None]:
         return int(value.split()[0]) / 1024 if value else None
 
     return kib("RssAnon"), kib("RssFile")
+
+
+def sample_tree(pid: int) -> MemorySample:
+    """``pid`` and every process under it, summed. Summed RSS counts a page every process
+    maps once per process; summed PSS splits it among them: the tree's true cost."""
+    processes = [psutil.Process(pid)]
+    processes += processes[0].children(recursive=True)
+    samples = []
+    for process in processes:
+        try:
+            samples.append(sample(process.pid))
+        except (psutil.Error, OSError):
+            continue  # it ended between the listing and the reading
+    return MemorySample(
+        sum(s.rss_mib for s in samples),
+        _total(s.pss_mib for s in samples),
+        _total(s.uss_mib for s in samples),
+        _total(s.anon_mib for s in samples),
+        _total(s.file_mib for s in samples),
+    )
+
+
+def _total(values: Iterable[float | None]) -> float | None:
+    listed = list(values)
+    return None if any(v is None for v in listed) else sum(listed)  # type: ignore[arg-type]

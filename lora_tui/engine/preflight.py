@@ -75,6 +75,15 @@ class Preflight:
             child.kill()
             child.wait()
 
+    def forget(self) -> None:
+        """In a process forked from this one's owner: drop our copies of the child's pipes
+        without ending it (it is still the owner's)."""
+        child, self._child = self._child, None
+        if child is not None:
+            for pipe in (child.stdin, child.stdout):
+                if pipe is not None:
+                    pipe.close()
+
     def _started(self, pte: Path) -> subprocess.Popen[bytes]:
         if self._child is not None and self._child.poll() is None:
             return self._child

@@ -1,5 +1,6 @@
-"""What the UI and the engine say to each other: the engine's events, and the client
-protocol a UI drives an engine through (``EngineProcess``, or a test's fake).
+"""What the UI and the engine say to each other: the engine's events, the client protocol
+a UI drives an engine through (``EngineProcess``, or a test's fake), and the commands that
+protocol becomes on the way to the worker process and its lanes.
 
 Every event about one adapter names it in the same field, ``adapter``, so a receiver
 routes it without looking at what kind of event it is.
@@ -10,10 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from lora_tui.engine.memory import MemorySample
 from lora_tui.engine.types import AdapterInfo, GenerationSettings, ReplyEnd, ReplyStats, Sharing
+
+if TYPE_CHECKING:  # the session imports torch, which a UI never loads
+    from lora_tui.engine.session import ProgramFacts
 
 # --- about the engine ------------------------------------------------------------------------
 
@@ -71,6 +75,50 @@ class ReplyDone:
 
 AdapterEvent = Loaded | LoadFailed | Notice | Piece | ReplyDone
 EngineEvent = EngineReady | EngineFailed | AdapterEvent
+
+
+# --- commands: what an EngineProcess sends its worker, and the worker its lanes -------------
+
+
+@dataclass(frozen=True)
+class Load:
+    path: str
+    name: str | None = None
+    history: tuple[tuple[str, str], ...] = ()  # the conversation to go on with
+    checked: tuple[ProgramFacts, float] | None = None  # a check already passed, and its time
+
+
+@dataclass(frozen=True)
+class Unload:
+    name: str
+
+
+@dataclass(frozen=True)
+class Send:
+    names: tuple[str, ...]
+    text: str
+    settings: GenerationSettings
+
+
+@dataclass(frozen=True)
+class Regenerate:
+    names: tuple[str, ...]
+    settings: GenerationSettings
+
+
+@dataclass(frozen=True)
+class Cancel:
+    names: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Clear:
+    names: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    pass
 
 
 class EngineClient(Protocol):

@@ -49,3 +49,34 @@ def configure_threads(threads: int | None = None) -> int:
         portable_lib._unsafe_reset_threadpool(wanted)
     _sized = True
     return portable_lib._threadpool_get_thread_count()
+
+
+def lane_layout(
+    panes: int, threads: int | None = None, cores: int | None = None
+) -> tuple[int, int]:
+    """How many lanes (processes running programs at once) and how many threads each, for an
+    app that opens with ``panes`` programs.
+
+    XNNPACK's workers spin between operators, so two pools of a thread per core on the same
+    cores slow each other down: two fp32 panes answering at once decoded less together than
+    one alone. Each lane gets its share of the cores instead, and a pool is fixed once a
+    program loads: one pane gets one lane with every core; several get a lane per core
+    (up to the number of panes), a thread each. ``threads`` overrides the pool per lane.
+    """
+    cores = cores or available_cores()
+    lanes = max(1, min(panes, cores))
+    return lanes, threads or max(1, cores // lanes)
+
+
+def resize_after_fork(threads: int) -> int:
+    """In a process just forked from a host whose pool has one thread: give this process a
+    pool of ``threads``. A one-thread pool has no worker threads, so there is nothing the
+    fork left half-alive to tear down; programs the parent loaded keep the old pool's
+    pointer, so this process must never run them (it loads its own)."""
+    from executorch.extension.pybindings import portable_lib
+
+    if portable_lib._threadpool_get_thread_count() != 1:
+        raise ValueError("only a process whose pool had one thread can be resized after a fork")
+    if threads != 1:
+        portable_lib._unsafe_reset_threadpool(threads)
+    return portable_lib._threadpool_get_thread_count()

@@ -1,9 +1,10 @@
-"""EngineProcess: a ModelHost in a worker process, for a UI that must never wait on the GIL.
+"""EngineProcess: adapter programs in a worker process, for a UI that must never wait on the GIL.
 
 ``forward`` in the pybindings holds the GIL for a whole call (tens of ms per token, far
-more per prefill chunk), so the models live in their own process. One process hosts every
-program, because XNNPACK's weight cache is per process. Everything native code prints
-goes to the log file there, never to the UI's terminal.
+more per prefill chunk), so the models live in other processes: the worker checks programs
+and packs the foundation once, and its lanes (``lanes.py``), forked from it one per core,
+run the programs, so panes answer at the same time. Everything native code prints goes to
+the log file there, never to the UI's terminal.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import os
 import threading
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,18 +22,25 @@ from typing import TYPE_CHECKING
 import psutil
 
 from lora_tui.artifact_format import one_line
-from lora_tui.engine.memory import MemorySample, sample
+from lora_tui.engine.memory import MemorySample, sample_tree
 from lora_tui.engine.protocol import (
+    Cancel,
+    Clear,
     EngineClient,
     EngineEvent,
     EngineFactory,
     EngineFailed,
     EngineReady,
+    Load,
     Loaded,
     LoadFailed,
+    Regenerate,
     ReplyDone,
+    Send,
+    Shutdown,
+    Unload,
 )
-from lora_tui.engine.threads import hold_openmp_to_one_thread
+from lora_tui.engine.threads import hold_openmp_to_one_thread, lane_layout
 from lora_tui.engine.types import EngineError, GenerationSettings, ReplyEnd
 
 if TYPE_CHECKING:
@@ -41,48 +48,6 @@ if TYPE_CHECKING:
 
 WORKER_NICENESS = 10
 CHECKER_IDLE_S = 15.0
-
-# --- commands to the worker ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Load:
-    path: str
-    name: str | None = None
-    history: tuple[tuple[str, str], ...] = ()  # the conversation to go on with
-
-
-@dataclass(frozen=True)
-class Unload:
-    name: str
-
-
-@dataclass(frozen=True)
-class Send:
-    names: tuple[str, ...]
-    text: str
-    settings: GenerationSettings
-
-
-@dataclass(frozen=True)
-class Regenerate:
-    names: tuple[str, ...]
-    settings: GenerationSettings
-
-
-@dataclass(frozen=True)
-class Cancel:
-    names: tuple[str, ...] | None = None
-
-
-@dataclass(frozen=True)
-class Clear:
-    names: tuple[str, ...] | None = None
-
-
-@dataclass(frozen=True)
-class Shutdown:
-    pass
 
 
 class EngineProcess:
@@ -96,7 +61,10 @@ class EngineProcess:
         share: bool = True,
         log_path: Path | None = None,
         threads: int | None = None,
+        panes: int = 1,
     ) -> None:
+        """``panes``: how many programs the app opens with, which sets how many run at once
+        (``lane_layout``); ``threads``: XNNPACK's pool in each lane."""
         context = mp.get_context("spawn")  # never fork a process that may hold torch threads
         self._conn, child = context.Pipe()
         self._process = context.Process(
@@ -108,6 +76,7 @@ class EngineProcess:
                 share,
                 str(log_path) if log_path else os.devnull,
                 threads,
+                panes,
             ),
             daemon=True,
             name="lora-tui-engine",
@@ -131,9 +100,10 @@ class EngineProcess:
         return self._process.pid
 
     def memory(self) -> MemorySample | None:
-        """The worker's memory: that is where the programs live."""
+        """The engine's memory: the worker, its lanes (where the programs live) and its
+        pre-flight child, summed."""
         try:
-            return sample(self._process.pid)
+            return sample_tree(self._process.pid)
         except (psutil.Error, OSError, ValueError):
             return None
 
@@ -193,6 +163,7 @@ def _worker_main(
     share: bool,
     log_path: str,
     threads: int | None,
+    panes: int,
 ) -> None:
     hold_openmp_to_one_thread()  # before the host imports torch
     _redirect_native_output(log_path)
@@ -200,35 +171,44 @@ def _worker_main(
     # The models use every core; yield them to the UI whenever it has something to draw.
     os.nice(WORKER_NICENESS)
     from lora_tui.engine.host import ModelHost
+    from lora_tui.engine.lanes import Router
 
     try:
+        if threads is not None and threads < 1:
+            raise EngineError(f"threads must be at least 1, not {threads}")
+        # One thread here: the lanes forked from this process size their own pools.
         host = ModelHost(
             Path(weights),
             Path(tokenizer) if tokenizer else None,
             share=share,
             log_path=Path(log_path),
-            threads=threads,
+            threads=1,
         )
     except EngineError as err:
         conn.send([EngineFailed(str(err))])
         return
     foundation_mib = host.foundation.size_bytes / 2**20
     conn.send([EngineReady(host.sharing, host.baseline_rss_mib, weights, foundation_mib)])
+    lanes, lane_threads = lane_layout(panes, threads)
+    router = Router(conn, host, _lane_main, lane_threads, lanes, CHECKER_IDLE_S)
     try:
-        _serve(conn, host)
-    except (EOFError, OSError):
-        pass  # the app is gone (its end of the pipe closed): so is this process
+        router.serve()
     finally:
         host.end_checks()
 
 
+def _lane_main(conn: Connection, host: ModelHost) -> None:
+    try:
+        _serve(conn, host)
+    except (EOFError, OSError):
+        pass  # the router is gone (its end of the pipe closed): so is this lane
+
+
 def _serve(conn: Connection, host: ModelHost) -> None:
     while True:
-        # The pre-flight child (and its copy of the packed foundation) goes once it has
-        # been idle a while; programs loaded one after another share one.
-        checker_left = host.end_checks(CHECKER_IDLE_S)
-        # Poll while generating; else block, waking only to let the checker go.
-        wait = 0 if host.busy else checker_left
+        # Block until a command unless a reply is under way; take every command waiting,
+        # then one step of the next reply.
+        wait = 0 if host.busy else None
         while conn.poll(wait):
             command = conn.recv()
             if isinstance(command, Shutdown):
@@ -249,6 +229,8 @@ def _handle(host: ModelHost, command: object) -> list[EngineEvent]:
         path = Path(command.path)
         name = command.name or path.stem
         try:
+            if command.checked is not None:
+                host.accept_check(path, *command.checked)
             info = host.load(path, command.name, list(command.history))
             return [Loaded(info.name, info)]
         except Exception as err:  # EngineError, or anything the runtime raised
@@ -285,12 +267,19 @@ def process_engine_factory(
     share: bool,
     log_path: Path | None,
     threads: int | None = None,
+    panes: int = 1,
 ) -> EngineFactory:
     """Start an ``EngineProcess`` over ``weights`` when the UI is ready for its events."""
 
     def start(on_event: Callable[[EngineEvent], None]) -> EngineClient:
         return EngineProcess(
-            weights, on_event, tokenizer=tokenizer, share=share, log_path=log_path, threads=threads
+            weights,
+            on_event,
+            tokenizer=tokenizer,
+            share=share,
+            log_path=log_path,
+            threads=threads,
+            panes=panes,
         )
 
     return start

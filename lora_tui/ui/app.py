@@ -802,6 +802,7 @@ def run_app(args, suggestions: dict[str, list[str]] | None = None) -> int:
         not args.no_share,
         Path(args.log) if args.log else None,
         args.threads,
+        panes=len(args.programs),
     )
     results = Path(args.results) if args.results else default_results_path(datetime.now())
     app = LoraTuiApp(list(args.programs), factory, suggestions=suggestions, results_path=results)
