@@ -70,7 +70,21 @@ async def test_send_goes_to_every_adapter(tmp_path: Path) -> None:
         assert ".pte" in (pane(app, "executorch").last_reply or "")
         assert app.query_one("#prompt", Input).value == ""
         assert pane(app, "nobel").state == "ready"
-        assert "26.4 tok/s" in str(pane(app, "nobel").query_one(".status").render())
+        status = str(pane(app, "nobel").query_one(".status").render())
+        # Its own speed, and the two panes' together (they answered one prompt at once).
+        assert "26.4 tok/s" in status and "52.8 together" in status
+
+
+async def test_a_lone_reply_shows_no_together_figure(tmp_path: Path) -> None:
+    app = make_app(["nobel", "executorch"], tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await send(pilot, "Who won?")
+        await pilot.press("tab", "ctrl+b")
+        await send(pilot, "And in 2023?")
+        status = str(pane(app, "executorch").query_one(".status").render())
+        assert "26.4 tok/s" in status and "together" not in status
+        assert "52.8 together" in str(pane(app, "nobel").query_one(".status").render())
 
 
 async def test_send_to_the_selected_adapter_only(tmp_path: Path) -> None:

@@ -467,6 +467,10 @@ class LoraTuiApp(App[int]):
     def _reply_done(self, done: ReplyDone) -> None:
         round = self.round
         if round is not None and round.reply_done(done):
+            total = round.together_tok_s()
+            for name in round.together:
+                if total is not None and name in self.panes:
+                    self.panes[name].show_together(total)
             self.blind.round_finished(round)
 
     def _save_result(self, pane: AdapterPane, done: ReplyDone) -> None:

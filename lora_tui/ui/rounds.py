@@ -21,6 +21,19 @@ class Round:
     replies: dict[str, ReplyDone] = field(default_factory=dict)
     voted: bool = False
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+    together: set[str] = field(default_factory=set)  # the panes last sent the prompt at once
+
+    def __post_init__(self) -> None:
+        self.together = self.together or set(self.adapters)
+
+    def together_tok_s(self) -> float | None:
+        """Once every pane sent the prompt at once has answered: their decode speeds summed,
+        what the machine gave them together while they shared it (each pane's own figure is
+        its speed while sharing). None for a lone reply, or a round still under way."""
+        replies = [self.replies[n] for n in self.together if n in self.replies]
+        if not self.finished.is_set() or len(replies) < 2:
+            return None
+        return sum(r.stats.decode_tok_s for r in replies if r.stats)
 
     def reply_done(self, done: ReplyDone) -> bool:
         """Keep one pane's reply; True when it was the last one this round waited for."""
@@ -45,3 +58,4 @@ class Round:
         for name in names:
             self.replies.pop(name, None)
         self.finished.clear()
+        self.together = set(names)

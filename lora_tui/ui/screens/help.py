@@ -14,6 +14,12 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 KEY_NAMES = {"escape": "Esc", "enter": "Enter", "tab": "Tab"}
+STATUS_LINE = (
+    "A pane's status line: TTFT (time to its first token), then that reply's own decode speed "
+    "in tok/s, while it shared the machine. When several panes answered one prompt at the "
+    "same time, 'N together' follows: their speeds summed, what the machine gave them all "
+    "(panes opened together answer in processes of their own, a share of the cores each)."
+)
 
 
 def key_label(key: str) -> str:
@@ -75,3 +81,4 @@ class HelpScreen(ModalScreen[None]):
             body.border_title = "Keys"
             body.border_subtitle = "Esc closes · Ctrl+P opens the command palette"
             yield Static(table)
+            yield Static(STATUS_LINE, id="help-status-line")

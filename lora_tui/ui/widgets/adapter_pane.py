@@ -45,6 +45,7 @@ class AdapterPane(Vertical):
         self.index = index
         self.turns: list[Turn] = []
         self.last_stats: ReplyStats | None = None
+        self.together_tok_s: float | None = None  # with the panes that answered at once
         self.info: AdapterInfo | None = None
         self.detail = ""
         # Its own settings over the app's (temperature, seed), from the palette.
@@ -129,6 +130,8 @@ class AdapterPane(Vertical):
             stats = self.last_stats
             parts.append(f"TTFT {stats.ttft_s:.2f} s")
             parts.append(f"{stats.decode_tok_s:.1f} tok/s")
+            if self.together_tok_s is not None:
+                parts.append(f"{self.together_tok_s:.1f} together")
             if stats.reused_tokens:
                 parts.append(f"{stats.reused_tokens} cached")
         if "temperature" in self.overrides:
@@ -167,6 +170,7 @@ class AdapterPane(Vertical):
         await conversation.mount(self._reply)
         conversation.anchor()
         self.detail = ""
+        self.together_tok_s = None
         self.state = "generating"
 
     async def add_piece(self, text: str) -> None:
@@ -208,6 +212,11 @@ class AdapterPane(Vertical):
             )
         self.detail = note
         self.state = "cancelled" if done.end is ReplyEnd.CANCELLED else "ready"
+        self._update_status()
+
+    def show_together(self, tok_s: float) -> None:
+        """The panes that answered this prompt at once made ``tok_s`` between them."""
+        self.together_tok_s = tok_s
         self._update_status()
 
     async def engine_lost(self, error: str) -> ReplyDone | None:
