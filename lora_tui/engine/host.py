@@ -95,14 +95,15 @@ class ModelHost:
         """Take a check another host made of this file (a lane's router checks for it)."""
         self._checked[_file_key(pte)] = facts, seconds
 
-    def end_checks(self, idle_s: float = 0.0) -> float | None:
+    def end_checks(self, idle_s: float = 0.0, wait: bool = True) -> float | None:
         """Let the pre-flight child go once it has had nothing to check for ``idle_s``
-        (it starts again when needed). Returns how long until it would go, or None."""
+        (it starts again when needed); ``wait=False`` does not wait for it to be gone.
+        Returns how long until it would go, or None."""
         idle = self._preflight.idle_s
         if idle is None:
             return None
         if idle >= idle_s:
-            self._preflight.close()
+            self._preflight.close(wait)
             return None
         return idle_s - idle
 

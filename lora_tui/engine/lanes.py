@@ -93,7 +93,8 @@ class Router:
         """Until the UI says to stop or goes away, or a lane dies."""
         try:
             while True:
-                idle = self.host.end_checks(self.checker_idle_s)
+                # Replies stream while the checker goes: do not wait for it.
+                idle = self.host.end_checks(self.checker_idle_s, wait=False)
                 for conn in wait([self.app, *(lane.conn for lane in self.lanes)], idle):
                     if conn is self.app:
                         command = self.app.recv()
