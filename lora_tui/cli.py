@@ -114,8 +114,9 @@ def _common(parser: argparse.ArgumentParser, tokenizer: bool = True) -> None:
         type=_positive,
         metavar="N",
         help="XNNPACK's threads per program process (default: the cores this process may "
-        "use, shared among the panes that answer at once). libtorch's OpenMP pool gets one "
-        "unless OMP_NUM_THREADS says otherwise",
+        "use, shared among the panes opened together, which answer at once). Fewer threads "
+        "fit more panes answering at once; libtorch's OpenMP pool gets one thread unless "
+        "OMP_NUM_THREADS says otherwise",
     )
     parser.add_argument(
         "--no-share",

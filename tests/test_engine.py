@@ -506,7 +506,10 @@ def test_lane_layout_gives_each_answering_pane_its_share_of_the_cores() -> None:
     assert lane_layout(3, cores=2) == (2, 1)  # no more lanes than cores
     assert lane_layout(3, cores=8) == (3, 2)
     assert lane_layout(0, cores=4) == (1, 4)
-    assert lane_layout(2, threads=2, cores=2) == (2, 2)  # --threads sets each lane's pool
+    # --threads sets each lane's pool, and so how many lanes fit on the cores.
+    assert lane_layout(2, threads=2, cores=2) == (1, 2)  # panes take turns, with both cores
+    assert lane_layout(3, threads=1, cores=2) == (2, 1)
+    assert lane_layout(2, threads=4, cores=2) == (1, 4)  # more threads than cores: one lane
 
 
 class Collector:

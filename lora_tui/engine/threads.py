@@ -59,13 +59,17 @@ def lane_layout(
 
     XNNPACK's workers spin between operators, so two pools of a thread per core on the same
     cores slow each other down: two fp32 panes answering at once decoded less together than
-    one alone. Each lane gets its share of the cores instead, and a pool is fixed once a
-    program loads: one pane gets one lane with every core; several get a lane per core
-    (up to the number of panes), a thread each. ``threads`` overrides the pool per lane.
+    one alone. So lanes times threads never exceeds the cores, and a pool is fixed once a
+    program loads. By default one pane gets one lane with every core, and several get a lane
+    each (up to one per core) with their share of the cores. ``threads`` (``--threads``) sets
+    each lane's pool instead, and so how many lanes fit: on two cores, 2 means one lane whose
+    panes take turns with both cores, 1 means two lanes answering at once.
     """
     cores = cores or available_cores()
+    if threads is not None:
+        return max(1, min(panes, cores // threads)), threads
     lanes = max(1, min(panes, cores))
-    return lanes, threads or max(1, cores // lanes)
+    return lanes, max(1, cores // lanes)
 
 
 def resize_after_fork(threads: int) -> int:
