@@ -1,0 +1,219 @@
+"""Two panes answering at once, through the app's own engine: lanes against one process.
+
+    .venv/bin/python benchmarks/parallel_panes.py [--folder DIR ...] [--rounds 3] [--tokens 64]
+
+On each lora-export folder (default: the demo's fp32 and 8da4w caches), two adapter
+programs load into an ``EngineProcess``, the engine the app runs, in two layouts:
+
+- ``one process``: both programs in one lane with a thread per core, taking turns token
+  by token (what the engine did before lanes, and what ``--threads 2`` gives on two cores);
+- ``a lane per pane``: a process per pane, forked after the foundation is packed, a thread
+  each (what an app opened with two panes gets on two cores).
+
+Each layout answers the same prompt with each program alone, then with both at once, and
+the layouts take turns round after round (medians over rounds). Two speeds: tokens per
+wall-clock second from sending the prompt to the last reply's end (prefill counts), and
+the replies' decode speeds (summed when together, as the status line's "together" is).
+Memory: what the second program added to the engine's summed PSS (worker and lanes, so
+pages they share count once; the transient pre-flight child left out) against its LoRA
+weights and KV cache. A folder with only ``nobel.pte`` loads it twice under two names (its
+LoRA weights are then packed once, so only its KV cache is new).
+
+Run it alone: anything else on the cores moves the figures more than the layouts do. The
+figures go to ``benchmarks/results/parallel_panes.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # as the CLI does, before torch loads
+
+from lora_tui.engine import (  # noqa: E402
+    EngineFailed,
+    EngineReady,
+    GenerationSettings,
+    Loaded,
+    LoadFailed,
+    ReplyDone,
+)
+from lora_tui.engine.memory import sample  # noqa: E402
+from lora_tui.engine.worker import EngineProcess  # noqa: E402
+
+PROMPT = "Tell me a story about a robot."
+RESULTS = Path(__file__).resolve().parent / "results" / "parallel_panes.json"
+LAYOUTS = {"one process": 1, "a lane per pane": 2}  # label: the panes hint given the engine
+
+
+class Events:
+    def __init__(self) -> None:
+        self.got: list = []
+        self.changed = threading.Condition()
+
+    def __call__(self, event) -> None:
+        with self.changed:
+            self.got.append(event)
+            self.changed.notify_all()
+
+    def wait(self, done: Callable[[list], bool], timeout: float = 600) -> list:
+        with self.changed:
+            if not self.changed.wait_for(lambda: done(self.got), timeout):
+                raise SystemExit(f"timed out; events so far: {self.got[-3:]}")
+            failed = [e for e in self.got if isinstance(e, EngineFailed | LoadFailed)]
+            if failed:
+                raise SystemExit(f"engine: {failed[0]}")
+            return list(self.got)
+
+
+def engine_pss_mib(engine: EngineProcess) -> float:
+    """The worker's and its lanes' PSS, without the pre-flight child: it packs a copy of its
+    own to check a program and goes once idle, so it is no adapter's lasting cost."""
+    worker = psutil.Process(engine.pid)
+    processes = [worker, *worker.children()]
+    return sum(
+        sample(p.pid).pss_mib or 0
+        for p in processes
+        if "lora_tui.engine.preflight" not in " ".join(p.cmdline())
+    )
+
+
+def programs_of(folder: Path) -> list[tuple[Path, str]]:
+    found = sorted(p for p in folder.glob("*.pte") if p.stem != "base")
+    if len(found) >= 2:
+        return [(p, p.stem) for p in found[:2]]
+    return [(found[0], found[0].stem), (found[0], f"{found[0].stem}-2")]
+
+
+def one_layout(folder: Path, panes_hint: int, tokens: int) -> dict:
+    """A fresh engine in this layout: each program alone, then both at once."""
+    events = Events()
+    engine = EngineProcess(folder / "foundation.ptd", events, panes=panes_hint)
+    try:
+        events.wait(lambda got: any(isinstance(e, EngineReady) for e in got))
+        infos, memory = [], []
+        for path, name in programs_of(folder):
+            engine.load(path, name)
+            got = events.wait(lambda got, n=name: any(getattr(e, "adapter", "") == n for e in got))
+            infos.append(next(e.info for e in got if isinstance(e, Loaded) and e.adapter == name))
+            time.sleep(1)  # let the load's transient pages settle before reading memory
+            memory.append(engine_pss_mib(engine))
+        names = [info.name for info in infos]
+        settings = GenerationSettings(temperature=0.0, max_new_tokens=tokens)
+
+        def answer(which: list[str]) -> tuple[float, dict[str, ReplyDone]]:
+            engine.clear(which)
+            before = len(events.got)
+            started = time.perf_counter()
+            engine.send(which, PROMPT, settings)
+            got = events.wait(
+                lambda got: sum(isinstance(e, ReplyDone) for e in got[before:]) == len(which)
+            )
+            wall = time.perf_counter() - started
+            return wall, {e.adapter: e for e in got[before:] if isinstance(e, ReplyDone)}
+
+        answer(names)  # warm-up
+        alone = {}
+        for name in names:
+            wall, done = answer([name])
+            alone[name] = (done[name], done[name].stats.new_tokens / wall)
+        wall, done = answer(names)
+        second = infos[1]
+        return {
+            "alone_tok_s": statistics.mean(a[1] for a in alone.values()),
+            "together_tok_s": sum(d.stats.new_tokens for d in done.values()) / wall,
+            "alone_decode_tok_s": statistics.mean(a[0].stats.decode_tok_s for a in alone.values()),
+            "together_decode_tok_s": sum(d.stats.decode_tok_s for d in done.values()),
+            "together_per_pane": {n: round(d.stats.decode_tok_s, 1) for n, d in done.items()},
+            "same_text_as_alone": all(done[n].text == alone[n][0].text for n in names),
+            "second_added_pss_mib": memory[1] - memory[0],
+            "second_lora_plus_kv_mib": (second.breakdown.adapter_weights_mib or 0)
+            + (second.breakdown.kv_cache_mib or 0),
+            "engine_pss_mib": memory[1],
+        }
+    finally:
+        engine.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folder", type=Path, action="append")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tokens", type=int, default=64)
+    args = parser.parse_args()
+
+    from lora_tui.demo import DemoBuild, demo_folder, demo_quantization
+    from lora_tui.engine.threads import available_cores
+
+    folders = args.folder or [demo_folder(demo_quantization(m)) for m in ("none", "8da4w")]
+    report: dict[str, object] = {
+        "cores": available_cores(),
+        "tokens": args.tokens,
+        "rounds": args.rounds,
+        "prompt": PROMPT,
+        "folders": {},
+    }
+    for folder in folders:
+        if not (folder / "foundation.ptd").is_file():
+            print(f"{folder}: no foundation.ptd (lora-tui demo [--quantize MODE] builds one)")
+            continue
+        label = DemoBuild(folder, None).manifest.quantized.label
+        runs: dict[str, list[dict]] = {layout: [] for layout in LAYOUTS}
+        for round_number in range(args.rounds):
+            for layout, hint in LAYOUTS.items():
+                result = one_layout(folder, hint, args.tokens)
+                runs[layout].append(result)
+                print(
+                    f"{label} round {round_number + 1} {layout:<16} alone "
+                    f"{result['alone_tok_s']:5.1f}  together {result['together_tok_s']:5.1f} "
+                    f"tok/s (decode {result['alone_decode_tok_s']:5.1f} / "
+                    f"{result['together_decode_tok_s']:5.1f})  second +"
+                    f"{result['second_added_pss_mib']:.0f} MiB PSS  "
+                    f"same text {result['same_text_as_alone']}",
+                    flush=True,
+                )
+        table = {}
+        for layout, results in runs.items():
+            row = {
+                key: round(statistics.median(r[key] for r in results), 1)
+                for key in (
+                    "alone_tok_s",
+                    "together_tok_s",
+                    "second_added_pss_mib",
+                    "second_lora_plus_kv_mib",
+                    "engine_pss_mib",
+                    "alone_decode_tok_s",
+                    "together_decode_tok_s",
+                )
+            }
+            row["same_text_as_alone"] = all(r["same_text_as_alone"] for r in results)
+            row["together_per_pane_last_round"] = results[-1]["together_per_pane"]
+            table[layout] = row
+        base = table["one process"]
+        for row in table.values():
+            row["together_vs_one_alone"] = round(row["together_tok_s"] / base["alone_tok_s"], 3)
+            row["together_decode_vs_one_alone"] = round(
+                row["together_decode_tok_s"] / base["alone_decode_tok_s"], 3
+            )
+            row["second_added_vs_lora_plus_kv"] = round(
+                row["second_added_pss_mib"] / row["second_lora_plus_kv_mib"], 2
+            )
+        report["folders"][label] = table  # type: ignore[index]
+    print(json.dumps(report, indent=2))
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written to {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
