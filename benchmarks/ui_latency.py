@@ -29,9 +29,14 @@ PROMPT = "Write a long story about a lighthouse keeper and a storm."
 
 
 async def measure(
-    weights: Path, programs: list[Path], presses: int, idle: bool = False
+    weights: Path,
+    programs: list[Path],
+    presses: int,
+    idle: bool = False,
+    threads: int | None = None,
 ) -> list[float]:
-    factory = process_engine_factory(weights, None, True, None)
+    # As the app opens them: a lane per pane, unless --threads leaves room for fewer.
+    factory = process_engine_factory(weights, None, True, None, threads, panes=len(programs))
     app = LoraTuiApp(programs, factory, GenerationSettings(max_new_tokens=400))
     latencies: list[float] = []
     async with app.run_test(size=(140, 40)) as pilot:
@@ -75,8 +80,11 @@ def main() -> None:
     parser.add_argument("programs", nargs=2, type=Path)
     parser.add_argument("--presses", type=int, default=200)
     parser.add_argument("--idle", action="store_true", help="measure with nothing generating")
+    parser.add_argument("--threads", type=int, help="as lora-tui --threads (2: one process)")
     args = parser.parse_args()
-    latencies = asyncio.run(measure(args.weights, args.programs, args.presses, args.idle))
+    latencies = asyncio.run(
+        measure(args.weights, args.programs, args.presses, args.idle, args.threads)
+    )
     latencies.sort()
     p95 = latencies[int(0.95 * (len(latencies) - 1))]
     while_ = "both adapters idle" if args.idle else "two adapters stream"
