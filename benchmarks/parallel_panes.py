@@ -35,8 +35,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import psutil
-
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # as the CLI does, before torch loads
 
 from lora_tui.engine import (  # noqa: E402
@@ -47,7 +45,8 @@ from lora_tui.engine import (  # noqa: E402
     LoadFailed,
     ReplyDone,
 )
-from lora_tui.engine.memory import sample  # noqa: E402
+from lora_tui.engine.memory import sample_tree  # noqa: E402
+from lora_tui.engine.preflight import CHECKER_MODULE  # noqa: E402
 from lora_tui.engine.worker import EngineProcess  # noqa: E402
 
 PROMPT = "Tell me a story about a robot."
@@ -78,13 +77,7 @@ class Events:
 def engine_pss_mib(engine: EngineProcess) -> float:
     """The worker's and its lanes' PSS, without the pre-flight child: it packs a copy of its
     own to check a program and goes once idle, so it is no adapter's lasting cost."""
-    worker = psutil.Process(engine.pid)
-    processes = [worker, *worker.children()]
-    return sum(
-        sample(p.pid).pss_mib or 0
-        for p in processes
-        if "lora_tui.engine.preflight" not in " ".join(p.cmdline())
-    )
+    return sample_tree(engine.pid, leave_out=CHECKER_MODULE).pss_mib or 0.0
 
 
 def programs_of(folder: Path) -> list[tuple[Path, str]]:

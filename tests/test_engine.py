@@ -27,6 +27,7 @@ from lora_tui.engine import (
     ReplyDone,
     ReplyEnd,
 )
+from lora_tui.engine.preflight import CHECKER_MODULE
 from lora_tui.engine.worker import EngineProcess
 from tests.conftest import MAX_CONTEXT, TinyArtifacts
 
@@ -533,7 +534,7 @@ class Collector:
 def _lanes(engine: EngineProcess) -> list[psutil.Process]:
     """The worker's children that run programs (not its pre-flight check)."""
     children = psutil.Process(engine.pid).children()
-    return [c for c in children if "lora_tui.engine.preflight" not in " ".join(c.cmdline())]
+    return [c for c in children if CHECKER_MODULE not in " ".join(c.cmdline())]
 
 
 def test_two_panes_answer_at_once_in_two_lanes_as_each_alone(
@@ -564,6 +565,7 @@ def test_two_panes_answer_at_once_in_two_lanes_as_each_alone(
     # The engine's memory is the worker's and its lanes' together: the lanes share the
     # worker's pages, so their summed RSS counts them again where PSS does not.
     assert memory is not None and memory.pss_mib and memory.rss_mib > memory.pss_mib
+    assert memory.processes >= 3  # the worker and two lanes (and perhaps the checker)
     gone, alive = psutil.wait_procs(lanes, timeout=20)
     assert not alive, f"lanes left behind: {alive}"
 

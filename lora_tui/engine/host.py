@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from lora_tui.artifact_format import (
@@ -20,7 +20,7 @@ from lora_tui.artifact_format import (
     sha256_file,
 )
 from lora_tui.engine.artifacts import Foundation, open_foundation
-from lora_tui.engine.memory import MIB, sample
+from lora_tui.engine.memory import MIB, MemorySample, sample
 from lora_tui.engine.preflight import Preflight
 from lora_tui.engine.protocol import ReplyDone
 from lora_tui.engine.session import (
@@ -66,6 +66,9 @@ class ModelHost:
         self._preflight = Preflight(log_path)
         # Programs that passed, by path, size and time of change: (facts, seconds it took).
         self._checked: dict[tuple[Path, int, int], tuple[ProgramFacts, float]] = {}
+        # What a load's memory figures are read from: this process, or (in a lane) the
+        # whole engine, where what a program adds is spread over processes sharing pages.
+        self.measure: Callable[[], MemorySample] = sample
 
     # --- loading -------------------------------------------------------------------------
 
@@ -143,7 +146,7 @@ class ModelHost:
         name = name or manifest_name
         if name in self.sessions:
             raise EngineError(f"{pte}: an adapter named '{name}' is already loaded")
-        before = sample()
+        before = self.measure()
         started = time.perf_counter()
         module = load_module(pte, self.foundation.path)
         warm_up(module, pte, self.foundation.path)
@@ -151,7 +154,7 @@ class ModelHost:
         session = AdapterSession(name, module, chat, facts)
         session.messages.extend(Message(role, text) for role, text in history or [])
         load_s = time.perf_counter() - started
-        after = sample()
+        after = self.measure()
         info = AdapterInfo(
             name=name,
             path=str(pte),

@@ -12,9 +12,9 @@ nothing writes to packed weights.
 The worker becomes the lanes' router: it checks every program first (the pre-flight), gives
 each to the lane with the fewest, and forwards commands to the lanes that own the adapters
 they name and events back to the UI. A lane is the old worker loop (``serve`` on a
-``ModelHost``) with its own thread pool, sized to every core, so one pane alone still uses
-the whole machine. A lane that dies ends the worker, and the UI restarts the engine as it
-does for any crash.
+``ModelHost``) with its own thread pool, sized by ``lane_layout``: every core for a lone
+lane, a share each for several, so lanes never spin more threads than there are cores.
+A lane that dies ends the worker, and the UI restarts the engine as it does for any crash.
 
 The worker's own pool has one thread while it seeds, because a pool with worker threads
 cannot be torn down in a forked child (its threads did not come along); a pool of one has
@@ -35,6 +35,8 @@ from pathlib import Path
 
 from lora_tui.artifact_format import one_line
 from lora_tui.engine.host import ModelHost
+from lora_tui.engine.memory import sample_tree
+from lora_tui.engine.preflight import CHECKER_MODULE
 from lora_tui.engine.protocol import (
     Cancel,
     Clear,
@@ -181,6 +183,11 @@ class Router:
                 for conn in (ours, self.app, *(lane.conn for lane in self.lanes)):
                     conn.close()  # only the router talks to the UI and to the other lanes
                 self.host._preflight.forget()  # the router checks; a lane only loads
+                # A program's cost is what the engine as a whole grew by: its lane's own
+                # PSS would also count the lane's share of pages other lanes map. The
+                # checker is left out: its copy goes once idle.
+                engine = os.getppid()
+                self.host.measure = lambda: sample_tree(engine, leave_out=CHECKER_MODULE)
                 resize_after_fork(self.lane_threads)
                 self.lane_loop(theirs, self.host)
                 code = 0

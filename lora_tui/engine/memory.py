@@ -17,6 +17,7 @@ class MemorySample:
     uss_mib: float | None  # pages only this process maps
     anon_mib: float | None  # RssAnon: private memory (adapters, KV caches, packed weights)
     file_mib: float | None  # RssFile: file pages mapped, counted once per mapping
+    processes: int = 1  # summed over this many (the engine's worker and lanes)
 
 
 def sample(pid: int | None = None, detailed: bool = True) -> MemorySample:
@@ -48,15 +49,16 @@ def _status_fields(pid: int) -> tuple[float | None, float | None]:
     return kib("RssAnon"), kib("RssFile")
 
 
-def sample_tree(pid: int) -> MemorySample:
-    """``pid`` and every process under it, summed. Summed RSS counts a page every process
-    maps once per process; summed PSS splits it among them: the tree's true cost."""
-    processes = [psutil.Process(pid)]
-    processes += processes[0].children(recursive=True)
+def sample_tree(pid: int, leave_out: str | None = None) -> MemorySample:
+    """``pid`` and every process under it, summed, leaving out those whose command line
+    holds ``leave_out``. Summed RSS counts a page every process maps once per process;
+    summed PSS splits it among them: the tree's true cost."""
+    root = psutil.Process(pid)
     samples = []
-    for process in processes:
+    for process in [root, *root.children(recursive=True)]:
         try:
-            samples.append(sample(process.pid))
+            if leave_out is None or leave_out not in " ".join(process.cmdline()):
+                samples.append(sample(process.pid))
         except (psutil.Error, OSError):
             continue  # it ended between the listing and the reading
     return MemorySample(
@@ -65,6 +67,7 @@ def sample_tree(pid: int) -> MemorySample:
         _total(s.uss_mib for s in samples),
         _total(s.anon_mib for s in samples),
         _total(s.file_mib for s in samples),
+        len(samples),
     )
 
 

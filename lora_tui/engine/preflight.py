@@ -30,6 +30,7 @@ from typing import IO
 from lora_tui.engine.session import ProgramFacts
 from lora_tui.engine.types import EngineError
 
+CHECKER_MODULE = "lora_tui.engine.preflight"  # how the child is run, and recognised
 START_TIMEOUT_S = 120.0  # importing torch and ExecuTorch on a busy machine
 CHECK_TIMEOUT_S = 120.0  # loading, packing and one forward of one program
 END_TIMEOUT_S = 10.0  # for a closed child to end before it is killed
@@ -38,7 +39,7 @@ END_TIMEOUT_S = 10.0  # for a closed child to end before it is killed
 class Preflight:
     def __init__(self, log_path: Path | None = None) -> None:
         self.log_path = log_path
-        self.command = [sys.executable, "-m", "lora_tui.engine.preflight"]  # the child
+        self.command = [sys.executable, "-m", CHECKER_MODULE]  # the child
         self._child: subprocess.Popen[bytes] | None = None
         self._ending: list[tuple[subprocess.Popen[bytes], float]] = []  # closed, not yet gone
         self._last_check = 0.0

@@ -65,9 +65,11 @@ class MemoryPanel(Vertical):
         now.add_column(ratio=1)
         now.add_column(ratio=1)
         if self.latest:
-            pss = self.latest.pss_mib
+            pss, processes = self.latest.pss_mib, self.latest.processes
+            # Summed over the engine's processes, RSS counts a page they share in each.
+            across = f" in {processes}" if processes > 1 else ""
             now.add_row(
-                Text.assemble(("RSS ", "bold"), f"{self.latest.rss_mib:,.0f} MiB"),
+                Text.assemble(("RSS ", "bold"), f"{self.latest.rss_mib:,.0f} MiB{across}"),
                 Text.assemble(("PSS ", "bold"), f"{pss:,.0f} MiB" if pss else "n/a"),
             )
         else:
