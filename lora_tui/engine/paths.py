@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import platformdirs
+
 
 def cache_dir() -> Path:
+    """``LORA_TUI_CACHE`` if set, else the platform's cache folder (``~/.cache/lora-tui`` or
+    ``$XDG_CACHE_HOME/lora-tui`` on Linux)."""
     override = os.environ.get("LORA_TUI_CACHE")
     if override:
         return Path(override)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "lora-tui"
+    return platformdirs.user_cache_path("lora-tui", appauthor=False)
