@@ -11,7 +11,10 @@ from lora_tui.ui.app import LoraTuiApp
 
 
 def real_app(weights: Path, programs: list[Path], tmp_path: Path) -> LoraTuiApp:
-    factory = process_engine_factory(weights, None, True, tmp_path / "engine.log")
+    # As lora-tui opens them: a lane per pane, up to one per core.
+    factory = process_engine_factory(
+        weights, None, True, tmp_path / "engine.log", panes=len(programs)
+    )
     app = LoraTuiApp(programs, factory, transcript_dir=tmp_path, cursor_blink=False)
     app.animation_level = "none"
     app.settings = GenerationSettings(temperature=0.0, max_new_tokens=12)
