@@ -225,6 +225,8 @@ def test_snapshot_blind_mode_waiting_for_the_vote(snap_compare, tmp_path: Path) 
         await pilot.press("f3")
         await send(pilot, "Who won the 2024 Nobel Prize in Physics?")
         await until_the_vote(pilot)
+        pilot.app.clear_notifications()  # toasts expire on the wall clock (see below)
+        await pilot.pause()
 
     assert snap_compare(blind_app(tmp_path), terminal_size=SIZE, run_before=run_before)
 
