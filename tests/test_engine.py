@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -9,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -537,14 +539,12 @@ def _lanes(engine: EngineProcess) -> list[psutil.Process]:
     return [c for c in children if CHECKER_MODULE not in " ".join(c.cmdline())]
 
 
-def test_two_panes_answer_at_once_in_two_lanes_as_each_alone(
-    tiny_artifacts: TinyArtifacts, host: ModelHost, tmp_path: Path
-) -> None:
-    settings = GenerationSettings(max_new_tokens=16)
-    alone = {}
-    for name in ("full", "partial"):
-        host.clear([name])
-        alone[name] = host.answer(name, "Hello there", settings).text
+@contextlib.contextmanager
+def _two_lanes(
+    tiny_artifacts: TinyArtifacts, tmp_path: Path
+) -> Iterator[tuple[EngineProcess, Collector, list[psutil.Process]]]:
+    """An engine opened as lora-tui opens two panes, with "full" and "partial" loaded;
+    closed on the way out."""
     events = Collector()
     engine = EngineProcess(
         tiny_artifacts.foundation, events, log_path=tmp_path / "engine.log", panes=2
@@ -553,13 +553,24 @@ def test_two_panes_answer_at_once_in_two_lanes_as_each_alone(
         engine.load(tiny_artifacts.program("full"))
         engine.load(tiny_artifacts.program("partial"))
         events.wait_for(lambda got: sum(isinstance(e, Loaded) for e in got) == 2)
-        lanes = _lanes(engine)
+        yield engine, events, _lanes(engine)
+    finally:
+        engine.close()
+
+
+def test_two_panes_answer_at_once_in_two_lanes_as_each_alone(
+    tiny_artifacts: TinyArtifacts, host: ModelHost, tmp_path: Path
+) -> None:
+    settings = GenerationSettings(max_new_tokens=16)
+    alone = {}
+    for name in ("full", "partial"):
+        host.clear([name])
+        alone[name] = host.answer(name, "Hello there", settings).text
+    with _two_lanes(tiny_artifacts, tmp_path) as (engine, events, lanes):
         assert len(lanes) == 2  # one program each, in processes of their own
         engine.send(["full", "partial"], "Hello there", settings)
         got = events.wait_for(lambda got: sum(isinstance(e, ReplyDone) for e in got) == 2)
         memory = engine.memory()
-    finally:
-        engine.close()
     done = {e.adapter: e for e in got if isinstance(e, ReplyDone)}
     assert {name: reply.text for name, reply in done.items()} == alone
     # The engine's memory is the worker's and its lanes' together: the lanes share the
@@ -573,19 +584,9 @@ def test_two_panes_answer_at_once_in_two_lanes_as_each_alone(
 def test_a_lane_that_dies_fails_the_engine_so_the_app_restarts_it(
     tiny_artifacts: TinyArtifacts, tmp_path: Path
 ) -> None:
-    events = Collector()
-    engine = EngineProcess(
-        tiny_artifacts.foundation, events, log_path=tmp_path / "engine.log", panes=2
-    )
-    try:
-        engine.load(tiny_artifacts.program("full"))
-        engine.load(tiny_artifacts.program("partial"))
-        events.wait_for(lambda got: sum(isinstance(e, Loaded) for e in got) == 2)
-        lanes = _lanes(engine)
+    with _two_lanes(tiny_artifacts, tmp_path) as (engine, events, lanes):
         lanes[0].kill()
         got = events.wait_for(lambda got: any(isinstance(e, EngineFailed) for e in got))
-    finally:
-        engine.close()
     failed = next(e for e in got if isinstance(e, EngineFailed))
     assert failed.error == "engine lane exited (signal 9)"
     gone, alive = psutil.wait_procs(lanes, timeout=20)

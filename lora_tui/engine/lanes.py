@@ -130,7 +130,7 @@ class Router:
                 lane.conn.send(command)
         elif isinstance(command, Routed):
             for lane, names in self._split(command.names):
-                lane.conn.send(_with_names(command, names))
+                lane.conn.send(replace(command, names=names))
 
     def _split(self, names: tuple[str, ...] | None) -> list[tuple[Lane, tuple[str, ...] | None]]:
         """Which lanes a command concerns, each with its share of the names (None: all)."""
@@ -219,10 +219,6 @@ class Router:
 
 
 Routed = Send | Regenerate | Cancel | Clear
-
-
-def _with_names(command: Routed, names: tuple[str, ...] | None) -> Routed:
-    return replace(command, names=names)
 
 
 def _reap(pid: int, timeout_s: float = 5.0) -> int | str:
