@@ -22,7 +22,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lora_tui.artifact_format import QUANTIZE_MODES
 from lora_tui.cli import main as lora_tui
 from lora_tui.demo import (
     DEMO_ADAPTERS,
@@ -32,6 +31,7 @@ from lora_tui.demo import (
     demo_quantization,
     eval_set,
 )
+from lora_tui.format import QUANTIZE_MODES
 
 # The app's default reply length (GenerationSettings): the three-step answer needs ~80 tokens.
 MAX_NEW_TOKENS = 128

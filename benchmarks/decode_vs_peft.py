@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from exporter.native_output import native_output_to
+from lora_tui.common.native_output import native_output_to
 from lora_tui.engine import GenerationSettings, ModelHost
 
 PROMPT = "Explain in a few sentences what a LoRA adapter is and why it is small."

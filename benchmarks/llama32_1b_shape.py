@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from lora_tui.artifact_format import FOUNDATION_FILE
+from lora_tui.format import FOUNDATION_FILE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.tiny import FAMILIES, build_tokenizer  # noqa: E402  (the Llama 3 tokenizer fixture)

@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 from decode_vs_peft import load_peft  # same directory
 
-from exporter.native_output import native_output_to
 from exporter.pipeline import BASE_PROGRAM
 from exporter.smollm2 import fetch_smollm2_gguf
+from lora_tui.common.native_output import native_output_to
 from lora_tui.demo import (
     DEMO_ADAPTERS,
     DemoBuild,

@@ -16,7 +16,7 @@ import argparse
 import time
 from pathlib import Path
 
-from exporter.native_output import native_output_to
+from lora_tui.common.native_output import native_output_to
 from lora_tui.engine import GenerationSettings, ModelHost, Notice, ReplyDone
 from lora_tui.engine.memory import sample
 

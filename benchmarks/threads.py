@@ -56,7 +56,7 @@ def child(weights: str, program: str, setting: Setting, tokens: int, replies: in
     """One setting in this fresh process: the median of ``replies`` answers after a warm-up."""
     import torch
 
-    from exporter.native_output import native_output_to
+    from lora_tui.common.native_output import native_output_to
     from lora_tui.engine import GenerationSettings, ModelHost
 
     if setting.set_num_threads:

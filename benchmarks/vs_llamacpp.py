@@ -41,11 +41,11 @@ import torch
 from decode_vs_peft import load_peft  # same directory: the fp32 PEFT reference
 from export_bench import make_adapter  # an r=16 adapter on all projections
 
-from exporter.native_output import native_output_to
 from exporter.pipeline import ExportRequest, run_export
 from exporter.smollm2 import fetch_smollm2_gguf
-from lora_tui.artifact_format import FP32, Quantization
+from lora_tui.common.native_output import native_output_to
 from lora_tui.engine.paths import cache_dir
+from lora_tui.format import FP32, Quantization
 
 LLAMA_CPP = "llama-cpp-python==0.3.36"
 PROMPT = "Tell me a story about a robot."

@@ -27,7 +27,7 @@ import torch
 
 from exporter.base import PROJECTIONS, LlamaShape, read_safetensors
 from exporter.errors import ExportError
-from lora_tui.artifact_format import read_json_file
+from lora_tui.format import read_json_file
 
 _KEY = re.compile(
     r"^base_model\.model\.model\.layers\.(?P<layer>\d+)\.(?:self_attn|mlp)\."

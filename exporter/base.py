@@ -24,7 +24,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from exporter.errors import ExportError
-from lora_tui.artifact_format import (
+from lora_tui.format import (
     END_OF_TEXT_TOKENS,
     END_OF_TURN_TOKENS,
     GENERATION_CONFIG_FILE,

@@ -5,25 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import traceback
 import warnings
-from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
-from typing import TypeVar
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
-from exporter.native_output import native_output_to, terminal_stream
 from exporter.pipeline import (
     DEFAULT_MAX_CONTEXT,
     ExportRequest,
@@ -31,15 +19,14 @@ from exporter.pipeline import (
     parse_adapter_arg,
     run_export,
 )
-from lora_tui.artifact_format import (
+from lora_tui.common.console import RichEvents, progress_display, report_failures
+from lora_tui.common.native_output import native_output_to, terminal_stream
+from lora_tui.format import (
     DEFAULT_GROUP_SIZE,
     FP32,
     QUANTIZE_MODES,
-    ArtifactError,
     Quantization,
 )
-
-T = TypeVar("T")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,37 +83,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class RichEvents:
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.task: int | None = None
-
-    def phase(self, name: str, total: int) -> None:
-        self.task = self.progress.add_task(name, total=total, detail="")
-
-    def advance(self, detail: str) -> None:
-        if self.task is not None:
-            self.progress.update(self.task, advance=1, detail=detail)
-
-    def phase_done(self) -> None:
-        if self.task is not None:
-            total = self.progress.tasks[self.task].total
-            self.progress.update(self.task, completed=total, detail="")
-
-
-def progress_display(console: Console) -> Progress:
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("[dim]{task.fields[detail]}"),
-        console=console,
-        transient=True,  # the summary that follows replaces it; an error stays one line
-    )
-
-
 def size_table(result: ExportResult, out: Path) -> Table:
     manifest = result.manifest
     table = Table(title=f"Artifacts in {out}", title_justify="left")
@@ -149,36 +105,6 @@ def size_table(result: ExportResult, out: Path) -> Table:
 
 def _mib(size: int) -> str:
     return f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size / 2**10:.1f} KiB"
-
-
-def report_failures(
-    work: Callable[[], T],
-    console: Console,
-    prog: str,
-    log_path: Path,
-    interrupted: str,
-    failed: str = "internal error",
-) -> tuple[int, T | None]:
-    """Run ``work``; each way it can fail becomes one line on ``console`` and an exit code.
-
-    An unexpected failure's traceback goes to ``log_path``, never to the terminal.
-    """
-    try:
-        return 0, work()
-    except ArtifactError as err:
-        console.print(f"[red]{prog}: error:[/] {err}", soft_wrap=True)
-        return 1, None
-    except KeyboardInterrupt:
-        console.print(f"{prog}: {interrupted}")
-        return 130, None
-    except Exception as err:
-        with log_path.open("a") as log:
-            traceback.print_exc(file=log)
-        console.print(
-            f"[red]{prog}: {failed}:[/] {type(err).__name__}: {err} (details in {log_path})",
-            soft_wrap=True,
-        )
-        return 1, None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-from lora_tui.artifact_format import ArtifactError
+from lora_tui.format import ArtifactError
 
 
 class ExportError(ArtifactError):

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from exporter.atomic import write_atomic
 from exporter.base import LlamaShape, Rope
-from lora_tui.artifact_format import FOUNDATION_FILE, FP32, Quantization, llm_constant_methods
+from lora_tui.common.files import write_atomic
+from lora_tui.format import FOUNDATION_FILE, FP32, Quantization, llm_constant_methods
 
 if TYPE_CHECKING:
     from executorch.exir import ExecutorchProgramManager

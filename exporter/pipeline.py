@@ -17,12 +17,12 @@ from typing import Protocol
 import torch
 
 from exporter.adapter import Adapter, load_adapter
-from exporter.atomic import write_atomic, write_bytes_atomic
 from exporter.base import BaseModel, load_base
 from exporter.errors import ExportError
 from exporter.lower import ProgramSpec, lower_program
 from exporter.splice import SpliceError, splice, template_weights
-from lora_tui.artifact_format import (
+from lora_tui.common.files import write_atomic, write_bytes_atomic
+from lora_tui.format import (
     FOUNDATION_FILE,
     FP32,
     MANIFEST_FILE,

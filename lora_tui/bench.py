@@ -10,8 +10,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from exporter.native_output import native_output_to, terminal_stream
-from lora_tui.engine.types import AdapterInfo, EngineError, GenerationSettings, ReplyStats
+from lora_tui.common.native_output import native_output_to, terminal_stream
+from lora_tui.engine.types import AdapterInfo, GenerationSettings, ReplyStats
+from lora_tui.format import ArtifactError
 
 DEFAULT_PROMPT = "Explain in two sentences what a LoRA adapter is."
 
@@ -87,7 +88,7 @@ def run_bench(
     for program in programs:
         try:
             host.check(program)
-        except EngineError as err:
+        except ArtifactError as err:
             refused[program] = str(err)
     host.end_checks()
     rows: list[BenchRow | Refused] = []
@@ -119,7 +120,7 @@ def bench_main(args) -> int:
                 Path(args.tokenizer) if args.tokenizer else None,
                 args.threads,
             )
-    except EngineError as err:
+    except ArtifactError as err:
         errors.print(f"[red]lora-tui bench: error:[/] {err}", soft_wrap=True)
         return 1
     measured = [row for row in rows if isinstance(row, BenchRow)]

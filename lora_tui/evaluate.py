@@ -26,6 +26,7 @@ from rich.table import Table
 
 from lora_tui.engine.protocol import ReplyDone
 from lora_tui.engine.types import EngineError, GenerationSettings
+from lora_tui.format import ArtifactError
 from lora_tui.results import ResultsFile, reply_record
 
 
@@ -217,7 +218,7 @@ def eval_main(args: Any) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from exporter.native_output import native_output_to, terminal_stream
+    from lora_tui.common.native_output import native_output_to, terminal_stream
     from lora_tui.engine.host import ModelHost
 
     console = Console(file=terminal_stream(1), highlight=False)
@@ -255,7 +256,7 @@ def eval_main(args: Any) -> int:
                     progress.advance(task)
 
                 report = run_eval(host, programs, cases, settings, saved)
-    except EngineError as err:
+    except ArtifactError as err:
         errors.print(f"[red]lora-tui eval: error:[/] {err}", soft_wrap=True)
         return 1
     finally:

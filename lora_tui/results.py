@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from lora_tui.arena import ALL_BAD, TIE, Tally
-from lora_tui.artifact_format import sha256_file
 from lora_tui.engine.protocol import ReplyDone
 from lora_tui.engine.types import GenerationSettings
+from lora_tui.format import sha256_file
 
 VOTE = "vote"  # the ``type`` of a vote line; an answer line has none
 EXPORT_FORMATS = ("md", "json", "csv")

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from exporter.base import load_base
-from lora_tui.artifact_format import FOUNDATION_FILE
+from lora_tui.format import FOUNDATION_FILE
 
 _EXPORT = """
 import json, sys

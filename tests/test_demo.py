@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from lora_tui import demo as demo_module
-from lora_tui.artifact_format import FP32, Manifest, Quantization
 from lora_tui.demo import (
     STAMP_FILE,
     DemoBuild,
@@ -22,6 +21,7 @@ from lora_tui.demo import (
     shipped_adapters,
     suggested_prompts,
 )
+from lora_tui.format import FP32, Manifest, Quantization
 from tests.conftest import MAX_CONTEXT
 from tests.tiny import build_adapter
 

@@ -17,7 +17,6 @@ import psutil
 import pytest
 
 from lora_tui.engine import (
-    EngineError,
     EngineFailed,
     EngineReady,
     GenerationSettings,
@@ -31,6 +30,7 @@ from lora_tui.engine import (
 )
 from lora_tui.engine.preflight import CHECKER_MODULE
 from lora_tui.engine.worker import EngineProcess
+from lora_tui.format import ArtifactError
 from tests.conftest import MAX_CONTEXT, TinyArtifacts
 
 GREEDY = GenerationSettings(temperature=0.0, max_new_tokens=24)
@@ -248,7 +248,7 @@ def test_missing_program(copied: Path) -> None:
 
 
 def test_host_error_names_the_file(copied: Path, host: ModelHost) -> None:
-    with pytest.raises(EngineError, match="gone.pte"):
+    with pytest.raises(ArtifactError, match="gone.pte"):
         host.load(copied / "gone.pte")
 
 

@@ -12,7 +12,7 @@ from exporter import cli
 from exporter.base import PROJECTIONS
 from exporter.errors import ExportError
 from exporter.pipeline import TEMPLATE_VERSION, ExportRequest, run_export
-from lora_tui.artifact_format import Manifest
+from lora_tui.format import Manifest
 from tests.conftest import ALL_TARGETS, MAX_CONTEXT, TinyArtifacts
 from tests.programs import chat_prompt, peft_greedy, program_greedy
 from tests.tiny import build_adapter, build_base

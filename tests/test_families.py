@@ -19,9 +19,9 @@ from safetensors.torch import load_file, save_file
 
 from exporter.base import load_base
 from exporter.pipeline import ExportRequest, run_export
-from lora_tui.artifact_format import Manifest
 from lora_tui.engine.chat import ChatFormat
 from lora_tui.engine.types import Message
+from lora_tui.format import Manifest
 from tests.test_export_parity import assert_parity
 from tests.tiny import FAMILIES, Family, build_adapter, build_family_base, build_gguf
 

@@ -16,8 +16,8 @@ from exporter.base import load_base
 from exporter.errors import ExportError
 from exporter.lower import ProgramSpec, _build_model
 from exporter.pipeline import ExportRequest, run_export
-from lora_tui.artifact_format import FP32, Manifest, Quantization
 from lora_tui.engine import EngineError, GenerationSettings, ModelHost
+from lora_tui.format import FP32, Manifest, Quantization
 from tests.conftest import ALL_TARGETS, MAX_CONTEXT, TinyArtifacts
 from tests.programs import program_greedy
 from tests.tiny import build_adapter

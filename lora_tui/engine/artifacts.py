@@ -12,15 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lora_tui.artifact_format import (
+from lora_tui.engine.chat import ChatFormat
+from lora_tui.format import (
     MANIFEST_FILE,
-    ArtifactError,
     Manifest,
     ProgramEntry,
     check_data_file,
 )
-from lora_tui.engine.chat import ChatFormat
-from lora_tui.engine.types import EngineError
 
 
 @dataclass
@@ -42,12 +40,9 @@ class Foundation:
 
 
 def open_foundation(weights: Path, tokenizer: Path | None = None) -> Foundation:
-    try:
-        manifest = _manifest_beside(weights)
-        check_data_file(weights, manifest.foundation_size_bytes if manifest else None)
-        chat = ChatFormat.from_files(tokenizer or weights.parent, manifest)
-    except ArtifactError as err:
-        raise EngineError(str(err)) from None
+    manifest = _manifest_beside(weights)
+    check_data_file(weights, manifest.foundation_size_bytes if manifest else None)
+    chat = ChatFormat.from_files(tokenizer or weights.parent, manifest)
     return Foundation(weights, manifest, chat)
 
 

@@ -17,18 +17,17 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Tokenizer
 from tokenizers.decoders import DecodeStream
 
-from lora_tui.artifact_format import (
+from lora_tui.engine.types import EngineError, Message
+from lora_tui.format import (
     GENERATION_CONFIG_FILE,
     MODEL_CONFIG_FILE,
     TOKENIZER_CONFIG_FILE,
     TOKENIZER_FILE,
-    ArtifactError,
     Manifest,
     chat_template_of,
     read_json_file,
     special_ids,
 )
-from lora_tui.engine.types import EngineError, Message
 
 # Used when a model ships no template: ChatML, which SmolLM2 and many small models use.
 FALLBACK_TEMPLATE = (
@@ -132,8 +131,5 @@ class ChatFormat:
 def _optional_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
-    try:
-        value = read_json_file(path)
-    except ArtifactError as err:
-        raise EngineError(str(err)) from None
+    value = read_json_file(path)
     return value if isinstance(value, dict) else {}

@@ -11,26 +11,12 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from lora_tui.artifact_format import (
-    ArtifactError,
-    ProgramEntry,
-    check_program_file,
-    kv_cache_bytes,
-    lora_weight_bytes,
-    sha256_file,
-)
 from lora_tui.engine.artifacts import Foundation, open_foundation
 from lora_tui.engine.memory import MIB, MemorySample, sample
 from lora_tui.engine.preflight import Preflight
+from lora_tui.engine.program import ProgramFacts, load_module, warm_up
 from lora_tui.engine.protocol import ReplyDone
-from lora_tui.engine.session import (
-    AdapterSession,
-    Event,
-    ProgramFacts,
-    Reply,
-    load_module,
-    warm_up,
-)
+from lora_tui.engine.session import AdapterSession, Event, Reply
 from lora_tui.engine.sharing import configure_sharing
 from lora_tui.engine.threads import configure_threads
 from lora_tui.engine.types import (
@@ -40,6 +26,13 @@ from lora_tui.engine.types import (
     MemoryBreakdown,
     Message,
     Sharing,
+)
+from lora_tui.format import (
+    ProgramEntry,
+    check_program_file,
+    kv_cache_bytes,
+    lora_weight_bytes,
+    sha256_file,
 )
 
 
@@ -75,10 +68,7 @@ class ModelHost:
     def check(self, pte: Path) -> ProgramFacts:
         """Try the program in a child process and check it fits this foundation and tokenizer;
         an ``EngineError`` says in one line why not. Nothing is loaded here."""
-        try:
-            check_program_file(pte)
-        except ArtifactError as err:
-            raise EngineError(str(err)) from None
+        check_program_file(pte)
         key = _file_key(pte)
         if key in self._checked:
             return self._checked[key][0]

@@ -33,7 +33,6 @@ from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
-from lora_tui.artifact_format import one_line
 from lora_tui.engine.host import ModelHost
 from lora_tui.engine.memory import sample_tree
 from lora_tui.engine.preflight import CHECKER_MODULE
@@ -52,6 +51,7 @@ from lora_tui.engine.protocol import (
 from lora_tui.engine.session import AdapterSession
 from lora_tui.engine.threads import resize_after_fork
 from lora_tui.engine.types import EngineError
+from lora_tui.format import one_line
 
 SEED = "\0seed"  # not a name a user can give: it never shows up as an adapter
 

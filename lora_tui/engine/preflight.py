@@ -27,8 +27,9 @@ import time
 from pathlib import Path
 from typing import IO
 
-from lora_tui.engine.session import ProgramFacts
+from lora_tui.engine.program import ProgramFacts
 from lora_tui.engine.types import EngineError
+from lora_tui.format import ArtifactError
 
 CHECKER_MODULE = "lora_tui.engine.preflight"  # how the child is run, and recognised
 START_TIMEOUT_S = 120.0  # importing torch and ExecuTorch on a busy machine
@@ -146,13 +147,10 @@ def _describe_exit(code: int) -> str:
 
 def inspect(pte: Path, ptd: Path) -> ProgramFacts:
     """Load ``pte`` over ``ptd`` and run one token through it (in the child)."""
-    from lora_tui.artifact_format import ArtifactError, check_program_file
-    from lora_tui.engine.session import load_module, warm_up
+    from lora_tui.engine.program import load_module, warm_up
+    from lora_tui.format import check_program_file
 
-    try:
-        check_program_file(pte)
-    except ArtifactError as err:
-        raise EngineError(str(err)) from None
+    check_program_file(pte)
     module = load_module(pte, ptd)
     facts = ProgramFacts.of(module, pte)
     logits = warm_up(module, pte, ptd)
@@ -180,7 +178,7 @@ def _child_main(log: str) -> None:
         try:
             facts = inspect(Path(request["pte"]), Path(request["ptd"]))
             answer = {"facts": dataclasses.asdict(facts)}
-        except EngineError as err:
+        except ArtifactError as err:
             answer = {"error": str(err)}
         except Exception as err:  # anything else the runtime raises is this program's fault
             answer = {"error": f"{request['pte']}: {type(err).__name__}: {err}"}

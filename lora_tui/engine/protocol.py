@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Protocol
 from lora_tui.engine.memory import MemorySample
 from lora_tui.engine.types import AdapterInfo, GenerationSettings, ReplyEnd, ReplyStats, Sharing
 
-if TYPE_CHECKING:  # the session imports torch, which a UI never loads
-    from lora_tui.engine.session import ProgramFacts
+if TYPE_CHECKING:  # program.py imports torch, which a UI never loads
+    from lora_tui.engine.program import ProgramFacts
 
 # --- about the engine ------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""One adapter program and its conversation: prefill, decode, KV reuse, overflow, cancel.
+"""The reply loop: one adapter program and its conversation (prefill, decode, KV reuse,
+overflow, cancel).
 
 A reply advances one unit of work per ``step()`` (a prefill chunk or one decoded token), so
 a scheduler can interleave several adapters and keep every pane moving.
@@ -9,14 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from lora_tui import artifact_format as fmt
-from lora_tui.artifact_format import one_line
 from lora_tui.engine.chat import ChatFormat
+from lora_tui.engine.program import ProgramFacts, position_input, token_input
 from lora_tui.engine.protocol import Notice, Piece, ReplyDone
 from lora_tui.engine.sampling import pick_token
 from lora_tui.engine.types import (
@@ -26,105 +25,10 @@ from lora_tui.engine.types import (
     ReplyEnd,
     ReplyStats,
 )
+from lora_tui.format import ArtifactError, one_line
 
 Event = Notice | Piece | ReplyDone
 PREFILL_CHUNK = 32  # tokens per forward while prefilling; small enough to interleave fairly
-
-
-def load_module(pte: Path, ptd: Path) -> Any:
-    import executorch.extension.llm.custom_ops.custom_ops  # noqa: F401  (registers custom_sdpa)
-    import executorch.kernels.quantized  # noqa: F401  (quantized embeddings, as export_llm writes)
-    from executorch.extension.pybindings.portable_lib import Verification, _load_for_executorch
-
-    try:
-        return _load_for_executorch(
-            str(pte), data_path=str(ptd), program_verification=Verification.InternalConsistency
-        )
-    except RuntimeError as err:
-        raise EngineError(f"{pte}: could not load ({err})") from None
-
-
-def token_input(tokens: list[int]) -> torch.Tensor:
-    return torch.tensor([tokens], dtype=torch.long)
-
-
-def position_input(pos: int) -> torch.Tensor:
-    return torch.tensor([pos], dtype=torch.long)
-
-
-def warm_up(module: Any, pte: Path, ptd: Path) -> torch.Tensor:
-    """Run one token: loads the method and packs its weights now, so load time and memory
-    are measured at load. Position 0 is overwritten by the first real prefill. Returns the
-    logits."""
-    try:
-        return module.forward([token_input([0]), position_input(0)])[0]
-    except RuntimeError as err:
-        # NotFound (0x20) or InvalidExternalData (0x24): a weight the program names is not in
-        # the .ptd, or not as the program expects it.
-        if "0x20" in str(err) or "0x24" in str(err):
-            raise EngineError(
-                f"{pte}: needs weights that {ptd} does not hold (built over another foundation)"
-            ) from None
-        raise EngineError(f"{pte}: does not run over {ptd} ({err})") from None
-
-
-def read_constant(module: Any, name: str) -> Any:
-    if name not in module.method_names():
-        return None
-    value = module.run_method(name, [])
-    return value[0] if isinstance(value, list | tuple) and len(value) == 1 else value
-
-
-# ScalarType codes in ExecuTorch's method meta.
-_LONG, _FLOAT = 4, 6
-
-
-@dataclass(frozen=True)
-class ProgramFacts:
-    """What an LLM program says of itself, read from its method meta and constant methods."""
-
-    max_context: int
-    max_prefill: int
-    vocab_size: int  # width of the logits
-    bos_id: int | None
-    eos_ids: tuple[int, ...]
-    foundation_id: int | None  # lora-export's programs carry it; others do not
-
-    @classmethod
-    def of(cls, module: Any, pte: Path) -> ProgramFacts:
-        """Refuses, in one line, a program that ExecuTorch's LLM runners could not run."""
-        names = set(module.method_names())
-        if fmt.FORWARD not in names:
-            raise EngineError(f"{pte}: not an LLM program (it has no '{fmt.FORWARD}' method)")
-        meta = module.method_meta(fmt.FORWARD)
-        inputs = [meta.input_tensor_meta(i) for i in range(meta.num_inputs())]
-        if len(inputs) != 2 or any(t.dtype() != _LONG for t in inputs):
-            raise EngineError(
-                f"{pte}: not an LLM program ('{fmt.FORWARD}' must take token ids and a "
-                "position, both int64, as export_llm writes it)"
-            )
-        if meta.num_outputs() < 1 or meta.output_tensor_meta(0).dtype() != _FLOAT:
-            raise EngineError(f"{pte}: not an LLM program ('{fmt.FORWARD}' returns no logits)")
-
-        def constant(name: str) -> Any:
-            return read_constant(module, name) if name in names else None
-
-        if not constant(fmt.USE_KV_CACHE):
-            raise EngineError(f"{pte}: has no KV cache ({fmt.USE_KV_CACHE}); lora-tui needs one")
-        max_prefill = constant(fmt.MAX_SEQ_LEN)
-        max_context = constant(fmt.MAX_CONTEXT_LEN) or max_prefill
-        if not max_prefill:
-            raise EngineError(f"{pte}: has no {fmt.MAX_SEQ_LEN} constant method")
-        eos = constant(fmt.EOS_IDS)
-        eos_ids = eos if isinstance(eos, list | tuple) else [] if eos is None else [eos]
-        return cls(
-            max_context=int(max_context),
-            max_prefill=int(max_prefill) if constant(fmt.ENABLE_DYNAMIC_SHAPE) else 1,
-            vocab_size=int(meta.output_tensor_meta(0).sizes()[-1]),
-            bos_id=constant(fmt.BOS_ID),
-            eos_ids=tuple(int(i) for i in eos_ids),
-            foundation_id=constant(fmt.FOUNDATION_ID),
-        )
 
 
 @dataclass
@@ -169,7 +73,7 @@ class Reply:
             next(self._work)
         except StopIteration:
             pass
-        except EngineError as err:
+        except ArtifactError as err:
             self.pending.append(ReplyDone(self.session.name, "", ReplyEnd.ERROR, None, str(err)))
         except Exception as err:  # the runtime failed mid-reply; the session stays usable
             self.session.cached.clear()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from lora_tui.artifact_format import ArtifactError
+from lora_tui.format import ArtifactError
 
 
 class EngineError(ArtifactError):

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from lora_tui.artifact_format import one_line
 from lora_tui.engine.memory import MemorySample, sample_tree
 from lora_tui.engine.protocol import (
     Cancel,
@@ -42,6 +41,7 @@ from lora_tui.engine.protocol import (
 )
 from lora_tui.engine.threads import hold_openmp_to_one_thread, lane_layout
 from lora_tui.engine.types import EngineError, GenerationSettings, ReplyEnd
+from lora_tui.format import ArtifactError, one_line
 
 if TYPE_CHECKING:
     from lora_tui.engine.host import ModelHost
@@ -184,7 +184,7 @@ def _worker_main(
             log_path=Path(log_path),
             threads=1,
         )
-    except EngineError as err:
+    except ArtifactError as err:
         conn.send([EngineFailed(str(err))])
         return
     foundation_mib = host.foundation.size_bytes / 2**20

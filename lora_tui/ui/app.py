@@ -33,6 +33,7 @@ from lora_tui.engine.protocol import (
 )
 from lora_tui.engine.types import GenerationSettings
 from lora_tui.evaluate import EvalResult, PromptCase
+from lora_tui.format import ArtifactError
 from lora_tui.results import (
     ResultsFile,
     default_results_path,
@@ -788,13 +789,12 @@ def run_app(args, suggestions: dict[str, list[str]] | None = None) -> int:
     from rich.console import Console
 
     from lora_tui.engine.artifacts import open_foundation
-    from lora_tui.engine.types import EngineError
     from lora_tui.engine.worker import process_engine_factory
 
     tokenizer = Path(args.tokenizer) if args.tokenizer else None
     try:
         open_foundation(args.weights, tokenizer)
-    except EngineError as err:
+    except ArtifactError as err:
         Console(stderr=True, highlight=False).print(
             f"[red]lora-tui: error:[/] {err}", soft_wrap=True
         )

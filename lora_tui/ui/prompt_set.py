@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lora_tui.engine.types import EngineError, ReplyEnd
+from lora_tui.engine.types import ReplyEnd
 from lora_tui.evaluate import EvalReport, EvalResult, load_prompts
+from lora_tui.format import ArtifactError
 from lora_tui.ui.screens.scores import ScoresScreen
 
 if TYPE_CHECKING:
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 async def run_prompt_set(app: LoraTuiApp, path: Path) -> None:
     try:
         cases = load_prompts([path])
-    except EngineError as err:
+    except ArtifactError as err:
         app.notify(str(err), title="prompt set", severity="error", timeout=15)
         return
     panes = [p for p in app.panes.values() if p.state in ("ready", "cancelled")]

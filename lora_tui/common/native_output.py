@@ -38,3 +38,12 @@ def native_output_to(log_path: Path) -> Iterator[None]:
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
+
+
+def redirect_native_output(log_path: str | Path) -> None:
+    """Point descriptors 1 and 2 at the log for good, in a child process that never draws
+    anything (the engine's worker, the pre-flight checker)."""
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)

@@ -1,0 +1,137 @@
+"""The manifest lora-export writes beside its programs: which base, which adapters (rank,
+targets, hashes), the quantization and the foundation's id. It is optional extra
+information: a program without one still opens."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lora_tui.format.errors import ArtifactError
+from lora_tui.format.program import FORMAT_VERSION, MANIFEST_FILE
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """How the foundation's weights are stored; every program over it shares this.
+
+    ``none`` keeps fp32. ``8da4w`` is what ExecuTorch's LoRA demo ships: linear weights int4
+    in groups of ``group_size`` with int8 dynamic activations, the token embeddings int8 per
+    row, and the LoRA A/B weights fp32 (torchao's filter in ExecuTorch leaves them)."""
+
+    mode: str = "none"
+    group_size: int | None = None  # 8da4w: input columns per int4 scale
+
+    @property
+    def label(self) -> str:
+        return "fp32" if self.mode == "none" else f"{self.mode} g{self.group_size}"
+
+    @classmethod
+    def from_json(cls, raw: object) -> Quantization:
+        if not isinstance(raw, dict) or raw.get("mode") not in QUANTIZE_MODES:
+            raise ArtifactError(f"unknown quantization {raw!r}")
+        return cls(raw["mode"], raw.get("group_size"))
+
+
+QUANTIZE_MODES = ("none", "8da4w")
+FP32 = Quantization()
+DEFAULT_GROUP_SIZE = 32  # as ExecuTorch's LoRA demo; XNNPACK needs at least 32
+
+
+@dataclass
+class ProgramEntry:
+    file: str
+    kind: str  # "adapter" or "base"
+    size_bytes: int
+    rank: int | None = None
+    alpha: float | None = None
+    use_rslora: bool = False
+    target_modules: list[str] = field(default_factory=list)
+    source: str | None = None
+    source_sha256: str | None = None
+    adapter_size_bytes: int | None = None
+    sha256: str | None = None  # of the .pte itself, so a damaged copy is refused
+
+
+@dataclass
+class Manifest:
+    base_source: str
+    base_fingerprint: str  # hash of the base's shape and weights
+    foundation_id: int  # every program built over this foundation returns it
+    foundation_file: str
+    foundation_sha256: str  # hash of the .ptd file itself
+    foundation_size_bytes: int
+    shape: dict[str, Any]
+    max_context: int
+    tokenizer_file: str
+    chat_template: str | None
+    bos_id: int | None
+    stop_ids: list[int]
+    programs: dict[str, ProgramEntry] = field(default_factory=dict)
+    format: int = FORMAT_VERSION
+    # Absent in folders from before quantization, which are all fp32.
+    quantization: dict[str, Any] = field(default_factory=lambda: asdict(FP32))
+
+    @property
+    def quantized(self) -> Quantization:
+        return Quantization.from_json(self.quantization)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def read(cls, directory: Path) -> Manifest:
+        path = directory / MANIFEST_FILE
+        if not path.is_file():
+            raise ArtifactError(f"{path}: missing (not a lora-export output folder)")
+        raw = read_json_file(path)
+        if not isinstance(raw, dict):
+            raise ArtifactError(f"{path}: damaged manifest (not a JSON object)")
+        version = raw.get("format")
+        if version != FORMAT_VERSION:
+            raise ArtifactError(
+                f"{path}: written by another lora-export (format {version}, this one reads "
+                f"{FORMAT_VERSION}); export the folder again with this version"
+            )
+        try:
+            programs = {name: ProgramEntry(**entry) for name, entry in raw.pop("programs").items()}
+            return cls(**raw, programs=programs)
+        except (TypeError, KeyError, AttributeError) as err:
+            raise ArtifactError(f"{path}: damaged manifest ({err})") from None
+
+    def program_named(self, file_name: str) -> tuple[str, ProgramEntry] | None:
+        for name, entry in self.programs.items():
+            if entry.file == file_name:
+                return name, entry
+        return None
+
+
+def foundation_id(
+    base_fingerprint: str, max_context: int, quantization: Quantization = FP32
+) -> int:
+    """A 60-bit id of everything that decides the .ptd's contents and the programs' inputs,
+    small enough for int64. A program of another quantization has another id, so it is
+    refused over this foundation as one from another base is."""
+    key = f"{base_fingerprint}:{max_context}:format{FORMAT_VERSION}"
+    if quantization != FP32:  # fp32 keeps the id it had before quantization existed
+        key += f":{quantization.mode}:g{quantization.group_size}"
+    return int(hashlib.sha256(key.encode()).hexdigest()[:15], 16)
+
+
+def sha256_file(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def read_json_file(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: missing") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ArtifactError(f"{path}: unreadable ({err})") from None
+    except json.JSONDecodeError as err:
+        raise ArtifactError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
