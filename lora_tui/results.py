@@ -11,7 +11,6 @@ import csv
 import io
 import json
 import os
-import tempfile
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -167,16 +166,3 @@ def _markdown(answers: list[dict[str, Any]], tally: Tally) -> str:
         lines += [f"_{' · '.join(facts)}_", ""] if facts else []
         lines += [answer.get("answer") or "_(empty)_", ""]
     return "\n".join(lines)
-
-
-def save_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all: a full disk or a missing folder leaves
-    no half-written file behind (the OSError says why)."""
-    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(partial, path)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise

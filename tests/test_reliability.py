@@ -102,7 +102,7 @@ async def test_saving_into_a_missing_folder_says_why_and_loses_nothing(tmp_path:
 
 
 async def test_saving_onto_a_full_disk_leaves_no_half_file(tmp_path: Path, monkeypatch) -> None:
-    import lora_tui.results as results  # save_atomically writes transcripts and exports
+    import lora_tui.common.files as files  # write_text_atomic writes transcripts and exports
 
     real_fdopen = os.fdopen
 
@@ -120,7 +120,7 @@ async def test_saving_onto_a_full_disk_leaves_no_half_file(tmp_path: Path, monke
             self.handle.write(text[:10])
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(results.os, "fdopen", lambda *a, **k: FullDisk(real_fdopen(*a, **k)))
+    monkeypatch.setattr(files.os, "fdopen", lambda *a, **k: FullDisk(real_fdopen(*a, **k)))
     app = make_app(["nobel"], tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()

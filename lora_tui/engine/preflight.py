@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import IO
 
+from lora_tui.common.native_output import redirect_native_output
 from lora_tui.engine.program import ProgramFacts
 from lora_tui.engine.types import EngineError
 from lora_tui.format import ArtifactError
@@ -162,9 +163,7 @@ def inspect(pte: Path, ptd: Path) -> ProgramFacts:
 def _child_main(log: str) -> None:
     answers: IO[str] = os.fdopen(os.dup(1), "w", buffering=1)
     # Native code writes to descriptors 1 and 2: they go to the log, not the protocol.
-    log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
+    redirect_native_output(log)
     import warnings
 
     warnings.simplefilter("ignore")

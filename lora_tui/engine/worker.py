@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 
+from lora_tui.common.native_output import redirect_native_output
 from lora_tui.engine.memory import MemorySample, sample_tree
 from lora_tui.engine.protocol import (
     Cancel,
@@ -166,7 +167,7 @@ def _worker_main(
     panes: int,
 ) -> None:
     hold_openmp_to_one_thread()  # before the host imports torch
-    _redirect_native_output(log_path)
+    redirect_native_output(log_path)
     warnings.simplefilter("ignore")
     # The models use every core; yield them to the UI whenever it has something to draw.
     os.nice(WORKER_NICENESS)
@@ -251,14 +252,6 @@ def _handle(host: ModelHost, command: object) -> list[EngineEvent]:
         affected = list(names) if names is not None else list(host.sessions)
         return [ReplyDone(n, "", ReplyEnd.ERROR, None, one_line(err)) for n in affected]
     return []
-
-
-def _redirect_native_output(log_path: str) -> None:
-    """Point descriptors 1 and 2 at the log for good: this process never draws anything."""
-    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.close(log)
 
 
 def process_engine_factory(

@@ -19,6 +19,7 @@ from textual.binding import Binding
 from textual.reactive import var
 from textual.widgets import Input
 
+from lora_tui.common.files import write_text_atomic
 from lora_tui.engine.protocol import (
     EngineClient,
     EngineEvent,
@@ -40,7 +41,6 @@ from lora_tui.results import (
     export_results,
     read_results,
     reply_record,
-    save_atomically,
     vote_record,
 )
 from lora_tui.ui.blind import BlindMode
@@ -620,7 +620,7 @@ class LoraTuiApp(App[int]):
         path = self.transcript_dir / f"lora-tui-transcript-{when:%Y%m%d-%H%M%S}.md"
         text = transcript_markdown([(p.adapter_name, p.turns) for p in self.panes.values()], when)
         try:
-            save_atomically(path, text)
+            write_text_atomic(path, text)
         except OSError as err:
             reason = err.strerror or str(err)
             self.notify(f"could not save {path}: {reason}", severity="error", timeout=15)
@@ -734,7 +734,7 @@ class LoraTuiApp(App[int]):
         if out == path:  # --results chose a name with this very suffix
             out = path.with_suffix(f".export.{fmt}")
         try:
-            save_atomically(out, export_results(read_results(path), fmt))
+            write_text_atomic(out, export_results(read_results(path), fmt))
         except (OSError, ValueError) as err:
             self.call_from_thread(self.notify, f"export failed: {err}", severity="error")
             return
