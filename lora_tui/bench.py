@@ -1,16 +1,11 @@
-"""``lora-tui bench``: load each program in turn over one foundation, run one prompt on each,
-and print what every load cost and how fast each adapter answered."""
+"""What ``lora-tui bench`` measures: each program loaded in turn over one foundation, one
+prompt run on each, what every load cost and how fast each adapter answered."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-
-from lora_tui.common.native_output import native_output_to, terminal_stream
 from lora_tui.engine.types import AdapterInfo, GenerationSettings, ReplyStats
 from lora_tui.format import ArtifactError
 
@@ -58,12 +53,6 @@ class Refused:
         return {"name": self.path.stem, "path": str(self.path), "error": self.error}
 
 
-def _torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
-
-
 def _rounded(value: float | None) -> float | None:
     return round(value, 1) if value is not None else None
 
@@ -103,65 +92,3 @@ def run_bench(
         rows.append(BenchRow(info, host.answer(info.name, prompt, settings).stats))
         host.clear([info.name])
     return host, rows
-
-
-def bench_main(args) -> int:
-    console = Console(file=terminal_stream(1), highlight=False)
-    errors = Console(file=terminal_stream(2), highlight=False)
-    log = Path(args.log) if args.log else Path("/dev/null")
-    try:
-        with native_output_to(log):
-            host, rows = run_bench(
-                Path(args.weights),
-                [Path(p) for p in args.programs],
-                args.prompt,
-                args.max_new_tokens,
-                not args.no_share,
-                Path(args.tokenizer) if args.tokenizer else None,
-                args.threads,
-            )
-    except ArtifactError as err:
-        errors.print(f"[red]lora-tui bench: error:[/] {err}", soft_wrap=True)
-        return 1
-    measured = [row for row in rows if isinstance(row, BenchRow)]
-    refused = [row for row in rows if isinstance(row, Refused)]
-    status = 1 if refused else 0
-    if args.json:
-        report = {
-            "sharing": host.sharing.enabled,
-            "sharing_detail": host.sharing.detail,
-            "threads": host.threads,
-            "torch_threads": _torch_threads(),
-            "baseline_rss_mib": round(host.baseline_rss_mib, 1),
-            "adapters": [row.as_json() for row in rows],
-        }
-        console.print_json(json.dumps(report))
-        return status
-    for row in refused:
-        errors.print(f"[red]lora-tui bench: error:[/] {row.error}", soft_wrap=True)
-    if not measured:
-        return status
-    table = Table(
-        title=f"lora-tui bench — weight sharing {'on' if host.sharing.enabled else 'off'}"
-        f" ({host.sharing.detail}); {host.threads} XNNPACK threads;"
-        f" baseline RSS {host.baseline_rss_mib:.0f} MiB",
-        title_justify="left",
-    )
-    columns = ("adapter", "RSS after load", "+RSS", "+PSS (true)", "check", "load", "TTFT")
-    for column in (*columns, "decode"):
-        table.add_column(column, justify="left" if column == "adapter" else "right")
-    for row in measured:
-        info, stats = row.info, row.stats
-        true = info.true_increment_mib
-        table.add_row(
-            info.name,
-            f"{info.rss_after_mib:.0f} MiB",
-            f"{info.increment_mib:+.0f} MiB",
-            f"{true:+.0f} MiB" if true is not None else "—",
-            f"{info.check_s:.2f} s",
-            f"{info.load_s:.2f} s",
-            f"{stats.ttft_s:.2f} s" if stats else "—",
-            f"{stats.decode_tok_s:.1f} tok/s" if stats else "—",
-        )
-    console.print(table)
-    return status

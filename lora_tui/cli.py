@@ -1,5 +1,13 @@
-"""``lora-tui``: the comparison app, ``lora-tui bench`` for headless measurements and
-``lora-tui eval`` for scoring a prompt set."""
+"""``lora-tui``: one parser, four commands.
+
+- ``lora-tui [compare] --weights foundation.ptd a.pte b.pte``: the app (the default command);
+- ``lora-tui [demo]``: the built-in demo (what ``lora-tui`` alone runs);
+- ``lora-tui bench``: headless memory and speed per program;
+- ``lora-tui eval``: a prompt set on every program, scored.
+
+Options the commands share are declared once, in parent parsers; each command's code is in
+``lora_tui/commands/`` and is imported only when it runs.
+"""
 
 from __future__ import annotations
 
@@ -8,122 +16,11 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
-WEIGHTS_HELP = "the foundation weight file (.ptd) the programs share"
+from lora_tui.bench import DEFAULT_PROMPT  # none of these three loads torch
+from lora_tui.demo import DEMO_QUANTIZE
+from lora_tui.format import QUANTIZE_MODES
 
-
-def app_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lora-tui",
-        description="Compare LoRA adapter programs that share one foundation weight file, "
-        "side by side. With no arguments: the built-in demo ('lora-tui demo --help'). "
-        "Also: 'lora-tui bench --help', 'lora-tui eval --help'.",
-    )
-    parser.add_argument("--weights", type=Path, required=True, help=WEIGHTS_HELP)
-    parser.add_argument(
-        "programs",
-        nargs="+",
-        type=Path,
-        metavar="PROGRAM.pte",
-        help="ExecuTorch LLM programs over that foundation (lora-export's or export_llm's)",
-    )
-    _results(parser)
-    _common(parser)
-    return parser
-
-
-def bench_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lora-tui bench",
-        description="Load each program in turn, run one prompt on each, and print memory and "
-        "speed per adapter.",
-    )
-    parser.add_argument("--weights", required=True, help=WEIGHTS_HELP)
-    parser.add_argument("programs", nargs="+", metavar="PROGRAM.pte")
-    from lora_tui.bench import DEFAULT_PROMPT
-
-    parser.add_argument("--prompt", default=DEFAULT_PROMPT)
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    _common(parser)
-    return parser
-
-
-def eval_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lora-tui eval",
-        description="Run every prompt of a prompt set on every program, greedy, and score the "
-        "answers by their keywords and regexes.",
-    )
-    parser.add_argument("--weights", required=True, help=WEIGHTS_HELP)
-    parser.add_argument("programs", nargs="+", metavar="PROGRAM.pte")
-    parser.add_argument(
-        "--prompts",
-        action="append",
-        required=True,
-        metavar="PROMPTS.jsonl",
-        help='JSON Lines: {"prompt": ..., "keywords": [...], "regex": ..., "group": ...} '
-        "(repeatable)",
-    )
-    parser.add_argument("--out", metavar="RESULTS.jsonl", help="append every answer here")
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    _common(parser)
-    return parser
-
-
-def demo_parser() -> argparse.ArgumentParser:
-    from lora_tui.demo import DEMO_QUANTIZE  # the demo's path imports it anyway
-    from lora_tui.format import QUANTIZE_MODES
-
-    parser = argparse.ArgumentParser(
-        prog="lora-tui demo",
-        description="Build (first run only) and open the demo: SmolLM2-135M-Instruct with "
-        "its 'nobel' and 'executorch' adapters.",
-    )
-    parser.add_argument(
-        "--quantize",
-        choices=QUANTIZE_MODES,
-        default=DEMO_QUANTIZE,
-        help="the foundation's weights: none (fp32) or 8da4w (int4 weights, int8 dynamic "
-        f"activations), each built into its own cache folder (default: {DEMO_QUANTIZE})",
-    )
-    _results(parser)
-    _common(parser, tokenizer=False)
-    return parser
-
-
-def _results(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--results",
-        metavar="RESULTS.jsonl",
-        help="append every answer here, one JSON line each "
-        "(default: a new file in ~/.local/share/lora-tui/results)",
-    )
-
-
-def _common(parser: argparse.ArgumentParser, tokenizer: bool = True) -> None:
-    if tokenizer:
-        parser.add_argument(
-            "--tokenizer",
-            help="a Hugging Face tokenizer folder or its tokenizer.json, with the chat template "
-            "in tokenizer_config.json or chat_template.jinja (default: beside the weights)",
-        )
-    parser.add_argument("--log", help="write the runtime's own log lines to this file")
-    parser.add_argument(
-        "--threads",
-        type=_positive,
-        metavar="N",
-        help="XNNPACK's threads per program process (default: the cores this process may "
-        "use, shared among the panes opened together, which answer at once). Fewer threads "
-        "fit more panes answering at once; libtorch's OpenMP pool gets one thread unless "
-        "OMP_NUM_THREADS says otherwise",
-    )
-    parser.add_argument(
-        "--no-share",
-        action="store_true",
-        help="leave XNNPACK's weight cache off, to compare memory",
-    )
-    parser.add_argument("--version", action="version", version=f"lora-tui {version('lora-tui')}")
+COMMANDS = ("compare", "demo", "bench", "eval")
 
 
 def _positive(text: str) -> int:
@@ -136,28 +33,157 @@ def _positive(text: str) -> int:
     return value
 
 
+def _runtime_options() -> argparse.ArgumentParser:
+    """How programs run: every command that runs them takes these."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--log", type=Path, help="write the runtime's own log lines to this file")
+    parent.add_argument(
+        "--threads",
+        type=_positive,
+        metavar="N",
+        help="XNNPACK's threads per program process (default: the cores this process may "
+        "use, shared among the panes opened together, which answer at once). Fewer threads "
+        "fit more panes answering at once; libtorch's OpenMP pool gets one thread unless "
+        "OMP_NUM_THREADS says otherwise",
+    )
+    parent.add_argument(
+        "--no-share",
+        action="store_true",
+        help="leave XNNPACK's weight cache off, to compare memory",
+    )
+    return parent
+
+
+def _program_options() -> argparse.ArgumentParser:
+    """Which programs: a foundation, the programs over it and where its tokenizer is."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--weights",
+        type=Path,
+        required=True,
+        help="the foundation weight file (.ptd) the programs share",
+    )
+    parent.add_argument(
+        "programs",
+        nargs="+",
+        type=Path,
+        metavar="PROGRAM.pte",
+        help="ExecuTorch LLM programs over that foundation (lora-export's or export_llm's)",
+    )
+    parent.add_argument(
+        "--tokenizer",
+        type=Path,
+        help="a Hugging Face tokenizer folder or its tokenizer.json, with the chat template "
+        "in tokenizer_config.json or chat_template.jinja (default: beside the weights)",
+    )
+    return parent
+
+
+def _results_option() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--results",
+        type=Path,
+        metavar="RESULTS.jsonl",
+        help="append every answer here, one JSON line each "
+        "(default: a new file in ~/.local/share/lora-tui/results)",
+    )
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lora-tui",
+        description="Compare LoRA adapter programs that share one foundation weight file, "
+        "side by side. 'lora-tui --weights W a.pte b.pte' opens them (the compare command); "
+        "'lora-tui' alone opens the built-in demo.",
+    )
+    parser.add_argument("--version", action="version", version=f"lora-tui {version('lora-tui')}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    runtime, programs, results = _runtime_options(), _program_options(), _results_option()
+    commands.add_parser(
+        "compare",
+        parents=[programs, results, runtime],
+        help="the app: programs side by side (the default command)",
+        description="Open the programs side by side, each streaming its answer.",
+    )
+    demo = commands.add_parser(
+        "demo",
+        parents=[results, runtime],
+        help="build (first run only) and open the built-in demo",
+        description="Build (first run only) and open the demo: SmolLM2-135M-Instruct with "
+        "its 'nobel' and 'executorch' adapters.",
+    )
+    demo.add_argument(
+        "--quantize",
+        choices=QUANTIZE_MODES,
+        default=DEMO_QUANTIZE,
+        help="the foundation's weights: none (fp32) or 8da4w (int4 weights, int8 dynamic "
+        f"activations), each built into its own cache folder (default: {DEMO_QUANTIZE})",
+    )
+    bench = commands.add_parser(
+        "bench",
+        parents=[programs, runtime],
+        help="memory and speed per program, headless",
+        description="Load each program in turn, run one prompt on each, and print memory and "
+        "speed per adapter.",
+    )
+    bench.add_argument("--prompt", default=DEFAULT_PROMPT)
+    evaluate = commands.add_parser(
+        "eval",
+        parents=[programs, runtime],
+        help="a prompt set on every program, scored",
+        description="Run every prompt of a prompt set on every program, greedy, and score the "
+        "answers by their keywords and regexes.",
+    )
+    evaluate.add_argument(
+        "--prompts",
+        action="append",
+        required=True,
+        type=Path,
+        metavar="PROMPTS.jsonl",
+        help='JSON Lines: {"prompt": ..., "keywords": [...], "regex": ..., "group": ...} '
+        "(repeatable)",
+    )
+    evaluate.add_argument(
+        "--out", type=Path, metavar="RESULTS.jsonl", help="append every answer here"
+    )
+    for headless in (bench, evaluate):
+        headless.add_argument("--max-new-tokens", type=_positive, default=64)
+        headless.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def _with_command(argv: list[str]) -> list[str]:
+    """``lora-tui`` alone is the demo; arguments without a command are ``compare``'s."""
+    if not argv:
+        return ["demo"]
+    if argv[0] in COMMANDS or argv[0] in ("-h", "--help", "--version"):
+        return argv
+    return ["compare", *argv]
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(_with_command(sys.argv[1:] if argv is None else argv))
     # bench and eval run programs in this process: before anything imports torch.
     from lora_tui.engine.threads import hold_openmp_to_one_thread
 
     hold_openmp_to_one_thread()
-    if not argv or argv[0] == "demo":
-        from lora_tui.demo_cli import demo_main
+    if args.command == "demo":
+        from lora_tui.commands.demo import demo_main
 
-        return demo_main(demo_parser().parse_args(argv[1:]))
-    if argv[:1] == ["bench"]:
-        from lora_tui.bench import bench_main
+        return demo_main(args)
+    if args.command == "bench":
+        from lora_tui.commands.bench import bench_main
 
-        return bench_main(bench_parser().parse_args(argv[1:]))
-    if argv[:1] == ["eval"]:
-        from lora_tui.evaluate import eval_main
+        return bench_main(args)
+    if args.command == "eval":
+        from lora_tui.commands.eval import eval_main
 
-        return eval_main(eval_parser().parse_args(argv[1:]))
-    args = app_parser().parse_args(argv)
-    from lora_tui.ui.app import run_app
+        return eval_main(args)
+    from lora_tui.commands.compare import compare_main
 
-    return run_app(args)
+    return compare_main(args)
 
 
 if __name__ == "__main__":

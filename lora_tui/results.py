@@ -11,12 +11,15 @@ import csv
 import io
 import json
 import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from lora_tui.arena import ALL_BAD, TIE, Tally
+from lora_tui.common.files import write_text_atomic
 from lora_tui.engine.protocol import ReplyDone
 from lora_tui.engine.types import GenerationSettings
 from lora_tui.format import sha256_file
@@ -166,3 +169,46 @@ def _markdown(answers: list[dict[str, Any]], tally: Tally) -> str:
         lines += [f"_{' · '.join(facts)}_", ""] if facts else []
         lines += [answer.get("answer") or "_(empty)_", ""]
     return "\n".join(lines)
+
+
+class ResultsWriter:
+    """Appends to a results file and exports it on a thread of its own, so the UI never
+    waits on a disk (the first line of a program hashes its .pte, each line is synced).
+    Exports run after every line queued before them. ``report(text, ok)`` says how an
+    export went or why a line was not saved; it is called from the writer's thread."""
+
+    def __init__(self, path: Path, report: Callable[[str, bool], None]) -> None:
+        self.file = ResultsFile(path)
+        self._report = report
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="results")
+
+    @property
+    def path(self) -> Path:
+        return self.file.path
+
+    def append(self, record: dict[str, Any], program: Path | None) -> None:
+        self._thread.submit(self._append, record, program)
+
+    def export(self, fmt: str) -> None:
+        self._thread.submit(self._export, fmt)
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)
+        self.file.close()
+
+    def _append(self, record: dict[str, Any], program: Path | None) -> None:
+        try:
+            self.file.append(record, program)
+        except OSError as err:
+            self._report(f"results not saved: {err}", False)
+
+    def _export(self, fmt: str) -> None:
+        out = self.path.with_suffix(f".{fmt}")
+        if out == self.path:  # --results chose a name with this very suffix
+            out = self.path.with_suffix(f".export.{fmt}")
+        try:
+            write_text_atomic(out, export_results(read_results(self.path), fmt))
+        except (OSError, ValueError) as err:
+            self._report(f"export failed: {err}", False)
+            return
+        self._report(f"saved {out}", True)

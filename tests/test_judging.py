@@ -163,7 +163,7 @@ async def test_blind_mode_leaves_out_an_adapter_that_failed_to_load(tmp_path: Pa
         assert app.broadcast
         await send(pilot, "Who won?")
         await pilot.pause()
-        assert app.round is not None and sorted(app.round.adapters) == sorted(NAMES)
+        assert app.replies.round is not None and sorted(app.replies.round.adapters) == sorted(NAMES)
         assert app.query_one(VoteBar).display
 
 

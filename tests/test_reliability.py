@@ -154,7 +154,7 @@ async def test_resizing_to_40x12_while_streaming(tmp_path: Path) -> None:
         await pilot.pause()
         # One column, and the memory panel gives its width to the conversations.
         assert app.main.query_one("#panes").styles.grid_size_columns == 1
-        assert not app.memory_panel.display
+        assert not app.main.memory_panel.display
         await pilot.press("escape")
         await pilot.pause()
         await pilot.resize_terminal(*SIZE)

@@ -376,7 +376,7 @@ def test_think_splitter_finds_tags_split_across_pieces() -> None:
 def system_command_titles(app: LoraTuiApp) -> list[str]:
     from lora_tui.ui.commands import app_commands
 
-    return [command.title for command in app_commands(app)]
+    return [command.title for command in app_commands(app.palette_state())]
 
 
 async def test_thinking_is_off_until_toggled_and_then_folded(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from lora_tui.format.manifest import (
     sha256_file,
 )
 from lora_tui.format.program import (
+    BASE_PROGRAM,
     BOS_ID,
     CHAT_TEMPLATE_FILE,
     CONSTANT_METHODS,
@@ -59,6 +60,7 @@ from lora_tui.format.tokenizer import (
 )
 
 __all__ = [
+    "BASE_PROGRAM",
     "BOS_ID",
     "CHAT_TEMPLATE_FILE",
     "CONSTANT_METHODS",

@@ -16,6 +16,7 @@ from lora_tui.format.errors import ArtifactError
 # --- file names ----------------------------------------------------------------------------
 
 FOUNDATION_FILE = "foundation.ptd"
+BASE_PROGRAM = "base"  # the base model's own program, in a manifest and as base.pte
 MANIFEST_FILE = "manifest.json"
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"

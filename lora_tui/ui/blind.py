@@ -10,18 +10,22 @@ import random
 from typing import TYPE_CHECKING
 
 from lora_tui.arena import ALL_BAD, LABELS, TIE, Tally, blind_order
+from lora_tui.results import ResultsWriter, vote_record
 from lora_tui.ui.rounds import Round
+from lora_tui.ui.widgets.adapter_pane import AdapterPane, PaneState
 from lora_tui.ui.widgets.tally_panel import TallyPanel
 from lora_tui.ui.widgets.vote_bar import MAX_PANES, VoteBar
 
 if TYPE_CHECKING:
-    from lora_tui.ui.app import LoraTuiApp
-    from lora_tui.ui.widgets.adapter_pane import AdapterPane
+    from lora_tui.ui.workbench import Workbench
 
 
 class BlindMode:
-    def __init__(self, app: LoraTuiApp, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, app: Workbench, results: ResultsWriter | None, rng: random.Random | None = None
+    ) -> None:
         self.app = app
+        self.results = results  # each vote is a line there
         self.rng = rng or random.Random()
         self.on = False
         self.tally = Tally()  # kept for the session, across blind mode on and off
@@ -33,10 +37,11 @@ class BlindMode:
     async def toggle(self) -> None:
         app = self.app
         panes = list(app.panes.values())
-        if any(p.state == "generating" for p in panes):
+        if any(p.state is PaneState.GENERATING for p in panes):
             app.notify("wait for the answers, or Esc to cancel them", severity="warning")
             return
-        if not self.on and not 2 <= sum(p.state != "error" for p in panes) <= MAX_PANES:
+        working = sum(p.state is not PaneState.ERROR for p in panes)
+        if not self.on and not 2 <= working <= MAX_PANES:
             app.notify(f"blind mode compares 2 to {MAX_PANES} adapters", severity="warning")
             return
         self.on = not self.on
@@ -85,7 +90,9 @@ class BlindMode:
         else:
             verdict = names[choice] if isinstance(choice, int) else choice
             self.tally.record(names, verdict)
-            app.save_vote(round, verdict)
+            if self.results is not None:
+                record = vote_record(round.id, round.prompt, names, verdict)
+                self.results.append(record, None)
             app.main.query_one(TallyPanel).show(self.tally)
         for pane in app.panes.values():
             if pane.alias is not None:

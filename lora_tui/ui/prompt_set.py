@@ -12,16 +12,17 @@ from lora_tui.format import ArtifactError
 from lora_tui.ui.screens.scores import ScoresScreen
 
 if TYPE_CHECKING:
-    from lora_tui.ui.app import LoraTuiApp
+    from lora_tui.ui.replies import Replies
+    from lora_tui.ui.workbench import Workbench
 
 
-async def run_prompt_set(app: LoraTuiApp, path: Path) -> None:
+async def run_prompt_set(app: Workbench, replies: Replies, path: Path) -> None:
     try:
         cases = load_prompts([path])
     except ArtifactError as err:
         app.notify(str(err), title="prompt set", severity="error", timeout=15)
         return
-    panes = [p for p in app.panes.values() if p.state in ("ready", "cancelled")]
+    panes = [p for p in app.panes.values() if p.can_answer]
     if not panes:
         app.notify("no adapter is ready", severity="warning")
         return
@@ -31,14 +32,14 @@ async def run_prompt_set(app: LoraTuiApp, path: Path) -> None:
         for number, case in enumerate(cases, start=1):
             app.sub_title = f"prompt set {path.name}: {number}/{len(cases)} · Esc stops"
             await app.action_clear()
-            round = await app.start_round(panes, case.prompt, case=case)
+            round = await replies.start_round(panes, case.prompt, case=case)
             await round.finished.wait()
-            replies = [round.replies[name] for name in report.adapters]
-            if any(done.end is ReplyEnd.CANCELLED for done in replies):
+            answers = [round.replies[name] for name in report.adapters]
+            if any(done.end is ReplyEnd.CANCELLED for done in answers):
                 break
-            for done in replies:
+            for done in answers:
                 right = case.is_right(done.text) if done.error is None else False
-                settings = app.sent_settings(done.adapter)
+                settings = replies.sent_settings(done.adapter)
                 report.results.append(EvalResult(case, done.adapter, done, right, settings))
     finally:
         app.sub_title = title

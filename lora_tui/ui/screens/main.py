@@ -6,12 +6,15 @@ from textual.app import ComposeResult
 from textual.containers import Container, Horizontal
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header
+from textual.widgets import Footer, Header, Input
 
+from lora_tui.ui.widgets.adapter_pane import AdapterPane
 from lora_tui.ui.widgets.memory_panel import MemoryPanel
 from lora_tui.ui.widgets.prompt_bar import PromptBar
 from lora_tui.ui.widgets.tally_panel import TallyPanel
 from lora_tui.ui.widgets.vote_bar import VoteBar
+
+PANE_MIN_WIDTH = 36
 
 
 class MainScreen(Screen):
@@ -39,3 +42,36 @@ class MainScreen(Screen):
         yield VoteBar()
         yield PromptBar()
         yield Footer()
+
+    @property
+    def prompt(self) -> Input:
+        return self.query_one("#prompt", Input)
+
+    @property
+    def memory_panel(self) -> MemoryPanel:
+        return self.query_one(MemoryPanel)
+
+    def show_target(self, broadcast: bool, selected: str | None) -> None:
+        """Where the next prompt goes: every pane, or the selected one."""
+        self.query_one(PromptBar).show_target(broadcast, selected)
+
+    def put_prompt(self, text: str) -> None:
+        """Put ``text`` in the prompt, ready to edit or send."""
+        self.prompt.value = text
+        self.prompt.cursor_position = len(text)
+        self.prompt.focus()
+
+    def show_panes(self, panes: list[AdapterPane], selected: int) -> None:
+        """Show ``panes`` in this order: grid columns for the width, numbers, the selection.
+        After panes come, go or move, or the terminal resizes."""
+        grid = self.query_one("#panes")
+        for index, pane in enumerate(panes):
+            if grid.children[index] is not pane:
+                grid.move_child(pane, before=index)
+        width = grid.size.width or self.app.size.width
+        columns = max(1, min(len(panes), width // PANE_MIN_WIDTH)) if panes else 1
+        if grid.styles.grid_size_columns != columns:
+            grid.styles.grid_size_columns = columns
+        for index, pane in enumerate(panes):
+            pane.set_index(index + 1)
+            pane.selected = index == selected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from textual.app import ComposeResult
@@ -14,13 +15,23 @@ from lora_tui.engine.protocol import ReplyDone
 from lora_tui.engine.types import AdapterInfo, ReplyEnd, ReplyStats
 from lora_tui.ui.widgets.thinking import ThinkingBlock, ThinkSplitter
 
-STATE_ICONS = {
-    "loading": "◌ loading",
-    "ready": "● ready",
-    "generating": "◉ generating",
-    "cancelled": "○ cancelled",
-    "error": "✖ error",
-}
+
+class PaneState(StrEnum):
+    LOADING = "loading"
+    READY = "ready"
+    GENERATING = "generating"
+    CANCELLED = "cancelled"  # its last reply was cancelled; it takes a prompt as READY does
+    ERROR = "error"  # it failed to load, or its engine died while it loaded
+
+    @property
+    def icon(self) -> str:
+        return {
+            PaneState.LOADING: "◌",
+            PaneState.READY: "●",
+            PaneState.GENERATING: "◉",
+            PaneState.CANCELLED: "○",
+            PaneState.ERROR: "✖",
+        }[self]
 
 
 @dataclass
@@ -35,7 +46,7 @@ class AdapterPane(Vertical):
 
     ALLOW_MAXIMIZE = True
     # Watched, not repainting: the watchers update the status line, which is all that changes.
-    state = var("loading")
+    state = var(PaneState.LOADING)
     selected = var(False)
 
     def __init__(self, adapter_name: str, index: int, path: Path | None = None) -> None:
@@ -72,7 +83,7 @@ class AdapterPane(Vertical):
     # State and selection show on the one-line status bar (and errors on the border), never
     # as a class or border change of the pane: either repaints or restyles the whole
     # conversation below it, which costs tens of milliseconds on a key press.
-    def watch_state(self, old: str, new: str) -> None:
+    def watch_state(self, old: PaneState, new: PaneState) -> None:
         if self.is_mounted:
             status = self.query_one(".status", Static)
             status.remove_class(f"-{old}")
@@ -86,7 +97,7 @@ class AdapterPane(Vertical):
             self._update_status()
 
     def _update_border(self) -> None:
-        if self.state == "error":
+        if self.state is PaneState.ERROR:
             self.styles.border = ("round", self.app.get_css_variables()["error"])
 
     def set_index(self, index: int) -> None:
@@ -125,7 +136,7 @@ class AdapterPane(Vertical):
         self.border_subtitle = subtitle
 
     def _update_status(self) -> None:
-        parts = [("▶ " if self.selected else "") + STATE_ICONS[self.state]]
+        parts = [f"{'▶ ' if self.selected else ''}{self.state.icon} {self.state}"]
         if self.last_stats:
             stats = self.last_stats
             parts.append(f"TTFT {stats.ttft_s:.2f} s")
@@ -144,6 +155,11 @@ class AdapterPane(Vertical):
         self.query_one(".status", Static).update(" · ".join(parts), layout=False)
 
     @property
+    def can_answer(self) -> bool:
+        """Loaded, and not answering now: it takes the next prompt."""
+        return self.state in (PaneState.READY, PaneState.CANCELLED)
+
+    @property
     def conversation(self) -> VerticalScroll:
         return self.query_one(".conversation", VerticalScroll)
 
@@ -151,12 +167,12 @@ class AdapterPane(Vertical):
 
     def loaded(self, info: AdapterInfo) -> None:
         self.info = info
-        self.state = "ready"
+        self.state = PaneState.READY
         self._update_titles()
 
     def failed(self, error: str) -> None:
         self.detail = ""
-        self.state = "error"
+        self.state = PaneState.ERROR
         self.conversation.mount(Static(error, classes="error-text"))
 
     async def start_reply(self, user_text: str) -> None:
@@ -171,7 +187,7 @@ class AdapterPane(Vertical):
         conversation.anchor()
         self.detail = ""
         self.together_tok_s = None
-        self.state = "generating"
+        self.state = PaneState.GENERATING
 
     async def add_piece(self, text: str) -> None:
         # Appended here rather than through a MarkdownStream task, so the app can batch
@@ -211,7 +227,7 @@ class AdapterPane(Vertical):
                 Static(done.error or "error", classes="error-text", markup=False)
             )
         self.detail = note
-        self.state = "cancelled" if done.end is ReplyEnd.CANCELLED else "ready"
+        self.state = PaneState.CANCELLED if done.end is ReplyEnd.CANCELLED else PaneState.READY
         self._update_status()
 
     def show_together(self, tok_s: float) -> None:
@@ -222,12 +238,12 @@ class AdapterPane(Vertical):
     async def engine_lost(self, error: str) -> ReplyDone | None:
         """The engine process is gone: a reply in progress ends with what had arrived (and
         that end is returned)."""
-        if self.state == "generating":
+        if self.state is PaneState.GENERATING:
             partial = "".join(self._streamed)
             done = ReplyDone(self.adapter_name, partial, ReplyEnd.ERROR, None, error)
             await self.finish_reply(done)
             return done
-        if self.state == "loading":
+        if self.state is PaneState.LOADING:
             self.failed(error)
         return None
 
@@ -242,7 +258,7 @@ class AdapterPane(Vertical):
         """Take the last prompt and its reply off the pane, to answer it again; returns the
         prompt (None if there is nothing to answer again)."""
         users = [i for i, t in enumerate(self.turns) if t.role == "user"]
-        if not users or self.state not in ("ready", "cancelled"):
+        if not users or not self.can_answer:
             return None
         prompt = self.turns[users[-1]].text
         del self.turns[users[-1] :]
@@ -266,8 +282,8 @@ class AdapterPane(Vertical):
         await self.conversation.remove_children()
         self.turns.clear()
         self.detail = ""
-        if self.state in ("cancelled", "generating"):
-            self.state = "ready"
+        if self.state in (PaneState.CANCELLED, PaneState.GENERATING):
+            self.state = PaneState.READY
         self._update_status()
 
     @property

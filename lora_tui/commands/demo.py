@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from lora_tui.commands.compare import run_app
 from lora_tui.common.console import RichEvents, progress_display, report_failures
 from lora_tui.common.native_output import native_output_to, terminal_stream
 from lora_tui.demo import (
@@ -77,15 +78,12 @@ def demo_main(args: argparse.Namespace) -> int:
             f"demo built in {time.perf_counter() - started:.0f} s into {folder}; "
             "later runs reuse it"
         )
-    from lora_tui.ui.app import run_app
-
-    app_args = argparse.Namespace(
-        weights=build.weights,
-        programs=build.programs,
-        tokenizer=None,
+    return run_app(
+        build.weights,
+        build.programs,
         log=args.log,
-        no_share=args.no_share,
+        share=not args.no_share,
         threads=args.threads,
         results=args.results,
+        suggestions=suggested_prompts(),
     )
-    return run_app(app_args, suggestions=suggested_prompts())

@@ -1,0 +1,134 @@
+"""Prompts out and replies in: which panes a prompt goes to, the round it starts, answering
+again, and each answer recorded in the results file.
+
+A round is one prompt sent to some panes (``rounds.py``); blind votes, regenerate and prompt
+sets wait on it. Each pane keeps what it was shown (its turns); the engine keeps the
+conversation each program answers from, and is told of every change the pane makes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lora_tui.evaluate import EvalResult, PromptCase
+from lora_tui.results import ResultsWriter, reply_record
+from lora_tui.ui.rounds import Round
+from lora_tui.ui.settings import SentSettings
+from lora_tui.ui.widgets.adapter_pane import AdapterPane, PaneState
+
+if TYPE_CHECKING:
+    from lora_tui.engine.protocol import ReplyDone
+    from lora_tui.engine.types import GenerationSettings
+    from lora_tui.ui.blind import BlindMode
+    from lora_tui.ui.workbench import Workbench
+
+
+class Replies:
+    def __init__(self, app: Workbench, blind: BlindMode, results: ResultsWriter | None) -> None:
+        self.app = app
+        self.blind = blind
+        self.results = results
+        self.sent = SentSettings()
+        self.round: Round | None = None  # the last prompt, until every pane has answered it
+
+    async def targets(self) -> list[AdapterPane]:
+        """The panes a prompt goes to now; empty, with a notice saying why, if none can."""
+        app = self.app
+        if app.engine is None:
+            app.notify(
+                "no engine is running (it kept stopping); restart lora-tui", severity="error"
+            )
+            return []
+        candidates = list(app.panes.values()) if app.broadcast else [app.selected_pane]
+        panes = [p for p in candidates if p is not None]
+        targets = [p for p in panes if p.can_answer]
+        states = {p.state for p in panes}
+        if not targets:
+            if PaneState.GENERATING in states:
+                why = "still answering — Esc cancels"
+            elif PaneState.LOADING in states:
+                why = "the adapters are still loading; your prompt is kept, send it once one is"
+            else:
+                why = "no adapter is ready"
+            app.notify(why, severity="warning")
+            return []
+        if not self.blind.on:
+            return targets
+        # Every adapter that works answers every blind prompt (one that failed to load sits
+        # it out).
+        if len(targets) < sum(p.state is not PaneState.ERROR for p in panes):
+            app.notify("blind mode waits for every adapter to be ready", severity="warning")
+            return []
+        return await self.blind.shuffle(targets)
+
+    async def start_round(
+        self, panes: list[AdapterPane], text: str, case: PromptCase | None = None
+    ) -> Round:
+        """Send one prompt to these panes, each with its own settings."""
+        engine = self.app.engine
+        assert engine is not None
+        self.round = Round(text, [p.adapter_name for p in panes], blind=self.blind.on, case=case)
+        for pane in panes:
+            await pane.start_reply(text)
+        for settings, group in self._settings_groups(panes).items():
+            engine.send(group, text, settings)
+        return self.round
+
+    async def regenerate(self, panes: list[AdapterPane]) -> None:
+        """Answer the last prompt again in these panes (those with one to answer)."""
+        engine = self.app.engine
+        if engine is None:
+            return
+        panes = [p for p in panes if p.can_answer]
+        prompts = {p.adapter_name: await p.retract_last_exchange() for p in panes}
+        panes = [p for p in panes if prompts[p.adapter_name] is not None]
+        if not panes:
+            self.app.notify("nothing to answer again (or still answering)", severity="warning")
+            return
+        self.blind.vote_bar.close()
+        for prompt in dict.fromkeys(prompts[p.adapter_name] or "" for p in panes):
+            same = [p for p in panes if prompts[p.adapter_name] == prompt]
+            names = [p.adapter_name for p in same]
+            if self.round is None or self.round.voted or self.round.prompt != prompt:
+                self.round = Round(prompt, names)
+            self.round.again(names)
+            for pane in same:
+                await pane.start_reply(prompt)
+            for settings, group in self._settings_groups(same).items():
+                engine.regenerate(group, settings)
+
+    def _settings_groups(self, panes: list[AdapterPane]) -> dict[GenerationSettings, list[str]]:
+        return self.sent.group(self.app.settings, {p.adapter_name: p.overrides for p in panes})
+
+    def sent_settings(self, adapter: str) -> GenerationSettings:
+        return self.sent.of(adapter, self.app.settings)
+
+    def reply_done(self, done: ReplyDone, pane: AdapterPane | None = None) -> None:
+        """A pane's reply ended: record it (when ``pane`` still shows it) and close the
+        round if it was the last one the round waited for."""
+        if pane is not None:
+            self._record(pane, done)
+        round = self.round
+        if round is not None and round.reply_done(done):
+            total = round.together_tok_s()
+            for name in round.together:
+                if total is not None and name in self.app.panes:
+                    self.app.panes[name].show_together(total)
+            self.blind.round_finished(round)
+
+    def dropped(self, name: str) -> None:
+        if self.round is not None:
+            self.round.drop(name)
+
+    def _record(self, pane: AdapterPane, done: ReplyDone) -> None:
+        prompts = [t.text for t in pane.turns if t.role == "user"]
+        if self.results is None or not prompts:
+            return
+        settings = self.sent_settings(pane.adapter_name)
+        round = self.round if self.round and pane.adapter_name in self.round.adapters else None
+        if round is not None and round.case is not None:
+            right = round.case.is_right(done.text) if done.error is None else False
+            record = EvalResult(round.case, pane.adapter_name, done, right, settings).record()
+        else:
+            record = reply_record(prompts[-1], pane.adapter_name, done, settings)
+        record["round"] = round.id if round else None
+        self.results.append(record, pane.path)
