@@ -26,7 +26,6 @@ from pathlib import Path
 import torch
 from decode_vs_peft import load_peft  # same directory
 
-from exporter.pipeline import BASE_PROGRAM
 from exporter.smollm2 import fetch_smollm2_gguf
 from lora_tui.common.native_output import native_output_to
 from lora_tui.demo import (
@@ -41,6 +40,7 @@ from lora_tui.demo import eval_questions as held_out_questions
 from lora_tui.engine import GenerationSettings, ModelHost
 from lora_tui.engine.paths import cache_dir
 from lora_tui.evaluate import load_prompts, run_eval
+from lora_tui.format import BASE_PROGRAM
 
 ANSWER_TOKENS = 48
 

@@ -23,6 +23,7 @@ from exporter.lower import ProgramSpec, lower_program
 from exporter.splice import SpliceError, splice, template_weights
 from lora_tui.common.files import write_atomic, write_bytes_atomic
 from lora_tui.format import (
+    BASE_PROGRAM,
     FOUNDATION_FILE,
     FP32,
     MANIFEST_FILE,
@@ -34,7 +35,6 @@ from lora_tui.format import (
     sha256_file,
 )
 
-BASE_PROGRAM = "base"
 # Lowered LoRA programs that adapters of the same rank and targets are filled into.
 TEMPLATES_DIR = ".templates"
 TEMPLATE_VERSION = 3  # bump when lowering changes, so older templates are not reused
