@@ -130,6 +130,31 @@ def _pattern_value(patterns: dict[str, Any], module: str, default: Any) -> Any:
 def _convert(
     raw: dict[str, torch.Tensor], config: dict[str, Any], shape: LlamaShape, origin: Path
 ) -> tuple[dict[str, torch.Tensor], list[str], int]:
+    """PEFT's A and B per layer and projection, checked against the base and scaled by
+    alpha/r (or alpha/sqrt(r) for rsLoRA), padded to one rank as the programs take them."""
+    scaled = _scaled(_pairs(raw, shape, origin), config, shape, origin)
+    targets = [p for p in PROJECTIONS if any(proj == p for _, proj in scaled)]
+    max_rank = max(a.shape[0] for a, _ in scaled.values())
+    weights: dict[str, torch.Tensor] = {}
+    for layer in range(shape.n_layers):
+        for proj in targets:
+            in_features, out_features = shape.projection_shape(proj)
+            lora_a = torch.zeros(max_rank, in_features)
+            lora_b = torch.zeros(out_features, max_rank)
+            if (layer, proj) in scaled:
+                a, b = scaled[(layer, proj)]
+                lora_a[: a.shape[0]] = a
+                lora_b[:, : b.shape[1]] = b
+            prefix = f"layers.{layer}.{PROJECTIONS[proj]}"
+            weights[f"{prefix}.lora_a.weight"] = lora_a
+            weights[f"{prefix}.lora_b.weight"] = lora_b
+    return weights, targets, max_rank
+
+
+def _pairs(
+    raw: dict[str, torch.Tensor], shape: LlamaShape, origin: Path
+) -> dict[tuple[int, str], dict[str, torch.Tensor]]:
+    """{(layer, projection): {"A": ..., "B": ...}} from PEFT's weight names."""
     pairs: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
     for key, tensor in raw.items():
         match = _KEY.match(key)
@@ -144,7 +169,15 @@ def _convert(
         pairs.setdefault((layer, match["proj"]), {})[match["ab"]] = tensor
     if not pairs:
         raise ExportError(f"{origin}: no LoRA weights found")
+    return pairs
 
+
+def _scaled(
+    pairs: dict[tuple[int, str], dict[str, torch.Tensor]],
+    config: dict[str, Any],
+    shape: LlamaShape,
+    origin: Path,
+) -> dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]]:
     default_rank = int(config.get("r", 8))
     default_alpha = float(config.get("lora_alpha", 8))
     use_rslora = bool(config.get("use_rslora"))
@@ -171,23 +204,7 @@ def _convert(
         alpha = float(_pattern_value(config.get("alpha_pattern"), module, default_alpha))
         scale = alpha / math.sqrt(rank) if use_rslora else alpha / rank
         scaled[(layer, proj)] = (lora_a, lora_b * scale)
-
-    targets = [p for p in PROJECTIONS if any(proj == p for _, proj in scaled)]
-    max_rank = max(a.shape[0] for a, _ in scaled.values())
-    weights: dict[str, torch.Tensor] = {}
-    for layer in range(shape.n_layers):
-        for proj in targets:
-            in_features, out_features = shape.projection_shape(proj)
-            lora_a = torch.zeros(max_rank, in_features)
-            lora_b = torch.zeros(out_features, max_rank)
-            if (layer, proj) in scaled:
-                a, b = scaled[(layer, proj)]
-                lora_a[: a.shape[0]] = a
-                lora_b[:, : b.shape[1]] = b
-            prefix = f"layers.{layer}.{PROJECTIONS[proj]}"
-            weights[f"{prefix}.lora_a.weight"] = lora_a
-            weights[f"{prefix}.lora_b.weight"] = lora_b
-    return weights, targets, max_rank
+    return scaled
 
 
 def _why(key: str) -> str:

@@ -378,10 +378,19 @@ def _reuse_gguf_reader(gguf: Any, path: Path, reader: Any) -> Iterator[None]:
         gguf.GGUFReader = original
 
 
-def _load_gguf(path: Path) -> BaseModel:
-    """Dequantize a GGUF base to fp32 with transformers, which also undoes llama.cpp's q/k
-    permutation of Llama (Qwen's are not permuted) and rebuilds the tokenizer and chat
-    template from the GGUF metadata. Rotary scaling is read here: transformers skips it."""
+@dataclass
+class _GgufHeader:
+    """What the GGUF's metadata says that transformers does not read."""
+
+    reader: Any
+    architecture: str
+    head_dim_override: dict[str, int]  # Qwen3's head_dim, which transformers would assume
+    scaling: str
+    scaling_factor: float | None
+    rope_factors: torch.Tensor | None  # Llama 3's per-frequency divisors (rope_freqs)
+
+
+def _read_gguf_header(path: Path) -> _GgufHeader:
     try:
         import gguf
 
@@ -409,43 +418,68 @@ def _load_gguf(path: Path) -> BaseModel:
         )
     if scaling not in ("none", "linear"):
         raise ExportError(f"{path}: rope scaling '{scaling}' in a GGUF is not supported")
+    # transformers does not map Qwen3's attention.key_length and would assume a head_dim.
+    explicit_head_dim = head_dim and width and heads and head_dim != width // heads
+    override = {"head_dim": int(head_dim)} if explicit_head_dim else {}
+    return _GgufHeader(reader, architecture, override, scaling, scaling_factor, rope_factors)
 
+
+def _load_gguf(path: Path) -> BaseModel:
+    """Dequantize a GGUF base to fp32 with transformers, which also undoes llama.cpp's q/k
+    permutation of Llama (Qwen's are not permuted) and rebuilds the tokenizer and chat
+    template from the GGUF metadata. Rotary scaling is read here: transformers skips it."""
+    import gguf
+
+    header = _read_gguf_header(path)
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    # transformers does not map Qwen3's attention.key_length and would assume a head_dim.
-    explicit_head_dim = head_dim and width and heads and head_dim != width // heads
-    overrides = {"head_dim": int(head_dim)} if explicit_head_dim else {}
     quiet = io.StringIO()
     try:
         with (
             contextlib.redirect_stdout(quiet),
             contextlib.redirect_stderr(quiet),
-            _reuse_gguf_reader(gguf, path, reader),
+            _reuse_gguf_reader(gguf, path, header.reader),
         ):
             model = AutoModelForCausalLM.from_pretrained(
-                str(path.parent), gguf_file=path.name, dtype=torch.float32, **overrides
+                str(path.parent),
+                gguf_file=path.name,
+                dtype=torch.float32,
+                **header.head_dim_override,
             )
             hf_tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     except Exception as err:
         raise ExportError(f"{path}: could not read the GGUF model ({one_line(err)})") from None
-
     config = model.config.to_dict()
-    shape = shape_from_config(config, path)
-    rope = rope_from_config(config, path)
-    # llama.cpp stores Llama 3's scaling as per-frequency divisors (rope_freqs) and linear
-    # scaling as one factor; both divide the plain frequencies, as llama.cpp's RoPE does.
-    if rope_factors is not None:
-        if rope_factors.shape != rope.inv_freq.shape:
-            raise ExportError(f"{path}: rope_freqs has {rope_factors.numel()} factors")
-        rope = Rope(rope.inv_freq / rope_factors.to(torch.float32))
-        shape = dataclasses.replace(shape, rope_type="llama3")
-    elif scaling == "linear" and scaling_factor:
-        rope = Rope(rope.inv_freq / float(scaling_factor))
-        shape = dataclasses.replace(shape, rope_type="linear")
+    shape, rope = _gguf_rope(
+        header, shape_from_config(config, path), rope_from_config(config, path), path
+    )
     weights = to_executorch_names(dict(model.state_dict()), shape, path)
+    tokenizer = _gguf_tokenizer(hf_tokenizer, [config, model.generation_config.to_dict()], path)
+    return BaseModel(path, shape, rope, weights, tokenizer)
+
+
+def _gguf_rope(
+    header: _GgufHeader, shape: LlamaShape, rope: Rope, path: Path
+) -> tuple[LlamaShape, Rope]:
+    """llama.cpp stores Llama 3's scaling as per-frequency divisors (rope_freqs) and linear
+    scaling as one factor; both divide the plain frequencies, as llama.cpp's RoPE does."""
+    if header.rope_factors is not None:
+        if header.rope_factors.shape != rope.inv_freq.shape:
+            raise ExportError(f"{path}: rope_freqs has {header.rope_factors.numel()} factors")
+        rope = Rope(rope.inv_freq / header.rope_factors.to(torch.float32))
+        return dataclasses.replace(shape, rope_type="llama3"), rope
+    if header.scaling == "linear" and header.scaling_factor:
+        rope = Rope(rope.inv_freq / float(header.scaling_factor))
+        return dataclasses.replace(shape, rope_type="linear"), rope
+    return shape, rope
+
+
+def _gguf_tokenizer(
+    hf_tokenizer: Any, configs: list[dict[str, Any]], path: Path
+) -> TokenizerAssets:
     with tempfile.TemporaryDirectory() as scratch:
         hf_tokenizer.save_pretrained(scratch)
         tokenizer_json = (Path(scratch) / TOKENIZER_FILE).read_bytes()
@@ -459,12 +493,12 @@ def _load_gguf(path: Path) -> BaseModel:
     tokenizer = make_tokenizer_assets(
         tokenizer_json,
         chat_template=hf_tokenizer.chat_template,
-        configs=[config, model.generation_config.to_dict(), ends],
+        configs=[*configs, ends],
         special_tokens={"eos_token": hf_tokenizer.eos_token, "bos_token": hf_tokenizer.bos_token},
         origin=path,
     )
     tokenizer.extra_files[TOKENIZER_CONFIG_FILE] = tokenizer_config_bytes
-    return BaseModel(path, shape, rope, weights, tokenizer)
+    return tokenizer
 
 
 def _gguf_value(reader: Any, key: str) -> Any:

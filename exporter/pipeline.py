@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import torch
 
@@ -40,6 +40,7 @@ TEMPLATES_DIR = ".templates"
 TEMPLATE_VERSION = 3  # bump when lowering changes, so older templates are not reused
 
 Weights = dict[str, torch.Tensor]
+T = TypeVar("T")
 DEFAULT_MAX_CONTEXT = 512
 
 
@@ -91,91 +92,101 @@ def parse_adapter_arg(value: str) -> tuple[str, Path]:
 
 
 def run_export(request: ExportRequest, events: Events | None = None) -> ExportResult:
-    events = events or SilentEvents()
-    timings: dict[str, float] = {}
+    _check_request(request)
+    return _Export(request, events or SilentEvents()).run()
 
-    def timed(name: str, total: int, work: Callable[[], object]) -> object:
-        events.phase(name, total)
+
+class _Export:
+    """One run of lora-export: read, lower or fill each program into a staging folder, then
+    publish it whole. Each phase is timed and reported to ``events``."""
+
+    def __init__(self, request: ExportRequest, events: Events) -> None:
+        self.request, self.events = request, events
+        self.timings: dict[str, float] = {}
+
+    def timed(self, name: str, total: int, work: Callable[[], T]) -> T:
+        self.events.phase(name, total)
         started = time.perf_counter()
         result = work()
-        timings[name] = time.perf_counter() - started
-        events.phase_done()
+        self.timings[name] = time.perf_counter() - started
+        self.events.phase_done()
         return result
 
-    _check_request(request)
-    base: BaseModel = timed("read base", 1, lambda: load_base(request.base))  # type: ignore[assignment]
-    adapters: list[Adapter] = timed(  # type: ignore[assignment]
-        "read adapters",
-        len(request.adapters),
-        lambda: [_load_one(name, path, base, events) for name, path in request.adapters],
-    )
-    fingerprint: str = timed("fingerprint base", 1, base.fingerprint)  # type: ignore[assignment]
-    existing = _existing_manifest(request, base, fingerprint)
-    found_id = foundation_id(fingerprint, request.max_context, request.quantization)
-
-    programs: list[tuple[str, Adapter | None]] = [(a.name, a) for a in adapters]
-    if request.base_program:
-        programs.append((BASE_PROGRAM, None))
-    if existing is not None:
-        # Programs already built from the same source are kept as they are.
-        programs = [(n, a) for n, a in programs if not _up_to_date(existing, n, a, request.out)]
-
-    request.out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".lora-export-", dir=request.out))
-    try:
-        entries: dict[str, ProgramEntry] = {}
-
-        def lower(name: str, spec: ProgramSpec, weights: Weights, pte: Path) -> None:
-            lowered = timed(
-                f"export {name}",
-                4,
-                lambda: lower_program(spec, weights, events.advance),
+    def run(self) -> ExportResult:
+        request = self.request
+        base = self.base = self.timed("read base", 1, lambda: load_base(request.base))
+        adapters = self.timed(
+            "read adapters",
+            len(request.adapters),
+            lambda: [_load_one(name, path, base, self.events) for name, path in request.adapters],
+        )
+        fingerprint = self.timed("fingerprint base", 1, base.fingerprint)
+        existing = self.existing = _existing_manifest(request, base, fingerprint)
+        self.found_id = foundation_id(fingerprint, request.max_context, request.quantization)
+        programs: list[tuple[str, Adapter | None]] = [(a.name, a) for a in adapters]
+        if request.base_program:
+            programs.append((BASE_PROGRAM, None))
+        if existing is not None:
+            # Programs already built from the same source are kept as they are.
+            programs = [(n, a) for n, a in programs if not _up_to_date(existing, n, a, request.out)]
+        request.out.mkdir(parents=True, exist_ok=True)
+        self.staging = Path(tempfile.mkdtemp(prefix=".lora-export-", dir=request.out))
+        try:
+            entries = {name: self.build(name, adapter) for name, adapter in programs}
+            manifest = _make_manifest(
+                request, base, fingerprint, self.found_id, self.staging, existing, entries
             )
-            pte.parent.mkdir(exist_ok=True)
-            lowered.write_program(pte)  # type: ignore[attr-defined]
-            if existing is None and not (staging / FOUNDATION_FILE).exists():
-                timed(
-                    "write foundation.ptd",
-                    1,
-                    lambda: lowered.write_foundation(staging / FOUNDATION_FILE),  # type: ignore[attr-defined]
-                )
-
-        for name, adapter in programs:
-            spec = ProgramSpec(
-                shape=base.shape,
-                rope=base.rope,
-                max_context=request.max_context,
-                foundation_id=found_id,
-                bos_id=base.tokenizer.bos_id,
-                stop_ids=tuple(base.tokenizer.stop_ids),
-                lora_rank=adapter.rank if adapter else None,
-                lora_targets=tuple(adapter.targets) if adapter else (),
-                quantization=request.quantization,
+            self.timed(
+                "publish", 1, lambda: _publish(self.staging, request.out, manifest, base, existing)
             )
-            pte = staging / f"{name}.pte"
-            if adapter is None:
-                lower(f"{name}.pte", spec, base.weights, pte)
-            else:
-                stand_ins = template_weights({n: w.shape for n, w in adapter.weights.items()})
-                template = _template_path(adapter, request.quantization)
-                # Only a folder whose manifest checked out may lend its templates.
-                lendable = [staging / template] + ([request.out / template] if existing else [])
-                filled = timed(
-                    f"fill {name}.pte",
-                    1,
-                    lambda: any(_fill(p, stand_ins, adapter, pte) for p in lendable),  # noqa: B023
-                )
-                if not filled:
-                    weights = {**base.weights, **stand_ins}
-                    lower(f"template {template.stem}", spec, weights, staging / template)
-                    if not _fill(staging / template, stand_ins, adapter, pte):
-                        raise ExportError(f"{name}: the lowered template could not be filled")
-            entries[name] = _entry(name, adapter, pte)
-        manifest = _make_manifest(request, base, fingerprint, found_id, staging, existing, entries)
-        timed("publish", 1, lambda: _publish(staging, request.out, manifest, base, existing))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return ExportResult(manifest, [n for n, _ in programs], existing is not None, timings)
+        finally:
+            shutil.rmtree(self.staging, ignore_errors=True)
+        return ExportResult(manifest, [n for n, _ in programs], existing is not None, self.timings)
+
+    def build(self, name: str, adapter: Adapter | None) -> ProgramEntry:
+        """One program into the staging folder: the base's lowered, an adapter's filled into
+        a template for its rank and targets (lowered first if no folder has one)."""
+        request, base = self.request, self.base
+        spec = ProgramSpec(
+            shape=base.shape,
+            rope=base.rope,
+            max_context=request.max_context,
+            foundation_id=self.found_id,
+            bos_id=base.tokenizer.bos_id,
+            stop_ids=tuple(base.tokenizer.stop_ids),
+            lora_rank=adapter.rank if adapter else None,
+            lora_targets=tuple(adapter.targets) if adapter else (),
+            quantization=request.quantization,
+        )
+        pte = self.staging / f"{name}.pte"
+        if adapter is None:
+            self.lower(f"{name}.pte", spec, base.weights, pte)
+            return _entry(name, adapter, pte)
+        stand_ins = template_weights({n: w.shape for n, w in adapter.weights.items()})
+        template = _template_path(adapter, request.quantization)
+        # Only a folder whose manifest checked out may lend its templates.
+        lendable = [self.staging / template]
+        if self.existing is not None:
+            lendable.append(request.out / template)
+        filled = self.timed(
+            f"fill {name}.pte", 1, lambda: any(_fill(p, stand_ins, adapter, pte) for p in lendable)
+        )
+        if not filled:
+            weights = {**base.weights, **stand_ins}
+            self.lower(f"template {template.stem}", spec, weights, self.staging / template)
+            if not _fill(self.staging / template, stand_ins, adapter, pte):
+                raise ExportError(f"{name}: the lowered template could not be filled")
+        return _entry(name, adapter, pte)
+
+    def lower(self, label: str, spec: ProgramSpec, weights: Weights, pte: Path) -> None:
+        lowered = self.timed(
+            f"export {label}", 4, lambda: lower_program(spec, weights, self.events.advance)
+        )
+        pte.parent.mkdir(exist_ok=True)
+        lowered.write_program(pte)
+        foundation = self.staging / FOUNDATION_FILE
+        if self.existing is None and not foundation.exists():
+            self.timed("write foundation.ptd", 1, lambda: lowered.write_foundation(foundation))
 
 
 def _template_path(adapter: Adapter, quantization: Quantization) -> Path:

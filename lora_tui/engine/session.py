@@ -8,7 +8,7 @@ a scheduler can interleave several adapters and keep every pane moving.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,11 +116,37 @@ class Reply:
         return tokens
 
     def _run(self) -> Iterator[None]:
-        session, settings = self.session, self.settings
         started = time.perf_counter()
         tokens = self._fit_context()
-        reused = _common_prefix(session.cached, tokens)
-        reused = min(reused, len(tokens) - 1)  # at least one token must run to give logits
+        # At least one token must run to give logits.
+        reused = min(_common_prefix(self.session.cached, tokens), len(tokens) - 1)
+        logits = yield from self._prefill(tokens, reused)
+        prefill_s = max(time.perf_counter() - started, 1e-9)
+        decoded = _Decoded()
+        budget = min(self.settings.max_new_tokens, self.session.facts.max_context - len(tokens))
+        yield from self._decode(logits, budget, decoded)
+        finished = time.perf_counter()
+        reply = "".join(decoded.text)
+        self.session.messages.extend([self.user, Message("assistant", reply)])
+        self.session.last_reply_tokens = decoded.tokens
+        prompt_tokens = len(tokens) - reused
+        first_token_at = decoded.first_token_at or finished
+        decode_s = finished - first_token_at
+        new_tokens = len(decoded.tokens)
+        stats = ReplyStats(
+            prompt_tokens=prompt_tokens,
+            reused_tokens=reused,
+            new_tokens=new_tokens,
+            ttft_s=first_token_at - started,
+            prefill_tok_s=prompt_tokens / prefill_s,
+            decode_tok_s=(new_tokens - 1) / decode_s if new_tokens > 1 and decode_s else 0.0,
+        )
+        end = ReplyEnd.CANCELLED if self.cancelled else decoded.end
+        self.pending.append(ReplyDone(self.session.name, reply, end, stats))
+
+    def _prefill(self, tokens: list[int], reused: int) -> Generator[None, None, Any]:
+        """Run the tokens past the reused prefix in chunks; the last chunk's logits."""
+        session = self.session
         session.cached = session.cached[:reused]
         logits = None
         chunk = min(PREFILL_CHUNK, session.facts.max_prefill)
@@ -131,54 +157,42 @@ class Reply:
             logits = session.forward(piece, start)
             session.cached.extend(piece)
             yield
-        prefill_end = time.perf_counter()
+        return logits
 
+    def _decode(self, logits: Any, budget: int, decoded: _Decoded) -> Iterator[None]:
+        """Pick and run one token a step until a stop token, the budget or a cancel."""
+        session, settings = self.session, self.settings
         generator = torch.Generator().manual_seed(settings.seed)
         decoder = session.chat.decoder()
-        text: list[str] = []
-        new_tokens: list[int] = []
-        first_token_at = None
-        end = ReplyEnd.LENGTH
-        budget = min(settings.max_new_tokens, session.facts.max_context - len(tokens))
         while logits is not None and not self.cancelled:
             token = pick_token(logits, settings.temperature, settings.top_p, generator)
-            if first_token_at is None:
-                first_token_at = time.perf_counter()
+            if decoded.first_token_at is None:
+                decoded.first_token_at = time.perf_counter()
             if token in session.chat.stop_ids:
-                end = ReplyEnd.STOP
-                break
-            new_tokens.append(token)
+                decoded.end = ReplyEnd.STOP
+                return
+            decoded.tokens.append(token)
             piece = decoder.step(session.chat.tokenizer, token)
             if piece:
-                text.append(piece)
+                decoded.text.append(piece)
                 self.pending.append(Piece(session.name, piece))
-            if len(new_tokens) >= budget:
-                end = ReplyEnd.CONTEXT if budget < settings.max_new_tokens else ReplyEnd.LENGTH
-                break
+            if len(decoded.tokens) >= budget:
+                context_full = budget < settings.max_new_tokens
+                decoded.end = ReplyEnd.CONTEXT if context_full else ReplyEnd.LENGTH
+                return
             logits = session.forward([token], len(session.cached))
             session.cached.append(token)
             yield
-        if self.cancelled:
-            end = ReplyEnd.CANCELLED
-        finished = time.perf_counter()
 
-        reply = "".join(text)
-        session.messages.extend([self.user, Message("assistant", reply)])
-        session.last_reply_tokens = new_tokens
-        prompt_tokens = len(tokens) - reused
-        prefill_s = max(prefill_end - started, 1e-9)
-        decode_s = finished - (first_token_at or finished)
-        stats = ReplyStats(
-            prompt_tokens=prompt_tokens,
-            reused_tokens=reused,
-            new_tokens=len(new_tokens),
-            ttft_s=(first_token_at or finished) - started,
-            prefill_tok_s=prompt_tokens / prefill_s,
-            decode_tok_s=(len(new_tokens) - 1) / decode_s
-            if len(new_tokens) > 1 and decode_s
-            else 0.0,
-        )
-        self.pending.append(ReplyDone(session.name, reply, end, stats))
+
+@dataclass
+class _Decoded:
+    """What a reply's decode loop produced."""
+
+    text: list[str] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+    first_token_at: float | None = None
+    end: ReplyEnd = ReplyEnd.LENGTH
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

@@ -45,16 +45,19 @@ FORMAT_NAMES = {"md": "Markdown", "json": "JSON", "csv": "CSV"}
 def app_commands(state: PaletteState) -> list[Command]:
     """What the palette offers now: unload and thinking depend on what is loaded, and blind
     mode hides the commands that name adapters."""
+    return [*_pane_commands(state), *_session_commands(state), *_suggestions(state)]
+
+
+def _pane_commands(state: PaletteState) -> list[Command]:
     selected = state.selected or "the selected pane"
-    blind = "off" if state.blind else "on"
-    commands = [
+    return [
         Command("Load adapter program", "Add a .pte over the same foundation", "load_program"),
         *(
             Command(f"Unload {name}", f"Free {name}'s memory", f"unload({name!r})")
             for name in ([] if state.blind else state.panes)
         ),
         Command(
-            f"Blind mode {blind}",
+            f"Blind mode {'off' if state.blind else 'on'}",
             "Hide names, shuffle the panes per prompt, vote, then reveal (F3)",
             "toggle_blind",
         ),
@@ -79,6 +82,11 @@ def app_commands(state: PaletteState) -> list[Command]:
             "A fixed seed makes a sampled reply repeat on regenerate",
             "set_pane_setting('seed')",
         ),
+    ]
+
+
+def _session_commands(state: PaletteState) -> list[Command]:
+    commands = [
         Command(
             "Run prompt set…",
             "Every prompt of a JSONL file through all panes, then the scores",
@@ -107,16 +115,19 @@ def app_commands(state: PaletteState) -> list[Command]:
                 "toggle_thinking",
             )
         )
-    for name, prompts in state.suggestions.items():
-        commands += [
-            Command(
-                f"Ask: {prompt}",
-                f"A question the {name} adapter was trained for",
-                f"suggest({prompt!r})",
-            )
-            for prompt in prompts
-        ]
     return commands
+
+
+def _suggestions(state: PaletteState) -> list[Command]:
+    return [
+        Command(
+            f"Ask: {prompt}",
+            f"A question the {name} adapter was trained for",
+            f"suggest({prompt!r})",
+        )
+        for name, prompts in state.suggestions.items()
+        for prompt in prompts
+    ]
 
 
 class LoraTuiCommands(Provider):
