@@ -1,7 +1,7 @@
 """Where an 8da4w decode step's time goes, without an event tracer: each shape of linear in
 the base (SmolLM2-135M in the demo), lowered as lora-export lowers it and timed per call.
 
-    .venv/bin/python benchmarks/decode_op_costs.py [--folder DIR] [--calls N] [--rounds R]
+    .venv/bin/python -m benchmarks.decode_op_costs [--folder DIR] [--calls N] [--rounds R]
 
 The pip wheel's runtime has no ETDump event tracer, so a per-op profile of the real program
 is not available. Instead each shape of linear in a decode step gets a program of its own,

@@ -1,6 +1,6 @@
 """Decode speed of an exported adapter program against PEFT eager, same base, same adapter.
 
-    .venv/bin/python benchmarks/decode_vs_peft.py --base BASE --adapter ADAPTER_DIR \\
+    .venv/bin/python -m benchmarks.decode_vs_peft --base BASE --adapter ADAPTER_DIR \\
         --weights OUT/foundation.ptd --program OUT/NAME.pte [--tokens 64]
 
 BASE is what lora-export was given (a Hugging Face directory or a .gguf file). Both run

@@ -1,6 +1,6 @@
 """Time lora-export on the real SmolLM2-135M-Instruct with one r=16 adapter on every projection.
 
-    .venv/bin/python benchmarks/export_bench.py [--work DIR]
+    .venv/bin/python -m benchmarks.export_bench [--work DIR]
 
 Prints each phase's time: a first export (foundation + adapter), then adding a second
 adapter to the same folder. The adapters have random weights; the timing does not depend

@@ -1,6 +1,6 @@
 """Load damaged copies of a program beside two healthy ones in the app's engine, and count.
 
-    .venv/bin/python benchmarks/fuzz_programs.py --weights out/foundation.ptd \\
+    .venv/bin/python -m benchmarks.fuzz_programs --weights out/foundation.ptd \\
         --program out/a.pte --healthy out/a.pte out/b.pte [-n 200] [--seed 0] [--tokenizer T]
 
 Each damaged copy (bytes flipped in the flatbuffer, in a delegate blob or in the LoRA
@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.damage
-
-from tests.damage import KINDS, FuzzEngine, damage  # noqa: E402
+from tests.support.damage import KINDS, FuzzEngine, damage
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """lora-export and lora-tui at 1B scale: a random-weight model of Llama-3.2-1B-Instruct's
 exact shape, with r=16 adapters on all seven projections.
 
-    .venv/bin/python benchmarks/llama32_1b_shape.py [--work DIR]
+    .venv/bin/python -m benchmarks.llama32_1b_shape [--work DIR]
 
 Builds the base (bf16 safetensors, as Meta ships it; about 2.5 GB) and two adapters once in
 WORK (default ~/.cache/lora-tui/bench-1b), then, each in its own process:
@@ -27,9 +27,7 @@ import torch
 from safetensors.torch import save_file
 
 from lora_tui.format import FOUNDATION_FILE
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.tiny import FAMILIES, build_tokenizer  # noqa: E402  (the Llama 3 tokenizer fixture)
+from tests.support.tiny import FAMILIES, TEMPLATES, build_tokenizer  # the Llama 3 tokenizer
 
 # Llama-3.2-1B-Instruct's config.json, as on the Hub.
 LLAMA_32_1B = {
@@ -78,7 +76,7 @@ def build_base(directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     family = FAMILIES["llama3"]
     build_tokenizer(directory, special_tokens=family.special_tokens)
-    template = (Path(__file__).parent.parent / "tests/fixtures/templates/llama3.jinja").read_text()
+    template = (TEMPLATES / "llama3.jinja").read_text()
     (directory / "tokenizer_config.json").write_text(
         json.dumps({**family.tokenizer_config, "chat_template": template})
     )

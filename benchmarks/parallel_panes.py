@@ -1,6 +1,6 @@
 """Two panes answering at once, through the app's own engine: lanes against one process.
 
-    .venv/bin/python benchmarks/parallel_panes.py [--folder DIR ...] [--rounds 3] [--tokens 64]
+    .venv/bin/python -m benchmarks.parallel_panes [--folder DIR ...] [--rounds 3] [--tokens 64]
 
 On each lora-export folder (default: the demo's fp32 and 8da4w caches), two adapter
 programs load into an ``EngineProcess``, the engine the app runs, in two layouts:
@@ -30,10 +30,11 @@ import json
 import os
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from benchmarks.record import write_results
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # as the CLI does, before torch loads
 
@@ -47,31 +48,22 @@ from lora_tui.engine import (  # noqa: E402
 )
 from lora_tui.engine.memory import sample_tree  # noqa: E402
 from lora_tui.engine.preflight import CHECKER_MODULE  # noqa: E402
-from lora_tui.engine.worker import EngineProcess  # noqa: E402
+from lora_tui.engine.worker import EngineProcess, EventCollector  # noqa: E402
 
 PROMPT = "Tell me a story about a robot."
-RESULTS = Path(__file__).resolve().parent / "results" / "parallel_panes.json"
 LAYOUTS = {"one process": 1, "a lane per pane": 2}  # label: the panes hint given the engine
 
 
-class Events:
-    def __init__(self) -> None:
-        self.got: list = []
-        self.changed = threading.Condition()
-
-    def __call__(self, event) -> None:
-        with self.changed:
-            self.got.append(event)
-            self.changed.notify_all()
-
-    def wait(self, done: Callable[[list], bool], timeout: float = 600) -> list:
-        with self.changed:
-            if not self.changed.wait_for(lambda: done(self.got), timeout):
-                raise SystemExit(f"timed out; events so far: {self.got[-3:]}")
-            failed = [e for e in self.got if isinstance(e, EngineFailed | LoadFailed)]
-            if failed:
-                raise SystemExit(f"engine: {failed[0]}")
-            return list(self.got)
+def wait(events: EventCollector, done: Callable[[list], bool], timeout: float = 600) -> list:
+    """The events once ``done`` holds; the run stops in one line on a timeout or a failure."""
+    try:
+        got = events.wait_for(done, timeout)
+    except TimeoutError as err:
+        raise SystemExit(str(err)) from None
+    failed = [e for e in got if isinstance(e, EngineFailed | LoadFailed)]
+    if failed:
+        raise SystemExit(f"engine: {failed[0]}")
+    return got
 
 
 def engine_pss_mib(engine: EngineProcess) -> float:
@@ -89,14 +81,14 @@ def programs_of(folder: Path) -> list[tuple[Path, str]]:
 
 def one_layout(folder: Path, panes_hint: int, tokens: int) -> dict:
     """A fresh engine in this layout: each program alone, then both at once."""
-    events = Events()
+    events = EventCollector()
     engine = EngineProcess(folder / "foundation.ptd", events, panes=panes_hint)
     try:
-        events.wait(lambda got: any(isinstance(e, EngineReady) for e in got))
+        wait(events, lambda got: any(isinstance(e, EngineReady) for e in got))
         infos, memory = [], []
         for path, name in programs_of(folder):
             engine.load(path, name)
-            got = events.wait(lambda got, n=name: any(getattr(e, "adapter", "") == n for e in got))
+            got = wait(events, lambda got, n=name: any(getattr(e, "adapter", "") == n for e in got))
             infos.append(next(e.info for e in got if isinstance(e, Loaded) and e.adapter == name))
             time.sleep(1)  # let the load's transient pages settle before reading memory
             memory.append(engine_pss_mib(engine))
@@ -108,8 +100,9 @@ def one_layout(folder: Path, panes_hint: int, tokens: int) -> dict:
             before = len(events.got)
             started = time.perf_counter()
             engine.send(which, PROMPT, settings)
-            got = events.wait(
-                lambda got: sum(isinstance(e, ReplyDone) for e in got[before:]) == len(which)
+            got = wait(
+                events,
+                lambda got: sum(isinstance(e, ReplyDone) for e in got[before:]) == len(which),
             )
             wall = time.perf_counter() - started
             return wall, {e.adapter: e for e in got[before:] if isinstance(e, ReplyDone)}
@@ -202,9 +195,7 @@ def main() -> int:
             )
         report["folders"][label] = table  # type: ignore[index]
     print(json.dumps(report, indent=2))
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written to {RESULTS}")
+    write_results("parallel_panes", report)
     return 0
 
 

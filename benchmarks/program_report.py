@@ -1,7 +1,7 @@
 """What a program runs per decode step: delegate calls and the operators left outside any
 delegate, in total and per layer.
 
-    .venv/bin/python benchmarks/program_report.py PROGRAM.pte [PROGRAM.pte ...]
+    .venv/bin/python -m benchmarks.program_report PROGRAM.pte [PROGRAM.pte ...]
 
 Reads each program's ``forward`` plan (``deserialize_pte_binary``; nothing is run) and
 counts its instructions: each ``DelegateCall`` is one call into XNNPACK, each
@@ -20,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results" / "program_report.json"
+from benchmarks.record import write_results
 
 
 def forward_plan(pte: Path):
@@ -86,9 +86,7 @@ def main() -> int:
         )
         for name, count in row["kernels"].items():  # type: ignore[union-attr]
             print(f"  {count:>5}  {name}")
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(rows, indent=2) + "\n")
-    print(f"written to {RESULTS}")
+    write_results("program_report", rows)
     return 0
 
 

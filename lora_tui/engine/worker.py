@@ -51,6 +51,30 @@ WORKER_NICENESS = 10
 CHECKER_IDLE_S = 15.0
 
 
+class EventCollector:
+    """Every event an engine sends, for a script, a benchmark or a test: pass it as the
+    engine's ``on_event`` and wait for the events you need."""
+
+    def __init__(self) -> None:
+        self.events: list[EngineEvent] = []
+        self._changed = threading.Condition()
+
+    def __call__(self, event: EngineEvent) -> None:
+        with self._changed:
+            self.events.append(event)
+            self._changed.notify_all()
+
+    def wait_for(
+        self, done: Callable[[list[EngineEvent]], bool], timeout: float = 120.0
+    ) -> list[EngineEvent]:
+        """The events so far, once ``done`` holds for them; a ``TimeoutError`` naming the
+        last few if it does not within ``timeout`` seconds."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: done(self.events), timeout):
+                raise TimeoutError(f"timed out after {timeout} s; last events {self.events[-3:]}")
+            return list(self.events)
+
+
 class EngineProcess:
     """Client side: send commands; events arrive on a reader thread via ``on_event``."""
 

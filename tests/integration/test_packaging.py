@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from lora_tui.engine import sharing
-from tests.conftest import TinyArtifacts
+from tests.support.artifacts import TinyArtifacts
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("lora_tui", "exporter")
 LOCAL_ONLY = (".git", ".venv", "*.egg-info", "__pycache__", "build", ".*_cache")
 

@@ -29,9 +29,10 @@ from lora_tui.engine import (
     ReplyEnd,
 )
 from lora_tui.engine.preflight import CHECKER_MODULE
-from lora_tui.engine.worker import EngineProcess
+from lora_tui.engine.worker import EngineProcess, EventCollector
 from lora_tui.format import ArtifactError
-from tests.conftest import MAX_CONTEXT, TinyArtifacts
+from tests.support.artifacts import MAX_CONTEXT, TinyArtifacts
+from tests.support.checks import assert_one_line_error
 
 GREEDY = GenerationSettings(temperature=0.0, max_new_tokens=24)
 
@@ -192,14 +193,6 @@ def bench(args: list[str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def assert_one_line_error(done: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert done.returncode != 0
-    lines = [ln for ln in (done.stdout + done.stderr).splitlines() if ln.strip()]
-    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stdout + done.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
 @pytest.fixture
 def copied(tiny_artifacts: TinyArtifacts, tmp_path: Path) -> Path:
     out = tmp_path / "out"
@@ -313,20 +306,6 @@ def test_xnnpack_threads_are_sized_and_keep_the_answer(tiny_artifacts: TinyArtif
     one = threads_probe(tiny_artifacts.out, "1")
     assert default["threads"] == len(os.sched_getaffinity(0)) and one["threads"] == 1
     assert one["text"] and one["text"] == default["text"]
-
-
-def test_the_xnnpack_pool_is_sized_once_per_process() -> None:
-    script = (
-        "from lora_tui.engine.threads import configure_threads\n"
-        "assert configure_threads() == configure_threads()  # the same size again is fine\n"
-        "try:\n"
-        "    configure_threads(3)\n"
-        "except ValueError as err:\n"
-        "    print(err)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "already sized" in done.stdout
 
 
 def test_bench_holds_openmp_to_one_thread_and_takes_threads(
@@ -501,38 +480,6 @@ def test_folder_of_an_older_format_asks_for_a_re_export(copied: Path) -> None:
 # --- lanes: panes answering at the same time ----------------------------------------------
 
 
-def test_lane_layout_gives_each_answering_pane_its_share_of_the_cores() -> None:
-    from lora_tui.engine.threads import lane_layout
-
-    assert lane_layout(1, cores=2) == (1, 2)  # alone: every core
-    assert lane_layout(2, cores=2) == (2, 1)
-    assert lane_layout(3, cores=2) == (2, 1)  # no more lanes than cores
-    assert lane_layout(3, cores=8) == (3, 2)
-    assert lane_layout(0, cores=4) == (1, 4)
-    # --threads sets each lane's pool, and so how many lanes fit on the cores.
-    assert lane_layout(2, threads=2, cores=2) == (1, 2)  # panes take turns, with both cores
-    assert lane_layout(3, threads=1, cores=2) == (2, 1)
-    assert lane_layout(2, threads=4, cores=2) == (1, 4)  # more threads than cores: one lane
-
-
-class Collector:
-    """Events from an EngineProcess, and a way to wait for the ones a test needs."""
-
-    def __init__(self) -> None:
-        self.events: list = []
-        self.changed = threading.Condition()
-
-    def __call__(self, event) -> None:
-        with self.changed:
-            self.events.append(event)
-            self.changed.notify_all()
-
-    def wait_for(self, done, timeout: float = 120.0) -> list:
-        with self.changed:
-            assert self.changed.wait_for(lambda: done(self.events), timeout), self.events
-            return list(self.events)
-
-
 def _lanes(engine: EngineProcess) -> list[psutil.Process]:
     """The worker's children that run programs (not its pre-flight check)."""
     children = psutil.Process(engine.pid).children()
@@ -542,10 +489,10 @@ def _lanes(engine: EngineProcess) -> list[psutil.Process]:
 @contextlib.contextmanager
 def _two_lanes(
     tiny_artifacts: TinyArtifacts, tmp_path: Path
-) -> Iterator[tuple[EngineProcess, Collector, list[psutil.Process]]]:
+) -> Iterator[tuple[EngineProcess, EventCollector, list[psutil.Process]]]:
     """An engine opened as lora-tui opens two panes, with "full" and "partial" loaded;
     closed on the way out."""
-    events = Collector()
+    events = EventCollector()
     engine = EngineProcess(
         tiny_artifacts.foundation, events, log_path=tmp_path / "engine.log", panes=2
     )

@@ -18,12 +18,10 @@ from lora_tui.demo import (
     demo_folder,
     demo_quantization,
     ensure_demo,
-    shipped_adapters,
-    suggested_prompts,
 )
 from lora_tui.format import FP32, Manifest, Quantization
-from tests.conftest import MAX_CONTEXT
-from tests.tiny import build_adapter
+from tests.support.artifacts import MAX_CONTEXT
+from tests.support.tiny import build_adapter
 
 
 @pytest.fixture(scope="module")
@@ -139,13 +137,3 @@ def test_a_quantized_demo_is_its_own_build(
     assert Manifest.read(folder).quantized == FP32  # the fp32 build is left whole
     assert demo_quantization("none") == FP32
     assert demo_folder(quantized) != demo_folder(FP32)
-
-
-def test_shipped_adapters_and_suggestions_exist() -> None:
-    for name, path in shipped_adapters().items():
-        config = json.loads((path / "adapter_config.json").read_text())
-        assert config["peft_type"] == "LORA", name
-        assert (path / "adapter_model.safetensors").stat().st_size > 0
-    suggestions = suggested_prompts()
-    assert set(suggestions) == {"nobel", "executorch"}
-    assert all(len(prompts) >= 3 for prompts in suggestions.values())

@@ -13,9 +13,9 @@ from exporter.base import PROJECTIONS
 from exporter.errors import ExportError
 from exporter.pipeline import TEMPLATE_VERSION, ExportRequest, run_export
 from lora_tui.format import Manifest
-from tests.conftest import ALL_TARGETS, MAX_CONTEXT, TinyArtifacts
-from tests.programs import chat_prompt, peft_greedy, program_greedy
-from tests.tiny import build_adapter, build_base
+from tests.support.artifacts import ALL_TARGETS, MAX_CONTEXT, TinyArtifacts
+from tests.support.programs import chat_prompt, peft_greedy, program_greedy
+from tests.support.tiny import build_adapter, build_base
 
 
 def run_cli(args: list[str], capfd: pytest.CaptureFixture[str]) -> tuple[int, str]:

@@ -22,8 +22,8 @@ from exporter.pipeline import ExportRequest, run_export
 from lora_tui.engine.chat import ChatFormat
 from lora_tui.engine.types import Message
 from lora_tui.format import Manifest
-from tests.test_export_parity import assert_parity
-from tests.tiny import FAMILIES, Family, build_adapter, build_family_base, build_gguf
+from tests.support.parity import assert_parity
+from tests.support.tiny import FAMILIES, Family, build_adapter, build_family_base, build_gguf
 
 # Long enough for Llama 3's dated system prompt, the prompt and 32 greedy steps.
 FAMILY_CONTEXT = 256

@@ -18,9 +18,10 @@ from exporter.lower import ProgramSpec, _build_model
 from exporter.pipeline import ExportRequest, run_export
 from lora_tui.engine import EngineError, GenerationSettings, ModelHost
 from lora_tui.format import FP32, Manifest, Quantization
-from tests.conftest import ALL_TARGETS, MAX_CONTEXT, TinyArtifacts
-from tests.programs import program_greedy
-from tests.tiny import build_adapter
+from tests.support.artifacts import ALL_TARGETS, MAX_CONTEXT, TinyArtifacts
+from tests.support.programs import program_greedy
+from tests.support.runner import NEW_TOKENS, run_text_llm_runner, visible_ascii
+from tests.support.tiny import build_adapter
 
 Q8DA4W = Quantization("8da4w", 32)
 # How close the program must be to the eager model with the same torchao quantization, as a
@@ -157,8 +158,8 @@ def test_another_quantization_is_refused_in_one_line(
 
 
 def test_text_llm_runner_runs_the_quantized_program_like_lora_tui(quantized: Path) -> None:
+
     from lora_tui.engine.types import Message
-    from tests.test_standard_programs import NEW_TOKENS, run_text_llm_runner, visible_ascii
 
     host = ModelHost(quantized / "foundation.ptd")
     host.load(quantized / "full.pte")

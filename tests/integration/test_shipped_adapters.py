@@ -18,7 +18,7 @@ from exporter.pipeline import ExportRequest, run_export
 from exporter.smollm2 import fetch_smollm2_gguf
 from lora_tui.demo import shipped_adapters
 from lora_tui.engine.paths import cache_dir
-from tests.programs import chat_prompt, peft_greedy, program_greedy
+from tests.support.programs import chat_prompt, peft_greedy, program_greedy
 
 SMOLLM2 = LlamaShape(
     dim=576,

@@ -10,54 +10,8 @@ from textual.widgets import Input
 from lora_tui.ui.app import LoraTuiApp
 from lora_tui.ui.screens.ask import AskScreen
 from lora_tui.ui.screens.help import HelpScreen
-from lora_tui.ui.widgets.adapter_pane import AdapterPane
 from lora_tui.ui.widgets.memory_panel import MemoryPanel
-from tests.fake_engine import FakeEngine
-
-SIZE = (120, 34)
-
-
-def make_app(
-    names: list[str],
-    tmp_path: Path,
-    suggestions: dict[str, list[str]] | None = None,
-    results_path: Path | None = None,
-    program_dir: Path = Path("/artifacts"),
-    **engine_options,
-) -> LoraTuiApp:
-    engines: list[FakeEngine] = []
-
-    def factory(on_event):
-        engine = FakeEngine(on_event, **engine_options)
-        engines.append(engine)
-        return engine
-
-    app = LoraTuiApp(
-        [program_dir / f"{n}.pte" for n in names],
-        factory,
-        transcript_dir=tmp_path,
-        cursor_blink=False,
-        memory_interval_s=3600,
-        suggestions=suggestions,
-        results_path=results_path,
-    )
-    app.animation_level = "none"
-    app.engines = engines  # type: ignore[attr-defined]
-    return app
-
-
-def engine(app: LoraTuiApp) -> FakeEngine:
-    return app.engines[0]  # type: ignore[attr-defined]
-
-
-async def send(pilot, text: str) -> None:
-    pilot.app.query_one("#prompt", Input).value = text
-    await pilot.press("enter")
-    await pilot.pause()
-
-
-def pane(app: LoraTuiApp, name: str) -> AdapterPane:
-    return app.panes[name]
+from tests.support.pilot import SIZE, engine, make_app, pane, send
 
 
 async def test_send_goes_to_every_adapter(tmp_path: Path) -> None:
@@ -232,16 +186,6 @@ async def test_failed_adapter_shows_its_error_and_others_work(tmp_path: Path) ->
         assert ("send", ("nobel",), "Who won?") in engine(app).calls
 
 
-def test_every_binding_says_what_it_does() -> None:
-    """The help screen is built from the bindings: one without a text would be missing."""
-    from lora_tui.ui.screens.help import help_rows
-
-    for binding in LoraTuiApp.BINDINGS:
-        assert binding.tooltip or binding.group, binding.key
-    keys = " ".join(keys for keys, _ in help_rows(LoraTuiApp.BINDINGS))
-    assert "Alt+1…9 / 1…9" in keys and "F1 / ?" in keys
-
-
 async def test_help_lists_every_binding(tmp_path: Path) -> None:
     app = make_app(["nobel"], tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -353,24 +297,6 @@ def test_snapshot_thinking_folded(snap_compare, tmp_path: Path) -> None:
 
     app = make_app(["qwen3", "nobel"], tmp_path)
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
-
-
-def test_think_splitter_finds_tags_split_across_pieces() -> None:
-    from lora_tui.ui.widgets.thinking import ThinkSplitter
-
-    splitter = ThinkSplitter()
-    runs = []
-    for piece in ["<thi", "nk>I should ", "be brief.</", "think>\n\nParis", "."]:
-        runs += splitter.feed(piece)
-    runs += splitter.flush()
-    thought = "".join(text for thinking, text in runs if thinking)
-    answer = "".join(text for thinking, text in runs if not thinking)
-    assert thought == "I should be brief."
-    assert answer == "\n\nParis."
-    # Text that only looks like the start of a tag is answer, once the reply ends.
-    plain = ThinkSplitter()
-    assert plain.feed("a < b and <th") == [(False, "a < b and ")]
-    assert plain.flush() == [(False, "<th")]
 
 
 def system_command_titles(app: LoraTuiApp) -> list[str]:

@@ -1,0 +1,60 @@
+"""Driving the app headless against the fake engine (the app tier's helpers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import Input
+
+from lora_tui.ui.app import LoraTuiApp
+from lora_tui.ui.widgets.adapter_pane import AdapterPane
+from tests.support.fake_engine import FakeEngine
+
+SIZE = (120, 34)
+
+
+def make_app(
+    names: list[str],
+    tmp_path: Path,
+    suggestions: dict[str, list[str]] | None = None,
+    results_path: Path | None = None,
+    program_dir: Path = Path("/artifacts"),
+    **engine_options,
+) -> LoraTuiApp:
+    engines: list[FakeEngine] = []
+
+    def factory(on_event):
+        engine = FakeEngine(on_event, **engine_options)
+        engines.append(engine)
+        return engine
+
+    app = LoraTuiApp(
+        [program_dir / f"{n}.pte" for n in names],
+        factory,
+        transcript_dir=tmp_path,
+        cursor_blink=False,
+        memory_interval_s=3600,
+        suggestions=suggestions,
+        results_path=results_path,
+    )
+    app.animation_level = "none"
+    app.engines = engines  # type: ignore[attr-defined]
+    return app
+
+
+def engine(app: LoraTuiApp) -> FakeEngine:
+    return app.engines[0]  # type: ignore[attr-defined]
+
+
+async def send(pilot, text: str) -> None:
+    pilot.app.query_one("#prompt", Input).value = text
+    await pilot.press("enter")
+    await pilot.pause()
+
+
+def pane(app: LoraTuiApp, name: str) -> AdapterPane:
+    return app.panes[name]
+
+
+def notifications(app) -> list[str]:
+    return [n.message for n in app._notifications]

@@ -1,0 +1,38 @@
+"""The pre-flight check's child process, replaced by scripts that hang or crash: a bad
+program is refused in time and in one line."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lora_tui.engine import EngineError
+
+READY = (
+    "import json, sys; print(json.dumps({'ready': True}), flush=True); line = sys.stdin.readline();"
+)
+
+
+def test_a_program_that_hangs_the_check_is_refused_in_time(monkeypatch, tmp_path: Path) -> None:
+    import lora_tui.engine.preflight as preflight
+
+    monkeypatch.setattr(preflight, "CHECK_TIMEOUT_S", 2.0)
+    checker = preflight.Preflight()
+    checker.command = [sys.executable, "-c", READY + " import time; time.sleep(60)"]
+    started = time.monotonic()
+    with pytest.raises(EngineError, match=r"stuck\.pte: did not load within 2 s"):
+        checker.check(tmp_path / "stuck.pte", tmp_path / "foundation.ptd")
+    assert time.monotonic() - started < 30
+    assert checker.idle_s is None  # the hung child was killed; the next check starts anew
+
+
+def test_a_program_that_crashes_the_check_is_refused(tmp_path: Path) -> None:
+    from lora_tui.engine.preflight import Preflight
+
+    checker = Preflight()
+    checker.command = [sys.executable, "-c", READY + " import os; os.abort()"]
+    with pytest.raises(EngineError, match=r"bad\.pte: crashed the program check .*SIGABRT"):
+        checker.check(tmp_path / "bad.pte", tmp_path / "foundation.ptd")
