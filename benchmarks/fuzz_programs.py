@@ -4,7 +4,7 @@
         --program out/a.pte --healthy out/a.pte out/b.pte [-n 200] [--seed 0] [--tokenizer T]
 
 Each damaged copy (bytes flipped in the flatbuffer, in a delegate blob or in the LoRA
-weights, or the file cut inside a segment; see ``tests/damage.py``) is loaded into the
+weights, or the file cut inside a segment; see ``tests/support/damage.py``) is loaded into the
 same engine process as the two healthy programs, then all of them are asked a question.
 Prints how many copies were rejected cleanly, how many crashed a pre-flight child (and were
 rejected), how many loaded (flips in weight values that no check can see without a

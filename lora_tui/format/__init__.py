@@ -9,7 +9,7 @@ Everything both sides must agree on lives here and nowhere else:
 - ``errors``: ``ArtifactError``, the root of every error shown to a person.
 
 Only the standard library here, so importing the contract never pulls in torch, ExecuTorch
-or Textual (``tests/test_layers.py`` checks it).
+or Textual (``tests/unit/test_layers.py`` checks it).
 """
 
 from lora_tui.format.errors import ArtifactError, one_line
