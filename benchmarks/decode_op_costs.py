@@ -94,6 +94,9 @@ def time_calls(program, inputs: list, calls: int) -> float:
     return (time.perf_counter() - started) / calls
 
 
+Case = tuple[int, int, object, list]  # copies in the program, runs per decode step, it, inputs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folder", type=Path, default=demo_folder(demo_quantization("8da4w")))
@@ -104,54 +107,64 @@ def main() -> None:
     if not all((folder / name).is_file() for name in ("base.pte", "nobel.pte", "foundation.ptd")):
         raise SystemExit(f"{folder}: no 8da4w demo build here; run lora-tui demo --quantize 8da4w")
     torch.set_num_threads(2)
+    with tempfile.TemporaryDirectory() as scratch:
+        cases = lower_cases(Manifest.read(folder), Path(scratch))
+        whole = {}
+        for name in ("base.pte", "nobel.pte"):
+            whole[name] = load_module(folder / name, folder / "foundation.ptd")
+            whole[name].forward([token_input(list(range(1, 41))), position_input(0)])
+        median = time_all(cases, whole, args.rounds, args.calls)
+    print_costs(folder, cases, median)
+
+
+def lower_cases(manifest: Manifest, work: Path) -> dict[str, Case]:
+    """Each kind of linear one decode step runs, alone in a program of its own: the base's
+    shape and the adapter's rank and targets come from the folder's manifest."""
     from executorch.extension.pybindings.portable_lib import _load_for_executorch
 
-    # The base's shape and the adapter's rank and targets, from the folder's manifest.
-    manifest = Manifest.read(folder)
     shape, adapter = manifest.shape, manifest.programs["nobel"]
     dim, layers, rank = shape["dim"], shape["n_layers"], adapter.rank
     # (in, out) -> how many linears of that shape one layer runs
     layer_linears = Counter(projection_features(shape, p) for p in PROJECTIONS)
     lora_pairs = Counter(projection_features(shape, p) for p in adapter.target_modules)
+    cases: dict[str, Case] = {}
 
-    # name -> (copies in the program, times one decode step runs it, program, inputs)
-    cases: dict[str, tuple[int, int, object, list]] = {}
-    with tempfile.TemporaryDirectory() as scratch:
-        work = Path(scratch)
+    def add(name: str, per_token: int, module: torch.nn.Module, in_f: int, quant: bool) -> None:
+        pte = lower(module, in_f, quant, work / f"{len(cases)}.pte")
+        copies = len(getattr(module, "copies", [module]))
+        program = _load_for_executorch(str(pte))
+        cases[name] = (copies, per_token, program, [torch.randn(1, 1, in_f)])
+        print(f"lowered {name}", flush=True)
 
-        def add(name: str, per_token: int, module: torch.nn.Module, in_f: int, quant: bool) -> None:
-            pte = lower(module, in_f, quant, work / f"{len(cases)}.pte")
-            copies = len(getattr(module, "copies", [module]))
-            program = _load_for_executorch(str(pte))
-            cases[name] = (copies, per_token, program, [torch.randn(1, 1, in_f)])
-            print(f"lowered {name}", flush=True)
+    add("call overhead (x * 2)", 0, Double(), dim, False)
+    for (in_f, out_f), per_layer in layer_linears.items():
+        linears = Linears(in_f, out_f, layers)
+        add(f"int4 linear {in_f}->{out_f}", per_layer * layers, linears, in_f, True)
+    for (in_f, out_f), per_layer in lora_pairs.items():
+        pairs = Linears(in_f, out_f, layers, rank)
+        add(f"LoRA r{rank} {in_f}->{out_f}", per_layer * layers, pairs, in_f, False)
+    vocab = shape["vocab_size"]
+    add(f"int4 lm_head {dim}->{vocab}", 1, Linears(dim, vocab, 1), dim, True)
+    return cases
 
-        add("call overhead (x * 2)", 0, Double(), dim, False)
-        for (in_f, out_f), per_layer in layer_linears.items():
-            linears = Linears(in_f, out_f, layers)
-            add(f"int4 linear {in_f}->{out_f}", per_layer * layers, linears, in_f, True)
-        for (in_f, out_f), per_layer in lora_pairs.items():
-            pairs = Linears(in_f, out_f, layers, rank)
-            add(f"LoRA r{rank} {in_f}->{out_f}", per_layer * layers, pairs, in_f, False)
-        vocab = shape["vocab_size"]
-        add(f"int4 lm_head {dim}->{vocab}", 1, Linears(dim, vocab, 1), dim, True)
 
-        whole = {}
-        for name in ("base.pte", "nobel.pte"):
-            whole[name] = load_module(folder / name, folder / "foundation.ptd")
-            whole[name].forward([token_input(list(range(1, 41))), position_input(0)])
+def time_all(
+    cases: dict[str, Case], whole: dict[str, object], rounds: int, calls: int
+) -> dict[str, float]:
+    """Median seconds a call, interleaving every case and the whole programs each round."""
+    samples: dict[str, list[float]] = {name: [] for name in [*cases, *whole]}
+    for _ in range(rounds):
+        for name, (copies, _, program, inputs) in cases.items():
+            samples[name].append(time_calls(program, inputs, max(calls // copies, 10)))
+        for name, program in whole.items():
+            # One position over and over: the cache write and attention cost what they
+            # cost at position 40.
+            inputs = [token_input([7]), position_input(40)]
+            samples[name].append(time_calls(program, inputs, calls // 30))
+    return {name: statistics.median(values) for name, values in samples.items()}
 
-        samples: dict[str, list[float]] = {name: [] for name in [*cases, *whole]}
-        for _ in range(args.rounds):
-            for name, (copies, _, program, inputs) in cases.items():
-                samples[name].append(time_calls(program, inputs, max(args.calls // copies, 10)))
-            for name, program in whole.items():
-                # One position over and over: the cache write and attention cost what they
-                # cost at position 40.
-                inputs = [token_input([7]), position_input(40)]
-                samples[name].append(time_calls(program, inputs, args.calls // 30))
 
-    median = {name: statistics.median(values) for name, values in samples.items()}
+def print_costs(folder: Path, cases: dict[str, Case], median: dict[str, float]) -> None:
     overhead = median.pop("call overhead (x * 2)")
     print(f"\nper-call overhead subtracted: {overhead * 1e6:.1f} us")
     print(f"{'op':<28}{'us each':>9}{'per token':>11}{'ms/token':>10}")

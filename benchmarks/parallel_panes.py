@@ -130,6 +130,49 @@ def one_layout(folder: Path, panes_hint: int, tokens: int) -> dict:
         engine.close()
 
 
+def print_round(label: str, round_number: int, layout: str, result: dict) -> None:
+    print(
+        f"{label} round {round_number + 1} {layout:<16} alone "
+        f"{result['alone_tok_s']:5.1f}  together {result['together_tok_s']:5.1f} "
+        f"tok/s (decode {result['alone_decode_tok_s']:5.1f} / "
+        f"{result['together_decode_tok_s']:5.1f})  second +"
+        f"{result['second_added_pss_mib']:.0f} MiB PSS  "
+        f"same text {result['same_text_as_alone']}",
+        flush=True,
+    )
+
+
+def medians(runs: dict[str, list[dict]]) -> dict[str, dict]:
+    """Each layout's medians over the rounds, and its ratios to one pane alone in one process."""
+    table = {}
+    for layout, results in runs.items():
+        row = {
+            key: round(statistics.median(r[key] for r in results), 1)
+            for key in (
+                "alone_tok_s",
+                "together_tok_s",
+                "second_added_pss_mib",
+                "second_lora_plus_kv_mib",
+                "engine_pss_mib",
+                "alone_decode_tok_s",
+                "together_decode_tok_s",
+            )
+        }
+        row["same_text_as_alone"] = all(r["same_text_as_alone"] for r in results)
+        row["together_per_pane_last_round"] = results[-1]["together_per_pane"]
+        table[layout] = row
+    base = table["one process"]
+    for row in table.values():
+        row["together_vs_one_alone"] = round(row["together_tok_s"] / base["alone_tok_s"], 3)
+        row["together_decode_vs_one_alone"] = round(
+            row["together_decode_tok_s"] / base["alone_decode_tok_s"], 3
+        )
+        row["second_added_vs_lora_plus_kv"] = round(
+            row["second_added_pss_mib"] / row["second_lora_plus_kv_mib"], 2
+        )
+    return table
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folder", type=Path, action="append")
@@ -158,41 +201,8 @@ def main() -> int:
             for layout, hint in LAYOUTS.items():
                 result = one_layout(folder, hint, args.tokens)
                 runs[layout].append(result)
-                print(
-                    f"{label} round {round_number + 1} {layout:<16} alone "
-                    f"{result['alone_tok_s']:5.1f}  together {result['together_tok_s']:5.1f} "
-                    f"tok/s (decode {result['alone_decode_tok_s']:5.1f} / "
-                    f"{result['together_decode_tok_s']:5.1f})  second +"
-                    f"{result['second_added_pss_mib']:.0f} MiB PSS  "
-                    f"same text {result['same_text_as_alone']}",
-                    flush=True,
-                )
-        table = {}
-        for layout, results in runs.items():
-            row = {
-                key: round(statistics.median(r[key] for r in results), 1)
-                for key in (
-                    "alone_tok_s",
-                    "together_tok_s",
-                    "second_added_pss_mib",
-                    "second_lora_plus_kv_mib",
-                    "engine_pss_mib",
-                    "alone_decode_tok_s",
-                    "together_decode_tok_s",
-                )
-            }
-            row["same_text_as_alone"] = all(r["same_text_as_alone"] for r in results)
-            row["together_per_pane_last_round"] = results[-1]["together_per_pane"]
-            table[layout] = row
-        base = table["one process"]
-        for row in table.values():
-            row["together_vs_one_alone"] = round(row["together_tok_s"] / base["alone_tok_s"], 3)
-            row["together_decode_vs_one_alone"] = round(
-                row["together_decode_tok_s"] / base["alone_decode_tok_s"], 3
-            )
-            row["second_added_vs_lora_plus_kv"] = round(
-                row["second_added_pss_mib"] / row["second_lora_plus_kv_mib"], 2
-            )
+                print_round(label, round_number, layout, result)
+        table = medians(runs)
         report["folders"][label] = table  # type: ignore[index]
     print(json.dumps(report, indent=2))
     write_results("parallel_panes", report)

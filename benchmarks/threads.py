@@ -109,6 +109,36 @@ def run_child(weights: Path, program: Path, setting: Setting, tokens: int, repli
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def measure_folder(folder: Path, rounds: int, tokens: int, replies: int) -> tuple[str, dict]:
+    """Every setting on the folder's nobel.pte, interleaved round by round; the medians."""
+    from lora_tui.demo import DemoBuild
+
+    build = DemoBuild(folder, None)
+    mode = build.manifest.quantized.label
+    program = build.folder / "nobel.pte"
+    runs: dict[str, list[dict]] = {s.label: [] for s in SETTINGS}
+    for round_number in range(rounds):
+        for setting in SETTINGS:
+            result = run_child(build.weights, program, setting, tokens, replies)
+            runs[setting.label].append(result)
+            print(
+                f"{mode} round {round_number + 1} {setting.label:<20}"
+                f" decode {result['decode_tok_s']:6.1f} tok/s  TTFT {result['ttft_s']:.3f} s",
+                flush=True,
+            )
+    table = {}
+    for label, results in runs.items():
+        table[label] = {
+            "decode_tok_s": round(statistics.median(r["decode_tok_s"] for r in results), 1),
+            "ttft_s": round(statistics.median(r["ttft_s"] for r in results), 4),
+            "prompt_tokens": results[0]["prompt_tokens"],
+        }
+    before = table["before"]["decode_tok_s"]
+    for row in table.values():
+        row["decode_vs_before"] = round(row["decode_tok_s"] / before, 3)
+    return mode, table
+
+
 def main() -> int:
     if sys.argv[1:2] == ["--child"]:
         fields = json.loads(sys.argv[2])
@@ -128,7 +158,7 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=64)
     args = parser.parse_args()
 
-    from lora_tui.demo import DemoBuild, demo_folder, demo_quantization
+    from lora_tui.demo import demo_folder, demo_quantization
     from lora_tui.engine.threads import available_cores
 
     report: dict[str, object] = {
@@ -142,33 +172,11 @@ def main() -> int:
         demo_folder(demo_quantization(mode)) for mode in args.quantize.split(",")
     ]
     for folder in folders:
-        build = DemoBuild(folder, None)
         if not (folder / "nobel.pte").is_file():
             print(f"{folder}: no nobel.pte (lora-tui demo [--quantize MODE] builds one)")
             continue
-        mode = build.manifest.quantized.label
-        program = build.folder / "nobel.pte"
-        runs: dict[str, list[dict]] = {s.label: [] for s in SETTINGS}
-        for round_number in range(args.rounds):
-            for setting in SETTINGS:
-                result = run_child(build.weights, program, setting, args.tokens, args.replies)
-                runs[setting.label].append(result)
-                print(
-                    f"{mode} round {round_number + 1} {setting.label:<20}"
-                    f" decode {result['decode_tok_s']:6.1f} tok/s  TTFT {result['ttft_s']:.3f} s",
-                    flush=True,
-                )
-        table = {}
-        for label, results in runs.items():
-            table[label] = {
-                "decode_tok_s": round(statistics.median(r["decode_tok_s"] for r in results), 1),
-                "ttft_s": round(statistics.median(r["ttft_s"] for r in results), 4),
-                "prompt_tokens": results[0]["prompt_tokens"],
-            }
-        before = table["before"]["decode_tok_s"]
-        for row in table.values():
-            row["decode_vs_before"] = round(row["decode_tok_s"] / before, 3)
-        report["programs"][f"nobel {build.manifest.quantized.label}"] = table  # type: ignore[index]
+        label, table = measure_folder(folder, args.rounds, args.tokens, args.replies)
+        report["programs"][f"nobel {label}"] = table  # type: ignore[index]
     print(json.dumps(report, indent=2))
     write_results("threads", report)
     return 0

@@ -41,6 +41,7 @@ import torch
 
 from benchmarks.decode_vs_peft import load_peft  # the fp32 PEFT reference
 from benchmarks.export_bench import make_adapter  # an r=16 adapter on all projections
+from benchmarks.record import write_results
 from exporter.pipeline import ExportRequest, run_export
 from exporter.smollm2 import fetch_smollm2_gguf
 from lora_tui.common.native_output import native_output_to
@@ -300,24 +301,7 @@ def main() -> None:
     llama = llama_cpp_models(work, hf_base, adapter)
     if args.prepare:
         return
-
-    rows: dict[str, Speed] = {}
-    ids: list[int] = []
-    for label, folder in folders.items():
-        measured = in_child(
-            run_program, folder / "foundation.ptd", folder / "r16.pte", args.tokens, args.repeats
-        )
-        ids = measured["ids"]
-        rows[f"lora-tui {label}"] = measured["engine"]
-        rows[f"  bare forward loop, {label}"] = measured["bare"]
-    rows["llama.cpp Q4_1 + LoRA"] = in_child(
-        run_llamacpp, llama["q4_1"], llama["lora"], ids, args.tokens, args.repeats
-    )
-    rows["llama.cpp F32 + LoRA"] = in_child(
-        run_llamacpp, llama["f32"], llama["lora"], ids, args.tokens, args.repeats
-    )
-    rows["PEFT eager"] = in_child(run_peft, hf_base, adapter, ids, args.tokens, args.repeats)
-
+    rows, ids = measure(folders, llama, hf_base, adapter, args.tokens, args.repeats)
     print(
         f"\nSmolLM2-135M-Instruct + r=16 LoRA (7 projections); {len(ids)} prompt tokens, "
         f"{args.tokens} new, greedy; median of {args.repeats}; {THREADS} threads"
@@ -328,11 +312,42 @@ def main() -> None:
             f"{name:<30}{speed.decode_tok_s:>14.1f}{speed.prefill_tok_s:>15.1f}"
             f"{speed.ttft_s * 1000:>10.1f}"
         )
+    sizes = {label: (f / "foundation.ptd").stat().st_size for label, f in folders.items()}
+    print_targets(rows, sizes)
+    report = {name: dataclasses.asdict(speed) for name, speed in rows.items()}
+    write_results("vs_llamacpp", {"tokens": args.tokens, "threads": THREADS, "rows": report})
 
+
+def measure(
+    folders: dict[str, Path],
+    llama: dict[str, Path],
+    hf_base: Path,
+    adapter: Path,
+    tokens: int,
+    repeats: int,
+) -> tuple[dict[str, Speed], list[int]]:
+    """Every runtime on the same prompt ids, each in a child process of its own."""
+    rows: dict[str, Speed] = {}
+    ids: list[int] = []
+    for label, folder in folders.items():
+        measured = in_child(
+            run_program, folder / "foundation.ptd", folder / "r16.pte", tokens, repeats
+        )
+        ids = measured["ids"]
+        rows[f"lora-tui {label}"] = measured["engine"]
+        rows[f"  bare forward loop, {label}"] = measured["bare"]
+    for name, model in (("Q4_1", llama["q4_1"]), ("F32", llama["f32"])):
+        rows[f"llama.cpp {name} + LoRA"] = in_child(
+            run_llamacpp, model, llama["lora"], ids, tokens, repeats
+        )
+    rows["PEFT eager"] = in_child(run_peft, hf_base, adapter, ids, tokens, repeats)
+    return rows, ids
+
+
+def print_targets(rows: dict[str, Speed], sizes: dict[str, int]) -> None:
     def ratio(a: str, b: str) -> float:
         return rows[a].decode_tok_s / rows[b].decode_tok_s
 
-    sizes = {label: (f / "foundation.ptd").stat().st_size for label, f in folders.items()}
     checks = [
         (
             "8da4w decode / llama.cpp Q4_1 + LoRA",
