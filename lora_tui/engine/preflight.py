@@ -10,25 +10,26 @@ refused in one line; the child is started again for the next program.
 The child turns the weight cache on too, so checking several programs packs the foundation
 once. ``close()`` ends it when there is nothing more to check.
 
-Run as ``python -m lora_tui.engine.preflight LOG``: requests and answers are JSON lines on
-its stdin and stdout; everything native code prints goes to LOG.
+Run as ``python -m lora_tui.engine.preflight LOG FD``: a fresh interpreter, so a crash
+takes nothing with it and the process is known by its command line. It takes ``Check``
+requests and answers ``Checked`` over a ``multiprocessing`` connection on descriptor FD, as
+the engine's other processes do; everything native code prints goes to LOG.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
-import select
 import signal
+import socket
 import subprocess
 import sys
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import IO
 
 from lora_tui.common.native_output import redirect_native_output
 from lora_tui.engine.program import ProgramFacts
+from lora_tui.engine.protocol import Check, Checked, CheckerReady
 from lora_tui.engine.types import EngineError
 from lora_tui.format import ArtifactError
 
@@ -43,6 +44,7 @@ class Preflight:
         self.log_path = log_path
         self.command = [sys.executable, "-m", CHECKER_MODULE]  # the child
         self._child: subprocess.Popen[bytes] | None = None
+        self._conn: Connection | None = None  # to the child
         self._ending: list[tuple[subprocess.Popen[bytes], float]] = []  # closed, not yet gone
         self._last_check = 0.0
 
@@ -55,28 +57,26 @@ class Preflight:
     def check(self, pte: Path, ptd: Path) -> ProgramFacts:
         """The program's facts, or an ``EngineError`` saying in one line why it is refused."""
         self._last_check = time.monotonic()
-        child = self._started(pte)
-        request = json.dumps({"pte": str(pte), "ptd": str(ptd)}) + "\n"
+        conn = self._started(pte)
         try:
-            assert child.stdin is not None
-            child.stdin.write(request.encode())
-            child.stdin.flush()
+            conn.send(Check(pte, ptd))
         except OSError:
             pass  # it died; reading its answer says how
-        answer = self._answer(child, CHECK_TIMEOUT_S, pte)
+        answer = self._answer(CHECK_TIMEOUT_S, pte)
         self._last_check = time.monotonic()
-        if "error" in answer:
-            raise EngineError(answer["error"])
-        return ProgramFacts(**{**answer["facts"], "eos_ids": tuple(answer["facts"]["eos_ids"])})
+        if not isinstance(answer, Checked) or answer.facts is None:
+            raise EngineError(getattr(answer, "error", None) or f"{pte}: no answer from the check")
+        return answer.facts
 
     def close(self, wait: bool = True) -> None:
         """End the child. Tearing its runtime down takes seconds (2.5 s measured for the
         fp32 demo): ``wait=False`` leaves it ending on its own, so replies running beside
         it need not wait; it is collected later."""
-        child, self._child = self._child, None
+        child, conn = self._child, self._conn
+        self._child = self._conn = None
+        if conn is not None:
+            conn.close()  # the child ends when its connection does
         if child is not None:
-            if child.stdin is not None:
-                child.stdin.close()  # the child ends at the end of its input
             self._ending.append((child, time.monotonic() + END_TIMEOUT_S))
         if wait:
             for ending, deadline in self._ending:
@@ -98,43 +98,51 @@ class Preflight:
         self._ending = still
 
     def forget(self) -> None:
-        """In a process forked from this one's owner: drop our copies of the child's pipes
-        without ending it (it is still the owner's)."""
-        child, self._child = self._child, None
+        """In a process forked from this one's owner: drop our copy of the connection
+        without ending the child (it is still the owner's)."""
+        conn = self._conn
+        self._child = self._conn = None
         self._ending = []
-        if child is not None:
-            for pipe in (child.stdin, child.stdout):
-                if pipe is not None:
-                    pipe.close()
+        if conn is not None:
+            conn.close()
 
-    def _started(self, pte: Path) -> subprocess.Popen[bytes]:
-        if self._child is not None and self._child.poll() is None:
-            return self._child
+    def _started(self, pte: Path) -> Connection:
+        if self._child is not None and self._conn is not None and self._child.poll() is None:
+            return self._conn
         log = str(self.log_path) if self.log_path else os.devnull
-        self._child = subprocess.Popen(
-            [*self.command, log],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            bufsize=0,  # unbuffered, so select() sees every answer line
-        )
-        self._answer(self._child, START_TIMEOUT_S, pte)  # {"ready": true} once imported
-        return self._child
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            self._child = subprocess.Popen(
+                [*self.command, log, str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            self._conn = Connection(ours.detach())
+        self._answer(START_TIMEOUT_S, pte)  # CheckerReady once it has imported the runtime
+        return self._conn
 
-    def _answer(self, child: subprocess.Popen[bytes], timeout: float, pte: Path) -> dict:
-        assert child.stdout is not None
-        ready, _, _ = select.select([child.stdout], [], [], timeout)
-        line = child.stdout.readline() if ready else b""
-        if line:
-            return json.loads(line)
-        if not ready:
-            child.kill()
-            child.wait()
-            self._child = None
-            raise EngineError(f"{pte}: did not load within {timeout:.0f} s (checked apart)")
-        code = child.wait()
-        self._child = None
-        raise EngineError(f"{pte}: crashed the program check ({_describe_exit(code)})")
+    def _answer(self, timeout: float, pte: Path) -> object:
+        child, conn = self._child, self._conn
+        assert child is not None and conn is not None
+        if conn.poll(timeout):
+            try:
+                return conn.recv()
+            except (EOFError, OSError):
+                pass  # it died before answering
+            code = child.wait()
+            self._drop()
+            raise EngineError(f"{pte}: crashed the program check ({_describe_exit(code)})")
+        child.kill()
+        child.wait()
+        self._drop()
+        raise EngineError(f"{pte}: did not load within {timeout:.0f} s (checked apart)")
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._child = self._conn = None
 
 
 def _describe_exit(code: int) -> str:
@@ -160,9 +168,9 @@ def inspect(pte: Path, ptd: Path) -> ProgramFacts:
     return facts
 
 
-def _child_main(log: str) -> None:
-    answers: IO[str] = os.fdopen(os.dup(1), "w", buffering=1)
-    # Native code writes to descriptors 1 and 2: they go to the log, not the protocol.
+def _child_main(log: str, fd: int) -> None:
+    conn = Connection(fd)
+    # Native code writes to descriptors 1 and 2: they go to the log.
     redirect_native_output(log)
     import warnings
 
@@ -170,20 +178,21 @@ def _child_main(log: str) -> None:
     from lora_tui.engine.sharing import configure_sharing
 
     configure_sharing(True)
-    answers.write(json.dumps({"ready": True}) + "\n")
-    for line in sys.stdin:
-        request = json.loads(line)
+    conn.send(CheckerReady())
+    while True:
+        try:
+            request = conn.recv()
+        except EOFError:  # the engine is done checking
+            return
         started = time.perf_counter()
         try:
-            facts = inspect(Path(request["pte"]), Path(request["ptd"]))
-            answer = {"facts": dataclasses.asdict(facts)}
+            facts, error = inspect(request.pte, request.ptd), None
         except ArtifactError as err:
-            answer = {"error": str(err)}
+            facts, error = None, str(err)
         except Exception as err:  # anything else the runtime raises is this program's fault
-            answer = {"error": f"{request['pte']}: {type(err).__name__}: {err}"}
-        answer["seconds"] = time.perf_counter() - started
-        answers.write(json.dumps(answer) + "\n")
+            facts, error = None, f"{request.pte}: {type(err).__name__}: {err}"
+        conn.send(Checked(facts, error, time.perf_counter() - started))
 
 
 if __name__ == "__main__":
-    _child_main(sys.argv[1] if len(sys.argv) > 1 else os.devnull)
+    _child_main(sys.argv[1], int(sys.argv[2]))

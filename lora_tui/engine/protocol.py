@@ -1,6 +1,8 @@
 """What the UI and the engine say to each other: the engine's events, the client protocol
 a UI drives an engine through (``EngineProcess``, or a test's fake), and the commands that
-protocol becomes on the way to the worker process and its lanes.
+protocol becomes on the way to the worker process and its lanes. The engine's child
+processes (the worker, its lanes, the pre-flight checker) all take these dataclasses over
+a ``multiprocessing`` connection.
 
 Every event about one adapter names it in the same field, ``adapter``, so a receiver
 routes it without looking at what kind of event it is.
@@ -119,6 +121,27 @@ class Clear:
 @dataclass(frozen=True)
 class Shutdown:
     pass
+
+
+# --- to and from the pre-flight checker (preflight.py) --------------------------------------
+
+
+@dataclass(frozen=True)
+class Check:
+    pte: Path
+    ptd: Path
+
+
+@dataclass(frozen=True)
+class CheckerReady:
+    """The checker has imported the runtime and waits for programs."""
+
+
+@dataclass(frozen=True)
+class Checked:
+    facts: ProgramFacts | None  # None when the program is refused
+    error: str | None
+    seconds: float
 
 
 class EngineClient(Protocol):

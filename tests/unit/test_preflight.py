@@ -11,8 +11,12 @@ import pytest
 
 from lora_tui.engine import EngineError
 
+# A stand-in checker: says it is ready on the connection it is given, takes one request,
+# then does what the test appends.
 READY = (
-    "import json, sys; print(json.dumps({'ready': True}), flush=True); line = sys.stdin.readline();"
+    "import sys; from multiprocessing.connection import Connection;"
+    " from lora_tui.engine.protocol import CheckerReady;"
+    " conn = Connection(int(sys.argv[-1])); conn.send(CheckerReady()); conn.recv();"
 )
 
 
