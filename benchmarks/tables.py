@@ -1,0 +1,117 @@
+"""The docs' benchmark tables, made from the files the benchmarks wrote.
+
+    .venv/bin/python -m benchmarks.tables           # rewrite the tables in docs/benchmarks.md
+    .venv/bin/python -m benchmarks.tables --check   # exit 1 if a table differs from its file
+
+Each table sits between ``<!-- table: NAME -->`` and ``<!-- /table -->`` in the docs, and
+is made by ``TABLES[NAME]`` from ``benchmarks/results/NAME.json``; a test keeps them equal,
+so no figure in those tables is typed by hand."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmarks.record import RESULTS_DIR
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+BLOCK = re.compile(r"(<!-- table: (\w+) -->\n)(.*?)(<!-- /table -->)", re.S)
+
+THREAD_SETTINGS = {
+    "before": "before: OpenMP and XNNPACK a thread per core",
+    "OMP_NUM_THREADS=1": "**`OMP_NUM_THREADS=1`, XNNPACK every core (the default now)**",
+    "set_num_threads(1)": "`torch.set_num_threads(1)` after torch loads",
+    "--threads 1": "`OMP_NUM_THREADS=1`, `--threads 1`",
+}
+LAYOUTS = {
+    "one process": "one process, the panes take turns (`--threads 2`)",
+    "a lane per pane": "**a lane per pane, a core each (two panes now)**",
+}
+
+
+def threads_table(report: dict) -> list[str]:
+    programs = report["programs"]
+    modes = [name.removeprefix("nobel ") for name in programs]
+    header = ["setting", *(f"{m} {what}" for m in modes for what in ("decode", "TTFT"))]
+    lines = [_row(header), _row(["---"] * len(header))]
+    for key, label in THREAD_SETTINGS.items():
+        cells = [label]
+        for table in programs.values():
+            row = table[key]
+            cells += [f"{row['decode_tok_s']} tok/s", f"{row['ttft_s']:.3f} s"]
+        lines.append(_row(cells))
+    return lines
+
+
+def parallel_panes_table(report: dict) -> list[str]:
+    folders = report["folders"]
+    header = ["layout"]
+    for mode in folders:
+        header += [f"{mode} alone", f"{mode} both at once (wall / decode)", f"{mode} second adds"]
+    lines = [_row(header), _row(["---"] * len(header))]
+    for key, label in LAYOUTS.items():
+        cells = [label]
+        for table in folders.values():
+            row = table[key]
+            ratios = (row["together_vs_one_alone"], row["together_decode_vs_one_alone"])
+            cells += [
+                f"{row['alone_tok_s']} tok/s",
+                f"{row['together_tok_s']} / {row['together_decode_tok_s']} "
+                f"({ratios[0]:.2f}× / {ratios[1]:.2f}×)",
+                f"+{row['second_added_pss_mib']} MiB ({row['second_added_vs_lora_plus_kv']:.2f}×)",
+            ]
+        lines.append(_row(cells))
+    return lines
+
+
+def program_report_table(rows: list) -> list[str]:
+    header = ["program", "delegate calls", "kernel calls outside XNNPACK", "a layer (each)"]
+    lines = [_row(header), _row(["---"] * len(header))]
+    for row in rows:
+        per_layer = f"{row['delegate_calls_per_layer']} / {row['kernel_calls_per_layer']}"
+        name = "/".join(Path(row["program"]).parts[-2:])
+        lines.append(_row([f"`{name}`", row["delegate_calls"], row["kernel_calls"], per_layer]))
+    return lines
+
+
+TABLES: dict[str, Callable[..., list[str]]] = {
+    "threads": threads_table,
+    "parallel_panes": parallel_panes_table,
+    "program_report": program_report_table,
+}
+
+
+def _row(cells: list) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def rendered(docs: str) -> str:
+    """``docs`` with every marked table made again from its results file."""
+
+    def table(match: re.Match) -> str:
+        name = match.group(2)
+        report = json.loads((RESULTS_DIR / f"{name}.json").read_text(encoding="utf-8"))
+        body = "\n".join(TABLES[name](report)) + "\n"
+        return match.group(1) + body + match.group(4)
+
+    return BLOCK.sub(table, docs)
+
+
+def main() -> int:
+    docs = DOCS.read_text(encoding="utf-8")
+    new = rendered(docs)
+    if "--check" in sys.argv[1:]:
+        if new != docs:
+            print(f"{DOCS}: a table differs from its results file (python -m benchmarks.tables)")
+            return 1
+        return 0
+    DOCS.write_text(new, encoding="utf-8")
+    print(f"tables in {DOCS} made from {RESULTS_DIR}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
