@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from lora_tui import demo as demo_module
 from lora_tui.demo import (
     STAMP_FILE,
     DemoBuild,
@@ -64,7 +63,7 @@ def test_current_cache_is_reused(
     def fail(*args, **kwargs):
         raise AssertionError("the cache should have been reused")
 
-    monkeypatch.setattr("lora_tui.demo.run_export", fail)
+    monkeypatch.setattr("exporter.pipeline.run_export", fail)
     again = build(folder, tiny_base, adapters)
     assert again.built is None and [p.name for p in again.programs] == ["base.pte", "full.pte"]
 
@@ -107,7 +106,7 @@ def test_interrupted_rebuild_keeps_the_old_cache_whole(
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("lora_tui.demo.run_export", interrupted)
+    monkeypatch.setattr("exporter.pipeline.run_export", interrupted)
     with pytest.raises(KeyboardInterrupt):
         build(folder, tiny_base, adapters)
     assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
@@ -129,7 +128,7 @@ def test_a_quantized_demo_is_its_own_build(
         requests.append(request)
         raise Stop
 
-    monkeypatch.setattr(demo_module, "run_export", export)
+    monkeypatch.setattr("exporter.pipeline.run_export", export)
     quantized = demo_quantization("8da4w")
     with pytest.raises(Stop):
         ensure_demo(folder, lambda: tiny_base, adapters, None, MAX_CONTEXT, quantized)
