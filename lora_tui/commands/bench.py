@@ -23,16 +23,16 @@ def _torch_threads() -> int:
 def bench_main(args: argparse.Namespace) -> int:
     console = Console(file=terminal_stream(1), highlight=False)
     errors = Console(file=terminal_stream(2), highlight=False)
-    log = Path(args.log) if args.log else Path("/dev/null")
+    log = args.log or Path("/dev/null")
     try:
         with native_output_to(log):
             host, rows = run_bench(
-                Path(args.weights),
-                [Path(p) for p in args.programs],
+                args.weights,
+                args.programs,
                 args.prompt,
                 args.max_new_tokens,
                 not args.no_share,
-                Path(args.tokenizer) if args.tokenizer else None,
+                args.tokenizer,
                 args.threads,
             )
     except ArtifactError as err:

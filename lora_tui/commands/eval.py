@@ -30,20 +30,20 @@ def eval_main(args: argparse.Namespace) -> int:
         transient=True,
     )
     try:
-        cases = load_prompts([Path(p) for p in args.prompts])
-        with native_output_to(Path(args.log) if args.log else Path("/dev/null")):
+        cases = load_prompts(args.prompts)
+        with native_output_to(args.log or Path("/dev/null")):
             host = ModelHost(
-                Path(args.weights),
-                Path(args.tokenizer) if args.tokenizer else None,
+                args.weights,
+                args.tokenizer,
                 share=not args.no_share,
                 threads=args.threads,
             )
             programs: dict[str, Path] = {}
-            for program in map(Path, args.programs):
+            for program in args.programs:
                 programs[host.load(program).name] = program
             host.end_checks()  # the pre-flight child is not needed any more
             if args.out:
-                results_file = ResultsFile(Path(args.out))
+                results_file = ResultsFile(args.out)
             with progress:
                 task = progress.add_task("answering", total=len(cases) * len(programs))
 

@@ -100,11 +100,8 @@ class Preflight:
     def forget(self) -> None:
         """In a process forked from this one's owner: drop our copy of the connection
         without ending the child (it is still the owner's)."""
-        conn = self._conn
-        self._child = self._conn = None
+        self._drop()
         self._ending = []
-        if conn is not None:
-            conn.close()
 
     def _started(self, pte: Path) -> Connection:
         if self._child is not None and self._conn is not None and self._child.poll() is None:

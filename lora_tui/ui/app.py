@@ -256,7 +256,7 @@ class LoraTuiApp(App[int]):
 
     def watch_selected(self) -> None:
         if self.engine is not None:  # started: the main screen exists
-            self._relayout()
+            self.main.mark_selected(list(self.panes.values()), self.selected)
             self._show_target()
             pane = self.selected_pane
             if pane is not None and self.main.maximized is not None:

@@ -74,4 +74,9 @@ class MainScreen(Screen):
             grid.styles.grid_size_columns = columns
         for index, pane in enumerate(panes):
             pane.set_index(index + 1)
+        self.mark_selected(panes, selected)
+
+    def mark_selected(self, panes: list[AdapterPane], selected: int) -> None:
+        """Only the selection: what a Tab changes, with no look at the grid."""
+        for index, pane in enumerate(panes):
             pane.selected = index == selected
