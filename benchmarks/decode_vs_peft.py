@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from lora_tui.common.native_output import native_output_to
-from lora_tui.engine import GenerationSettings, ModelHost
+from lora_tui.engine import GenerationSettings, Message, ModelHost
 
 PROMPT = "Explain in a few sentences what a LoRA adapter is and why it is small."
 
@@ -61,7 +61,7 @@ def program_decode_tok_s(weights: Path, program: Path, prompt: str, tokens: int)
         session = host.sessions[name]
         session.chat = dataclasses.replace(session.chat, stop_ids=frozenset())
         settings = GenerationSettings(temperature=0.0, max_new_tokens=tokens)
-        stats = host.answer(name, prompt, settings).stats
+        stats = host.answer(name, [Message("user", prompt)], settings).stats
     assert stats is not None and stats.new_tokens == tokens, stats
     return stats.decode_tok_s
 

@@ -44,6 +44,7 @@ from lora_tui.engine import (  # noqa: E402
     GenerationSettings,
     Loaded,
     LoadFailed,
+    Message,
     ReplyDone,
 )
 from lora_tui.engine.memory import sample_tree  # noqa: E402
@@ -99,7 +100,7 @@ def one_layout(folder: Path, panes_hint: int, tokens: int) -> dict:
             engine.clear(which)
             before = len(events.got)
             started = time.perf_counter()
-            engine.send(which, PROMPT, settings)
+            engine.send({name: [Message("user", PROMPT)] for name in which}, settings)
             got = wait(
                 events,
                 lambda got: sum(isinstance(e, ReplyDone) for e in got[before:]) == len(which),

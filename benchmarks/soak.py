@@ -18,6 +18,7 @@ from pathlib import Path
 
 from lora_tui.common.native_output import native_output_to
 from lora_tui.engine import GenerationSettings, ModelHost, Notice, ReplyDone
+from lora_tui.engine.conversation import Conversation
 from lora_tui.engine.memory import sample
 
 PYTHON_SLACK_MIB = 1.0  # the interpreter's heap wanders by a fraction of a MiB
@@ -47,17 +48,20 @@ def main() -> None:
     after_warm_up = after_load
     settings = GenerationSettings(temperature=0.7, top_p=0.9, max_new_tokens=args.max_new_tokens)
     drops = errors = 0
+    conversation = Conversation()  # the script keeps it; the engine keeps none
     started = time.perf_counter()
     for turn in range(args.turns):
         settings = GenerationSettings(
             temperature=0.7, top_p=0.9, max_new_tokens=args.max_new_tokens, seed=turn
         )
+        messages = conversation.ask(QUESTIONS[turn % len(QUESTIONS)])
         with native_output_to(Path("/dev/null")):
-            events = list(host.generate(info.name, QUESTIONS[turn % len(QUESTIONS)], settings))
+            events = list(host.generate(info.name, messages, settings))
         drops += sum(isinstance(e, Notice) for e in events)
         done = events[-1]
         assert isinstance(done, ReplyDone)
         errors += done.error is not None
+        conversation.answered(done)
         if turn + 1 == warm_up_turns:
             after_warm_up = sample(detailed=False).rss_mib
         if (turn + 1) % 25 == 0:

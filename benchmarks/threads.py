@@ -58,7 +58,7 @@ def child(weights: str, program: str, setting: Setting, tokens: int, replies: in
     import torch
 
     from lora_tui.common.native_output import native_output_to
-    from lora_tui.engine import GenerationSettings, ModelHost
+    from lora_tui.engine import GenerationSettings, Message, ModelHost
 
     if setting.set_num_threads:
         torch.set_num_threads(1)
@@ -72,7 +72,7 @@ def child(weights: str, program: str, setting: Setting, tokens: int, replies: in
     decode, ttft, prompt_tokens = [], [], 0
     for _ in range(replies + 1):  # the first warms the caches and is dropped
         host.clear([name])
-        stats = host.answer(name, PROMPT, settings).stats
+        stats = host.answer(name, [Message("user", PROMPT)], settings).stats
         assert stats is not None and stats.new_tokens == tokens, stats
         decode.append(stats.decode_tok_s)
         ttft.append(stats.ttft_s)

@@ -122,7 +122,7 @@ def run_program(weights: Path, program: Path, tokens: int, repeats: int) -> dict
     engine, bare = [], []
     for _ in range(repeats + 1):  # the first round warms caches and is dropped
         host.clear([name])
-        stats = host.answer(name, PROMPT, settings).stats
+        stats = host.answer(name, [Message("user", PROMPT)], settings).stats
         assert stats is not None and stats.new_tokens == tokens, stats
         engine.append(Speed(stats.ttft_s, stats.decode_tok_s, stats.prompt_tokens))
         position[0] = len(ids)

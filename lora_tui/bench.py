@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lora_tui.engine.types import AdapterInfo, GenerationSettings, ReplyStats
+from lora_tui.engine.types import AdapterInfo, GenerationSettings, Message, ReplyStats
 from lora_tui.format import ArtifactError
 
 DEFAULT_PROMPT = "Explain in two sentences what a LoRA adapter is."
@@ -89,6 +89,7 @@ def run_bench(
         name, _ = host.foundation.entry_for(program)
         copies = sum(1 for loaded in host.infos.values() if Path(loaded.path) == program)
         info = host.load(program, f"{name}#{copies + 1}" if copies else None)
-        rows.append(BenchRow(info, host.answer(info.name, prompt, settings).stats))
+        done = host.answer(info.name, [Message("user", prompt)], settings)
+        rows.append(BenchRow(info, done.stats))
         host.clear([info.name])
     return host, rows

@@ -25,7 +25,7 @@ from typing import Any
 from rich.table import Table
 
 from lora_tui.engine.protocol import ReplyDone
-from lora_tui.engine.types import EngineError, GenerationSettings
+from lora_tui.engine.types import EngineError, GenerationSettings, Message
 from lora_tui.results import reply_record
 
 
@@ -175,8 +175,8 @@ def run_eval(
 
 
 def _answer(host: Any, adapter: str, case: PromptCase, settings: GenerationSettings) -> EvalResult:
-    host.clear([adapter])  # a fresh conversation per prompt
-    done = host.answer(adapter, case.prompt, settings)
+    host.clear([adapter])  # a full prefill: each answer the same whatever came before
+    done = host.answer(adapter, [Message("user", case.prompt)], settings)
     right = case.is_right(done.text) if done.error is None else False
     return EvalResult(case, adapter, done, right, settings)
 

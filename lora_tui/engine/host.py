@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from lora_tui.engine.artifacts import Foundation, open_foundation
@@ -123,11 +123,8 @@ class ModelHost:
                 "the tokenizer is another model's (pass --tokenizer)"
             )
 
-    def load(
-        self, pte: Path, name: str | None = None, history: list[tuple[str, str]] | None = None
-    ) -> AdapterInfo:
-        """Check, then load a program into this process. ``history`` is a conversation to
-        go on with (after an engine restart): its turns are prefilled with the next prompt."""
+    def load(self, pte: Path, name: str | None = None) -> AdapterInfo:
+        """Check, then load a program into this process."""
         facts = self.check(pte)
         key = _file_key(pte)
         check_s = self._checked[key][1]
@@ -142,7 +139,6 @@ class ModelHost:
         warm_up(module, pte, self.foundation.path)
         chat = self.foundation.chat.for_program(list(facts.eos_ids), facts.bos_id)
         session = AdapterSession(name, module, chat, facts)
-        session.messages.extend(Message(role, text) for role, text in history or [])
         load_s = time.perf_counter() - started
         after = self.measure()
         info = AdapterInfo(
@@ -200,25 +196,10 @@ class ModelHost:
 
     # --- generation ----------------------------------------------------------------------
 
-    def start(self, names: list[str], text: str, settings: GenerationSettings) -> None:
-        busy = {r.session.name for r in self._replies}
-        for name in names:
-            if name in self.sessions and name not in busy:
-                self._replies.append(self.sessions[name].reply(text, settings))
-
-    def regenerate(self, names: list[str], settings: GenerationSettings) -> None:
-        """Drop each one's last exchange and answer its prompt again (the KV cache keeps the
-        conversation before it, so only the prompt is prefilled again)."""
-        busy = {r.session.name for r in self._replies}
-        for name in names:
-            session = self.sessions.get(name)
-            if session is None or name in busy or len(session.messages) < 2:
-                continue
-            user, reply = session.messages[-2:]
-            if (user.role, reply.role) != ("user", "assistant"):
-                continue
-            del session.messages[-2:]
-            self._replies.append(session.reply(user.content, settings))
+    def start(self, name: str, messages: Sequence[Message], settings: GenerationSettings) -> None:
+        """Answer the last message of ``messages`` (when ``name`` is loaded and not answering)."""
+        if name in self.sessions and all(r.session.name != name for r in self._replies):
+            self._replies.append(self.sessions[name].reply(messages, settings))
 
     def cancel(self, names: list[str] | None = None) -> None:
         for reply in self._replies:
@@ -226,11 +207,12 @@ class ModelHost:
                 reply.cancel()
 
     def clear(self, names: list[str] | None = None) -> list[Event]:
-        """Forget the conversations (and stop their replies)."""
+        """Stop their replies and drop their cached tokens, so the next reply prefills its
+        whole conversation (as scripts do to answer every prompt the same way)."""
         events = self._stop_replies(names)
         for name, session in self.sessions.items():
             if names is None or name in names:
-                session.clear()
+                session.cached.clear()
         return events
 
     @property
@@ -247,20 +229,25 @@ class ModelHost:
             self._replies.append(reply)
         return events
 
-    def generate(self, name: str, text: str, settings: GenerationSettings) -> Iterator[Event]:
+    def generate(
+        self, name: str, messages: Sequence[Message], settings: GenerationSettings
+    ) -> Iterator[Event]:
         """Run one adapter's reply to the end, yielding its events (for scripts and benches)."""
         if name not in self.sessions:
             raise EngineError(f"no adapter named '{name}' is loaded")
-        reply = self.sessions[name].reply(text, settings)
+        reply = self.sessions[name].reply(messages, settings)
         while True:
             events = reply.step()
             yield from events
             if reply.done(events):
                 return
 
-    def answer(self, name: str, text: str, settings: GenerationSettings) -> ReplyDone:
+    def answer(
+        self, name: str, messages: Sequence[Message], settings: GenerationSettings
+    ) -> ReplyDone:
         """Run one adapter's reply to the end; how it ended, its text and its speed."""
-        return [e for e in self.generate(name, text, settings) if isinstance(e, ReplyDone)][-1]
+        events = self.generate(name, messages, settings)
+        return [e for e in events if isinstance(e, ReplyDone)][-1]
 
 
 def _file_key(path: Path) -> tuple[Path, int, int]:

@@ -43,7 +43,6 @@ from lora_tui.engine.protocol import (
     EngineFailed,
     Load,
     LoadFailed,
-    Regenerate,
     Send,
     Shutdown,
     Unload,
@@ -128,6 +127,9 @@ class Router:
             if lane is not None:
                 lane.names.discard(command.name)
                 lane.conn.send(command)
+        elif isinstance(command, Send):
+            if (lane := self.owners.get(command.adapter)) is not None:
+                lane.conn.send(command)
         elif isinstance(command, Routed):
             for lane, names in self._split(command.names):
                 lane.conn.send(replace(command, names=names))
@@ -158,7 +160,7 @@ class Router:
             self.app.send([LoadFailed(name, command.path, one_line(err))])
             return
         lane.names.add(name)
-        lane.conn.send(Load(command.path, name, command.history, (facts, check_s)))
+        lane.conn.send(Load(command.path, name, (facts, check_s)))
 
     def _seed(self, path: Path) -> None:
         """Pack the foundation here, before any lane is forked, by loading one program."""
@@ -218,7 +220,7 @@ class Router:
         return next(lane for lane in self.lanes if lane.conn is conn)
 
 
-Routed = Send | Regenerate | Cancel | Clear
+Routed = Cancel | Clear  # commands for some adapters (names) or for all (None)
 
 
 def _reap(pid: int, timeout_s: float = 5.0) -> int | str:

@@ -10,13 +10,20 @@ routes it without looking at what kind of event it is.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from lora_tui.engine.memory import MemorySample
-from lora_tui.engine.types import AdapterInfo, GenerationSettings, ReplyEnd, ReplyStats, Sharing
+from lora_tui.engine.types import (
+    AdapterInfo,
+    GenerationSettings,
+    Message,
+    ReplyEnd,
+    ReplyStats,
+    Sharing,
+)
 
 if TYPE_CHECKING:  # program.py imports torch, which a UI never loads
     from lora_tui.engine.program import ProgramFacts
@@ -69,10 +76,13 @@ class Piece:
 @dataclass(frozen=True)
 class ReplyDone:
     adapter: str
-    text: str  # the whole reply, kept in the conversation even when cancelled
+    text: str  # the whole reply, even when cancelled
     end: ReplyEnd
     stats: ReplyStats | None
     error: str | None = None
+    # The oldest messages of the conversation (after a system message) that no longer fit
+    # the context and were left out; whoever keeps the conversation stops sending them.
+    forgotten: int = 0
 
 
 AdapterEvent = Loaded | LoadFailed | Notice | Piece | ReplyDone
@@ -86,7 +96,6 @@ EngineEvent = EngineReady | EngineFailed | AdapterEvent
 class Load:
     path: str
     name: str | None = None
-    history: tuple[tuple[str, str], ...] = ()  # the conversation to go on with
     checked: tuple[ProgramFacts, float] | None = None  # a check already passed, and its time
 
 
@@ -97,14 +106,11 @@ class Unload:
 
 @dataclass(frozen=True)
 class Send:
-    names: tuple[str, ...]
-    text: str
-    settings: GenerationSettings
+    """Answer the last message of ``messages``, the adapter's whole conversation so far (the
+    engine keeps no conversation, only the tokens it last ran, to reuse their K/V)."""
 
-
-@dataclass(frozen=True)
-class Regenerate:
-    names: tuple[str, ...]
+    adapter: str
+    messages: tuple[Message, ...]
     settings: GenerationSettings
 
 
@@ -115,6 +121,8 @@ class Cancel:
 
 @dataclass(frozen=True)
 class Clear:
+    """Stop these adapters' replies and drop their cached tokens."""
+
     names: tuple[str, ...] | None = None
 
 
@@ -145,17 +153,15 @@ class Checked:
 
 
 class EngineClient(Protocol):
-    """Commands to an engine; its events arrive through the callback it was started with."""
+    """Commands to an engine; its events arrive through the callback it was started with.
+    The engine keeps no conversation: each ``send`` carries every adapter's own."""
 
-    def load(
-        self, path: Path, name: str | None = None, history: list[tuple[str, str]] | None = None
-    ) -> None:
-        """Load a program; ``history`` is its conversation so far, as (role, text) turns."""
-
+    def load(self, path: Path, name: str | None = None) -> None: ...
     def unload(self, name: str) -> None: ...
-    def send(self, names: list[str], text: str, settings: GenerationSettings) -> None: ...
-    def regenerate(self, names: list[str], settings: GenerationSettings) -> None:
-        """Answer the last prompt again: the last reply is dropped from the conversation."""
+    def send(
+        self, conversations: Mapping[str, Sequence[Message]], settings: GenerationSettings
+    ) -> None:
+        """Each named adapter answers the last (user) message of its conversation."""
 
     def cancel(self, names: list[str] | None = None) -> None: ...
     def clear(self, names: list[str] | None = None) -> None: ...

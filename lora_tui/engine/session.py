@@ -1,5 +1,7 @@
-"""The reply loop: one adapter program and its conversation (prefill, decode, KV reuse,
-overflow, cancel).
+"""The reply loop: one adapter program answering a conversation it is handed (prefill,
+decode, KV reuse, overflow, cancel). The conversation belongs to the caller; a session keeps
+only the tokens whose K/V sit in the program's cache, so a conversation that goes on (or a
+prompt answered again) prefills only what is new.
 
 A reply advances one unit of work per ``step()`` (a prefill chunk or one decoded token), so
 a scheduler can interleave several adapters and keep every pane moving.
@@ -8,7 +10,7 @@ a scheduler can interleave several adapters and keep every pane moving.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,29 +39,28 @@ class AdapterSession:
     module: Any
     chat: ChatFormat
     facts: ProgramFacts
-    messages: list[Message] = field(default_factory=list)
     cached: list[int] = field(default_factory=list)  # tokens whose K/V sit at positions 0..n-1
     last_reply_tokens: list[int] = field(default_factory=list)
-
-    def clear(self) -> None:
-        self.messages.clear()
-        self.cached.clear()
 
     def forward(self, tokens: list[int], pos: int) -> torch.Tensor:
         outputs = self.module.forward([token_input(tokens), position_input(pos)])
         return outputs[0].reshape(-1, outputs[0].shape[-1])[-1]
 
-    def reply(self, user_text: str, settings: GenerationSettings) -> Reply:
-        return Reply(self, user_text, settings)
+    def reply(self, messages: Sequence[Message], settings: GenerationSettings) -> Reply:
+        return Reply(self, messages, settings)
 
 
 class Reply:
-    """A reply in progress. Call ``step()`` until it returns a ``ReplyDone``."""
+    """A reply to the last message of ``messages``, in progress. Call ``step()`` until it
+    returns a ``ReplyDone``."""
 
-    def __init__(self, session: AdapterSession, user_text: str, settings: GenerationSettings):
+    def __init__(
+        self, session: AdapterSession, messages: Sequence[Message], settings: GenerationSettings
+    ):
         self.session = session
         self.settings = settings
-        self.user = Message("user", user_text)
+        self.messages = list(messages)
+        self.forgotten = 0  # the oldest messages left out to fit the context
         self.cancelled = False
         self.pending: list[Event] = []
         self._work = self._run()
@@ -74,42 +75,43 @@ class Reply:
         except StopIteration:
             pass
         except ArtifactError as err:
-            self.pending.append(ReplyDone(self.session.name, "", ReplyEnd.ERROR, None, str(err)))
+            self._failed(str(err))
         except Exception as err:  # the runtime failed mid-reply; the session stays usable
             self.session.cached.clear()
-            self.pending.append(
-                ReplyDone(self.session.name, "", ReplyEnd.ERROR, None, one_line(err))
-            )
+            self._failed(one_line(err))
         events, self.pending = self.pending, []
         return events
+
+    def _failed(self, error: str) -> None:
+        name = self.session.name
+        self.pending.append(ReplyDone(name, "", ReplyEnd.ERROR, None, error, self.forgotten))
 
     def done(self, events: list[Event]) -> bool:
         return any(isinstance(e, ReplyDone) for e in events)
 
     def _fit_context(self) -> list[int]:
-        """The prompt's tokens, dropping the oldest turns if the conversation outgrew it."""
-        session, facts = self.session, self.session.facts
-        history = list(session.messages)
+        """The prompt's tokens, leaving out the oldest turns if the conversation outgrew the
+        context (a system message stays)."""
+        facts, chat, thinking = self.session.facts, self.session.chat, self.settings.thinking
+        if not self.messages or self.messages[-1].role != "user":
+            raise EngineError("a conversation to answer must end with a user message")
+        *history, prompt = self.messages
+        keep_system = 1 if history and history[0].role == "system" else 0
         room = min(self.settings.max_new_tokens, facts.max_context // 4)
-        tokens = session.chat.encode_chat([*history, self.user], self.settings.thinking)
-        dropped = 0
-        while len(tokens) + room > facts.max_context and history:
-            keep_system = 1 if history[0].role == "system" else 0
-            if len(history) <= keep_system:
-                break
+        tokens = chat.encode_chat([*history, prompt], thinking)
+        while len(tokens) + room > facts.max_context and len(history) > keep_system:
             del history[keep_system : keep_system + 2]  # the oldest user turn and its reply
-            dropped += 2
-            tokens = session.chat.encode_chat([*history, self.user], self.settings.thinking)
+            self.forgotten += 2
+            tokens = chat.encode_chat([*history, prompt], thinking)
         if len(tokens) >= facts.max_context:
             raise EngineError(
                 f"the message is {len(tokens)} tokens; the context holds {facts.max_context}"
             )
-        if dropped:
-            session.messages[:] = history
+        if self.forgotten:
             self.pending.append(
                 Notice(
-                    session.name,
-                    f"context full: dropped the {dropped} "
+                    self.session.name,
+                    f"context full: left out the {self.forgotten} "
                     f"oldest messages to fit {facts.max_context} tokens",
                 )
             )
@@ -127,7 +129,6 @@ class Reply:
         yield from self._decode(logits, budget, decoded)
         finished = time.perf_counter()
         reply = "".join(decoded.text)
-        self.session.messages.extend([self.user, Message("assistant", reply)])
         self.session.last_reply_tokens = decoded.tokens
         prompt_tokens = len(tokens) - reused
         first_token_at = decoded.first_token_at or finished
@@ -142,7 +143,7 @@ class Reply:
             decode_tok_s=(new_tokens - 1) / decode_s if new_tokens > 1 and decode_s else 0.0,
         )
         end = ReplyEnd.CANCELLED if self.cancelled else decoded.end
-        self.pending.append(ReplyDone(self.session.name, reply, end, stats))
+        self.pending.append(ReplyDone(self.session.name, reply, end, stats, None, self.forgotten))
 
     def _prefill(self, tokens: list[int], reused: int) -> Generator[None, None, Any]:
         """Run the tokens past the reused prefix in chunks; the last chunk's logits."""

@@ -14,7 +14,7 @@ import multiprocessing as mp
 import os
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,14 +34,13 @@ from lora_tui.engine.protocol import (
     Load,
     Loaded,
     LoadFailed,
-    Regenerate,
     ReplyDone,
     Send,
     Shutdown,
     Unload,
 )
 from lora_tui.engine.threads import hold_openmp_to_one_thread, lane_layout
-from lora_tui.engine.types import EngineError, GenerationSettings, ReplyEnd
+from lora_tui.engine.types import EngineError, GenerationSettings, Message, ReplyEnd
 from lora_tui.format import ArtifactError, one_line
 
 if TYPE_CHECKING:
@@ -153,19 +152,17 @@ class EngineProcess:
             except (BrokenPipeError, OSError):
                 pass  # the reader thread reports the dead worker
 
-    def load(
-        self, path: Path, name: str | None = None, history: list[tuple[str, str]] | None = None
-    ) -> None:
-        self._send(Load(str(path), name, tuple(history or ())))
+    def load(self, path: Path, name: str | None = None) -> None:
+        self._send(Load(str(path), name))
 
     def unload(self, name: str) -> None:
         self._send(Unload(name))
 
-    def send(self, names: list[str], text: str, settings: GenerationSettings) -> None:
-        self._send(Send(tuple(names), text, settings))
-
-    def regenerate(self, names: list[str], settings: GenerationSettings) -> None:
-        self._send(Regenerate(tuple(names), settings))
+    def send(
+        self, conversations: Mapping[str, Sequence[Message]], settings: GenerationSettings
+    ) -> None:
+        for name, messages in conversations.items():
+            self._send(Send(name, tuple(messages), settings))
 
     def cancel(self, names: list[str] | None = None) -> None:
         self._send(Cancel(tuple(names) if names is not None else None))
@@ -256,18 +253,16 @@ def _handle(host: ModelHost, command: object) -> list[EngineEvent]:
         try:
             if command.checked is not None:
                 host.accept_check(path, *command.checked)
-            info = host.load(path, command.name, list(command.history))
+            info = host.load(path, command.name)
             return [Loaded(info.name, info)]
         except Exception as err:  # EngineError, or anything the runtime raised
             return [LoadFailed(name, command.path, one_line(err))]
-    names = getattr(command, "names", None)
+    names = (command.adapter,) if isinstance(command, Send) else getattr(command, "names", None)
     try:
         if isinstance(command, Unload):
             return host.unload(command.name)
         if isinstance(command, Send):
-            host.start(list(command.names), command.text, command.settings)
-        elif isinstance(command, Regenerate):
-            host.regenerate(list(command.names), command.settings)
+            host.start(command.adapter, command.messages, command.settings)
         elif isinstance(command, Cancel):
             host.cancel(list(names) if names is not None else None)
         elif isinstance(command, Clear):

@@ -189,15 +189,15 @@ class LoraTuiApp(App[int]):
         elif isinstance(event, events.LoadFailed):
             pane.failed(event.error)
         elif isinstance(event, events.ReplyDone):
-            await pane.finish_reply(event)
-            self.replies.reply_done(event, pane)
+            shown = await pane.finish_reply(event)
+            self.replies.reply_done(event, pane if shown else None)
         elif isinstance(event, events.Notice):
             pane.notice(event.text)
 
     async def _engine_failed(self, error: str) -> None:
         """The engine process is gone. Start a new one and load the adapters that were
-        healthy into it, each with its conversation, so its next prompt prefills the kept
-        turns; a pane never waits on a dead engine."""
+        healthy into it; each pane's next prompt carries its conversation, as always, so the
+        new engine prefills it. A pane never waits on a dead engine."""
         for pane in list(self.panes.values()):
             if (done := await pane.engine_lost(error)) is not None:
                 self.replies.reply_done(done)
@@ -210,7 +210,7 @@ class LoraTuiApp(App[int]):
         for pane in self.panes.values() if engine is not None else []:
             if pane.state is not PaneState.ERROR and pane.path is not None:
                 pane.state = PaneState.LOADING
-                engine.load(pane.path, pane.adapter_name, pane.history())
+                engine.load(pane.path, pane.adapter_name)
 
     def _from_writer(self, text: str, ok: bool) -> None:
         severity = "information" if ok else "error"

@@ -2,8 +2,8 @@
 again, and each answer recorded in the results file.
 
 A round is one prompt sent to some panes (``rounds.py``); blind votes, regenerate and prompt
-sets wait on it. Each pane keeps what it was shown (its turns); the engine keeps the
-conversation each program answers from, and is told of every change the pane makes."""
+sets wait on it. Each pane owns its conversation; every prompt goes to the engine with the
+conversation so far, so answering again is the same conversation sent once more."""
 
 from __future__ import annotations
 
@@ -64,19 +64,15 @@ class Replies:
         self, panes: list[AdapterPane], text: str, case: PromptCase | None = None
     ) -> Round:
         """Send one prompt to these panes, each with its own settings."""
-        engine = self.app.engine
-        assert engine is not None
         self.round = Round(text, [p.adapter_name for p in panes], blind=self.blind.on, case=case)
         for pane in panes:
             await pane.start_reply(text)
-        for settings, group in self._settings_groups(panes).items():
-            engine.send(group, text, settings)
+        self._send(panes)
         return self.round
 
     async def regenerate(self, panes: list[AdapterPane]) -> None:
         """Answer the last prompt again in these panes (those with one to answer)."""
-        engine = self.app.engine
-        if engine is None:
+        if self.app.engine is None:
             return
         panes = [p for p in panes if p.can_answer]
         prompts = {p.adapter_name: await p.retract_last_exchange() for p in panes}
@@ -93,11 +89,16 @@ class Replies:
             self.round.again(names)
             for pane in same:
                 await pane.start_reply(prompt)
-            for settings, group in self._settings_groups(same).items():
-                engine.regenerate(group, settings)
+            self._send(same)
 
-    def _settings_groups(self, panes: list[AdapterPane]) -> dict[GenerationSettings, list[str]]:
-        return self.sent.group(self.app.settings, {p.adapter_name: p.overrides for p in panes})
+    def _send(self, panes: list[AdapterPane]) -> None:
+        """Each pane's conversation to the engine, grouped by the settings each answers with."""
+        engine = self.app.engine
+        assert engine is not None
+        by_name = {p.adapter_name: p for p in panes}
+        overrides = {name: pane.overrides for name, pane in by_name.items()}
+        for settings, group in self.sent.group(self.app.settings, overrides).items():
+            engine.send({name: by_name[name].messages() for name in group}, settings)
 
     def sent_settings(self, adapter: str) -> GenerationSettings:
         return self.sent.of(adapter, self.app.settings)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from textual.widgets import Input
 
-from lora_tui.engine import EngineFailed
+from lora_tui.engine import EngineFailed, Notice, ReplyDone, ReplyEnd
 from tests.support.pilot import SIZE, engine, make_app, notifications, pane, send
 
 
@@ -47,12 +47,18 @@ async def test_a_dead_engine_is_replaced_and_conversations_are_kept(tmp_path: Pa
         assert nobel.turns[-1].text.startswith("The 2024")  # what had streamed in is kept
         loads = [c for c in app.engines[1].calls if c[0] == "load"]
         assert [c[2] for c in loads] == ["nobel", "executorch"]
-        history = loads[0][3]
-        assert history[0] == ("user", "Who won?") and history[2] == ("user", "And in 2025?")
         assert any("started a new one" in n for n in notifications(app))
         app.engines[1].hold = False
         await send(pilot, "Still there?")
         assert nobel.last_reply.startswith("The 2024")
+        # The new engine gets the conversation with the next prompt; the exchange the dead
+        # engine broke off is shown but not answered from.
+        sent = app.engines[1].conversations["nobel"]
+        assert [(m.role, m.content[:8]) for m in sent] == [
+            ("user", "Who won?"),
+            ("assistant", "The 2024"),
+            ("user", "Still th"),
+        ]
 
 
 async def test_an_engine_that_keeps_dying_is_not_restarted_forever(tmp_path: Path) -> None:
@@ -140,3 +146,27 @@ async def test_resizing_to_40x12_while_streaming(tmp_path: Path) -> None:
         await pilot.pause()
         assert all(p.state == "cancelled" for p in app.panes.values())
         assert app.main.query_one("#panes").styles.grid_size_columns == 2
+
+
+async def test_what_the_context_left_out_is_not_sent_again(tmp_path: Path) -> None:
+    app = make_app(["nobel"], tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await send(pilot, "Who won?")
+        fake = engine(app)
+        fake.hold = True
+        await send(pilot, "And in 2025?")
+        fake.on_event(Notice("nobel", "context full: left out the 2 oldest messages"))
+        fake.on_event(ReplyDone("nobel", "Nobody yet.", ReplyEnd.STOP, None, None, forgotten=2))
+        fake.running.clear()
+        fake.hold = False
+        await pilot.pause()
+        await send(pilot, "Thanks")
+        nobel = pane(app, "nobel")
+        assert [t.text for t in nobel.turns if t.role == "user"] == [
+            "Who won?",
+            "And in 2025?",
+            "Thanks",
+        ]  # the pane still shows every turn, and says what happened
+        assert any(t.role == "notice" and "left out" in t.text for t in nobel.turns)
+        assert [m.content for m in fake.conversations["nobel"]][::2] == ["And in 2025?", "Thanks"]

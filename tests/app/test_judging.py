@@ -10,6 +10,7 @@ from pathlib import Path
 from textual.widgets import Input
 
 from lora_tui.arena import ALL_BAD
+from lora_tui.engine import Message
 from lora_tui.results import read_results
 from lora_tui.ui.app import LoraTuiApp
 from lora_tui.ui.screens.diff import DiffScreen
@@ -224,7 +225,9 @@ async def test_regenerate_answers_again_and_a_fixed_seed_repeats(tmp_path: Path)
         first = nobel.last_reply
         await pilot.press("ctrl+r")  # the selected pane: nobel
         await pilot.pause()
-        assert engine(app).calls[-1] == ("regenerate", ("nobel",))
+        # The same conversation again, less the reply it replaces.
+        assert engine(app).calls[-1] == ("send", ("nobel",), "Who won?")
+        assert engine(app).conversations["nobel"] == [Message("user", "Who won?")]
         assert nobel.last_reply == first and "seed 7" in (first or "")
         assert [t.role for t in nobel.turns] == ["user", "assistant"]  # replaced, not added
         assert len(nobel.conversation.query(".user-message")) == 1

@@ -22,12 +22,14 @@ from lora_tui.engine import (
     GenerationSettings,
     Loaded,
     LoadFailed,
+    Message,
     ModelHost,
     Notice,
     Piece,
     ReplyDone,
     ReplyEnd,
 )
+from lora_tui.engine.conversation import Conversation
 from lora_tui.engine.preflight import CHECKER_MODULE
 from lora_tui.engine.worker import EngineProcess, EventCollector
 from lora_tui.format import ArtifactError
@@ -45,9 +47,14 @@ def host(tiny_artifacts: TinyArtifacts) -> ModelHost:
     return host
 
 
-def run_reply(host: ModelHost, name: str, text: str, settings=GREEDY) -> tuple[list, ReplyDone]:
-    events = list(host.generate(name, text, settings))
+def run_reply(
+    host: ModelHost, name: str, text: str, settings=GREEDY, chat: Conversation | None = None
+) -> tuple[list, ReplyDone]:
+    """``text`` answered in a conversation of its own, or as the next turn of ``chat``."""
+    chat = chat or Conversation()
+    events = list(host.generate(name, chat.ask(text), settings))
     assert isinstance(events[-1], ReplyDone)
+    chat.answered(events[-1])
     return events[:-1], events[-1]
 
 
@@ -84,7 +91,7 @@ def test_stop_token_ends_the_reply(host: ModelHost) -> None:
     original = session.chat
     session.chat = dataclasses.replace(original, stop_ids=frozenset({tokens[stop_at]}))
     try:
-        session.clear()
+        host.clear(["partial"])
         _, done = run_reply(host, "partial", "What is the answer?")
     finally:
         session.chat = original
@@ -94,7 +101,7 @@ def test_stop_token_ends_the_reply(host: ModelHost) -> None:
 
 def test_cancel_keeps_the_partial_reply(host: ModelHost) -> None:
     host.clear()
-    host.start(["full"], "Count to ten", GenerationSettings(max_new_tokens=64))
+    host.start("full", [Message("user", "Count to ten")], GenerationSettings(max_new_tokens=64))
     events = []
     while len([e for e in events if isinstance(e, Piece)]) < 5:
         events.extend(host.step())
@@ -104,37 +111,38 @@ def test_cancel_keeps_the_partial_reply(host: ModelHost) -> None:
     done = events[-1]
     assert done.end is ReplyEnd.CANCELLED
     assert done.text == "".join(e.text for e in events if isinstance(e, Piece)) != ""
-    assert [m.role for m in host.sessions["full"].messages] == ["user", "assistant"]
-    assert host.sessions["full"].messages[-1].content == done.text
     assert not host.busy
 
 
 def test_follow_up_reuses_the_cache_and_matches_a_full_prefill(host: ModelHost) -> None:
     host.clear()
-    run_reply(host, "full", "What is the capital of France?")
-    _, second = run_reply(host, "full", "And of Italy?")
+    chat = Conversation()
+    run_reply(host, "full", "What is the capital of France?", chat=chat)
+    history = list(chat.messages)
+    _, second = run_reply(host, "full", "And of Italy?", chat=chat)
     assert second.stats and second.stats.reused_tokens > 0
     reused_tokens = host.sessions["full"].last_reply_tokens
-    history = list(host.sessions["full"].messages[:2])
 
-    fresh = host.sessions["full"]
-    fresh.clear()
-    fresh.messages.extend(history)  # same conversation, empty KV cache: full re-prefill
-    _, again = run_reply(host, "full", "And of Italy?")
+    host.clear(["full"])  # same conversation, empty KV cache: full re-prefill
+    _, again = run_reply(host, "full", "And of Italy?", chat=Conversation(history))
     assert again.stats and again.stats.reused_tokens == 0
     assert host.sessions["full"].last_reply_tokens == reused_tokens
 
 
 def test_context_overflow_drops_old_turns(host: ModelHost) -> None:
     host.clear()
-    notices = []
+    notices, forgotten = [], 0
     settings = GenerationSettings(max_new_tokens=30)
+    chat = Conversation()
     for turn in range(8):
-        events, done = run_reply(host, "base", f"Turn {turn}: tell me more", settings)
+        events, done = run_reply(host, "base", f"Turn {turn}: tell me more", settings, chat)
         assert done.end in (ReplyEnd.LENGTH, ReplyEnd.CONTEXT, ReplyEnd.STOP), done.error
         notices += [e.text for e in events if isinstance(e, Notice)]
-    assert notices and "dropped" in notices[0]
+        forgotten += done.forgotten
+    assert notices and "left out" in notices[0]
     assert len(host.sessions["base"].cached) <= MAX_CONTEXT
+    # The caller forgot what the context no longer held: the engine said how much.
+    assert forgotten and len(chat.messages) == 2 * 8 - forgotten
 
 
 def test_message_longer_than_the_context_is_refused_not_crashed(host: ModelHost) -> None:
@@ -157,23 +165,23 @@ def test_regenerate_answers_the_last_prompt_again_and_a_fixed_seed_repeats(
 ) -> None:
     host.clear()
     sampled = GenerationSettings(temperature=1.0, top_p=1.0, max_new_tokens=16, seed=7)
-    run_reply(host, "full", "Hello there")
-    _, first = run_reply(host, "full", "Tell me more", sampled)
-    host.regenerate(["full"], sampled)
+    chat = Conversation()
+    run_reply(host, "full", "Hello there", chat=chat)
+    asked = chat.ask("Tell me more")
+    first = host.answer("full", asked, sampled)
+    host.start("full", asked, sampled)  # answering again is the same conversation, sent again
     [again] = drain(host)
     assert again.text == first.text  # the same seed, the same conversation: the same reply
     assert again.stats and again.stats.reused_tokens > 0  # the first exchange stayed cached
-    host.regenerate(["full"], GenerationSettings(**{**sampled.__dict__, "seed": 8}))
+    host.start("full", asked, GenerationSettings(**{**sampled.__dict__, "seed": 8}))
     [other] = drain(host)
     assert other.text != first.text
-    messages = host.sessions["full"].messages
-    assert [m.content for m in messages if m.role == "user"] == ["Hello there", "Tell me more"]
-    assert messages[-1].content == other.text
 
 
 def test_round_robin_keeps_every_adapter_moving(host: ModelHost) -> None:
     host.clear()
-    host.start(["full", "partial", "base"], "Hello", GenerationSettings(max_new_tokens=12))
+    for name in ("full", "partial", "base"):
+        host.start(name, [Message("user", "Hello")], GenerationSettings(max_new_tokens=12))
     order = []
     while host.busy:
         order += [e.adapter for e in host.step() if isinstance(e, Piece)]
@@ -280,7 +288,9 @@ from lora_tui.engine import GenerationSettings, ModelHost
 threads = int(sys.argv[2]) if sys.argv[2] != "default" else None
 host = ModelHost(Path(sys.argv[1]) / "foundation.ptd", threads=threads)
 name = host.load(Path(sys.argv[1]) / "full.pte").name
-reply = host.answer(name, "Count to five", GenerationSettings(temperature=0.0, max_new_tokens=12))
+from lora_tui.engine import Message
+settings = GenerationSettings(temperature=0.0, max_new_tokens=12)
+reply = host.answer(name, [Message("user", "Count to five")], settings)
 print(json.dumps({"threads": host.threads, "text": reply.text}))
 """
 
@@ -347,7 +357,8 @@ def test_engine_process_streams_two_adapters(
         engine.load(tiny_artifacts.program("full"))
         engine.load(tiny_artifacts.program("missing"))
         engine.load(tiny_artifacts.program("partial"))
-        engine.send(["full", "partial"], "Hello there", GenerationSettings(max_new_tokens=10))
+        hello = [Message("user", "Hello there")]
+        engine.send({"full": hello, "partial": hello}, GenerationSettings(max_new_tokens=10))
         assert finished.wait(120), events
     finally:
         engine.close()
@@ -512,10 +523,11 @@ def test_two_panes_answer_at_once_in_two_lanes_as_each_alone(
     alone = {}
     for name in ("full", "partial"):
         host.clear([name])
-        alone[name] = host.answer(name, "Hello there", settings).text
+        alone[name] = host.answer(name, [Message("user", "Hello there")], settings).text
     with _two_lanes(tiny_artifacts, tmp_path) as (engine, events, lanes):
         assert len(lanes) == 2  # one program each, in processes of their own
-        engine.send(["full", "partial"], "Hello there", settings)
+        hello = [Message("user", "Hello there")]
+        engine.send({"full": hello, "partial": hello}, settings)
         got = events.wait_for(lambda got: sum(isinstance(e, ReplyDone) for e in got) == 2)
         memory = engine.memory()
     done = {e.adapter: e for e in got if isinstance(e, ReplyDone)}

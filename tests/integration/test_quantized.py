@@ -16,7 +16,7 @@ from exporter.base import load_base
 from exporter.errors import ExportError
 from exporter.lower import ProgramSpec, _build_model
 from exporter.pipeline import ExportRequest, run_export
-from lora_tui.engine import EngineError, GenerationSettings, ModelHost
+from lora_tui.engine import EngineError, GenerationSettings, Message, ModelHost
 from lora_tui.format import FP32, Manifest, Quantization
 from tests.support.artifacts import ALL_TARGETS, MAX_CONTEXT, TinyArtifacts
 from tests.support.programs import program_greedy
@@ -132,7 +132,9 @@ def test_an_adapter_of_a_known_shape_is_added_from_the_template(
     assert not any(phase.startswith("export") for phase in result.phase_seconds)
     host = ModelHost(quantized / "foundation.ptd")
     done = host.answer(
-        host.load(quantized / "another.pte").name, "Hi", GenerationSettings(max_new_tokens=4)
+        host.load(quantized / "another.pte").name,
+        [Message("user", "Hi")],
+        GenerationSettings(max_new_tokens=4),
     )
     assert done.error is None
 
@@ -158,15 +160,13 @@ def test_another_quantization_is_refused_in_one_line(
 
 
 def test_text_llm_runner_runs_the_quantized_program_like_lora_tui(quantized: Path) -> None:
-
-    from lora_tui.engine.types import Message
-
     host = ModelHost(quantized / "foundation.ptd")
     host.load(quantized / "full.pte")
     host.end_checks()
     text = "Tell me about ExecuTorch."
-    done = host.answer("full", text, GenerationSettings(max_new_tokens=NEW_TOKENS))
-    prompt = host.foundation.chat.render([Message("user", text)])
+    asked = [Message("user", text)]
+    done = host.answer("full", asked, GenerationSettings(max_new_tokens=NEW_TOKENS))
+    prompt = host.foundation.chat.render(asked)
     runner_text, stats = run_text_llm_runner(
         quantized / "full.pte", quantized / "tokenizer.json", quantized / "foundation.ptd", prompt
     )

@@ -29,8 +29,9 @@ def test_text_llm_runner_runs_every_program_like_lora_tui(
     tokenizer = host.foundation.chat.tokenizer
     settings = GenerationSettings(temperature=0.0, max_new_tokens=NEW_TOKENS)
     for text in PROMPTS:
-        prompt = host.foundation.chat.render([Message("user", text)])
-        done = host.answer(name, text, settings)
+        asked = [Message("user", text)]
+        prompt = host.foundation.chat.render(asked)
+        done = host.answer(name, asked, settings)
         host.clear()
         runner_text, stats = run_text_llm_runner(
             tiny_artifacts.program(name),
@@ -50,7 +51,7 @@ def test_text_llm_runner_runs_every_program_like_lora_tui(
 
 def greedy_text(host: ModelHost, name: str, text: str) -> str:
     settings = GenerationSettings(temperature=0.0, max_new_tokens=NEW_TOKENS)
-    done = host.answer(name, text, settings)
+    done = host.answer(name, [Message("user", text)], settings)
     host.clear([name])
     assert done.stats and done.stats.new_tokens > 0, done.error
     return done.text

@@ -20,6 +20,7 @@ from lora_tui.engine import (
     GenerationSettings,
     Loaded,
     LoadFailed,
+    Message,
     ReplyDone,
 )
 from lora_tui.engine.worker import EngineProcess
@@ -151,7 +152,8 @@ class FuzzEngine:
         else:
             outcome = Outcome("loaded", "loaded and ran: the flips changed no structure")
         asked = [*HEALTHY, DAMAGED] if isinstance(loaded, Loaded) else list(HEALTHY)
-        self.engine.send(asked, "Hello", GenerationSettings(max_new_tokens=4))
+        hello = [Message("user", "Hello")]
+        self.engine.send({n: hello for n in asked}, GenerationSettings(max_new_tokens=4))
         replies = {}
         while len(replies) < len(asked):
             event = self._wait(lambda e: isinstance(e, ReplyDone), REPLY_TIMEOUT_S)

@@ -6,7 +6,7 @@ fast and stable. ``hold=True`` leaves replies mid-stream until cancelled.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from exporter.base import PROJECTIONS
@@ -16,6 +16,7 @@ from lora_tui.engine.types import (
     AdapterInfo,
     GenerationSettings,
     MemoryBreakdown,
+    Message,
     ReplyEnd,
     ReplyStats,
     Sharing,
@@ -62,6 +63,7 @@ class FakeEngine:
         self.calls: list[tuple] = []
         self.running: dict[str, str] = {}
         self.sent_settings: list[tuple[tuple[str, ...], GenerationSettings]] = []
+        self.conversations: dict[str, list[Message]] = {}  # the last each adapter was sent
         self.loaded = 0
         on_event(
             EngineReady(
@@ -72,11 +74,9 @@ class FakeEngine:
             )
         )
 
-    def load(
-        self, path: Path, name: str | None = None, history: list[tuple[str, str]] | None = None
-    ) -> None:
+    def load(self, path: Path, name: str | None = None) -> None:
         name = name or path.stem
-        self.calls.append(("load", str(path), name, list(history or [])))
+        self.calls.append(("load", str(path), name))
         if self.slow_loads:
             self.waiting.append((path, name))
             return
@@ -131,13 +131,15 @@ class FakeEngine:
     def unload(self, name: str) -> None:
         self.calls.append(("unload", name))
 
-    def send(self, names: list[str], text: str, settings: GenerationSettings) -> None:
-        self.calls.append(("send", tuple(names), text))
-        self._answer(names, settings)
-
-    def regenerate(self, names: list[str], settings: GenerationSettings) -> None:
-        self.calls.append(("regenerate", tuple(names)))
-        self._answer(names, settings)
+    def send(
+        self, conversations: Mapping[str, Sequence[Message]], settings: GenerationSettings
+    ) -> None:
+        """Records ("send", names, the prompt they answer) and answers at once."""
+        prompts = {messages[-1].content for messages in conversations.values()}
+        assert len(prompts) == 1, "one send answers one prompt"
+        self.calls.append(("send", tuple(conversations), prompts.pop()))
+        self.conversations.update({n: list(m) for n, m in conversations.items()})
+        self._answer(list(conversations), settings)
 
     def _answer(self, names: list[str], settings: GenerationSettings) -> None:
         self.last_settings = settings

@@ -12,7 +12,7 @@ from textual.reactive import var
 from textual.widgets import Markdown, Static
 
 from lora_tui.engine.protocol import ReplyDone
-from lora_tui.engine.types import AdapterInfo, ReplyEnd, ReplyStats
+from lora_tui.engine.types import AdapterInfo, Message, ReplyEnd, ReplyStats
 from lora_tui.ui.widgets.thinking import ThinkingBlock, ThinkSplitter
 
 
@@ -39,10 +39,13 @@ class Turn:
     role: str
     text: str
     note: str = ""  # "cancelled", "error: ...", "notice: ..."
+    end: ReplyEnd | None = None  # how a reply ended
 
 
 class AdapterPane(Vertical):
-    """Shows one adapter. The app routes engine events here by ``adapter_name``."""
+    """Shows one adapter and owns its conversation (``turns``): each prompt is sent with the
+    conversation so far (``messages()``). The app routes engine events here by
+    ``adapter_name``."""
 
     ALLOW_MAXIMIZE = True
     # Watched, not repainting: the watchers update the status line, which is all that changes.
@@ -55,6 +58,7 @@ class AdapterPane(Vertical):
         self.path = path  # the program, to load it again into a new engine
         self.index = index
         self.turns: list[Turn] = []
+        self.forgotten = 0  # the oldest messages the context no longer holds
         self.last_stats: ReplyStats | None = None
         self.together_tok_s: float | None = None  # with the panes that answered at once
         self.info: AdapterInfo | None = None
@@ -209,7 +213,11 @@ class AdapterPane(Vertical):
                     self._thinking.finish()
                 await self._reply.append(text)
 
-    async def finish_reply(self, done: ReplyDone) -> None:
+    async def finish_reply(self, done: ReplyDone) -> bool:
+        """Show how the reply ended; False if the pane shows no reply (it was cleared while
+        the adapter answered), so there is nothing to keep."""
+        if self.state is not PaneState.GENERATING:
+            return False
         await self._show(self._splitter.flush())
         if self._thinking is not None:
             self._thinking.finish()
@@ -219,7 +227,8 @@ class AdapterPane(Vertical):
             ReplyEnd.ERROR: f"error: {done.error}",
             ReplyEnd.CONTEXT: "stopped: context full",
         }.get(done.end, "")
-        self.turns.append(Turn("assistant", done.text, note))
+        self.turns.append(Turn("assistant", done.text, note, done.end))
+        self.forgotten += done.forgotten
         if done.stats:
             self.last_stats = done.stats
         if done.end is ReplyEnd.ERROR:
@@ -229,6 +238,7 @@ class AdapterPane(Vertical):
         self.detail = note
         self.state = PaneState.CANCELLED if done.end is ReplyEnd.CANCELLED else PaneState.READY
         self._update_status()
+        return True
 
     def show_together(self, tok_s: float) -> None:
         """The panes that answered this prompt at once made ``tok_s`` between them."""
@@ -269,9 +279,18 @@ class AdapterPane(Vertical):
         self.detail = ""
         return prompt
 
-    def history(self) -> list[tuple[str, str]]:
-        """The conversation as (role, text) turns, to give a new engine."""
-        return [(t.role, t.text) for t in self.turns if t.role in ("user", "assistant")]
+    def messages(self) -> list[Message]:
+        """The conversation the adapter answers from: every exchange but those whose reply
+        failed and those the context no longer holds. A cancelled reply stays, as shown."""
+        kept: list[Message] = []
+        for turn in self.turns:
+            if turn.role == "user":
+                kept.append(Message("user", turn.text))
+            elif turn.end is ReplyEnd.ERROR:
+                kept.pop()  # its prompt goes with it
+            elif turn.role == "assistant":
+                kept.append(Message("assistant", turn.text))
+        return kept[self.forgotten :]
 
     def notice(self, text: str) -> None:
         self.turns.append(Turn("notice", text))
@@ -281,6 +300,7 @@ class AdapterPane(Vertical):
         self._reply = self._thinking = None
         await self.conversation.remove_children()
         self.turns.clear()
+        self.forgotten = 0
         self.detail = ""
         if self.state in (PaneState.CANCELLED, PaneState.GENERATING):
             self.state = PaneState.READY
