@@ -94,6 +94,7 @@ def _lower(
     )
     from executorch.exir.passes import MemoryPlanningPass
     from executorch.exir.passes.sym_shape_eval_pass import ConstraintBasedSymShapeEvalPass
+    from executorch.extension.llm.export.export_passes import RemoveRedundantTransposes
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     step("building model")
@@ -109,6 +110,10 @@ def _lower(
         # Non-strict: traces by running the Python, not through Dynamo. Three times faster on
         # SmolLM2 (17 s against 49 s) and the same program, byte for byte.
         exported = torch.export.export(model, example, dynamic_shapes=dynamic_shapes, strict=False)
+    # ExecuTorch's attention, KV cache and SDPA each transpose q, k and v to their own
+    # layout and back: ten transposes a layer, four of them over the whole KV cache, every
+    # step. export_llm removes the pairs that undo each other with this pass; so do we.
+    RemoveRedundantTransposes()(exported.graph_module)
 
     step("lowering to XNNPACK")
     partitioners = xnnpack_partitioners(spec.quantization)

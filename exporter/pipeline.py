@@ -37,7 +37,7 @@ from lora_tui.format import (
 
 # Lowered LoRA programs that adapters of the same rank and targets are filled into.
 TEMPLATES_DIR = ".templates"
-TEMPLATE_VERSION = 3  # bump when lowering changes, so older templates are not reused
+TEMPLATE_VERSION = 4  # bump when lowering changes, so older templates are not reused
 
 Weights = dict[str, torch.Tensor]
 T = TypeVar("T")
