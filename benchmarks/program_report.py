@@ -5,7 +5,8 @@ delegate, in total and per layer.
 
 Reads each program's ``forward`` plan (``deserialize_pte_binary``; nothing is run) and
 counts its instructions: each ``DelegateCall`` is one call into XNNPACK, each
-``KernelCall`` one portable or custom kernel run by the ExecuTorch runtime itself. Kernels
+``KernelCall`` one portable or custom kernel run by the ExecuTorch runtime itself. It also
+counts the operators inside the XNNPACK graphs, read with the ``flatc`` ExecuTorch ships. Kernels
 outside the delegate cost a dispatch each and run single-threaded unless they are written
 to use the pool, so they are where graph rewrites can win. Per-layer figures divide by the
 layer count the manifest (or ``--layers``) gives. The figures go to
@@ -17,7 +18,9 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from benchmarks.record import write_results
@@ -28,6 +31,32 @@ def forward_plan(pte: Path):
 
     program = deserialize_pte_binary(pte.read_bytes()).program
     return next(plan for plan in program.execution_plan if plan.name == "forward")
+
+
+def xnnpack_operators(pte: Path) -> dict[str, int]:
+    """How many of each operator the program's XNNPACK graphs hold (``XNNStaticTranspose``…)."""
+    import executorch.exir
+    from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import XNNHeader
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    package = Path(executorch.exir.__file__).parent.parent
+    flatc = package / "data" / "bin" / "flatc"
+    schema = package / "backends" / "xnnpack" / "serialization" / "schema.fbs"
+    program = deserialize_pte_binary(pte.read_bytes()).program
+    plan = next(plan for plan in program.execution_plan if plan.name == "forward")
+    operators: collections.Counter[str] = collections.Counter()
+    with tempfile.TemporaryDirectory() as folder:
+        for index, delegate in enumerate(plan.delegates):
+            blob = program.backend_delegate_data[delegate.processed.index].data
+            header = XNNHeader.from_bytes(blob[: XNNHeader.EXPECTED_LENGTH])
+            start = header.flatbuffer_offset
+            graph = Path(folder) / f"graph{index}.bin"
+            graph.write_bytes(blob[start : start + header.flatbuffer_size])
+            command = [flatc, "--json", "--strict-json", "--raw-binary", "-o", folder, schema]
+            subprocess.run([*map(str, command), "--", str(graph)], check=True)
+            nodes = json.loads(graph.with_suffix(".json").read_text())["xnodes"]
+            operators.update(node["xnode_union_type"] for node in nodes)
+    return dict(operators.most_common())
 
 
 def report(pte: Path, layers: int | None) -> dict[str, object]:
@@ -50,6 +79,7 @@ def report(pte: Path, layers: int | None) -> dict[str, object]:
         "delegate_calls": delegate_calls,
         "kernel_calls": sum(kernels.values()),
         "kernels": dict(kernels.most_common()),
+        "xnnpack_operators": xnnpack_operators(pte),
         "layers": layers,
     }
     if layers:

@@ -68,12 +68,68 @@ def parallel_panes_table(report: dict) -> list[str]:
 
 
 def program_report_table(rows: list) -> list[str]:
-    header = ["program", "delegate calls", "kernel calls outside XNNPACK", "a layer (each)"]
+    header = [
+        "program",
+        "delegate calls",
+        "kernel calls outside XNNPACK",
+        "a layer (each)",
+        "XNNPACK operators (transposes)",
+    ]
     lines = [_row(header), _row(["---"] * len(header))]
     for row in rows:
         per_layer = f"{row['delegate_calls_per_layer']} / {row['kernel_calls_per_layer']}"
         name = "/".join(Path(row["program"]).parts[-2:])
-        lines.append(_row([f"`{name}`", row["delegate_calls"], row["kernel_calls"], per_layer]))
+        xnnpack = row["xnnpack_operators"]
+        operators = f"{sum(xnnpack.values())} ({xnnpack.get('XNNStaticTranspose', 0)})"
+        cells = [f"`{name}`", row["delegate_calls"], row["kernel_calls"], per_layer, operators]
+        lines.append(_row(cells))
+    return lines
+
+
+# The rows of the per-operator profile: each a label and the ETDump events it sums.
+XNN_FP32_GEMM = "XNNPACK Fully Connected (NC, F32) GEMM"
+XNN_INT4_GEMM = "XNNPACK Fully Connected (NC, QD8, F32, QB4W) GEMM"
+XNN_TRANSPOSE = "XNNPACK Transpose (ND, X32)"
+SDPA = "llama::custom_sdpa.out"
+
+
+def op_profile_table(report: dict) -> list[str]:
+    programs = report["programs"]
+    header = ["a decode step", *(f"`{label}`" for label in programs)]
+    lines = [_row(header), _row(["---"] * len(header))]
+
+    def summed(row: dict, names: list[str]) -> tuple[float, int]:
+        events = [row["events"][n] for n in names if n in row["events"]]
+        return sum(e["ms"] for e in events), sum(e["calls"] for e in events)
+
+    def cell(row: dict, names: list[str]) -> str:
+        ms, calls = summed(row, names)
+        return f"{ms:.2f} ms ({calls})" if calls else "—"
+
+    def xnnpack(row: dict) -> list[str]:
+        return [name for name in row["events"] if name.startswith("XNNPACK ")]
+
+    def other_xnnpack(row: dict) -> str:
+        rest = [n for n in xnnpack(row) if n not in (XNN_FP32_GEMM, XNN_INT4_GEMM, XNN_TRANSPOSE)]
+        return cell(row, rest)
+
+    def delegate_own(row: dict) -> str:
+        inside = summed(row, ["DELEGATE_CALL"])
+        return f"{inside[0] - summed(row, xnnpack(row))[0]:.2f} ms ({inside[1]} calls)"
+
+    rows: list[tuple[str, Callable[[dict], str]]] = [
+        ("**whole step** (tracer off)", lambda r: f"**{r['step_ms_untraced']:.2f} ms**"),
+        ("whole step, traced", lambda r: cell(r, ["Method::execute"])),
+        ("XNNPACK fp32 GEMMs (calls)", lambda r: cell(r, [XNN_FP32_GEMM])),
+        ("XNNPACK int4 GEMMs", lambda r: cell(r, [XNN_INT4_GEMM])),
+        ("XNNPACK transposes", lambda r: cell(r, [XNN_TRANSPOSE])),
+        ("other XNNPACK operators", other_xnnpack),
+        ("delegate calls, beyond their operators", delegate_own),
+        ("kernels outside XNNPACK, dispatch included", lambda r: cell(r, ["OPERATOR_CALL"])),
+        ("of which `custom_sdpa`", lambda r: cell(r, [SDPA])),
+    ]
+    for label, make in rows:
+        lines.append(_row([label, *(make(row) for row in programs.values())]))
     return lines
 
 
@@ -81,6 +137,7 @@ TABLES: dict[str, Callable[..., list[str]]] = {
     "threads": threads_table,
     "parallel_panes": parallel_panes_table,
     "program_report": program_report_table,
+    "op_profile": op_profile_table,
 }
 
 

@@ -94,26 +94,12 @@ def _lower(
     )
     from executorch.exir.passes import MemoryPlanningPass
     from executorch.exir.passes.sym_shape_eval_pass import ConstraintBasedSymShapeEvalPass
-    from executorch.extension.llm.export.export_passes import RemoveRedundantTransposes
-    from torch.nn.attention import SDPBackend, sdpa_kernel
 
     step("building model")
     model = _build_model(spec, weights)
     max_seq = min(MAX_PREFILL, spec.max_context)
-    # The inputs export_llm gives its programs, which ExecuTorch's LLM runners feed:
-    # token ids [1, T] and the position of the first one.
-    example = (torch.tensor([[2, 3, 4]], dtype=torch.long), {"input_pos": torch.tensor([0])})
-    dynamic_shapes = ({1: torch.export.Dim("token_dim", max=max_seq - 1)}, {"input_pos": {0: 1}})
-
     step("torch.export")
-    with sdpa_kernel([SDPBackend.MATH]), torch.no_grad():
-        # Non-strict: traces by running the Python, not through Dynamo. Three times faster on
-        # SmolLM2 (17 s against 49 s) and the same program, byte for byte.
-        exported = torch.export.export(model, example, dynamic_shapes=dynamic_shapes, strict=False)
-    # ExecuTorch's attention, KV cache and SDPA each transpose q, k and v to their own
-    # layout and back: ten transposes a layer, four of them over the whole KV cache, every
-    # step. export_llm removes the pairs that undo each other with this pass; so do we.
-    RemoveRedundantTransposes()(exported.graph_module)
+    exported = _export(model, max_seq)
 
     step("lowering to XNNPACK")
     partitioners = xnnpack_partitioners(spec.quantization)
@@ -145,6 +131,25 @@ def _lower(
         )
     )
     return LoweredProgram(program)
+
+
+def _export(model: torch.nn.Module, max_seq: int) -> torch.export.ExportedProgram:
+    from executorch.extension.llm.export.export_passes import RemoveRedundantTransposes
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    # The inputs export_llm gives its programs, which ExecuTorch's LLM runners feed:
+    # token ids [1, T] and the position of the first one.
+    example = (torch.tensor([[2, 3, 4]], dtype=torch.long), {"input_pos": torch.tensor([0])})
+    dynamic_shapes = ({1: torch.export.Dim("token_dim", max=max_seq - 1)}, {"input_pos": {0: 1}})
+    with sdpa_kernel([SDPBackend.MATH]), torch.no_grad():
+        # Non-strict: traces by running the Python, not through Dynamo. Three times faster on
+        # SmolLM2 (17 s against 49 s) and the same program, byte for byte.
+        exported = torch.export.export(model, example, dynamic_shapes=dynamic_shapes, strict=False)
+    # ExecuTorch's attention, KV cache and SDPA each transpose q, k and v to their own
+    # layout and back: ten transposes a layer, four of them over the whole KV cache, every
+    # step. export_llm removes the pairs that undo each other with this pass; so do we.
+    RemoveRedundantTransposes()(exported.graph_module)
+    return exported
 
 
 def xnnpack_partitioners(quantization: Quantization) -> list:

@@ -105,3 +105,21 @@ async def test_app_answers_from_export_llm_and_lora_export_programs(
         assert set(panes) == {"full", "llm_full"}
         assert panes["llm_full"].last_reply == panes["full"].last_reply
         assert panes["llm_full"].border_subtitle == "rank unknown (no manifest)"
+
+
+def test_lora_export_runs_the_operators_export_llm_runs(
+    tiny_artifacts: TinyArtifacts, export_llm_program: Path
+) -> None:
+    """The same adapter runs the same operators through either exporter, inside XNNPACK
+    and outside it. (lora-export once kept the transposes ExecuTorch's attention, KV cache
+    and SDPA undo, which export_llm removes: ten a layer, four of them over the whole KV
+    cache, a fifth of an 8da4w decode step.) lora-export cuts the graph into fewer
+    delegate calls."""
+    from benchmarks.program_report import report
+
+    ours = report(tiny_artifacts.program("full"), None)
+    theirs = report(export_llm_program, None)
+    assert "XNNStaticTranspose" not in ours["xnnpack_operators"]
+    assert ours["xnnpack_operators"] == theirs["xnnpack_operators"]
+    assert ours["kernels"] == theirs["kernels"]
+    assert ours["delegate_calls"] <= theirs["delegate_calls"]
