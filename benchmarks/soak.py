@@ -6,8 +6,9 @@
 The KV cache is allocated when the program loads but its pages become resident as the
 conversation fills it, so RSS may rise by up to its size; anything beyond that is a leak.
 Growth is measured from the end of a short warm-up (the first turns fill Python's and the
-allocator's caches once). Oldest turns are dropped when the context fills, so the
-conversation runs indefinitely.
+allocator's caches once). The script keeps the conversation and leaves out the oldest
+turns the engine says no longer fit, so it runs indefinitely. The figures go to
+``benchmarks/results/soak.json``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import time
 from pathlib import Path
 
+from benchmarks.record import write_results
 from lora_tui.common.native_output import native_output_to
 from lora_tui.engine import GenerationSettings, ModelHost, Notice, ReplyDone
 from lora_tui.engine.conversation import Conversation
@@ -31,6 +33,45 @@ QUESTIONS = [
 ]
 
 
+WARM_UP_TURNS = 10
+
+
+def soak(host: ModelHost, name: str, turns: int, max_new_tokens: int) -> dict[str, float]:
+    """Run the turns; RSS after load, after the warm-up and at the end, drops and errors."""
+    after_load = after_warm_up = sample(detailed=False).rss_mib
+    drops = errors = 0
+    conversation = Conversation()  # the script keeps it; the engine keeps none
+    started = time.perf_counter()
+    for turn in range(turns):
+        settings = GenerationSettings(
+            temperature=0.7, top_p=0.9, max_new_tokens=max_new_tokens, seed=turn
+        )
+        messages = conversation.ask(QUESTIONS[turn % len(QUESTIONS)])
+        with native_output_to(Path("/dev/null")):
+            events = list(host.generate(name, messages, settings))
+        drops += sum(isinstance(e, Notice) for e in events)
+        done = events[-1]
+        assert isinstance(done, ReplyDone)
+        errors += done.error is not None
+        conversation.answered(done)
+        if turn + 1 == WARM_UP_TURNS:
+            after_warm_up = sample(detailed=False).rss_mib
+        if (turn + 1) % 25 == 0:
+            rss = sample(detailed=False).rss_mib
+            print(
+                f"turn {turn + 1:4d}: RSS {rss:7.1f} MiB (+{rss - after_load:5.1f} since load), "
+                f"{drops} context drops, {errors} errors, {time.perf_counter() - started:6.0f} s"
+            )
+    return {
+        "rss_after_load_mib": after_load,
+        "rss_after_warm_up_mib": after_warm_up,
+        "rss_final_mib": sample(detailed=False).rss_mib,
+        "turns_with_context_notices": drops,
+        "errors": errors,
+        "seconds": time.perf_counter() - started,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, required=True)
@@ -43,45 +84,29 @@ def main() -> None:
         host = ModelHost(args.weights)
         info = host.load(args.program)
         host.end_checks()  # the pre-flight child is not needed any more
-    after_load = sample(detailed=False).rss_mib
-    warm_up_turns = 10
-    after_warm_up = after_load
-    settings = GenerationSettings(temperature=0.7, top_p=0.9, max_new_tokens=args.max_new_tokens)
-    drops = errors = 0
-    conversation = Conversation()  # the script keeps it; the engine keeps none
-    started = time.perf_counter()
-    for turn in range(args.turns):
-        settings = GenerationSettings(
-            temperature=0.7, top_p=0.9, max_new_tokens=args.max_new_tokens, seed=turn
-        )
-        messages = conversation.ask(QUESTIONS[turn % len(QUESTIONS)])
-        with native_output_to(Path("/dev/null")):
-            events = list(host.generate(info.name, messages, settings))
-        drops += sum(isinstance(e, Notice) for e in events)
-        done = events[-1]
-        assert isinstance(done, ReplyDone)
-        errors += done.error is not None
-        conversation.answered(done)
-        if turn + 1 == warm_up_turns:
-            after_warm_up = sample(detailed=False).rss_mib
-        if (turn + 1) % 25 == 0:
-            rss = sample(detailed=False).rss_mib
-            print(
-                f"turn {turn + 1:4d}: RSS {rss:7.1f} MiB (+{rss - after_load:5.1f} since load), "
-                f"{drops} context drops, {errors} errors, {time.perf_counter() - started:6.0f} s"
-            )
-    final = sample(detailed=False).rss_mib
-    growth = final - after_warm_up
+    figures = soak(host, info.name, args.turns, args.max_new_tokens)
+    growth = figures["rss_final_mib"] - figures["rss_after_warm_up_mib"]
     allowed = info.breakdown.kv_cache_mib
     verdict = "within" if growth <= allowed + PYTHON_SLACK_MIB else "BEYOND"
     print(
-        f"RSS after load {after_load:.1f} MiB, after {warm_up_turns} warm-up turns "
-        f"{after_warm_up:.1f} MiB, after {args.turns} turns {final:.1f} MiB"
+        f"RSS after load {figures['rss_after_load_mib']:.1f} MiB, after {WARM_UP_TURNS} "
+        f"warm-up turns {figures['rss_after_warm_up_mib']:.1f} MiB, after {args.turns} turns "
+        f"{figures['rss_final_mib']:.1f} MiB"
     )
     print(
         f"growth after warm-up: {growth:.1f} MiB; the KV cache is {allowed:.1f} MiB "
         f"(+{PYTHON_SLACK_MIB:.0f} MiB for Python's own heap): {verdict} the bound"
     )
+    report = {
+        "program": str(args.program),
+        "turns": args.turns,
+        "max_new_tokens": args.max_new_tokens,
+        "warm_up_turns": WARM_UP_TURNS,
+        **{key: round(value, 1) for key, value in figures.items()},
+        "growth_after_warm_up_mib": round(growth, 1),
+        "kv_cache_mib": round(allowed, 1),
+    }
+    write_results("soak", report)
 
 
 if __name__ == "__main__":

@@ -133,11 +133,27 @@ def op_profile_table(report: dict) -> list[str]:
     return lines
 
 
+def soak_table(report: dict) -> list[str]:
+    warm = report["warm_up_turns"]
+    rows = [
+        ("RSS after load", f"{report['rss_after_load_mib']} MiB"),
+        (f"after {warm} warm-up turns", f"{report['rss_after_warm_up_mib']} MiB"),
+        (f"after {report['turns']} turns", f"{report['rss_final_mib']} MiB"),
+        ("**growth after the warm-up**", f"**{report['growth_after_warm_up_mib']} MiB**"),
+        ("the KV cache (the bound)", f"{report['kv_cache_mib']} MiB"),
+        ("turns that left old messages out", report["turns_with_context_notices"]),
+        ("errors", report["errors"]),
+    ]
+    lines = [_row(["", Path(report["program"]).name]), _row(["---", "---"])]
+    return lines + [_row(list(row)) for row in rows]
+
+
 TABLES: dict[str, Callable[..., list[str]]] = {
     "threads": threads_table,
     "parallel_panes": parallel_panes_table,
     "program_report": program_report_table,
     "op_profile": op_profile_table,
+    "soak": soak_table,
 }
 
 
