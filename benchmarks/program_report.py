@@ -26,24 +26,25 @@ from pathlib import Path
 from benchmarks.record import write_results
 
 
-def forward_plan(pte: Path):
+def read_program(pte: Path):
     from executorch.exir._serialize._program import deserialize_pte_binary
 
-    program = deserialize_pte_binary(pte.read_bytes()).program
+    return deserialize_pte_binary(pte.read_bytes()).program
+
+
+def forward_plan(program):
     return next(plan for plan in program.execution_plan if plan.name == "forward")
 
 
-def xnnpack_operators(pte: Path) -> dict[str, int]:
+def xnnpack_operators(program) -> dict[str, int]:
     """How many of each operator the program's XNNPACK graphs hold (``XNNStaticTranspose``…)."""
     import executorch.exir
     from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import XNNHeader
-    from executorch.exir._serialize._program import deserialize_pte_binary
 
     package = Path(executorch.exir.__file__).parent.parent
     flatc = package / "data" / "bin" / "flatc"
     schema = package / "backends" / "xnnpack" / "serialization" / "schema.fbs"
-    program = deserialize_pte_binary(pte.read_bytes()).program
-    plan = next(plan for plan in program.execution_plan if plan.name == "forward")
+    plan = forward_plan(program)
     operators: collections.Counter[str] = collections.Counter()
     with tempfile.TemporaryDirectory() as folder:
         for index, delegate in enumerate(plan.delegates):
@@ -62,7 +63,8 @@ def xnnpack_operators(pte: Path) -> dict[str, int]:
 def report(pte: Path, layers: int | None) -> dict[str, object]:
     from executorch.exir.schema import DelegateCall, KernelCall
 
-    plan = forward_plan(pte)
+    program = read_program(pte)  # 20 MB and more: read and parsed once
+    plan = forward_plan(program)
     kernels: collections.Counter[str] = collections.Counter()
     delegate_calls = 0
     for chain in plan.chains:
@@ -79,7 +81,7 @@ def report(pte: Path, layers: int | None) -> dict[str, object]:
         "delegate_calls": delegate_calls,
         "kernel_calls": sum(kernels.values()),
         "kernels": dict(kernels.most_common()),
-        "xnnpack_operators": xnnpack_operators(pte),
+        "xnnpack_operators": xnnpack_operators(program),
         "layers": layers,
     }
     if layers:
