@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import gc
+import heapq
+import itertools
 import os
 import tempfile
 import types
@@ -103,7 +105,7 @@ def _lower(
 
     step("lowering to XNNPACK")
     partitioners = xnnpack_partitioners(spec.quantization)
-    with _partitions_share_weights():
+    with _partitions_share_weights(), _one_sort_per_graph():
         edge = to_edge_transform_and_lower(
             exported,
             partitioner=partitioners,
@@ -232,6 +234,69 @@ def _partitions_share_weights() -> Iterator[None]:
         yield
     finally:
         backend_api.copy = original
+
+
+@contextlib.contextmanager
+def _one_sort_per_graph() -> Iterator[None]:
+    """Sort the graph once after cutting out every partition, not once per cut.
+
+    ExecuTorch cuts each XNNPACK partition out of the whole graph and then re-sorts it
+    (``legalize_graph``): a copy of every node and a recompile of the whole module per cut,
+    about 120 cuts of a 2,300-node graph for an fp32 SmolLM2. Cutting them all and sorting
+    once, in place (the nodes it still refers to stay the same objects), took a SmolLM2
+    template's ``to_edge_transform_and_lower`` from 142 s to 110 s, and the program's
+    logits stayed bit-identical (checked by the standard-programs tests).
+    """
+    from executorch.exir.backend import backend_api
+
+    create, cut_all = (
+        backend_api.create_submodule_from_nodes,
+        backend_api._create_partitions_in_graph_module,
+    )
+
+    def create_unsorted(gm, node_list, tag, skip_legalize_graph=False):  # type: ignore[no-untyped-def]
+        return create(gm, node_list, tag, skip_legalize_graph=True)
+
+    def cut_all_then_sort(graph_module, *args, **kwargs):  # type: ignore[no-untyped-def]
+        backend_api.create_submodule_from_nodes = create_unsorted
+        try:
+            cuts = cut_all(graph_module, *args, **kwargs)
+        finally:
+            backend_api.create_submodule_from_nodes = create
+        _sort_in_place(graph_module.graph)
+        graph_module.recompile()
+        return cuts
+
+    backend_api._create_partitions_in_graph_module = cut_all_then_sort
+    try:
+        yield
+    finally:
+        backend_api._create_partitions_in_graph_module = cut_all
+
+
+def _sort_in_place(graph: torch.fx.Graph) -> None:
+    """Reorder ``graph``'s nodes so each comes after its inputs, keeping the given order
+    wherever the inputs allow (a stable topological sort), by moving the nodes themselves."""
+    nodes = list(graph.nodes)
+    position = {node: i for i, node in enumerate(nodes)}
+    waiting_on = {node: len(node.all_input_nodes) for node in nodes}
+    ready = [(position[n], n) for n in nodes if waiting_on[n] == 0]
+    heapq.heapify(ready)
+    order: list[torch.fx.Node] = []
+    while ready:
+        _, node = heapq.heappop(ready)
+        order.append(node)
+        for user in node.users:
+            waiting_on[user] -= 1
+            if waiting_on[user] == 0:
+                heapq.heappush(ready, (position[user], user))
+    if len(order) != len(nodes):
+        raise RuntimeError("the partitioned graph has a cycle")
+    if order[0] is not nodes[0]:
+        nodes[0].prepend(order[0])
+    for before, node in itertools.pairwise(order):
+        if before.next is not node:
+            before.append(node)
 
 
 def _unchecked_partitioner_class() -> type:

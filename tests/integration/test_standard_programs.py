@@ -123,3 +123,27 @@ def test_lora_export_runs_the_operators_export_llm_runs(
     assert ours["xnnpack_operators"] == theirs["xnnpack_operators"]
     assert ours["kernels"] == theirs["kernels"]
     assert ours["delegate_calls"] <= theirs["delegate_calls"]
+
+
+def test_sorting_the_graph_once_gives_the_same_program_as_sorting_after_every_cut(
+    tiny_artifacts: TinyArtifacts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """lora-export sorts the graph once after XNNPACK's partitions are cut out, where
+    ExecuTorch sorts it after each cut (a quarter of a lowering). Lowered ExecuTorch's way,
+    the base gives the same logits, bit for bit."""
+    import contextlib
+
+    from exporter.pipeline import ExportRequest, run_export
+    from tests.support.artifacts import MAX_CONTEXT
+    from tests.support.programs import program_greedy
+
+    monkeypatch.setattr("exporter.lower._one_sort_per_graph", contextlib.nullcontext)
+    out = tmp_path / "sorted-every-cut"
+    run_export(
+        ExportRequest(tiny_artifacts.base_dir, [], out, base_program=True, max_context=MAX_CONTEXT)
+    )
+    prompt = [1, 5, 9, 14, 3, 7]
+    theirs = program_greedy(out / "base.pte", out / "foundation.ptd", prompt, 6)
+    ours = program_greedy(tiny_artifacts.program("base"), tiny_artifacts.foundation, prompt, 6)
+    assert ours[0] == theirs[0]
+    assert all(bool((a == b).all()) for a, b in zip(ours[1], theirs[1], strict=True))
