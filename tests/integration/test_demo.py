@@ -19,18 +19,23 @@ from lora_tui.demo import (
     ensure_demo,
 )
 from lora_tui.format import FP32, Manifest, Quantization
-from tests.support.artifacts import MAX_CONTEXT
+from tests.support.artifacts import MAX_CONTEXT, TinyArtifacts
+from tests.support.programs import program_greedy
 from tests.support.tiny import build_adapter
 
 
 @pytest.fixture(scope="module")
-def built(tiny_base: Path, tiny_adapters: dict[str, Path], tmp_path_factory) -> tuple[Path, Path]:
-    """One demo build of the tiny base with one adapter: (its folder, the adapter folder)."""
+def first_build(tiny_base: Path, tiny_adapters: dict[str, Path], tmp_path_factory) -> DemoBuild:
     root = tmp_path_factory.mktemp("demo")
     adapter = root / "full"
     shutil.copytree(tiny_adapters["full"], adapter)
-    build(root / "cache" / "demo", tiny_base, {"full": adapter})
-    return root / "cache" / "demo", adapter
+    return build(root / "cache" / "demo", tiny_base, {"full": adapter})
+
+
+@pytest.fixture(scope="module")
+def built(first_build: DemoBuild) -> tuple[Path, Path]:
+    """One demo build of the tiny base with one adapter: (its folder, the adapter folder)."""
+    return first_build.folder, first_build.folder.parent.parent / "full"
 
 
 @pytest.fixture
@@ -53,6 +58,23 @@ def test_fresh_build_is_complete(built: tuple[Path, Path]) -> None:
     assert result.weights == folder / "foundation.ptd" and result.weights.is_file()
     assert json.loads((folder / STAMP_FILE).read_text())["adapters"].keys() == {"full"}
     assert [p.name for p in folder.parent.iterdir()] == ["demo"]  # no staging left behind
+
+
+def test_the_base_is_the_template_with_zero_lora_and_gives_the_base_logits(
+    first_build: DemoBuild, tiny_artifacts: TinyArtifacts
+) -> None:
+    """One lowering before the first answer, not two: the demo's base program is the
+    adapter's template with every LoRA B zero, and answers as the lowered base does, bit
+    for bit."""
+    assert first_build.built is not None
+    lowered = [phase for phase in first_build.built.phase_seconds if phase.startswith("export")]
+    assert len(lowered) == 1 and lowered[0].startswith("export template")
+    assert first_build.manifest.programs["base"].kind == "base"
+    prompt = [1, 5, 9, 14, 3, 7]
+    ours = program_greedy(first_build.folder / "base.pte", first_build.weights, prompt, 6)
+    theirs = program_greedy(tiny_artifacts.program("base"), tiny_artifacts.foundation, prompt, 6)
+    assert ours[0] == theirs[0]
+    assert all(bool((a == b).all()) for a, b in zip(ours[1], theirs[1], strict=True))
 
 
 def test_current_cache_is_reused(
