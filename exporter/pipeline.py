@@ -107,7 +107,8 @@ class _Export:
     def __init__(self, request: ExportRequest, events: Events) -> None:
         self.request, self.events = request, events
         self.timings: dict[str, float] = {}
-        self.filled: tuple[Path, Weights] | None = None  # a template filled, its stand-ins
+        # A template this run filled, its stand-ins, and the adapter it was filled for.
+        self.filled: tuple[Path, Weights, Adapter] | None = None
 
     def timed(self, name: str, total: int, work: Callable[[], T]) -> T:
         self.events.phase(name, total)
@@ -165,9 +166,10 @@ class _Export:
         )
         pte = self.staging / f"{name}.pte"
         if adapter is None:
-            if not (request.base_from_template and self._fill_base(pte)):
-                self.lower(f"{name}.pte", spec, base.weights, pte)
-            return _entry(name, adapter, pte)
+            if request.base_from_template and (lora_of := self._fill_base(pte)) is not None:
+                return _entry(name, None, pte, lora_of)
+            self.lower(f"{name}.pte", spec, base.weights, pte)
+            return _entry(name, None, pte)
         stand_ins = template_weights({n: w.shape for n, w in adapter.weights.items()})
         template = _template_path(adapter, request.quantization)
         # Only a folder whose manifest checked out may lend its templates.
@@ -184,17 +186,19 @@ class _Export:
             self.lower(f"template {template.stem}", spec, {**base.weights, **stand_ins}, filled)
             if not _fill(filled, stand_ins, adapter.weights, pte):
                 raise ExportError(f"{name}: the lowered template could not be filled")
-        self.filled = filled, stand_ins
+        self.filled = filled, stand_ins, adapter
         return _entry(name, adapter, pte)
 
-    def _fill_base(self, pte: Path) -> bool:
+    def _fill_base(self, pte: Path) -> Adapter | None:
         """The base program from a template this run filled, with every LoRA B zero: its
-        LoRA branches add exactly 0.0, so its logits are the base's."""
+        LoRA branches add exactly 0.0, so its logits are the base's. Returns the adapter
+        whose template it is (None if there is none to fill)."""
         if self.filled is None:
-            return False
-        template, stand_ins = self.filled
+            return None
+        template, stand_ins, adapter = self.filled
         zero_b = {n: torch.zeros_like(w) if ".lora_b." in n else w for n, w in stand_ins.items()}
-        return self.timed(f"fill {pte.name}", 1, lambda: _fill(template, stand_ins, zero_b, pte))
+        filled = self.timed(f"fill {pte.name}", 1, lambda: _fill(template, stand_ins, zero_b, pte))
+        return adapter if filled else None
 
     def lower(self, label: str, spec: ProgramSpec, weights: Weights, pte: Path) -> None:
         lowered = self.timed(
@@ -299,10 +303,15 @@ def _up_to_date(existing: Manifest, name: str, adapter: Adapter | None, out: Pat
     return entry.source_sha256 == (adapter.source_sha256 if adapter else None)
 
 
-def _entry(name: str, adapter: Adapter | None, pte: Path) -> ProgramEntry:
+def _entry(
+    name: str, adapter: Adapter | None, pte: Path, lora_of: Adapter | None = None
+) -> ProgramEntry:
+    """``lora_of``: a base program filled from this adapter's template, which carries its
+    rank's (zero) LoRA weights, so its memory is told right."""
     written = {"file": f"{name}.pte", "size_bytes": pte.stat().st_size, "sha256": sha256_file(pte)}
     if adapter is None:
-        return ProgramEntry(kind="base", **written)
+        lora = {"rank": lora_of.rank, "target_modules": list(lora_of.targets)} if lora_of else {}
+        return ProgramEntry(kind="base", **lora, **written)
     return ProgramEntry(
         kind="adapter",
         adapter_size_bytes=adapter.size_bytes,
