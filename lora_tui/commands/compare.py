@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from lora_tui.builds import BuildClient
 from lora_tui.engine.artifacts import open_foundation
 from lora_tui.format import ArtifactError
 from lora_tui.results import default_results_path
@@ -36,10 +37,13 @@ def run_app(
     threads: int | None = None,
     results: Path | None = None,
     suggestions: dict[str, list[str]] | None = None,
+    build: BuildClient | None = None,
 ) -> int:
-    """Check the foundation here (one clear line if it is wrong), then run the app."""
+    """Check the foundation here (one clear line if it is wrong), then run the app. With a
+    ``build``, the programs are yet to be built: the app opens at once and shows it run."""
     try:
-        open_foundation(weights, tokenizer)
+        if build is None:
+            open_foundation(weights, tokenizer)
     except ArtifactError as err:
         Console(stderr=True, highlight=False).print(
             f"[red]lora-tui: error:[/] {err}", soft_wrap=True
@@ -55,6 +59,7 @@ def run_app(
         factory,
         suggestions=suggestions,
         results_path=results or default_results_path(datetime.now()),
+        build=build,
     )
     app.run()
     return app.return_code or 0

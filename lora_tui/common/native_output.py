@@ -7,6 +7,7 @@ Native libraries write to file descriptors 1 and 2 directly, past ``sys.stdout``
 from __future__ import annotations
 
 import contextlib
+import multiprocessing.process
 import os
 import sys
 from collections.abc import Iterator
@@ -38,6 +39,18 @@ def native_output_to(log_path: Path) -> Iterator[None]:
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
+
+
+def start_quietly(process: multiprocessing.process.BaseProcess) -> None:
+    """Start a child process from a UI. Under one, sys.stdout and sys.stderr may have no
+    real descriptor, and multiprocessing hands sys.stderr's to its helper processes: they
+    get /dev/null instead."""
+    with (
+        open(os.devnull, "w") as quiet,
+        contextlib.redirect_stderr(quiet),
+        contextlib.redirect_stdout(quiet),
+    ):
+        process.start()
 
 
 def redirect_native_output(log_path: str | Path) -> None:

@@ -14,7 +14,6 @@ from lora_tui.engine.protocol import (
     EngineReady,
     Loaded,
     LoadFailed,
-    Notice,
     Piece,
     ReplyDone,
 )
@@ -47,7 +46,6 @@ __all__ = [
     "MemoryBreakdown",
     "Message",
     "ModelHost",
-    "Notice",
     "Piece",
     "ReplyDone",
     "ReplyEnd",

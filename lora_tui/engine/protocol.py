@@ -45,7 +45,7 @@ class EngineFailed:
 
 
 # --- about one adapter ---------------------------------------------------------------------
-# A load gives Loaded or LoadFailed; a reply gives Notice*, Piece*, then ReplyDone.
+# A load gives Loaded or LoadFailed; a reply gives Piece*, then ReplyDone.
 
 
 @dataclass(frozen=True)
@@ -59,12 +59,6 @@ class LoadFailed:
     adapter: str
     path: str
     error: str
-
-
-@dataclass(frozen=True)
-class Notice:
-    adapter: str
-    text: str
 
 
 @dataclass(frozen=True)
@@ -85,7 +79,7 @@ class ReplyDone:
     forgotten: int = 0
 
 
-AdapterEvent = Loaded | LoadFailed | Notice | Piece | ReplyDone
+AdapterEvent = Loaded | LoadFailed | Piece | ReplyDone
 EngineEvent = EngineReady | EngineFailed | AdapterEvent
 
 

@@ -18,7 +18,7 @@ import torch
 
 from lora_tui.engine.chat import ChatFormat
 from lora_tui.engine.program import ProgramFacts, position_input, token_input
-from lora_tui.engine.protocol import Notice, Piece, ReplyDone
+from lora_tui.engine.protocol import Piece, ReplyDone
 from lora_tui.engine.sampling import pick_token
 from lora_tui.engine.types import (
     EngineError,
@@ -29,7 +29,7 @@ from lora_tui.engine.types import (
 )
 from lora_tui.format import ArtifactError, one_line
 
-Event = Notice | Piece | ReplyDone
+Event = Piece | ReplyDone
 PREFILL_CHUNK = 32  # tokens per forward while prefilling; small enough to interleave fairly
 
 
@@ -107,15 +107,7 @@ class Reply:
             raise EngineError(
                 f"the message is {len(tokens)} tokens; the context holds {facts.max_context}"
             )
-        if self.forgotten:
-            self.pending.append(
-                Notice(
-                    self.session.name,
-                    f"context full: left out the {self.forgotten} "
-                    f"oldest messages to fit {facts.max_context} tokens",
-                )
-            )
-        return tokens
+        return tokens  # ReplyDone.forgotten tells the conversation's owner what was left out
 
     def _run(self) -> Iterator[None]:
         started = time.perf_counter()

@@ -9,7 +9,6 @@ the log file there, never to the UI's terminal.
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing as mp
 import os
 import threading
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from lora_tui.common.native_output import redirect_native_output
+from lora_tui.common.native_output import redirect_native_output, start_quietly
 from lora_tui.engine.memory import MemorySample, sample_tree
 from lora_tui.engine.protocol import (
     Cancel,
@@ -107,14 +106,7 @@ class EngineProcess:
         )
         self._on_event = on_event
         self._lock = threading.Lock()
-        # Under a UI, sys.stdout/err may have no real descriptor, and multiprocessing hands
-        # sys.stderr's descriptor to its helper processes: give it /dev/null instead.
-        with (
-            open(os.devnull, "w") as quiet,
-            contextlib.redirect_stderr(quiet),
-            contextlib.redirect_stdout(quiet),
-        ):
-            self._process.start()
+        start_quietly(self._process)
         child.close()
         self._reader = threading.Thread(target=self._read, daemon=True, name="engine-events")
         self._reader.start()

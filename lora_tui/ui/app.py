@@ -3,23 +3,26 @@
 The app composes and routes: engine events to the panes and the memory panel, keys and
 palette commands to actions. What an action does lives beside it: prompts and rounds
 (``replies.py``), blind mode, prompt sets, dialogs and settings, the results writer
-(``lora_tui/results.py``), the engine's supervisor (``engine/supervisor.py``) and the
-buffer streamed text waits in (``streaming.py``)."""
+(``lora_tui/results.py``), the engine's supervisor (``engine/supervisor.py``) and what
+replaces a dead engine (``recovery.py``), a build the panes wait on
+(``pending_build.py``) and the buffer streamed text waits in (``streaming.py``)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
-from datetime import datetime
+from collections.abc import Callable
 from pathlib import Path
 
-from textual import on, work
+from textual import on
 from textual.app import App
 from textual.reactive import var
 from textual.widgets import Input
 
-from lora_tui.common.files import write_text_atomic
+from lora_tui.builds import BuildClient
 from lora_tui.engine import protocol as events
+from lora_tui.engine.memory import MemorySample, sample_tree
 from lora_tui.engine.protocol import EngineClient, EngineEvent, EngineFactory
 from lora_tui.engine.supervisor import EngineSupervisor
 from lora_tui.engine.types import GenerationSettings
@@ -28,14 +31,16 @@ from lora_tui.ui.blind import BlindMode
 from lora_tui.ui.commands import LoraTuiCommands, PaletteState
 from lora_tui.ui.dialogs import SettingsDialogs
 from lora_tui.ui.keys import APP_BINDINGS, MAIN_SCREEN_ACTIONS, UNBOUND_KEYS
-from lora_tui.ui.messages import EngineEventArrived, MemorySampled, PiecesReady
+from lora_tui.ui.messages import BuildEventArrived, EngineEventArrived, PiecesReady
+from lora_tui.ui.pending_build import PendingBuild
 from lora_tui.ui.prompt_set import run_prompt_set
+from lora_tui.ui.recovery import recover
 from lora_tui.ui.replies import Replies
 from lora_tui.ui.screens.diff import DiffScreen
 from lora_tui.ui.screens.help import HelpScreen
 from lora_tui.ui.screens.main import MainScreen
 from lora_tui.ui.streaming import PieceBuffer
-from lora_tui.ui.transcript import transcript_markdown
+from lora_tui.ui.transcript import save_transcript
 from lora_tui.ui.widgets.adapter_pane import AdapterPane, PaneState
 from lora_tui.ui.widgets.vote_bar import VoteBar
 
@@ -66,7 +71,12 @@ class LoraTuiApp(App[int]):
         memory_interval_s: float = MEMORY_INTERVAL_S,
         suggestions: dict[str, list[str]] | None = None,
         results_path: Path | None = None,
+        build: BuildClient | None = None,
+        tool_memory: Callable[[], MemorySample] = lambda: sample_tree(os.getpid()),
     ) -> None:
+        """``build``: the programs are still being built; their panes show its progress and
+        the engine starts once it hands them over. ``tool_memory``: the whole tool's memory
+        (this process and every process under it)."""
         super().__init__()
         # Every answer is appended there (lora_tui/results.py), off the UI thread.
         self.results = ResultsWriter(results_path, self._from_writer) if results_path else None
@@ -80,9 +90,15 @@ class LoraTuiApp(App[int]):
         self.transcript_dir = transcript_dir or Path.cwd()
         self.cursor_blink = cursor_blink
         self.memory_interval_s = memory_interval_s
+        self.tool_memory = tool_memory
         self.panes: dict[str, AdapterPane] = {}
         self.main = MainScreen()
         self.pieces = PieceBuffer()
+        self.build = (
+            PendingBuild(build, self.panes.values, self.supervisor.start, self.notify)
+            if build
+            else None
+        )
 
     @property
     def engine(self) -> EngineClient | None:
@@ -102,12 +118,16 @@ class LoraTuiApp(App[int]):
     async def _start(self) -> None:
         self.main.prompt.cursor_blink = self.cursor_blink
         self.main.prompt.focus()
-        self.supervisor.start()
+        if self.build is None:
+            self.supervisor.start()
+        else:
+            self.build.start(lambda event: self.post_message(BuildEventArrived(event)))
+            self.set_interval(1.0, self.build.tick)
         for program in self.programs:
             await self._add_program(program)
         self._show_target()
-        self._sample_memory()
-        self.set_interval(self.memory_interval_s, self._sample_memory)
+        engine_memory = lambda: self.engine.memory() if self.engine else None  # noqa: E731
+        self.main.memory_panel.sample(engine_memory, self.tool_memory, self.memory_interval_s)
 
     def on_mount(self) -> None:
         # A terminal closing (SIGHUP) or a plain kill (SIGTERM) quits like Ctrl+Q: the
@@ -120,6 +140,8 @@ class LoraTuiApp(App[int]):
         loop = asyncio.get_running_loop()
         for signum in QUIT_SIGNALS:
             loop.remove_signal_handler(signum)
+        if self.build is not None:
+            self.build.stop()  # it resumes at the next start
         self.supervisor.close()
         if self.results is not None:
             self.results.close()
@@ -138,8 +160,17 @@ class LoraTuiApp(App[int]):
         self.panes[name] = pane
         await self.main.query_one("#panes").mount(pane)
         self._relayout()
-        assert self.engine is not None
-        self.engine.load(path, name)
+        if self.engine is not None:
+            self.engine.load(path, name)
+        elif self.build is not None and self.build.running:
+            self.build.show(pane)  # loaded with the others once the build is done
+        else:
+            pane.failed("no engine is running (the build failed or it kept stopping)")
+
+    @on(BuildEventArrived)
+    def _build_event(self, message: BuildEventArrived) -> None:
+        if self.build is not None:
+            self.build.handle(message.event)
 
     def reorder(self, names: list[str]) -> None:
         """Show the panes in this order (blind mode shuffles them for every prompt)."""
@@ -180,7 +211,9 @@ class LoraTuiApp(App[int]):
             )
             self.sub_title = "weight sharing on" if event.sharing.enabled else "weight sharing OFF"
         elif isinstance(event, events.EngineFailed):
-            await self._engine_failed(event.error)
+            await recover(
+                event.error, self.panes.values(), self.replies, self.supervisor, self.notify
+            )
         elif (pane := self.panes.get(event.adapter)) is None:
             return  # unloaded while the event was on its way
         elif isinstance(event, events.Loaded):
@@ -191,40 +224,10 @@ class LoraTuiApp(App[int]):
         elif isinstance(event, events.ReplyDone):
             shown = await pane.finish_reply(event)
             self.replies.reply_done(event, pane if shown else None)
-        elif isinstance(event, events.Notice):
-            pane.notice(event.text)
-
-    async def _engine_failed(self, error: str) -> None:
-        """The engine process is gone. Start a new one and load the adapters that were
-        healthy into it; each pane's next prompt carries its conversation, as always, so the
-        new engine prefills it. A pane never waits on a dead engine."""
-        for pane in list(self.panes.values()):
-            if (done := await pane.engine_lost(error)) is not None:
-                self.replies.reply_done(done)
-        engine = self.supervisor.restart()
-        if engine is None:
-            what, timeout = "it keeps stopping, so it is not started again (see --log)", 60
-        else:
-            what, timeout = "started a new one", 30
-        self.notify(f"{error}; {what}", title="engine stopped", severity="error", timeout=timeout)
-        for pane in self.panes.values() if engine is not None else []:
-            if pane.state is not PaneState.ERROR and pane.path is not None:
-                pane.state = PaneState.LOADING
-                engine.load(pane.path, pane.adapter_name)
 
     def _from_writer(self, text: str, ok: bool) -> None:
         severity = "information" if ok else "error"
         self.call_from_thread(self.notify, text, title="results", severity=severity)
-
-    @work(thread=True, exclusive=True, group="memory")
-    def _sample_memory(self) -> None:
-        sample = self.engine.memory() if self.engine else None
-        if sample is not None:
-            self.post_message(MemorySampled(sample))
-
-    @on(MemorySampled)
-    def _memory_sampled(self, message: MemorySampled) -> None:
-        self.main.memory_panel.record(message.sample)
 
     # --- sending ---------------------------------------------------------------------------
 
@@ -255,7 +258,7 @@ class LoraTuiApp(App[int]):
             self.selected = (self.selected + step) % len(self.panes)
 
     def watch_selected(self) -> None:
-        if self.engine is not None:  # started: the main screen exists
+        if self.main.is_mounted:
             self.main.mark_selected(list(self.panes.values()), self.selected)
             self._show_target()
             pane = self.selected_pane
@@ -263,7 +266,7 @@ class LoraTuiApp(App[int]):
                 self.main.maximize(pane, container=False)
 
     def watch_broadcast(self) -> None:
-        if self.engine is not None:
+        if self.main.is_mounted:
             self._show_target()
 
     def _show_target(self) -> None:
@@ -317,16 +320,11 @@ class LoraTuiApp(App[int]):
             await pane.clear()
 
     def action_save_transcript(self) -> None:
-        when = datetime.now()
-        path = self.transcript_dir / f"lora-tui-transcript-{when:%Y%m%d-%H%M%S}.md"
-        text = transcript_markdown([(p.adapter_name, p.turns) for p in self.panes.values()], when)
+        panes = [(p.adapter_name, p.turns) for p in self.panes.values()]
         try:
-            write_text_atomic(path, text)
+            self.notify(save_transcript(panes, self.transcript_dir), title="transcript")
         except OSError as err:
-            reason = err.strerror or str(err)
-            self.notify(f"could not save {path}: {reason}", severity="error", timeout=15)
-            return
-        self.notify(f"saved {path}", title="transcript")
+            self.notify(str(err), severity="error", timeout=15)
 
     def action_copy_last_reply(self) -> None:
         pane = self.selected_pane

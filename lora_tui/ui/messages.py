@@ -1,10 +1,10 @@
-"""Messages the engine's reader thread and the memory sampler post to the app."""
+"""Messages the engine's and the build's reader threads post to the app."""
 
 from __future__ import annotations
 
 from textual.message import Message
 
-from lora_tui.engine.memory import MemorySample
+from lora_tui.builds import BuildEvent
 from lora_tui.engine.protocol import EngineEvent
 
 
@@ -14,11 +14,11 @@ class EngineEventArrived(Message):
         self.event = event
 
 
+class BuildEventArrived(Message):
+    def __init__(self, event: BuildEvent) -> None:
+        super().__init__()
+        self.event = event
+
+
 class PiecesReady(Message):
     """Streamed text is waiting in the app's buffer (posted once per batch, not per token)."""
-
-
-class MemorySampled(Message):
-    def __init__(self, sample: MemorySample) -> None:
-        super().__init__()
-        self.sample = sample

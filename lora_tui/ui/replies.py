@@ -33,17 +33,19 @@ class Replies:
     async def targets(self) -> list[AdapterPane]:
         """The panes a prompt goes to now; empty, with a notice saying why, if none can."""
         app = self.app
-        if app.engine is None:
-            app.notify(
-                "no engine is running (it kept stopping); restart lora-tui", severity="error"
-            )
-            return []
         candidates = list(app.panes.values()) if app.broadcast else [app.selected_pane]
         panes = [p for p in candidates if p is not None]
-        targets = [p for p in panes if p.can_answer]
+        targets = [p for p in panes if p.can_answer] if app.engine is not None else []
         states = {p.state for p in panes}
         if not targets:
-            if PaneState.GENERATING in states:
+            if PaneState.BUILDING in states:
+                why = "the programs are still being built; your prompt is kept, send it then"
+            elif app.engine is None:
+                app.notify(
+                    "no engine is running (it kept stopping); restart lora-tui", severity="error"
+                )
+                return []
+            elif PaneState.GENERATING in states:
                 why = "still answering — Esc cancels"
             elif PaneState.LOADING in states:
                 why = "the adapters are still loading; your prompt is kept, send it once one is"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from textual.widgets import Input
 
-from lora_tui.engine import EngineFailed, Notice, ReplyDone, ReplyEnd
+from lora_tui.engine import EngineFailed, ReplyDone, ReplyEnd
 from tests.support.pilot import SIZE, engine, make_app, notifications, pane, send
 
 
@@ -156,7 +156,6 @@ async def test_what_the_context_left_out_is_not_sent_again(tmp_path: Path) -> No
         fake = engine(app)
         fake.hold = True
         await send(pilot, "And in 2025?")
-        fake.on_event(Notice("nobel", "context full: left out the 2 oldest messages"))
         fake.on_event(ReplyDone("nobel", "Nobody yet.", ReplyEnd.STOP, None, None, forgotten=2))
         fake.running.clear()
         fake.hold = False
@@ -170,3 +169,12 @@ async def test_what_the_context_left_out_is_not_sent_again(tmp_path: Path) -> No
         ]  # the pane still shows every turn, and says what happened
         assert any(t.role == "notice" and "left out" in t.text for t in nobel.turns)
         assert [m.content for m in fake.conversations["nobel"]][::2] == ["And in 2025?", "Thanks"]
+
+        # Full again at the next turn: the pane counts it, and does not say it again.
+        fake.hold = True
+        await send(pilot, "Bye")
+        fake.on_event(ReplyDone("nobel", "Bye!", ReplyEnd.STOP, None, None, forgotten=2))
+        fake.running.clear()
+        await pilot.pause()
+        assert sum(t.role == "notice" for t in nobel.turns) == 1
+        assert "4 left out" in str(nobel.query_one(".status").render())

@@ -25,6 +25,10 @@ from lora_tui.engine.types import (
 FIXED_MEMORY = MemorySample(
     rss_mib=1504.0, pss_mib=1093.0, uss_mib=902.0, anon_mib=640.0, file_mib=864.0
 )
+# The whole tool: the app, the engine's worker and lane, and the pre-flight checker.
+FIXED_TOOL_MEMORY = MemorySample(
+    rss_mib=1712.0, pss_mib=1221.0, uss_mib=1010.0, anon_mib=790.0, file_mib=922.0, processes=4
+)
 FIXED_STATS = ReplyStats(
     prompt_tokens=31,
     reused_tokens=0,

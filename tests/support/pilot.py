@@ -6,9 +6,10 @@ from pathlib import Path
 
 from textual.widgets import Input
 
+from lora_tui.builds import BuildClient
 from lora_tui.ui.app import LoraTuiApp
 from lora_tui.ui.widgets.adapter_pane import AdapterPane
-from tests.support.fake_engine import FakeEngine
+from tests.support.fake_engine import FIXED_TOOL_MEMORY, FakeEngine
 
 SIZE = (120, 34)
 
@@ -19,6 +20,7 @@ def make_app(
     suggestions: dict[str, list[str]] | None = None,
     results_path: Path | None = None,
     program_dir: Path = Path("/artifacts"),
+    build: BuildClient | None = None,
     **engine_options,
 ) -> LoraTuiApp:
     engines: list[FakeEngine] = []
@@ -36,6 +38,8 @@ def make_app(
         memory_interval_s=3600,
         suggestions=suggestions,
         results_path=results_path,
+        build=build,
+        tool_memory=lambda: FIXED_TOOL_MEMORY,
     )
     app.animation_level = "none"
     app.engines = engines  # type: ignore[attr-defined]

@@ -9,14 +9,22 @@ from pathlib import Path
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.reactive import var
-from textual.widgets import Markdown, Static
+from textual.widgets import Markdown, ProgressBar, Static
 
+from lora_tui.builds import BuildProgress
 from lora_tui.engine.protocol import ReplyDone
 from lora_tui.engine.types import AdapterInfo, Message, ReplyEnd, ReplyStats
 from lora_tui.ui.widgets.thinking import ThinkingBlock, ThinkSplitter
 
+BUILDING = "Building its program (the first run only: later starts reuse it)"
+CONTEXT_FULL = (
+    "context full: from here on the oldest messages are left out to make room "
+    "(they stay on screen; Ctrl+L starts afresh)"
+)
+
 
 class PaneState(StrEnum):
+    BUILDING = "building"  # its program is still being built (the demo's first run)
     LOADING = "loading"
     READY = "ready"
     GENERATING = "generating"
@@ -26,6 +34,7 @@ class PaneState(StrEnum):
     @property
     def icon(self) -> str:
         return {
+            PaneState.BUILDING: "◔",
             PaneState.LOADING: "◌",
             PaneState.READY: "●",
             PaneState.GENERATING: "◉",
@@ -38,7 +47,7 @@ class PaneState(StrEnum):
 class Turn:
     role: str
     text: str
-    note: str = ""  # "cancelled", "error: ...", "notice: ..."
+    note: str = ""  # "cancelled", "error: ..."
     end: ReplyEnd | None = None  # how a reply ended
 
 
@@ -153,6 +162,8 @@ class AdapterPane(Vertical):
             parts.append(f"T {self.overrides['temperature']}")
         if "seed" in self.overrides:
             parts.append(f"seed {self.overrides['seed']}")
+        if self.forgotten:
+            parts.append(f"{self.forgotten} left out")
         if self.detail:
             parts.append(self.detail)
         # One fixed-height line: no layout pass, so a status change repaints just this line.
@@ -169,12 +180,35 @@ class AdapterPane(Vertical):
 
     # --- engine events ---------------------------------------------------------------------
 
+    def building(self, progress: BuildProgress | None, elapsed: str) -> None:
+        """Its program is not built yet: how far the build is, and how long it has taken."""
+        if self.state is not PaneState.BUILDING:
+            self.state = PaneState.BUILDING
+            self.conversation.mount(
+                Static(BUILDING, classes="build-progress"),
+                ProgressBar(show_eta=False, classes="build-progress"),
+            )
+        step = f"\n{progress.step}" if progress and progress.step else ""
+        phase = progress.phase if progress else "starting"
+        self.query_one(".build-progress", Static).update(f"{BUILDING}\n\n{phase}{step}")
+        if progress is not None:
+            self.query_one(ProgressBar).update(total=progress.total, progress=progress.count)
+        self.detail = f"{progress.count}/{progress.total} · {elapsed}" if progress else elapsed
+        self._update_status()
+
+    def loading(self) -> None:
+        self.query(".build-progress").remove()
+        self.state = PaneState.LOADING
+        self.detail = ""
+        self._update_status()
+
     def loaded(self, info: AdapterInfo) -> None:
         self.info = info
         self.state = PaneState.READY
         self._update_titles()
 
     def failed(self, error: str) -> None:
+        self.query(".build-progress").remove()
         self.detail = ""
         self.state = PaneState.ERROR
         self.conversation.mount(Static(error, classes="error-text"))
@@ -228,6 +262,8 @@ class AdapterPane(Vertical):
             ReplyEnd.CONTEXT: "stopped: context full",
         }.get(done.end, "")
         self.turns.append(Turn("assistant", done.text, note, done.end))
+        if done.forgotten and not self.forgotten:  # said once a conversation, not every turn
+            self.notice(CONTEXT_FULL)
         self.forgotten += done.forgotten
         if done.stats:
             self.last_stats = done.stats

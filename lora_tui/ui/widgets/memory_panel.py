@@ -1,13 +1,17 @@
-"""Live memory: process RSS over time, RSS beside PSS, sharing, and what each adapter added."""
+"""Live memory: the whole tool's and the engine's RSS beside PSS, the tool's RSS over time,
+sharing, and what each adapter added."""
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 from rich.table import Table
 from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.message import Message
 from textual.widgets import Sparkline, Static
 
 from lora_tui.engine.memory import MemorySample
@@ -15,12 +19,21 @@ from lora_tui.engine.types import AdapterInfo, Sharing
 
 HISTORY = 120  # samples kept for the sparkline
 RSS_VS_PSS = (
-    "+RSS: what RSS grew by at each load. RSS counts a foundation page once per program "
-    "that maps it; true: what the adapter really added (PSS, which splits shared pages). MiB."
+    "×N: summed over N processes. +RSS: what RSS grew by at each load. RSS counts a "
+    "foundation page once per program that maps it; true: what the adapter really added "
+    "(PSS, which splits shared pages). MiB."
 )
 
 
+MemorySource = Callable[[], MemorySample | None]
+
+
 class MemoryPanel(Vertical):
+    class Sampled(Message):
+        def __init__(self, engine: MemorySample | None, tool: MemorySample | None) -> None:
+            super().__init__()
+            self.engine, self.tool = engine, tool
+
     def __init__(self) -> None:
         super().__init__(id="memory")
         self.border_title = "Memory"
@@ -29,7 +42,9 @@ class MemoryPanel(Vertical):
         self.foundation_mib: float | None = None
         self.baseline_mib: float | None = None
         self.adapters: dict[str, AdapterInfo] = {}
-        self.latest: MemorySample | None = None
+        self.engine: MemorySample | None = None
+        self.tool: MemorySample | None = None
+        self._sources: tuple[MemorySource, MemorySource] = (lambda: None, lambda: None)
 
     def compose(self) -> ComposeResult:
         yield Static(id="memory-now")
@@ -41,11 +56,30 @@ class MemoryPanel(Vertical):
     def on_mount(self) -> None:
         self.refresh_view()
 
-    def record(self, sample: MemorySample) -> None:
+    def sample(self, engine: MemorySource, tool: MemorySource, interval_s: float) -> None:
+        """Read both now and every ``interval_s``."""
+        self._sources = engine, tool
+        self._read()
+        self.set_interval(interval_s, self._read)
+
+    @work(thread=True, exclusive=True, group="memory")
+    def _read(self) -> None:
+        # Off the UI thread: reading every process's smaps takes milliseconds.
+        engine, tool = self._sources
+        self.post_message(self.Sampled(engine(), tool()))
+
+    @on(Sampled)
+    def _sampled(self, message: Sampled) -> None:
+        self.record(message.engine, message.tool)
+
+    def record(self, engine: MemorySample | None, tool: MemorySample | None) -> None:
+        """The engine's processes (None before it starts) and the whole tool's: the app and
+        every process under it (the engine, its lanes, the pre-flight checker, a build)."""
         # Every second: only the fixed-size parts change, so no layout pass is needed.
-        self.latest = sample
-        self.history.append(sample.rss_mib)
-        self.query_one(Sparkline).data = list(self.history)
+        self.engine, self.tool = engine, tool
+        if tool is not None:
+            self.history.append(tool.rss_mib)
+            self.query_one(Sparkline).data = list(self.history)
         self._refresh_now()
 
     def engine_ready(self, sharing: Sharing, baseline_mib: float, foundation_mib: float) -> None:
@@ -61,19 +95,22 @@ class MemoryPanel(Vertical):
         self.refresh_view()
 
     def _refresh_now(self) -> None:
-        now = Table.grid(expand=True)
-        now.add_column(ratio=1)
-        now.add_column(ratio=1)
-        if self.latest:
-            pss, processes = self.latest.pss_mib, self.latest.processes
-            # Summed over the engine's processes, RSS counts a page they share in each.
-            across = f" in {processes}" if processes > 1 else ""
+        now = Table(box=None, expand=True, padding=(0, 1), show_edge=False)
+        now.add_column("", no_wrap=True)
+        now.add_column("RSS", justify="right", no_wrap=True)
+        now.add_column("PSS (true)", justify="right", no_wrap=True)
+        for label, sample in (("whole tool", self.tool), ("engine", self.engine)):
+            if sample is None:
+                now.add_row(label, Text("—", "dim"), Text("—", "dim"))
+                continue
+            # Summed over several processes, RSS counts a page they share in each; PSS
+            # splits it among them.
+            count = f" ×{sample.processes}" if sample.processes > 1 else ""
             now.add_row(
-                Text.assemble(("RSS ", "bold"), f"{self.latest.rss_mib:,.0f} MiB{across}"),
-                Text.assemble(("PSS ", "bold"), f"{pss:,.0f} MiB" if pss else "n/a"),
+                Text.assemble((label, "bold"), (count, "dim")),
+                f"{sample.rss_mib:,.0f} MiB",
+                f"{sample.pss_mib:,.0f} MiB" if sample.pss_mib else "n/a",
             )
-        else:
-            now.add_row(Text("measuring…", "dim"))
         self.query_one("#memory-now", Static).update(now, layout=False)
 
     def refresh_view(self) -> None:
