@@ -19,7 +19,7 @@ from pathlib import Path
 
 from benchmarks.record import write_results
 from lora_tui.common.native_output import native_output_to
-from lora_tui.engine import GenerationSettings, ModelHost, Notice, ReplyDone
+from lora_tui.engine import GenerationSettings, ModelHost, ReplyDone
 from lora_tui.engine.conversation import Conversation
 from lora_tui.engine.memory import sample
 
@@ -49,9 +49,9 @@ def soak(host: ModelHost, name: str, turns: int, max_new_tokens: int) -> dict[st
         messages = conversation.ask(QUESTIONS[turn % len(QUESTIONS)])
         with native_output_to(Path("/dev/null")):
             events = list(host.generate(name, messages, settings))
-        drops += sum(isinstance(e, Notice) for e in events)
         done = events[-1]
         assert isinstance(done, ReplyDone)
+        drops += done.forgotten > 0
         errors += done.error is not None
         conversation.answered(done)
         if turn + 1 == WARM_UP_TURNS:

@@ -9,6 +9,7 @@ so no figure in those tables is typed by hand."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import sys
@@ -148,7 +149,33 @@ def soak_table(report: dict) -> list[str]:
     return lines + [_row(list(row)) for row in rows]
 
 
+def first_run_table(report: dict) -> list[str]:
+    began = list(report["build_phases_began_s"].items())  # in the order they began
+    lowering = next((b[1] - a[1] for a, b in itertools.pairwise(began) if "template" in a[0]), None)
+    pss = report["tool_pss_mib"]  # none read where a process of the tree had no PSS
+    tool = f"{report['tool_rss_mib']:,.0f} MiB / " + (f"{pss:,.0f} MiB" if pss else "n/a")
+    rows = [
+        ("the app on screen", f"{report['app_on_screen_s']} s"),
+        ("the build hands the programs over", f"{report['build_done_s']} s"),
+        ("  of which lowering the template", f"{lowering:.1f} s" if lowering else "—"),
+        ("the first adapter pane ready", f"{report['first_adapter_ready_s']} s"),
+        ("**its first answer**", f"**{report['first_answer_s']} s**"),
+        ("every pane ready", f"{report['every_pane_ready_s']} s"),
+        (
+            "app process RSS, at most during the build",
+            f"{report['app_rss_during_build_max_mib']} MiB",
+        ),
+        ("app process RSS after", f"{report['app_rss_after_mib']} MiB"),
+        (f"whole tool RSS / PSS ({report['tool_processes']} processes)", tool),
+        ("torch imported by the app process", "yes" if report["app_imported_torch"] else "no"),
+    ]
+    lines = [_row(["from `lora-tui` starting", report["quantize"]]), _row(["---", "---"])]
+    return lines + [_row(list(row)) for row in rows]
+
+
 TABLES: dict[str, Callable[..., list[str]]] = {
+    "first_run": first_run_table,
+    "first_run_8da4w": first_run_table,
     "threads": threads_table,
     "parallel_panes": parallel_panes_table,
     "program_report": program_report_table,

