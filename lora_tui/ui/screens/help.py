@@ -18,7 +18,9 @@ STATUS_LINE = (
     "A pane's status line: TTFT (time to its first token), then that reply's own decode speed "
     "in tok/s, while it shared the machine. When several panes answered one prompt at the "
     "same time, 'N together' follows: their speeds summed, what the machine gave them all "
-    "(panes opened together answer in processes of their own, a share of the cores each)."
+    "(panes opened together answer in processes of their own, a share of the cores each). "
+    "'N left out': the oldest messages of its conversation that no longer fit the context; "
+    "the pane still shows them but no longer sends them."
 )
 
 
