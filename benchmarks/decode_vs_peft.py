@@ -5,7 +5,8 @@
 
 BASE is what lora-export was given (a Hugging Face directory or a .gguf file). Both run
 greedy decoding of the same number of new tokens after the same chat prompt; decode speed
-counts the tokens after the first, so prefill is excluded on both sides.
+counts the tokens after the first, so prefill is excluded on both sides. The figures go to
+``benchmarks/results/decode_vs_peft.json``, which the docs' table is made from.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.record import write_results
 from lora_tui.common.native_output import native_output_to
 from lora_tui.engine import GenerationSettings, Message, ModelHost
 
@@ -80,6 +82,17 @@ def main() -> None:
     print(f"  ExecuTorch program (XNNPACK): {executorch:6.1f} tok/s")
     print(f"  PEFT eager (torch):           {eager:6.1f} tok/s")
     print(f"  ratio:                        {executorch / eager:6.2f}x")
+    write_results(
+        "decode_vs_peft",
+        {
+            "program": args.program.name,
+            "base": args.base.name,
+            "new_tokens": args.tokens,
+            "executorch_tok_s": round(executorch, 1),
+            "peft_eager_tok_s": round(eager, 1),
+            "ratio": round(executorch / eager, 2),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -173,7 +173,60 @@ def first_run_table(report: dict) -> list[str]:
     return lines + [_row(list(row)) for row in rows]
 
 
+def decode_vs_peft_table(report: dict) -> list[str]:
+    rows = [
+        ("ExecuTorch program (XNNPACK, fp32)", f"{report['executorch_tok_s']} tok/s"),
+        ("PEFT eager (torch, KV cache, unmerged)", f"{report['peft_eager_tok_s']} tok/s"),
+        ("ratio", f"{report['ratio']:.2f}×"),
+    ]
+    head = f"{report['new_tokens']} new tokens, greedy, same prompt ({report['program']})"
+    return [_row([head, "decode"]), _row(["---", "---"])] + [_row(list(r)) for r in rows]
+
+
+def ui_latency_table(report: dict) -> list[str]:
+    what = f"{report['while']} ({', '.join(report['programs'])}, {report['presses']} presses)"
+    cells = [what, f"{report['p50_ms']} ms", f"**{report['p95_ms']} ms**", f"{report['max_ms']} ms"]
+    return [_row(["", "p50", "p95", "max"]), _row(["---"] * 4), _row(cells)]
+
+
+def memory_table(report: dict) -> list[str]:
+    head = [
+        "program",
+        "sharing on: RSS after load",
+        "+RSS",
+        "**true cost (+PSS)**",
+        "LoRA + KV",
+        "check",
+        "load",
+        "decode",
+        "sharing off: +RSS",
+        "sharing off: true cost",
+    ]
+    lines = [_row(head), _row(["---"] * len(head))]
+    pairs = zip(report["sharing_on"]["adapters"], report["sharing_off"]["adapters"], strict=True)
+    for on, off in pairs:
+        own = (on["adapter_weights_mib"] or 0) + (on["kv_cache_mib"] or 0)
+        cells = [
+            on["name"],
+            f"{on['rss_after_load_mib']:,.0f} MiB",
+            f"{on['increment_mib']:+.0f} MiB",
+            f"**{on['true_increment_mib']:+.0f} MiB**",
+            f"{own:.1f} MiB",
+            f"{on['check_s']:.2f} s",
+            f"{on['load_s']:.2f} s",
+            f"{on['decode_tok_s']} tok/s",
+            f"{off['increment_mib']:+.0f} MiB",
+            f"{off['true_increment_mib']:+.0f} MiB",
+        ]
+        lines.append(_row(cells))
+    return lines
+
+
 TABLES: dict[str, Callable[..., list[str]]] = {
+    "memory": memory_table,
+    "ui_latency": ui_latency_table,
+    "ui_latency_idle": ui_latency_table,
+    "decode_vs_peft": decode_vs_peft_table,
     "first_run": first_run_table,
     "first_run_8da4w": first_run_table,
     "threads": threads_table,

@@ -7,7 +7,8 @@ Runs the app headless with the real engine process, sends a prompt to both adapt
 while they generate presses Tab (select the next adapter) again and again. Each latency is
 the time from handing the key to the app's driver until the screen refresh that shows the
 new selection has run (``call_after_refresh``). Pilot's own press() is not used: it waits
-for the process to look idle, which a streaming app never does. Prints p50, p95 and max.
+for the process to look idle, which a streaming app never does. Prints p50, p95 and max,
+and writes them to ``benchmarks/results/ui_latency[_idle].json``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from textual import events
 from textual.widgets import Input
 
+from benchmarks.record import write_results
 from lora_tui.engine import GenerationSettings
 from lora_tui.engine.worker import process_engine_factory
 from lora_tui.ui.app import LoraTuiApp
@@ -93,6 +95,16 @@ def main() -> None:
         f"p50 {statistics.median(latencies):.1f} ms, p95 {p95:.1f} ms, "
         f"max {latencies[-1]:.1f} ms"
     )
+    report = {
+        "programs": [p.name for p in args.programs],
+        "while": while_,
+        "threads": args.threads,
+        "presses": len(latencies),
+        "p50_ms": round(statistics.median(latencies), 1),
+        "p95_ms": round(p95, 1),
+        "max_ms": round(latencies[-1], 1),
+    }
+    write_results("ui_latency_idle" if args.idle else "ui_latency", report)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,56 @@
+"""What each adapter adds to memory, with XNNPACK's weight cache on and off: ``lora-tui
+bench --json`` over the demo's programs, once each way, in processes of their own.
+
+    .venv/bin/python -m benchmarks.memory [--folder DIR]
+
+``DIR`` is a lora-export folder (default: the demo's, which ``lora-tui`` builds). The
+programs load in turn: the base, one adapter, another, and the first adapter again (as the
+original C++ demo loads a, b, a). Figures go to ``benchmarks/results/memory.json``, which
+the docs' table is made from; run it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks.record import write_results
+
+
+def bench(weights: Path, programs: list[Path], share: bool) -> dict:
+    command = [sys.executable, "-m", "lora_tui.cli", "bench", "--json", "--weights", str(weights)]
+    command += [str(p) for p in programs] + ([] if share else ["--no-share"])
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def main() -> None:
+    from lora_tui.demo import DemoBuild, demo_folder
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folder", type=Path, default=demo_folder())
+    args = parser.parse_args()
+    build = DemoBuild(args.folder, None)
+    base, first, second = build.programs[:3]
+    programs = [base, first, second, first]
+    report = {
+        "folder": args.folder.name,
+        "foundation_mib": round(build.weights.stat().st_size / 2**20, 1),
+        "max_context": build.manifest.max_context,
+        "sharing_on": bench(build.weights, programs, share=True),
+        "sharing_off": bench(build.weights, programs, share=False),
+    }
+    for way in ("sharing_on", "sharing_off"):
+        for row in report[way]["adapters"]:
+            print(
+                f"{way:12} {row['name']:14} +RSS {row['increment_mib']:7.1f} MiB, "
+                f"true {row['true_increment_mib']} MiB, {row['decode_tok_s']} tok/s"
+            )
+    write_results("memory", report)
+
+
+if __name__ == "__main__":
+    main()
