@@ -3,8 +3,8 @@
     .venv/bin/python -m benchmarks.export_bench [--work DIR]
 
 Prints each phase's time: a first export (foundation + adapter), then adding a second
-adapter to the same folder. The adapters have random weights; the timing does not depend
-on their values.
+adapter to the same folder, and writes them to ``benchmarks/results/export_bench.json``.
+The adapters have random weights; the timing does not depend on their values.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from exporter.pipeline import ExportRequest, run_export
+from benchmarks.record import write_results
+from exporter.pipeline import DEFAULT_MAX_CONTEXT, ExportRequest, run_export
 from exporter.smollm2 import fetch_smollm2_gguf
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -57,15 +58,18 @@ def main() -> None:
     out = work / "out"
     shutil.rmtree(out, ignore_errors=True)
 
-    started = time.perf_counter()
-    result = run_export(ExportRequest(base=gguf, adapters=[("a", first)], out=out))
-    report(
-        "first export (foundation + 1 adapter)", result.phase_seconds, time.perf_counter() - started
-    )
-
-    started = time.perf_counter()
-    result = run_export(ExportRequest(base=gguf, adapters=[("b", second)], out=out))
-    report("adding a second adapter", result.phase_seconds, time.perf_counter() - started)
+    runs = {}
+    for title, name, adapter in (
+        ("first export (foundation + 1 adapter)", "a", first),
+        ("adding a second adapter", "b", second),
+    ):
+        started = time.perf_counter()
+        result = run_export(ExportRequest(base=gguf, adapters=[(name, adapter)], out=out))
+        total = time.perf_counter() - started
+        report(title, result.phase_seconds, total)
+        phases = {phase: round(value, 1) for phase, value in result.phase_seconds.items()}
+        runs[title] = {"total_s": round(total, 1), "phases_s": phases}
+    write_results("export_bench", {"max_context": DEFAULT_MAX_CONTEXT, "runs": runs})
 
 
 if __name__ == "__main__":

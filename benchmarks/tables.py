@@ -222,7 +222,17 @@ def memory_table(report: dict) -> list[str]:
     return lines
 
 
+def export_bench_table(report: dict) -> list[str]:
+    lines = [_row(["", "total", "its phases"]), _row(["---"] * 3)]
+    for title, run in report["runs"].items():
+        slow = sorted(run["phases_s"].items(), key=lambda item: -item[1])[:3]
+        phases = ", ".join(f"{name} {seconds} s" for name, seconds in slow)
+        lines.append(_row([title, f"**{run['total_s']} s**", phases]))
+    return lines
+
+
 TABLES: dict[str, Callable[..., list[str]]] = {
+    "export_bench": export_bench_table,
     "memory": memory_table,
     "ui_latency": ui_latency_table,
     "ui_latency_idle": ui_latency_table,
