@@ -37,7 +37,7 @@ def threads_table(report: dict) -> list[str]:
     programs = report["programs"]
     modes = [name.removeprefix("nobel ") for name in programs]
     header = ["setting", *(f"{m} {what}" for m in modes for what in ("decode", "TTFT"))]
-    lines = [_row(header), _row(["---"] * len(header))]
+    lines = _head(header)
     for key, label in THREAD_SETTINGS.items():
         cells = [label]
         for table in programs.values():
@@ -52,7 +52,7 @@ def parallel_panes_table(report: dict) -> list[str]:
     header = ["layout"]
     for mode in folders:
         header += [f"{mode} alone", f"{mode} both at once (wall / decode)", f"{mode} second adds"]
-    lines = [_row(header), _row(["---"] * len(header))]
+    lines = _head(header)
     for key, label in LAYOUTS.items():
         cells = [label]
         for table in folders.values():
@@ -76,7 +76,7 @@ def program_report_table(rows: list) -> list[str]:
         "a layer (each)",
         "XNNPACK operators (transposes)",
     ]
-    lines = [_row(header), _row(["---"] * len(header))]
+    lines = _head(header)
     for row in rows:
         per_layer = f"{row['delegate_calls_per_layer']} / {row['kernel_calls_per_layer']}"
         name = "/".join(Path(row["program"]).parts[-2:])
@@ -97,7 +97,7 @@ SDPA = "llama::custom_sdpa.out"
 def op_profile_table(report: dict) -> list[str]:
     programs = report["programs"]
     header = ["a decode step", *(f"`{label}`" for label in programs)]
-    lines = [_row(header), _row(["---"] * len(header))]
+    lines = _head(header)
 
     def summed(row: dict, names: list[str]) -> tuple[float, int]:
         events = [row["events"][n] for n in names if n in row["events"]]
@@ -145,7 +145,7 @@ def soak_table(report: dict) -> list[str]:
         ("turns that left old messages out", report["turns_with_context_notices"]),
         ("errors", report["errors"]),
     ]
-    lines = [_row(["", Path(report["program"]).name]), _row(["---", "---"])]
+    lines = _head(["", Path(report["program"]).name])
     return lines + [_row(list(row)) for row in rows]
 
 
@@ -169,7 +169,7 @@ def first_run_table(report: dict) -> list[str]:
         (f"whole tool RSS / PSS ({report['tool_processes']} processes)", tool),
         ("torch imported by the app process", "yes" if report["app_imported_torch"] else "no"),
     ]
-    lines = [_row(["from `lora-tui` starting", report["quantize"]]), _row(["---", "---"])]
+    lines = _head(["from `lora-tui` starting", report["quantize"]])
     return lines + [_row(list(row)) for row in rows]
 
 
@@ -180,13 +180,13 @@ def decode_vs_peft_table(report: dict) -> list[str]:
         ("ratio", f"{report['ratio']:.2f}×"),
     ]
     head = f"{report['new_tokens']} new tokens, greedy, same prompt ({report['program']})"
-    return [_row([head, "decode"]), _row(["---", "---"])] + [_row(list(r)) for r in rows]
+    return _head([head, "decode"]) + [_row(list(r)) for r in rows]
 
 
 def ui_latency_table(report: dict) -> list[str]:
     what = f"{report['while']} ({', '.join(report['programs'])}, {report['presses']} presses)"
     cells = [what, f"{report['p50_ms']} ms", f"**{report['p95_ms']} ms**", f"{report['max_ms']} ms"]
-    return [_row(["", "p50", "p95", "max"]), _row(["---"] * 4), _row(cells)]
+    return [*_head(["", "p50", "p95", "max"]), _row(cells)]
 
 
 def memory_table(report: dict) -> list[str]:
@@ -202,7 +202,7 @@ def memory_table(report: dict) -> list[str]:
         "sharing off: +RSS",
         "sharing off: true cost",
     ]
-    lines = [_row(head), _row(["---"] * len(head))]
+    lines = _head(head)
     pairs = zip(report["sharing_on"]["adapters"], report["sharing_off"]["adapters"], strict=True)
     for on, off in pairs:
         own = (on["adapter_weights_mib"] or 0) + (on["kv_cache_mib"] or 0)
@@ -223,7 +223,7 @@ def memory_table(report: dict) -> list[str]:
 
 
 def export_bench_table(report: dict) -> list[str]:
-    lines = [_row(["", "total", "its phases"]), _row(["---"] * 3)]
+    lines = _head(["", "total", "its phases"])
     for title, run in report["runs"].items():
         slow = sorted(run["phases_s"].items(), key=lambda item: -item[1])[:3]
         phases = ", ".join(f"{name} {seconds} s" for name, seconds in slow)
@@ -245,6 +245,11 @@ TABLES: dict[str, Callable[..., list[str]]] = {
     "op_profile": op_profile_table,
     "soak": soak_table,
 }
+
+
+def _head(cells: list) -> list[str]:
+    """A table's header row and the rule under it."""
+    return [_row(cells), _row(["---"] * len(cells))]
 
 
 def _row(cells: list) -> str:
