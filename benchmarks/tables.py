@@ -169,7 +169,8 @@ def first_run_table(report: dict) -> list[str]:
         (f"whole tool RSS / PSS ({report['tool_processes']} processes)", tool),
         ("torch imported by the app process", "yes" if report["app_imported_torch"] else "no"),
     ]
-    lines = _head(["from `lora-tui` starting", report["quantize"]])
+    cache = "an empty cache" if report["cache_was_empty"] else "the build in the cache"
+    lines = _head([f"from `lora-tui` starting, {cache}", report["quantize"]])
     return lines + [_row(list(row)) for row in rows]
 
 
@@ -239,6 +240,7 @@ TABLES: dict[str, Callable[..., list[str]]] = {
     "decode_vs_peft": decode_vs_peft_table,
     "first_run": first_run_table,
     "first_run_8da4w": first_run_table,
+    "first_run_warm": first_run_table,
     "threads": threads_table,
     "parallel_panes": parallel_panes_table,
     "program_report": program_report_table,
