@@ -44,7 +44,10 @@ class ModelHost:
         share: bool = True,
         log_path: Path | None = None,
         threads: int | None = None,
+        preflight: Preflight | None = None,
     ) -> None:
+        """``preflight``: a checker already launched (the worker starts it before it imports
+        the runtime, so the two imports overlap); by default one of its own."""
         # Threads and sharing must be configured before the first program loads.
         try:
             self.threads = configure_threads(threads)
@@ -56,7 +59,7 @@ class ModelHost:
         self.sessions: dict[str, AdapterSession] = {}
         self.infos: dict[str, AdapterInfo] = {}
         self._replies: deque[Reply] = deque()
-        self._preflight = Preflight(log_path)
+        self._preflight = preflight or Preflight(log_path)
         # Programs that passed, by path, size and time of change: (facts, seconds it took).
         self._checked: dict[tuple[Path, int, int], tuple[ProgramFacts, float]] = {}
         # What a load's memory figures are read from: this process, or (in a lane) the

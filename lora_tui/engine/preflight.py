@@ -26,12 +26,15 @@ import sys
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lora_tui.common.native_output import redirect_native_output
-from lora_tui.engine.program import ProgramFacts
 from lora_tui.engine.protocol import Check, Checked, CheckerReady
 from lora_tui.engine.types import EngineError
 from lora_tui.format import ArtifactError
+
+if TYPE_CHECKING:  # program.py imports torch: this module must not, see Preflight.launch
+    from lora_tui.engine.program import ProgramFacts
 
 CHECKER_MODULE = "lora_tui.engine.preflight"  # how the child is run, and recognised
 START_TIMEOUT_S = 120.0  # importing torch and ExecuTorch on a busy machine
@@ -47,6 +50,7 @@ class Preflight:
         self._conn: Connection | None = None  # to the child
         self._ending: list[tuple[subprocess.Popen[bytes], float]] = []  # closed, not yet gone
         self._last_check = 0.0
+        self._waiting_ready = False  # launched, and its CheckerReady not read yet
 
     @property
     def idle_s(self) -> float | None:
@@ -74,6 +78,7 @@ class Preflight:
         it need not wait; it is collected later."""
         child, conn = self._child, self._conn
         self._child = self._conn = None
+        self._waiting_ready = False
         if conn is not None:
             conn.close()  # the child ends when its connection does
         if child is not None:
@@ -103,9 +108,12 @@ class Preflight:
         self._drop()
         self._ending = []
 
-    def _started(self, pte: Path) -> Connection:
-        if self._child is not None and self._conn is not None and self._child.poll() is None:
-            return self._conn
+    def launch(self) -> None:
+        """Start the child now, without waiting for it: it imports the runtime (about 8 s
+        here) while the caller does its own work, and the first check waits for it. The
+        engine's worker calls this before it imports the runtime itself."""
+        if self._child is not None and self._child.poll() is None:
+            return
         log = str(self.log_path) if self.log_path else os.devnull
         ours, theirs = socket.socketpair()
         with ours, theirs:
@@ -117,7 +125,16 @@ class Preflight:
                 stderr=subprocess.DEVNULL,
             )
             self._conn = Connection(ours.detach())
-        self._answer(START_TIMEOUT_S, pte)  # CheckerReady once it has imported the runtime
+        self._waiting_ready = True
+        self._last_check = time.monotonic()  # idle from now, not since long ago
+
+    def _started(self, pte: Path) -> Connection:
+        if self._child is None or self._conn is None or self._child.poll() is not None:
+            self.launch()
+        if self._waiting_ready:
+            self._answer(START_TIMEOUT_S, pte)  # CheckerReady once it has imported the runtime
+            self._waiting_ready = False
+        assert self._conn is not None
         return self._conn
 
     def _answer(self, timeout: float, pte: Path) -> object:
@@ -140,6 +157,7 @@ class Preflight:
         if self._conn is not None:
             self._conn.close()
         self._child = self._conn = None
+        self._waiting_ready = False
 
 
 def _describe_exit(code: int) -> str:
@@ -153,7 +171,7 @@ def _describe_exit(code: int) -> str:
 
 def inspect(pte: Path, ptd: Path) -> ProgramFacts:
     """Load ``pte`` over ``ptd`` and run one token through it (in the child)."""
-    from lora_tui.engine.program import load_module, warm_up
+    from lora_tui.engine.program import ProgramFacts, load_module, warm_up
     from lora_tui.format import check_program_file
 
     check_program_file(pte)

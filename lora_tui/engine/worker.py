@@ -184,6 +184,12 @@ def _worker_main(
     warnings.simplefilter("ignore")
     # The models use every core; yield them to the UI whenever it has something to draw.
     os.nice(WORKER_NICENESS)
+    from lora_tui.engine.preflight import Preflight
+
+    # The pre-flight checker imports the runtime beside this process doing the same (about
+    # 8 s each here), instead of after it: the first program is checked that much sooner.
+    checker = Preflight(Path(log_path))
+    checker.launch()
     from lora_tui.engine.host import ModelHost
     from lora_tui.engine.lanes import Router
 
@@ -197,8 +203,10 @@ def _worker_main(
             share=share,
             log_path=Path(log_path),
             threads=1,
+            preflight=checker,
         )
     except ArtifactError as err:
+        checker.close()
         conn.send([EngineFailed(str(err))])
         return
     foundation_mib = host.foundation.size_bytes / 2**20
