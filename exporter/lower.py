@@ -105,7 +105,7 @@ def _lower(
 
     step("lowering to XNNPACK")
     partitioners = xnnpack_partitioners(spec.quantization)
-    with _partitions_share_weights(), _one_sort_per_graph():
+    with _partitions_share_weights(), _one_sort_per_graph(), _llama_passes_only():
         edge = to_edge_transform_and_lower(
             exported,
             partitioner=partitioners,
@@ -156,30 +156,17 @@ def _export(model: torch.nn.Module, max_seq: int) -> torch.export.ExportedProgra
 
 def xnnpack_partitioners(quantization: Quantization) -> list:
     """The XNNPACK partitioners a program of this quantization is lowered with."""
-    if quantization == FP32:
-        from executorch.backends.xnnpack.xnnpack_preprocess import XnnpackBackend
-        from executorch.exir.backend.compile_spec_schema import CompileSpec
-        from executorch.exir.backend.partitioner import DelegationSpec
-
-        partitioner = _unchecked_partitioner_class()()
-        # This compile spec makes XNNPACK's preprocess run only its linear pass instead of
-        # its whole pass list, each of which retraces every partition with symbolic shapes.
-        # Those passes rewrite conv, batch-norm, pooling and quantisation patterns that an
-        # fp32 Llama does not contain, and this halves the lowering time (measured on a
-        # 4-layer model).
-        partitioner.delegation_spec = DelegationSpec(
-            XnnpackBackend.__name__, [CompileSpec("dqlinear_partitioner", b"")]
-        )
-        return [partitioner]
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
         XnnpackDynamicallyQuantizedPartitioner,
         XnnpackPartitioner,
     )
 
+    if quantization == FP32:
+        return [_unchecked(XnnpackPartitioner)()]
     # As export_llm lowers 8da4w: the dynamically quantized linears first, then the rest
-    # (the fp32 LoRA linears among them), each with XNNPACK's own checks. One partitioner
-    # for both halves the delegate calls but measured no faster (README, against llama.cpp).
-    return [XnnpackDynamicallyQuantizedPartitioner(), XnnpackPartitioner()]
+    # (the fp32 LoRA linears among them). One partitioner for both halves the delegate
+    # calls but measured no faster (README, against llama.cpp).
+    return [_unchecked(XnnpackDynamicallyQuantizedPartitioner)(), _unchecked(XnnpackPartitioner)()]
 
 
 def _foundation_tags_pass() -> object:
@@ -299,23 +286,57 @@ def _sort_in_place(graph: torch.fx.Graph) -> None:
             before.append(node)
 
 
-def _unchecked_partitioner_class() -> type:
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+def _unchecked(partitioner: type) -> type:
+    """An XNNPACK partitioner that declares no per-node check on the ops it keeps whole.
 
-    class UncheckedXnnpackPartitioner(XnnpackPartitioner):
-        """XNNPACK's partitioner, declaring no per-node check on the ops it keeps whole.
+    With a check, ``to_edge_transform_and_lower`` decomposes the whole graph twice for that
+    partitioner (its EDGE_DO_NOT_DECOMP path); without one, once. The check only matters
+    for an op XNNPACK might refuse, and every linear here is one it takes (fp32, or int4
+    with int8 dynamic activations in groups it supports): the programs come out byte for
+    byte the same, 35 s sooner for an fp32 SmolLM2, and two whole decompositions fewer
+    for 8da4w, whose two partitioners each had a check.
+    """
 
-        With a check, ``to_edge_transform_and_lower`` decomposes the whole graph twice (its
-        EDGE_DO_NOT_DECOMP path); without one, once. The check only matters for a linear
-        XNNPACK might refuse, and every linear here is fp32 with a constant weight, which
-        it takes: the program comes out byte for byte the same, 35 s sooner on SmolLM2.
-        """
-
+    class Unchecked(partitioner):  # type: ignore[misc, valid-type]
         def ops_to_not_decompose(self, ep):  # type: ignore[no-untyped-def]
             ops, _check = super().ops_to_not_decompose(ep)
             return ops, None
 
-    return UncheckedXnnpackPartitioner
+    Unchecked.__name__ = f"Unchecked{partitioner.__name__}"
+    return Unchecked
+
+
+@contextlib.contextmanager
+def _llama_passes_only() -> Iterator[None]:
+    """Run only the XNNPACK passes a Llama-family graph needs on each partition.
+
+    ``XnnpackBackend.preprocess`` runs 17 passes over every partition, each retracing it
+    with symbolic shapes: they rewrite conv, batch-norm, pooling, upsampling, SDPA and
+    channels-last patterns these graphs do not contain. Two matter: linears as XNNPACK
+    takes them, and the foundation's tag carried onto the dequantize nodes of quantized
+    weights (without it, an 8da4w program keeps its int4 weights itself). With just those
+    two the programs and foundations come out byte for byte the same (tested), and a
+    2-layer 8da4w SmolLM2 lowers in 36 s instead of 51 s.
+    """
+    from executorch.backends.xnnpack import xnnpack_preprocess
+    from executorch.backends.xnnpack._passes.convert_to_linear import ConvertToLinearPass
+    from executorch.backends.xnnpack._passes.propagate_custom_meta_pass import (
+        PropagateCustomMetaPass,
+    )
+
+    every_pass = xnnpack_preprocess.XNNPACKPassManager
+
+    class LlamaPasses(every_pass):  # type: ignore[misc, valid-type]
+        def __init__(self, exported_program, passes=None):  # type: ignore[no-untyped-def]
+            super().__init__(
+                exported_program, passes or [ConvertToLinearPass, PropagateCustomMetaPass]
+            )
+
+    xnnpack_preprocess.XNNPACKPassManager = LlamaPasses  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        xnnpack_preprocess.XNNPACKPassManager = every_pass  # type: ignore[misc]
 
 
 def _build_model(spec: ProgramSpec, weights: dict[str, torch.Tensor]) -> torch.nn.Module:

@@ -176,3 +176,24 @@ def test_text_llm_runner_runs_the_quantized_program_like_lora_tui(quantized: Pat
     ours = visible_ascii(done.text)
     assert len(ours) >= 10 and visible_ascii(runner_text, specials) == ours
     assert host.infos["full"].quantization == "8da4w g32"
+
+
+def test_lowering_with_xnnpacks_every_pass_and_check_gives_the_same_files(
+    quantized: Path, tiny_artifacts: TinyArtifacts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """lora-export runs two of XNNPACK's 17 passes on each partition and declares no
+    per-node checks (two whole decompositions fewer); lowered with all of them, as
+    ExecuTorch would by default, the program and the foundation are the same bytes."""
+    import contextlib
+
+    monkeypatch.setattr("exporter.lower._llama_passes_only", contextlib.nullcontext)
+    monkeypatch.setattr("exporter.lower._unchecked", lambda partitioner: partitioner)
+    out = tmp_path / "every-pass"
+    adapters = [("full", tiny_artifacts.adapters["full"])]
+    run_export(
+        ExportRequest(
+            tiny_artifacts.base_dir, adapters, out, False, MAX_CONTEXT, quantization=Q8DA4W
+        )
+    )
+    for name in ("full.pte", "foundation.ptd"):
+        assert (out / name).read_bytes() == (quantized / name).read_bytes(), name
