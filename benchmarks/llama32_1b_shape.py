@@ -10,6 +10,8 @@ WORK (default ~/.cache/lora-tui/bench-1b), then, each in its own process:
 2. ``lora-export`` adding the second adapter to the same folder (a template fill);
 3. ``lora-tui bench`` on both programs: true (PSS) added cost per adapter and decode tok/s.
 
+Figures go to ``benchmarks/results/llama32_1b_shape.json``.
+
 Run it alone: a test run or another export on the same cores changes every figure.
 """
 
@@ -26,6 +28,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from benchmarks.record import write_results
 from lora_tui.format import FOUNDATION_FILE
 from tests.support.tiny import FAMILIES, TEMPLATES, build_tokenizer  # the Llama 3 tokenizer
 
@@ -174,22 +177,13 @@ def main() -> None:
     shutil.rmtree(out, ignore_errors=True)
 
     export_s, export_gib = run_export(base, first, out)
-    print(f"export (foundation + a):  {export_s:7.1f} s   peak RSS {export_gib:.2f} GiB")
     add_s, add_gib = run_export(base, second, out)
-    print(f"add second adapter (b):   {add_s:7.1f} s   peak RSS {add_gib:.2f} GiB")
-    foundation = out / FOUNDATION_FILE
-    print(f"foundation.ptd:           {foundation.stat().st_size / 1e9:7.2f} GB")
-    for name in ("a", "b"):
-        print(
-            f"{name}.pte:                    {(out / f'{name}.pte').stat().st_size / 1e6:7.1f} MB"
-        )
-
     bench = subprocess.run(
         [
             str(Path(sys.executable).parent / "lora-tui"),
             "bench",
             "--weights",
-            str(foundation),
+            str(out / FOUNDATION_FILE),
             str(out / "a.pte"),
             str(out / "b.pte"),
             "--max-new-tokens",
@@ -200,18 +194,19 @@ def main() -> None:
         capture_output=True,
         text=True,
     )
-    report = json.loads(bench.stdout)
-    print(f"sharing: {report['sharing_detail']}")
-    for adapter in report["adapters"]:
-        budget = 1.5 * (adapter["adapter_weights_mib"] + adapter["kv_cache_mib"])
-        print(
-            f"{adapter['name']}: +{adapter['increment_mib']:.1f} MiB RSS, "
-            f"+{adapter['true_increment_mib']:.1f} MiB true (PSS); "
-            f"1.5 x (LoRA {adapter['adapter_weights_mib']:.1f} + KV "
-            f"{adapter['kv_cache_mib']:.1f}) = {budget:.1f} MiB; "
-            f"pre-flight {adapter['check_s']:.1f} s, load {adapter['load_s']:.1f} s; "
-            f"TTFT {adapter['ttft_s']:.2f} s, decode {adapter['decode_tok_s']:.2f} tok/s"
-        )
+    measured = json.loads(bench.stdout)
+    report = {
+        "first_export_s": round(export_s, 1),
+        "first_export_peak_gib": round(export_gib, 2),
+        "add_adapter_s": round(add_s, 1),
+        "add_adapter_peak_gib": round(add_gib, 2),
+        "foundation_gb": round((out / FOUNDATION_FILE).stat().st_size / 1e9, 2),
+        "program_mb": round((out / "a.pte").stat().st_size / 1e6, 1),
+        "sharing": measured["sharing_detail"],
+        "adapters": measured["adapters"],
+    }
+    print(json.dumps(report, indent=2))
+    write_results("llama32_1b_shape", report)
 
 
 if __name__ == "__main__":

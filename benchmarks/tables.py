@@ -232,7 +232,92 @@ def export_bench_table(report: dict) -> list[str]:
     return lines
 
 
+def llama32_1b_shape_table(report: dict) -> list[str]:
+    first, second = report["adapters"]
+    budget = 1.5 * (second["adapter_weights_mib"] + second["kv_cache_mib"])
+    rows = [
+        ("first export (foundation + template + `a.pte`)", f"{report['first_export_s']} s", ""),
+        (
+            "exporter's peak RSS (`ru_maxrss` of the `lora-export` process)",
+            f"**{report['first_export_peak_gib']} GiB**",
+            "≤ 12 GiB",
+        ),
+        (
+            "adding the second adapter (`lora-export` again, a template fill)",
+            f"**{report['add_adapter_s']} s** (peak RSS {report['add_adapter_peak_gib']} GiB)",
+            "≤ 60 s",
+        ),
+        (
+            "`foundation.ptd` / each `.pte`",
+            f"{report['foundation_gb']} GB / {report['program_mb']} MB",
+            "",
+        ),
+        (
+            "first program loaded (`lora-tui bench`)",
+            f"+{first['increment_mib']:.0f} MiB RSS, +{first['true_increment_mib']:.0f} MiB PSS",
+            "",
+        ),
+        (
+            "**second program: true (PSS) added cost**",
+            f"**+{second['true_increment_mib']:.1f} MiB** (RSS +{second['increment_mib']:.0f} MiB)",
+            f"≤ 1.5 × (LoRA {second['adapter_weights_mib']:.1f} + KV {second['kv_cache_mib']:.1f})"
+            f" = {budget:.1f} MiB",
+        ),
+        (
+            "pre-flight / load of the second program",
+            f"{second['check_s']:.1f} s / {second['load_s']:.1f} s",
+            "",
+        ),
+        (
+            "decode, 32 new tokens",
+            " and ".join(f"{a['decode_tok_s']:.2f}" for a in report["adapters"]) + " tok/s",
+            "",
+        ),
+        (
+            "time to first token",
+            " and ".join(f"{a['ttft_s']:.2f} s" for a in report["adapters"]),
+            "",
+        ),
+    ]
+    return _head(["", "measured", "target"]) + [_row(list(row)) for row in rows]
+
+
+def quantizations_table(report: dict) -> list[str]:
+    head = ["`nobel`", "foundation.ptd", "nobel.pte", "decode", "TTFT", "true cost (+PSS)"]
+    lines = _head(head)
+    for label, row in report["rows"].items():
+        lines.append(
+            _row(
+                [
+                    label,
+                    f"{row['foundation_mb']:,.1f} MB ({row.get('foundation_vs_fp32', 1):.2f}×)",
+                    f"{row['program_mb']:.1f} MB",
+                    f"**{row['decode_tok_s']} tok/s** ({row.get('decode_vs_fp32', 1):.2f}×)",
+                    f"{row['ttft_s']:.3f} s",
+                    f"+{row['true_cost_mib']:,} MiB",
+                ]
+            )
+        )
+    return lines
+
+
+def quant_fidelity_table(report: dict) -> list[str]:
+    mode = report["quantization"]
+    lines = _head(["fp32 PEFT adapter", "program", "top-1 agreement", "mean KL", "positions"])
+    for row in report["teacher_forced"]:
+        program = f"`{row['program']}` {mode}"
+        agreement = f"{row['top1_agreement']:.1%}"
+        if row["program"] == row["adapter"]:
+            agreement = f"**{agreement}**"
+        cells = [f"`{row['adapter']}`", program, agreement, f"{row['mean_kl']:.3f}"]
+        lines.append(_row([*cells, row["positions"]]))
+    return lines
+
+
 TABLES: dict[str, Callable[..., list[str]]] = {
+    "quantizations": quantizations_table,
+    "quant_fidelity_8da8w": quant_fidelity_table,
+    "llama32_1b_shape": llama32_1b_shape_table,
     "export_bench": export_bench_table,
     "memory": memory_table,
     "ui_latency": ui_latency_table,
