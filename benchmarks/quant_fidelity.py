@@ -1,10 +1,12 @@
-"""What 8da4w costs against fp32 PEFT, per adapter: top-1 agreement and mean KL over
-teacher-forced held-out text, whether the LoRA effect is kept, and the eval questions.
+"""What a quantization (8da4w, 8da8w) costs against fp32 PEFT, per adapter: top-1
+agreement and mean KL over teacher-forced held-out text, whether the LoRA effect is kept,
+and the eval questions.
 
-    .venv/bin/python -m benchmarks.quant_fidelity [--folder DIR] [--questions N]
+    .venv/bin/python -m benchmarks.quant_fidelity [--quantize 8da8w | --folder DIR] [--questions N]
 
-DIR is a folder lora-export wrote with ``--quantize 8da4w`` and ``--base-program`` from the
-demo's base and adapters (default: ``lora-tui demo --quantize 8da4w``'s cache).
+DIR is a folder lora-export wrote with ``--quantize`` and ``--base-program`` from the
+demo's base and adapters (default: ``lora-tui demo --quantize MODE``'s cache, 8da4w unless
+``--quantize`` says otherwise). Figures go to ``benchmarks/results/quant_fidelity_MODE.json``.
 
 The held-out text: N questions from each adapter's eval set (``lora_tui/demo_assets/eval/``,
 never trained on), each in the chat template followed by fp32 PEFT's own greedy answer (up
@@ -26,6 +28,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.decode_vs_peft import load_peft
+from benchmarks.record import write_results
 from exporter.smollm2 import fetch_smollm2_gguf
 from lora_tui.common.native_output import native_output_to
 from lora_tui.demo import (
@@ -94,14 +97,18 @@ def compare(host: ModelHost, name: str, sequences, references) -> tuple[float, f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--folder", type=Path, default=demo_folder(demo_quantization("8da4w")))
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--quantize", choices=("8da4w", "8da8w"), default="8da4w")
+    where.add_argument("--folder", type=Path, help="a lora-export folder (default: the demo's)")
     parser.add_argument("--questions", type=int, default=12, help="per eval set (default 12)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     gguf = fetch_smollm2_gguf(cache_dir() / "model")
-    build = DemoBuild(args.folder, None)
-    if build.manifest.quantized.mode != "8da4w":
-        raise SystemExit(f"{args.folder}: not an 8da4w build ({build.manifest.quantized.label})")
+    build = DemoBuild(args.folder or demo_folder(demo_quantization(args.quantize)), None)
+    quantization = build.manifest.quantized
+    if quantization.mode == "none":
+        raise SystemExit(f"{build.folder}: an fp32 build; nothing to compare")
+    mode = quantization.label
     questions = [
         row["question"]
         for name in DEMO_ADAPTERS
@@ -120,6 +127,7 @@ def main() -> None:
         f"each followed by the fp32 PEFT adapter's greedy answer"
     )
     print(f"{'adapter':<12}{'program':<18}{'top-1 agreement':>16}{'mean KL':>10}{'positions':>11}")
+    report: dict = {"quantization": mode, "questions_per_set": args.questions, "teacher_forced": []}
     for name in DEMO_ADAPTERS:
         model, tokenizer = load_peft(gguf, shipped_adapters()[name])
         sequences = held_out_sequences(model, tokenizer, questions)
@@ -127,22 +135,29 @@ def main() -> None:
         for program in (name, BASE_PROGRAM):
             with native_output_to(Path(os.devnull)):
                 agreement, kl, positions = compare(host, program, sequences, references)
-            label = f"{program} 8da4w"
+            label = f"{program} {mode}"
             print(f"{name:<12}{label:<18}{agreement:>16.1%}{kl:>10.4f}{positions:>11}")
+            row = {"adapter": name, "program": program, "top1_agreement": round(agreement, 4)}
+            report["teacher_forced"].append(
+                {**row, "mean_kl": round(kl, 4), "positions": positions}
+            )
 
     cases = load_prompts([eval_set(name) for name in DEMO_ADAPTERS])
     settings = GenerationSettings(temperature=0.0, max_new_tokens=128)
     with native_output_to(Path(os.devnull)):
-        report = run_eval(host, programs, cases, settings)
-    print("\nthe 8da4w programs on all the eval questions (right / asked)")
+        scores = run_eval(host, programs, cases, settings)
+    print(f"\nthe {mode} programs on all the eval questions (right / asked)")
     print(f"{'questions':<12}" + "".join(f"{name:>12}" for name in programs))
-    for group in report.groups:
-        cells = "".join(f"{'{}/{}'.format(*report.score(group, n)):>12}" for n in programs)
+    report["eval"] = {}
+    for group in scores.groups:
+        cells = "".join(f"{'{}/{}'.format(*scores.score(group, n)):>12}" for n in programs)
         print(f"{group:<12}{cells}")
+        report["eval"][group] = {n: list(scores.score(group, n)) for n in programs}
     for name in DEMO_ADAPTERS:
-        own, base = report.score(name, name)[0], report.score(name, BASE_PROGRAM)[0]
+        own, base = scores.score(name, name)[0], scores.score(name, BASE_PROGRAM)[0]
         verdict = "beats" if own > base else "DOES NOT beat"
-        print(f"{name} 8da4w {verdict} the 8da4w base on its own questions ({own} vs {base})")
+        print(f"{name} {mode} {verdict} the {mode} base on its own questions ({own} vs {base})")
+    write_results(f"quant_fidelity_{quantization.mode}", report)
 
 
 if __name__ == "__main__":

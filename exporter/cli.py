@@ -23,7 +23,6 @@ from lora_tui.common.console import RichEvents, progress_display, report_failure
 from lora_tui.common.native_output import native_output_to, terminal_stream
 from lora_tui.format import (
     DEFAULT_GROUP_SIZE,
-    FP32,
     QUANTIZE_MODES,
     Quantization,
 )
@@ -66,15 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=QUANTIZE_MODES,
         default="none",
         help="none: fp32 weights. 8da4w: linear weights int4 (int8 dynamic activations) and "
-        "embeddings int8, as ExecuTorch's LoRA demo ships; LoRA weights stay fp32. Every "
-        "program in a folder shares the foundation's quantization",
+        "embeddings int8, as ExecuTorch's LoRA demo ships. 8da8w: the same with int8 linear "
+        "weights, a quarter of fp32's size. LoRA weights stay fp32. Every program in a folder "
+        "shares the foundation's quantization",
     )
     parser.add_argument(
         "--group-size",
         type=int,
-        default=DEFAULT_GROUP_SIZE,
         metavar="N",
-        help=f"8da4w: input columns per int4 scale (default {DEFAULT_GROUP_SIZE}, at least 32)",
+        help=f"8da4w: input columns per int4 scale (default {DEFAULT_GROUP_SIZE}, at least 32); "
+        "8da8w has one scale per output channel",
     )
     parser.add_argument(
         "--verbose", action="store_true", help="show ExecuTorch's own logs and warnings"
@@ -120,9 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             out=args.out,
             base_program=args.base_program,
             max_context=args.max_context,
-            quantization=(
-                FP32 if args.quantize == "none" else Quantization(args.quantize, args.group_size)
-            ),
+            quantization=Quantization.named(args.quantize, args.group_size),
         )
         progress = progress_display(console)
         events = RichEvents(progress)

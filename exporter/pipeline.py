@@ -213,7 +213,7 @@ class _Export:
 
 def _template_path(adapter: Adapter, quantization: Quantization) -> Path:
     """Where the template for this adapter's rank and targets lives in an output folder."""
-    quantized = "" if quantization == FP32 else f"-{quantization.mode}g{quantization.group_size}"
+    quantized = "" if quantization == FP32 else f"-{quantization.slug}"
     key = f"v{TEMPLATE_VERSION}-r{adapter.rank}-{'.'.join(adapter.targets)}{quantized}"
     return Path(TEMPLATES_DIR) / f"{key}.pte"
 
@@ -242,8 +242,13 @@ def _check_request(request: ExportRequest) -> None:
     if request.max_context < 16:
         raise ExportError(f"--max-context {request.max_context}: must be at least 16")
     quantization = request.quantization
-    if quantization != FP32 and (quantization.group_size or 0) < 32:
+    if quantization.mode == "8da4w" and (quantization.group_size or 0) < 32:
         raise ExportError(f"--group-size {quantization.group_size}: XNNPACK needs at least 32")
+    if quantization.mode == "8da8w" and quantization.group_size:
+        raise ExportError(
+            f"--group-size {quantization.group_size}: 8da8w keeps one scale per output "
+            "channel (XNNPACK has no int8 weights in groups)"
+        )
     if request.out.exists() and not request.out.is_dir():
         raise ExportError(f"{request.out}: exists and is not a directory")
 

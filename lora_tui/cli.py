@@ -127,8 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--quantize",
         choices=QUANTIZE_MODES,
         default=DEMO_QUANTIZE,
-        help="the foundation's weights: none (fp32) or 8da4w (int4 weights, int8 dynamic "
-        f"activations), each built into its own cache folder (default: {DEMO_QUANTIZE})",
+        help="the foundation's weights: none (fp32), 8da4w or 8da8w (int4 or int8 weights, "
+        "int8 dynamic activations), each built into its own cache folder "
+        f"(default: {DEMO_QUANTIZE})",
     )
     bench = commands.add_parser(
         "bench",

@@ -26,7 +26,6 @@ from lora_tui.builds import BuildProgress, BuildReady, PhaseReporter
 from lora_tui.engine.paths import cache_dir
 from lora_tui.format import (
     BASE_PROGRAM,
-    DEFAULT_GROUP_SIZE,
     FOUNDATION_FILE,
     FP32,
     MANIFEST_FILE,
@@ -97,8 +96,9 @@ def build_demo(quantize: str, send: Callable[[BuildProgress], None]) -> BuildRea
 
 
 def demo_quantization(mode: str) -> Quantization:
-    """``lora-tui demo --quantize MODE``: fp32, or 8da4w in ExecuTorch's demo groups of 32."""
-    return FP32 if mode == "none" else Quantization(mode, DEFAULT_GROUP_SIZE)
+    """``lora-tui demo --quantize MODE``: fp32, 8da4w in ExecuTorch's demo groups of 32, or
+    8da8w per channel."""
+    return Quantization.named(mode)
 
 
 def demo_folder(quantization: Quantization = FP32) -> Path:

@@ -20,14 +20,33 @@ class Quantization:
 
     ``none`` keeps fp32. ``8da4w`` is what ExecuTorch's LoRA demo ships: linear weights int4
     in groups of ``group_size`` with int8 dynamic activations, the token embeddings int8 per
-    row, and the LoRA A/B weights fp32 (torchao's filter in ExecuTorch leaves them)."""
+    row, and the LoRA A/B weights fp32 (torchao's filter in ExecuTorch leaves them).
+    ``8da8w`` is the same with int8 linear weights, one scale per output channel (XNNPACK's
+    int8 kernels take no groups), as ExecuTorch's ``quantize(..., "8da8w", 0)`` makes them."""
 
     mode: str = "none"
-    group_size: int | None = None  # 8da4w: input columns per int4 scale
+    group_size: int | None = None  # input columns per weight scale; 0: one per output channel
+
+    @classmethod
+    def named(cls, mode: str, group_size: int | None = None) -> Quantization:
+        """What ``--quantize MODE [--group-size N]`` asks for, each mode's groups by default."""
+        if mode == "none":
+            return FP32
+        if group_size is None:
+            group_size = DEFAULT_GROUP_SIZE if mode == "8da4w" else PER_CHANNEL
+        return cls(mode, group_size)
 
     @property
     def label(self) -> str:
-        return "fp32" if self.mode == "none" else f"{self.mode} g{self.group_size}"
+        """As the panes and reports show it: ``fp32``, ``8da4w g32``, ``8da8w``."""
+        if self.mode == "none":
+            return "fp32"
+        return f"{self.mode} g{self.group_size}" if self.group_size else self.mode
+
+    @property
+    def slug(self) -> str:
+        """As file names carry it: ``8da4wg32``, ``8da8w``."""
+        return self.label.replace(" ", "")
 
     @classmethod
     def from_json(cls, raw: object) -> Quantization:
@@ -36,9 +55,10 @@ class Quantization:
         return cls(raw["mode"], raw.get("group_size"))
 
 
-QUANTIZE_MODES = ("none", "8da4w")
+QUANTIZE_MODES = ("none", "8da4w", "8da8w")
 FP32 = Quantization()
-DEFAULT_GROUP_SIZE = 32  # as ExecuTorch's LoRA demo; XNNPACK needs at least 32
+DEFAULT_GROUP_SIZE = 32  # 8da4w's, as ExecuTorch's LoRA demo; XNNPACK needs at least 32
+PER_CHANNEL = 0  # ExecuTorch's group size for one scale per output channel
 
 
 @dataclass
