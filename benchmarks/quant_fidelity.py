@@ -103,31 +103,37 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=12, help="per eval set (default 12)")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    gguf = fetch_smollm2_gguf(cache_dir() / "model")
     build = DemoBuild(args.folder or demo_folder(demo_quantization(args.quantize)), None)
     quantization = build.manifest.quantized
     if quantization.mode == "none":
         raise SystemExit(f"{build.folder}: an fp32 build; nothing to compare")
-    mode = quantization.label
-    questions = [
-        row["question"]
-        for name in DEMO_ADAPTERS
-        for row in held_out_questions(name)[: args.questions]
-    ]
-
     with native_output_to(Path(os.devnull)):
         host = ModelHost(build.weights)
         programs = {path.stem: path for path in build.programs}
         for path in programs.values():
             host.load(path)
         host.end_checks()
+    report = {
+        "quantization": quantization.label,
+        "questions_per_set": args.questions,
+        "teacher_forced": teacher_forced(host, quantization.label, args.questions),
+        "eval": eval_scores(host, quantization.label, programs),
+    }
+    write_results(f"quant_fidelity_{quantization.mode}", report)
 
+
+def teacher_forced(host: ModelHost, mode: str, per_set: int) -> list[dict]:
+    """Each adapter's and the base's program against the fp32 PEFT adapter, on its text."""
+    gguf = fetch_smollm2_gguf(cache_dir() / "model")
+    questions = [
+        row["question"] for name in DEMO_ADAPTERS for row in held_out_questions(name)[:per_set]
+    ]
     print(
-        f"teacher-forced: {len(questions)} eval questions ({args.questions} per set), "
+        f"teacher-forced: {len(questions)} eval questions ({per_set} per set), "
         f"each followed by the fp32 PEFT adapter's greedy answer"
     )
     print(f"{'adapter':<12}{'program':<18}{'top-1 agreement':>16}{'mean KL':>10}{'positions':>11}")
-    report: dict = {"quantization": mode, "questions_per_set": args.questions, "teacher_forced": []}
+    rows = []
     for name in DEMO_ADAPTERS:
         model, tokenizer = load_peft(gguf, shipped_adapters()[name])
         sequences = held_out_sequences(model, tokenizer, questions)
@@ -138,26 +144,28 @@ def main() -> None:
             label = f"{program} {mode}"
             print(f"{name:<12}{label:<18}{agreement:>16.1%}{kl:>10.4f}{positions:>11}")
             row = {"adapter": name, "program": program, "top1_agreement": round(agreement, 4)}
-            report["teacher_forced"].append(
-                {**row, "mean_kl": round(kl, 4), "positions": positions}
-            )
+            rows.append({**row, "mean_kl": round(kl, 4), "positions": positions})
+    return rows
 
+
+def eval_scores(host: ModelHost, mode: str, programs: dict[str, Path]) -> dict:
+    """Every program on every eval question, greedy: right and asked, by question set."""
     cases = load_prompts([eval_set(name) for name in DEMO_ADAPTERS])
     settings = GenerationSettings(temperature=0.0, max_new_tokens=128)
     with native_output_to(Path(os.devnull)):
         scores = run_eval(host, programs, cases, settings)
     print(f"\nthe {mode} programs on all the eval questions (right / asked)")
     print(f"{'questions':<12}" + "".join(f"{name:>12}" for name in programs))
-    report["eval"] = {}
+    by_set = {}
     for group in scores.groups:
         cells = "".join(f"{'{}/{}'.format(*scores.score(group, n)):>12}" for n in programs)
         print(f"{group:<12}{cells}")
-        report["eval"][group] = {n: list(scores.score(group, n)) for n in programs}
+        by_set[group] = {n: list(scores.score(group, n)) for n in programs}
     for name in DEMO_ADAPTERS:
         own, base = scores.score(name, name)[0], scores.score(name, BASE_PROGRAM)[0]
         verdict = "beats" if own > base else "DOES NOT beat"
         print(f"{name} {mode} {verdict} the {mode} base on its own questions ({own} vs {base})")
-    write_results(f"quant_fidelity_{quantization.mode}", report)
+    return by_set
 
 
 if __name__ == "__main__":
