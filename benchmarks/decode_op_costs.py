@@ -14,7 +14,8 @@ the linears' own time inside the runtime and XNNPACK. Multiplied by how often a 
 each, and set against whole programs from DIR (default: the 8da4w demo's
 cache), this splits one decode step into: int4 linears, the LoRA linears, and the rest
 (RMSNorm, RoPE, the KV-cache update, attention, the delegate boundaries between them).
-Each figure is the median of R rounds, the programs interleaved.
+Each figure is the median of R rounds, the programs interleaved; they go to
+``benchmarks/results/decode_op_costs.json``. Run it alone.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.record import write_results
 from exporter.base import PROJECTIONS
 from exporter.lower import quantize_model, xnnpack_partitioners
 from lora_tui.demo import demo_folder, demo_quantization
@@ -114,7 +116,7 @@ def main() -> None:
             whole[name] = load_module(folder / name, folder / "foundation.ptd")
             whole[name].forward([token_input(list(range(1, 41))), position_input(0)])
         median = time_all(cases, whole, args.rounds, args.calls)
-    print_costs(folder, cases, median)
+    write_results("decode_op_costs", print_costs(folder, cases, median))
 
 
 def lower_cases(manifest: Manifest, work: Path) -> dict[str, Case]:
@@ -164,7 +166,8 @@ def time_all(
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def print_costs(folder: Path, cases: dict[str, Case], median: dict[str, float]) -> None:
+def print_costs(folder: Path, cases: dict[str, Case], median: dict[str, float]) -> dict:
+    """Print each part's cost a decode step; returns them, in milliseconds."""
     overhead = median.pop("call overhead (x * 2)")
     print(f"\nper-call overhead subtracted: {overhead * 1e6:.1f} us")
     print(f"{'op':<28}{'us each':>9}{'per token':>11}{'ms/token':>10}")
@@ -184,6 +187,17 @@ def print_costs(folder: Path, cases: dict[str, Case], median: dict[str, float]) 
         f"  LoRA pairs alone: {lora * 1e3:.2f} ms;"
         f" nobel.pte - base.pte: {(nobel - base) * 1e3:.2f} ms"
     )
+    lm_head = next(n for n in cases if "lm_head" in n)
+    lm_head_ms = max(median[lm_head] - overhead, 0.0) / cases[lm_head][0] * 1e3
+    return {
+        "folder": folder.name,
+        "overhead_us": round(overhead * 1e6, 1),
+        "base_ms": round(base * 1e3, 2),
+        "int4_linears_ms": round(int4 * 1e3, 2),
+        "lm_head_ms": round(lm_head_ms, 2),
+        "nobel_minus_base_ms": round((nobel - base) * 1e3, 2),
+        "lora_pairs_ms": round(lora * 1e3, 2),
+    }
 
 
 if __name__ == "__main__":

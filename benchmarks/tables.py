@@ -330,7 +330,50 @@ def quant_fidelity_table(report: dict) -> list[str]:
     return lines
 
 
+VS_LLAMACPP_RATIOS = [  # (what, ours, theirs, target)
+    ("8da4w decode / llama.cpp Q4_1 + LoRA", "lora-tui 8da4w", "llama.cpp Q4_1 + LoRA", 1.5),
+    ("fp32 decode / llama.cpp F32 + LoRA", "lora-tui fp32", "llama.cpp F32 + LoRA", 1.0),
+    ("8da4w decode / PEFT eager", "lora-tui 8da4w", "PEFT eager", 3.0),
+    ("engine / bare loop, 8da4w", "lora-tui 8da4w", "  bare forward loop, 8da4w", 0.9),
+    ("engine / bare loop, fp32", "lora-tui fp32", "  bare forward loop, fp32", 0.9),
+]
+
+
+def vs_llamacpp_table(report: dict) -> list[str]:
+    rows = report["rows"]
+    lines = _head(["", "decode tok/s", "prefill tok/s", "TTFT"])
+    for name, speed in rows.items():
+        label = f"**{name}**" if name.startswith("lora-tui") else name.strip()
+        prefill = speed["prompt_tokens"] / speed["ttft_s"]
+        cells = [label, f"{speed['decode_tok_s']:.1f}", f"{prefill:.1f}"]
+        lines.append(_row([*cells, f"{speed['ttft_s'] * 1000:.0f} ms"]))
+    for what, ours, theirs, target in VS_LLAMACPP_RATIOS:
+        ratio = rows[ours]["decode_tok_s"] / rows[theirs]["decode_tok_s"]
+        verdict = "met" if ratio >= target else "**missed**"
+        lines.append(_row([f"{what} (target ≥ {target}×)", f"{ratio:.2f}×: {verdict}", "", ""]))
+    return lines
+
+
+def decode_op_costs_table(report: dict) -> list[str]:
+    base, int4, lora = report["base_ms"], report["int4_linears_ms"], report["lora_pairs_ms"]
+    nobel = base + report["nobel_minus_base_ms"]
+    rest = nobel - int4 - lora
+    rows = [
+        ("whole `nobel.pte` (r=16 on all seven projections), position 40", f"{nobel:.2f}"),
+        (
+            f"its int4 linears: 210 in the layers + `lm_head` ({report['lm_head_ms']:.2f})",
+            f"{int4:.2f} ({int4 / nobel:.0%})",
+        ),
+        ("its 210 LoRA pairs (fp32)", f"{lora:.2f} ({lora / nobel:.0%})"),
+        ("**everything else**", f"**{rest:.2f} ({rest / nobel:.0%})**"),
+        ("`base.pte` (the same graph, every LoRA B zero)", f"{base:.2f}"),
+    ]
+    return _head(["part of one decode step", "ms"]) + [_row(list(row)) for row in rows]
+
+
 TABLES: dict[str, Callable[..., list[str]]] = {
+    "decode_op_costs": decode_op_costs_table,
+    "vs_llamacpp": vs_llamacpp_table,
     "quantizations": quantizations_table,
     "quant_fidelity_8da8w": quant_fidelity_table,
     "llama32_1b_shape": llama32_1b_shape_table,

@@ -291,10 +291,10 @@ def _unchecked(partitioner: type) -> type:
 
     With a check, ``to_edge_transform_and_lower`` decomposes the whole graph twice for that
     partitioner (its EDGE_DO_NOT_DECOMP path); without one, once. The check only matters
-    for an op XNNPACK might refuse, and every linear here is one it takes (fp32, or int4
-    with int8 dynamic activations in groups it supports): the programs come out byte for
-    byte the same, 35 s sooner for an fp32 SmolLM2, and two whole decompositions fewer
-    for 8da4w, whose two partitioners each had a check.
+    for an op XNNPACK might refuse, and every linear here is one it takes (fp32, or int4 in
+    groups or int8 per channel, with int8 dynamic activations): the programs come out byte
+    for byte the same, 35 s sooner for an fp32 SmolLM2, and two whole decompositions fewer
+    for 8da4w and 8da8w, whose two partitioners each had a check.
     """
 
     class Unchecked(partitioner):  # type: ignore[misc, valid-type]
