@@ -9,7 +9,7 @@ same engine process as the two healthy programs, then all of them are asked a qu
 Prints how many copies were rejected cleanly, how many crashed a pre-flight child (and were
 rejected), how many loaded (flips in weight values that no check can see without a
 manifest hash), how many took down the healthy adapters (must be 0) and how many hung
-(must be 0).
+(must be 0). The counts go to ``benchmarks/results/fuzz_programs.json``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from benchmarks.record import write_results
 from tests.support.damage import KINDS, FuzzEngine, damage
+
+VERDICTS = ("rejected", "crashed a child", "loaded", "took down healthy", "hung")
 
 
 def main() -> None:
@@ -54,12 +57,15 @@ def main() -> None:
             by_kind[(kind, outcome.verdict)] += 1
             copy.unlink()
             print(f"{index + 1:4d} {kind:<11} {outcome.verdict:<22} {outcome.detail}", flush=True)
-    print(
-        f"\n{args.n} damaged copies of {args.program.name} in {time.perf_counter() - started:.0f} s"
-    )
-    for verdict in ("rejected", "crashed a child", "loaded", "took down healthy", "hung"):
-        kinds = ", ".join(f"{k} {by_kind[(k, verdict)]}" for k in KINDS if by_kind[(k, verdict)])
-        print(f"  {verdict:<18} {counts[verdict]:4d}  {kinds}")
+    seconds = time.perf_counter() - started
+    print(f"\n{args.n} damaged copies of {args.program.name} in {seconds:.0f} s")
+    report: dict = {"copies": args.n, "seconds": round(seconds), "verdicts": {}}
+    for verdict in VERDICTS:
+        kinds = {k: by_kind[(k, verdict)] for k in KINDS if by_kind[(k, verdict)]}
+        report["verdicts"][verdict] = {"copies": counts[verdict], "by_kind": kinds}
+        listed = ", ".join(f"{k} {n}" for k, n in kinds.items())
+        print(f"  {verdict:<18} {counts[verdict]:4d}  {listed}")
+    write_results("fuzz_programs", report)
 
 
 if __name__ == "__main__":

@@ -371,10 +371,34 @@ def decode_op_costs_table(report: dict) -> list[str]:
     return _head(["part of one decode step", "ms"]) + [_row(list(row)) for row in rows]
 
 
+FUZZ_VERDICTS = {
+    "rejected": "rejected in one line",
+    "crashed a child": "crashed a pre-flight child, rejected in one line",
+    "loaded": "loaded and ran (bits flipped in weight values)",
+    "took down healthy": "**took down the healthy adapters**",
+    "hung": "**hung**",
+}
+
+
+DAMAGE_KINDS = {"delegate": "delegate blob", "named-data": "LoRA weights", "cut": "cut short"}
+
+
+def fuzz_programs_table(report: dict) -> list[str]:
+    lines = _head(["outcome", "copies", "by kind of damage"])
+    for verdict, label in FUZZ_VERDICTS.items():
+        row = report["verdicts"][verdict]
+        kinds = ", ".join(f"{DAMAGE_KINDS.get(k, k)} {n}" for k, n in row["by_kind"].items())
+        copies = f"**{row['copies']}**" if label.startswith("**") else row["copies"]
+        lines.append(_row([label, copies, kinds]))
+    return lines
+
+
 TABLES: dict[str, Callable[..., list[str]]] = {
+    "fuzz_programs": fuzz_programs_table,
     "decode_op_costs": decode_op_costs_table,
     "vs_llamacpp": vs_llamacpp_table,
     "quantizations": quantizations_table,
+    "quant_fidelity_8da4w": quant_fidelity_table,
     "quant_fidelity_8da8w": quant_fidelity_table,
     "llama32_1b_shape": llama32_1b_shape_table,
     "export_bench": export_bench_table,
