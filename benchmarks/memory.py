@@ -1,12 +1,13 @@
 """What each adapter adds to memory, with XNNPACK's weight cache on and off: ``lora-tui
 bench --json`` over the demo's programs, once each way, in processes of their own.
 
-    .venv/bin/python -m benchmarks.memory [--folder DIR]
+    .venv/bin/python -m benchmarks.memory [--quantize MODE | --folder DIR]
 
-``DIR`` is a lora-export folder (default: the demo's, which ``lora-tui`` builds). The
+``DIR`` is a lora-export folder (default: the demo's of that quantization, which
+``lora-tui demo --quantize MODE`` builds; fp32 by default). The
 programs load in turn: the base, one adapter, another, and the first adapter again (as the
-original C++ demo loads a, b, a). Figures go to ``benchmarks/results/memory.json``, which
-the docs' table is made from; run it alone.
+original C++ demo loads a, b, a). Figures go to ``benchmarks/results/memory[_MODE].json``,
+which the docs' tables are made from; run it alone.
 """
 
 from __future__ import annotations
@@ -28,16 +29,20 @@ def bench(weights: Path, programs: list[Path], share: bool) -> dict:
 
 
 def main() -> None:
-    from lora_tui.demo import DemoBuild, demo_folder
+    from lora_tui.demo import DemoBuild, demo_folder, demo_quantization
+    from lora_tui.format import QUANTIZE_MODES
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--folder", type=Path, default=demo_folder())
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--quantize", choices=QUANTIZE_MODES, default="none")
+    where.add_argument("--folder", type=Path, help="a lora-export folder (default: the demo's)")
     args = parser.parse_args()
-    build = DemoBuild(args.folder, None)
+    build = DemoBuild(args.folder or demo_folder(demo_quantization(args.quantize)), None)
+    mode = build.manifest.quantized.mode
     base, first, second = build.programs[:3]
     programs = [base, first, second, first]
     report = {
-        "folder": args.folder.name,
+        "folder": build.folder.name,
         "foundation_mib": round(build.weights.stat().st_size / 2**20, 1),
         "max_context": build.manifest.max_context,
         "sharing_on": bench(build.weights, programs, share=True),
@@ -49,7 +54,7 @@ def main() -> None:
                 f"{way:12} {row['name']:14} +RSS {row['increment_mib']:7.1f} MiB, "
                 f"true {row['true_increment_mib']} MiB, {row['decode_tok_s']} tok/s"
             )
-    write_results("memory", report)
+    write_results("memory" if mode == "none" else f"memory_{mode}", report)
 
 
 if __name__ == "__main__":

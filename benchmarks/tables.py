@@ -403,6 +403,7 @@ TABLES: dict[str, Callable[..., list[str]]] = {
     "llama32_1b_shape": llama32_1b_shape_table,
     "export_bench": export_bench_table,
     "memory": memory_table,
+    "memory_8da4w": memory_table,
     "ui_latency": ui_latency_table,
     "ui_latency_idle": ui_latency_table,
     "decode_vs_peft": decode_vs_peft_table,
