@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from benchmarks.memory import bench
 from benchmarks.record import write_results
 from lora_tui.format import FOUNDATION_FILE
 from tests.support.tiny import FAMILIES, TEMPLATES, build_tokenizer  # the Llama 3 tokenizer
@@ -178,23 +179,8 @@ def main() -> None:
 
     export_s, export_gib = run_export(base, first, out)
     add_s, add_gib = run_export(base, second, out)
-    bench = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "lora-tui"),
-            "bench",
-            "--weights",
-            str(out / FOUNDATION_FILE),
-            str(out / "a.pte"),
-            str(out / "b.pte"),
-            "--max-new-tokens",
-            "32",
-            "--json",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    measured = json.loads(bench.stdout)
+    programs = [out / "a.pte", out / "b.pte"]
+    measured = bench(out / FOUNDATION_FILE, programs, options=["--max-new-tokens", "32"])
     report = {
         "first_export_s": round(export_s, 1),
         "first_export_peak_gib": round(export_gib, 2),

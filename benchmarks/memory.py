@@ -16,14 +16,18 @@ import argparse
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.record import write_results
 
 
-def bench(weights: Path, programs: list[Path], share: bool) -> dict:
+def bench(
+    weights: Path, programs: list[Path], share: bool = True, options: Sequence[str] = ()
+) -> dict:
+    """``lora-tui bench --json`` in a process of its own: its report."""
     command = [sys.executable, "-m", "lora_tui.cli", "bench", "--json", "--weights", str(weights)]
-    command += [str(p) for p in programs] + ([] if share else ["--no-share"])
+    command += [str(p) for p in programs] + ([] if share else ["--no-share"]) + list(options)
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(done.stdout)
 

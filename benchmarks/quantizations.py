@@ -13,12 +13,10 @@ decode as a ratio to fp32's. The sizes are the files' own. Run it alone; the fig
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
+from benchmarks.memory import bench
 from benchmarks.record import write_results
 
 PROMPT = "Tell me a story about a robot."
@@ -27,26 +25,8 @@ PROGRAM = "nobel.pte"
 
 def bench_once(folder: Path, tokens: int) -> dict:
     """One ``lora-tui bench`` process on the folder's program: its adapter's figures."""
-    done = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "lora-tui"),
-            "bench",
-            "--weights",
-            str(folder / "foundation.ptd"),
-            str(folder / PROGRAM),
-            "--max-new-tokens",
-            str(tokens),
-            "--prompt",
-            PROMPT,
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"{folder}: lora-tui bench failed\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout)["adapters"][0]
+    options = ["--max-new-tokens", str(tokens), "--prompt", PROMPT]
+    return bench(folder / "foundation.ptd", [folder / PROGRAM], options=options)["adapters"][0]
 
 
 def main() -> None:
