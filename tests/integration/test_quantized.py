@@ -213,13 +213,7 @@ def test_lowering_with_xnnpacks_every_pass_and_check_gives_the_same_files(
 
     monkeypatch.setattr("exporter.lower._llama_passes_only", contextlib.nullcontext)
     monkeypatch.setattr("exporter.lower._unchecked", lambda partitioner: partitioner)
-    out = tmp_path / "every-pass"
-    adapters = [("full", tiny_artifacts.adapters["full"])]
-    run_export(
-        ExportRequest(
-            tiny_artifacts.base_dir, adapters, out, False, MAX_CONTEXT, quantization=Q8DA4W
-        )
-    )
+    out = export_quantized(tiny_artifacts, tmp_path / "every-pass", Q8DA4W)
     for name in ("full.pte", "foundation.ptd"):
         assert (out / name).read_bytes() == (quantized / name).read_bytes(), name
 
