@@ -1,13 +1,19 @@
-"""What ``lora-tui bench`` measures: each program loaded in turn over one foundation, one
+"""What ``lora-tui bench`` measures: each program loaded in turn over its foundation, one
 prompt run on each, what every load cost and how fast each adapter answered."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from lora_tui.engine.foundations import with_label
 from lora_tui.engine.types import AdapterInfo, GenerationSettings, Message, ReplyStats
 from lora_tui.format import ArtifactError
+
+if TYPE_CHECKING:  # the CLI imports this module before it may import torch
+    from lora_tui.engine.host import ModelHost
 
 DEFAULT_PROMPT = "Explain in two sentences what a LoRA adapter is."
 
@@ -22,6 +28,7 @@ class BenchRow:
         return {
             "name": info.name,
             "quantization": info.quantization,
+            "foundation": info.foundation,
             "rss_after_load_mib": round(info.rss_after_mib, 1),
             "increment_mib": round(info.increment_mib, 1),
             # What the program really added: shared pages split among their mappings.
@@ -58,17 +65,14 @@ def _rounded(value: float | None) -> float | None:
 
 
 def run_bench(
-    weights: Path,
-    programs: list[Path],
+    host: ModelHost,
+    programs: Sequence[Path],
     prompt: str,
     max_new_tokens: int,
-    share: bool,
-    tokenizer: Path | None = None,
-    threads: int | None = None,
-) -> tuple[object, list[BenchRow]]:
-    from lora_tui.engine.host import ModelHost
-
-    host = ModelHost(weights, tokenizer, share=share, threads=threads)
+    label: str = "",
+) -> list[BenchRow | Refused]:
+    """Each program over ``host``'s foundation, named with ``label`` when several
+    foundations are measured in one run."""
     settings = GenerationSettings(temperature=0.0, max_new_tokens=max_new_tokens)
     # Every program is tried in a child process first; then the child goes, so it neither
     # holds memory nor competes for the cores while the others are measured. A program
@@ -86,10 +90,10 @@ def run_bench(
             rows.append(Refused(program, refused[program]))
             continue
         # The same file may be listed twice, as the original demo loads a, b, a.
-        name, _ = host.foundation.entry_for(program)
+        name = with_label(host.foundation.entry_for(program)[0], label)
         copies = sum(1 for loaded in host.infos.values() if Path(loaded.path) == program)
-        info = host.load(program, f"{name}#{copies + 1}" if copies else None)
+        info = host.load(program, f"{name}#{copies + 1}" if copies else name)
         done = host.answer(info.name, [Message("user", prompt)], settings)
         rows.append(BenchRow(info, done.stats))
         host.clear([info.name])
-    return host, rows
+    return rows

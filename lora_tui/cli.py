@@ -18,6 +18,7 @@ from pathlib import Path
 
 from lora_tui.bench import DEFAULT_PROMPT  # none of these three loads torch
 from lora_tui.demo import DEMO_QUANTIZE
+from lora_tui.engine.foundations import FoundationPrograms
 from lora_tui.format import QUANTIZE_MODES
 
 COMMANDS = ("compare", "demo", "bench", "eval")
@@ -55,28 +56,55 @@ def _runtime_options() -> argparse.ArgumentParser:
 
 
 def _program_options() -> argparse.ArgumentParser:
-    """Which programs: a foundation, the programs over it and where its tokenizer is."""
+    """Which programs: each foundation followed by the programs over it, and the tokenizer."""
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument(
         "--weights",
         type=Path,
+        nargs="+",
+        action="append",
         required=True,
-        help="the foundation weight file (.ptd) the programs share",
+        metavar=("FOUNDATION.ptd", "PROGRAM.pte"),
+        help="a foundation weight file (.ptd) and the programs over it, which share it; "
+        "repeat it to open several foundations side by side (--weights fp32/foundation.ptd "
+        "fp32/nobel.pte --weights q4/foundation.ptd q4/nobel.pte)",
     )
     parent.add_argument(
         "programs",
-        nargs="+",
+        nargs="*",
         type=Path,
         metavar="PROGRAM.pte",
-        help="ExecuTorch LLM programs over that foundation (lora-export's or export_llm's)",
+        help="more programs over a lone --weights (lora-export's or export_llm's)",
     )
     parent.add_argument(
         "--tokenizer",
         type=Path,
         help="a Hugging Face tokenizer folder or its tokenizer.json, with the chat template "
-        "in tokenizer_config.json or chat_template.jinja (default: beside the weights)",
+        "in tokenizer_config.json or chat_template.jinja (default: beside each foundation)",
     )
     return parent
+
+
+def foundation_groups(weights: list[list[Path]], loose: list[Path]) -> list[FoundationPrograms]:
+    """``--weights`` groups as given, each foundation with the programs after it; programs
+    given apart belong to a lone foundation. A ``ValueError`` says what is wrong."""
+    if len(weights) > 1 and loose:
+        raise ValueError(
+            f"{loose[0]}: with several --weights, each foundation's programs follow it "
+            "(--weights A.ptd a.pte --weights B.ptd b.pte)"
+        )
+    groups = []
+    for index, (foundation, *programs) in enumerate(weights):
+        if foundation.suffix == ".pte":
+            raise ValueError(f"--weights takes the foundation (.ptd) first, not {foundation}")
+        programs += loose if index == 0 else []
+        if not programs:
+            raise ValueError(f"--weights {foundation}: no programs over it")
+        groups.append(FoundationPrograms(foundation, tuple(programs)))
+    given = [g.weights.resolve() for g in groups]
+    if len(set(given)) < len(given):
+        raise ValueError("a foundation is given twice: list its programs after one --weights")
+    return groups
 
 
 def _results_option() -> argparse.ArgumentParser:
@@ -175,7 +203,13 @@ def _with_command(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(_with_command(sys.argv[1:] if argv is None else argv))
+    parser = build_parser()
+    args = parser.parse_args(_with_command(sys.argv[1:] if argv is None else argv))
+    if hasattr(args, "weights"):
+        try:
+            args.foundations = foundation_groups(args.weights, args.programs)
+        except ValueError as err:
+            parser.error(str(err))
     # bench and eval run programs in this process: before anything imports torch.
     from lora_tui.engine.threads import hold_openmp_to_one_thread
 

@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
+from lora_tui.engine.foundations import NAME_SEPARATOR
 from lora_tui.engine.protocol import ReplyDone
-from lora_tui.engine.types import EngineError, GenerationSettings, Message
+from lora_tui.engine.types import AdapterInfo, EngineError, GenerationSettings, Message
 from lora_tui.results import reply_record
 
 
@@ -69,6 +70,9 @@ class EvalResult:
 class EvalReport:
     adapters: list[str]
     results: list[EvalResult] = field(default_factory=list)
+    # Each adapter's foundation label, when several foundations are compared: "nobel · fp32"
+    # and "nobel · 8da4w g32" are then one adapter at two quantizations.
+    labels: dict[str, str] = field(default_factory=dict)
 
     def score(self, group: str, adapter: str, fact: str | None = None) -> tuple[int, int]:
         """(right, scored) for one adapter on one group, or on one fact of it."""
@@ -91,9 +95,31 @@ class EvalReport:
         """(group, fact) of every fact id, in order."""
         return list(dict.fromkeys((r.case.group, r.case.fact) for r in self.results if r.case.fact))
 
+    @property
+    def foundations(self) -> list[str]:
+        """The foundations' labels in order, when several were compared; else []."""
+        labels = list(dict.fromkeys(self.labels.values()))
+        return labels if len(labels) > 1 else []
+
+    @property
+    def reference(self) -> str | None:
+        """The foundation the others are measured against: fp32's, else the first."""
+        labels = self.foundations
+        return ("fp32" if "fp32" in labels else labels[0]) if labels else None
+
+    def by_foundation(self) -> dict[str, dict[str, str]]:
+        """Adapter (its program's name) -> foundation label -> its full name here."""
+        table: dict[str, dict[str, str]] = {}
+        for adapter in self.adapters:
+            label = self.labels.get(adapter, "")
+            program = adapter.removesuffix(f"{NAME_SEPARATOR}{label}")
+            table.setdefault(program, {})[label] = adapter
+        return table
+
     def as_json(self) -> dict[str, Any]:
         return {
             "adapters": self.adapters,
+            "labels": self.labels,
             "scores": {
                 group: {
                     adapter: dict(zip(("right", "scored"), self.score(group, adapter), strict=True))
@@ -157,18 +183,29 @@ def _case(line: str, default_group: str, where: str) -> PromptCase:
     )
 
 
+@dataclass(frozen=True)
+class Program:
+    """A loaded program as ``run_eval`` sees it: the host it answers on (a ``ModelHost``;
+    several foundations each have their own), its file, and its foundation's label."""
+
+    host: Any
+    path: Path
+    label: str = ""  # "8da4w g32" when several foundations are compared, else ""
+    info: AdapterInfo | None = None
+
+
 def run_eval(
-    host: Any,
-    programs: dict[str, Path],
+    programs: Mapping[str, Program],
     cases: list[PromptCase],
     settings: GenerationSettings,
     on_result: Callable[[EvalResult], None] = lambda _: None,
 ) -> EvalReport:
-    """Every prompt on every loaded program (``host`` is a ``ModelHost``), in order."""
-    report = EvalReport(list(programs))
+    """Every prompt on every loaded program, in order: prompt by prompt, so a run stopped
+    halfway has asked every program the same questions."""
+    report = EvalReport(list(programs), labels={n: p.label for n, p in programs.items()})
     for case in cases:
-        for adapter in programs:
-            result = _answer(host, adapter, case, settings)
+        for adapter, program in programs.items():
+            result = _answer(program.host, adapter, case, settings)
             report.results.append(result)
             on_result(result)
     return report
@@ -203,6 +240,8 @@ def report_tables(report: EvalReport) -> list[Table]:
             cells = ["{}/{}".format(*report.score(group, a, fact)) for a in report.adapters]
             per_fact.add_row(group, fact, *cells)
         tables.append(per_fact)
+    if report.foundations:
+        tables.append(_by_foundation_table(report))
     totals = Table(title="Answered right", title_justify="left")
     totals.add_column("group")
     for adapter in report.adapters:
@@ -211,3 +250,27 @@ def report_tables(report: EvalReport) -> list[Table]:
         cells = ["{}/{}".format(*report.score(group, adapter)) for adapter in report.adapters]
         totals.add_row(group, *cells)
     return [*tables, totals]
+
+
+def _by_foundation_table(report: EvalReport) -> Table:
+    """Adapter x quantization: each adapter's score on every foundation, with its drop
+    against the reference foundation's (fp32's)."""
+    reference = report.reference
+    table = Table(title=f"By foundation (change against {reference})", title_justify="left")
+    table.add_column("group")
+    table.add_column("adapter")
+    for label in report.foundations:
+        table.add_column(label, justify="right")
+    for group in report.groups:
+        for program, names in report.by_foundation().items():
+            base = report.score(group, names[reference])[0] if reference in names else None
+            cells = []
+            for label in report.foundations:
+                if label not in names:
+                    cells.append("—")
+                    continue
+                right, scored = report.score(group, names[label])
+                change = f" ({right - base:+d})" if base is not None and label != reference else ""
+                cells.append(f"{right}/{scored}{change}")
+            table.add_row(group, program, *cells)
+    return table

@@ -21,7 +21,7 @@ from typing import Any
 from lora_tui.arena import ALL_BAD, TIE, Tally
 from lora_tui.common.files import write_text_atomic
 from lora_tui.engine.protocol import ReplyDone
-from lora_tui.engine.types import GenerationSettings
+from lora_tui.engine.types import AdapterInfo, GenerationSettings
 from lora_tui.format import sha256_file
 
 VOTE = "vote"  # the ``type`` of a vote line; an answer line has none
@@ -41,8 +41,10 @@ CSV_COLUMNS = [
     "top_p",
     "seed",
     "max_new_tokens",
+    "quantization",
     "program",
     "program_sha256",
+    "foundation",
 ]
 
 
@@ -68,6 +70,14 @@ def reply_record(
         "new_tokens": stats.new_tokens if stats else 0,
         "settings": asdict(settings),
         "vote": None,
+    }
+
+
+def origin_fields(info: AdapterInfo | None) -> dict[str, Any]:
+    """Which foundation an answer ran over, and its quantization, for its results line."""
+    return {
+        "foundation": info.foundation if info else None,
+        "quantization": info.quantization if info else None,
     }
 
 

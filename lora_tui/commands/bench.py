@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -12,6 +13,10 @@ from rich.table import Table
 from lora_tui.bench import BenchRow, Refused, run_bench
 from lora_tui.common.native_output import native_output_to, terminal_stream
 from lora_tui.format import ArtifactError
+
+if TYPE_CHECKING:
+    from lora_tui.engine.foundations import FoundationPrograms
+    from lora_tui.engine.host import ModelHost
 
 
 def _torch_threads() -> int:
@@ -26,15 +31,16 @@ def bench_main(args: argparse.Namespace) -> int:
     log = args.log or Path("/dev/null")
     try:
         with native_output_to(log):
-            host, rows = run_bench(
-                args.weights,
-                args.programs,
-                args.prompt,
-                args.max_new_tokens,
-                not args.no_share,
-                args.tokenizer,
-                args.threads,
-            )
+            from lora_tui.engine.host import open_hosts
+
+            hosts = open_hosts(args.foundations, args.tokenizer, not args.no_share, args.threads)
+            rows = [
+                row
+                for group, host in hosts
+                for row in run_bench(
+                    host, group.programs, args.prompt, args.max_new_tokens, group.label
+                )
+            ]
     except ArtifactError as err:
         errors.print(f"[red]lora-tui bench: error:[/] {err}", soft_wrap=True)
         return 1
@@ -42,20 +48,36 @@ def bench_main(args: argparse.Namespace) -> int:
     refused = [row for row in rows if isinstance(row, Refused)]
     status = 1 if refused else 0
     if args.json:
-        report = {
-            "sharing": host.sharing.enabled,
-            "sharing_detail": host.sharing.detail,
-            "threads": host.threads,
-            "torch_threads": _torch_threads(),
-            "baseline_rss_mib": round(host.baseline_rss_mib, 1),
-            "adapters": [row.as_json() for row in rows],
-        }
-        console.print_json(json.dumps(report))
+        console.print_json(json.dumps(_report(hosts, rows)))
         return status
     for row in refused:
         errors.print(f"[red]lora-tui bench: error:[/] {row.error}", soft_wrap=True)
-    if not measured:
-        return status
+    if measured:
+        console.print(_table(hosts[0][1], measured))
+    return status
+
+
+def _report(hosts: list[tuple[FoundationPrograms, ModelHost]], rows: list) -> dict:
+    host = hosts[0][1]  # sharing, threads and the baseline are the same for every host
+    return {
+        "sharing": host.sharing.enabled,
+        "sharing_detail": host.sharing.detail,
+        "threads": host.threads,
+        "torch_threads": _torch_threads(),
+        "baseline_rss_mib": round(host.baseline_rss_mib, 1),
+        "foundations": [
+            {
+                "weights": str(g.weights),
+                "label": g.label,
+                "quantization": h.foundation.quantization,
+            }
+            for g, h in hosts
+        ],
+        "adapters": [row.as_json() for row in rows],
+    }
+
+
+def _table(host: ModelHost, measured: list[BenchRow]) -> Table:
     table = Table(
         title=f"lora-tui bench — weight sharing {'on' if host.sharing.enabled else 'off'}"
         f" ({host.sharing.detail}); {host.threads} XNNPACK threads;"
@@ -78,5 +100,4 @@ def bench_main(args: argparse.Namespace) -> int:
             f"{stats.ttft_s:.2f} s" if stats else "—",
             f"{stats.decode_tok_s:.1f} tok/s" if stats else "—",
         )
-    console.print(table)
-    return status
+    return table

@@ -1,9 +1,11 @@
-"""``lora-tui [compare] --weights foundation.ptd a.pte b.pte``: the app over those programs."""
+"""``lora-tui [compare] --weights foundation.ptd a.pte b.pte [--weights ...]``: the app over
+those programs, each foundation's programs over it."""
 
 from __future__ import annotations
 
 import argparse
 import warnings
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -11,14 +13,15 @@ from rich.console import Console
 
 from lora_tui.builds import BuildClient
 from lora_tui.engine.artifacts import open_foundation
+from lora_tui.engine.foundations import FoundationPrograms, foundations_factory, labelled
+from lora_tui.engine.threads import available_cores
 from lora_tui.format import ArtifactError
 from lora_tui.results import default_results_path
 
 
 def compare_main(args: argparse.Namespace) -> int:
     return run_app(
-        args.weights,
-        args.programs,
+        args.foundations,
         tokenizer=args.tokenizer,
         log=args.log,
         share=not args.no_share,
@@ -28,8 +31,7 @@ def compare_main(args: argparse.Namespace) -> int:
 
 
 def run_app(
-    weights: Path,
-    programs: list[Path],
+    foundations: Sequence[FoundationPrograms],
     *,
     tokenizer: Path | None = None,
     log: Path | None = None,
@@ -39,24 +41,30 @@ def run_app(
     suggestions: dict[str, list[str]] | None = None,
     build: BuildClient | None = None,
 ) -> int:
-    """Check the foundation here (one clear line if it is wrong), then run the app. With a
-    ``build``, the programs are yet to be built: the app opens at once and shows it run."""
+    """Check each foundation here (one clear line if one is wrong), then run the app. With
+    a ``build``, the programs are yet to be built: the app opens at once and shows it run."""
     try:
         if build is None:
-            open_foundation(weights, tokenizer)
+            opened = [open_foundation(g.weights, tokenizer) for g in foundations]
+            foundations = labelled(foundations, [f.quantization for f in opened])
     except ArtifactError as err:
         Console(stderr=True, highlight=False).print(
             f"[red]lora-tui: error:[/] {err}", soft_wrap=True
         )
         return 1
-    from lora_tui.engine.worker import process_engine_factory
+    from lora_tui.engine.worker import EngineProcess
     from lora_tui.ui.app import LoraTuiApp
 
     warnings.simplefilter("ignore")  # nothing may print over the UI
-    factory = process_engine_factory(weights, tokenizer, share, log, threads, panes=len(programs))
+
+    def start_engine(group: FoundationPrograms, cores: int, on_event) -> EngineProcess:
+        panes = len(group.programs)
+        return EngineProcess(group.weights, on_event, tokenizer, share, log, threads, panes, cores)
+
     app = LoraTuiApp(
-        list(programs),
-        factory,
+        [p for g in foundations for p in g.programs],
+        foundations_factory(foundations, start_engine, available_cores()),
+        names={p: g.name_of(p) for g in foundations for p in g.programs},
         suggestions=suggestions,
         results_path=results or default_results_path(datetime.now()),
         build=build,

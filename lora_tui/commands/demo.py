@@ -21,6 +21,7 @@ from lora_tui.demo import (
     shipped_adapters,
     suggested_prompts,
 )
+from lora_tui.engine.foundations import FoundationPrograms
 
 
 def demo_main(args: argparse.Namespace) -> int:
@@ -35,8 +36,7 @@ def demo_main(args: argparse.Namespace) -> int:
     weights, programs = demo_programs(demo_quantization(args.quantize))
     log_path = args.log or Path(tempfile.gettempdir()) / "lora-tui-demo.log"
     return run_app(
-        weights,
-        programs,
+        [FoundationPrograms(weights, tuple(programs))],
         log=args.log,
         share=not args.no_share,
         threads=args.threads,

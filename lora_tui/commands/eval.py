@@ -10,11 +10,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from lora_tui.common.native_output import native_output_to, terminal_stream
-from lora_tui.engine.host import ModelHost
+from lora_tui.engine.foundations import with_label
 from lora_tui.engine.types import GenerationSettings
-from lora_tui.evaluate import EvalResult, load_prompts, report_tables, run_eval
+from lora_tui.evaluate import EvalResult, Program, load_prompts, report_tables, run_eval
 from lora_tui.format import ArtifactError
-from lora_tui.results import ResultsFile
+from lora_tui.results import ResultsFile, origin_fields
 
 
 def eval_main(args: argparse.Namespace) -> int:
@@ -32,16 +32,16 @@ def eval_main(args: argparse.Namespace) -> int:
     try:
         cases = load_prompts(args.prompts)
         with native_output_to(args.log or Path("/dev/null")):
-            host = ModelHost(
-                args.weights,
-                args.tokenizer,
-                share=not args.no_share,
-                threads=args.threads,
-            )
-            programs: dict[str, Path] = {}
-            for program in args.programs:
-                programs[host.load(program).name] = program
-            host.end_checks()  # the pre-flight child is not needed any more
+            from lora_tui.engine.host import open_hosts
+
+            hosts = open_hosts(args.foundations, args.tokenizer, not args.no_share, args.threads)
+            programs: dict[str, Program] = {}
+            for group, host in hosts:
+                for path in group.programs:
+                    name = with_label(host.foundation.entry_for(path)[0], group.label)
+                    info = host.load(path, name)
+                    programs[info.name] = Program(host, path, group.label, info)
+                host.end_checks()  # the pre-flight child is not needed any more
             if args.out:
                 results_file = ResultsFile(args.out)
             with progress:
@@ -49,10 +49,12 @@ def eval_main(args: argparse.Namespace) -> int:
 
                 def saved(result: EvalResult) -> None:
                     if results_file is not None:
-                        results_file.append(result.record(), programs[result.adapter])
+                        program = programs[result.adapter]
+                        record = {**result.record(), **origin_fields(program.info)}
+                        results_file.append(record, program.path)
                     progress.advance(task)
 
-                report = run_eval(host, programs, cases, settings, saved)
+                report = run_eval(programs, cases, settings, saved)
     except ArtifactError as err:
         errors.print(f"[red]lora-tui eval: error:[/] {err}", soft_wrap=True)
         return 1

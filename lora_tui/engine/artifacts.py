@@ -31,6 +31,11 @@ class Foundation:
     def size_bytes(self) -> int:
         return self.path.stat().st_size
 
+    @property
+    def quantization(self) -> str | None:
+        """As lora-export's manifest names it ("fp32", "8da4w g32"); None without one."""
+        return self.manifest.quantized.label if self.manifest is not None else None
+
     def entry_for(self, program: Path) -> tuple[str, ProgramEntry | None]:
         """The program's name, and its manifest entry when lora-export listed it here."""
         found = self.manifest.program_named(program.name) if self.manifest else None

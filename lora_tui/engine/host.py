@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from lora_tui.engine.artifacts import Foundation, open_foundation
+from lora_tui.engine.foundations import FoundationPrograms, labelled
 from lora_tui.engine.memory import MIB, MemorySample, sample
 from lora_tui.engine.preflight import Preflight
 from lora_tui.engine.program import ProgramFacts, load_module, warm_up
@@ -160,9 +161,8 @@ class ModelHost:
             anon_increment_mib=_difference(after.anon_mib, before.anon_mib),
             breakdown=self._breakdown(pte, facts, entry),
             can_think=session.chat.supports_thinking,
-            quantization=manifest.quantized.label
-            if (manifest := self.foundation.manifest)
-            else None,
+            quantization=self.foundation.quantization,
+            foundation=str(self.foundation.path),
         )
         self.sessions[name] = session
         self.infos[name] = info
@@ -260,3 +260,18 @@ def _file_key(path: Path) -> tuple[Path, int, int]:
 
 def _difference(after: float | None, before: float | None) -> float | None:
     return after - before if after is not None and before is not None else None
+
+
+def open_hosts(
+    groups: Sequence[FoundationPrograms],
+    tokenizer: Path | None = None,
+    share: bool = True,
+    threads: int | None = None,
+) -> list[tuple[FoundationPrograms, ModelHost]]:
+    """A host per foundation in this process (``bench`` and ``eval``), each group labelled
+    by its quantization when there are several. The weight cache keys packed weights by
+    their bytes, so foundations side by side in one process never take each other's."""
+    hosts = [ModelHost(g.weights, tokenizer, share=share, threads=threads) for g in groups]
+    return list(
+        zip(labelled(groups, [h.foundation.quantization for h in hosts]), hosts, strict=True)
+    )

@@ -61,13 +61,18 @@ def sample_tree(pid: int, leave_out: str | None = None) -> MemorySample:
                 samples.append(sample(process.pid))
         except (psutil.Error, OSError):
             continue  # it ended between the listing and the reading
+    return summed(samples)
+
+
+def summed(samples: list[MemorySample]) -> MemorySample:
+    """Several processes' samples as one (PSS adds up; RSS counts shared pages in each)."""
     return MemorySample(
         sum(s.rss_mib for s in samples),
         _total(s.pss_mib for s in samples),
         _total(s.uss_mib for s in samples),
         _total(s.anon_mib for s in samples),
         _total(s.file_mib for s in samples),
-        len(samples),
+        sum(s.processes for s in samples),
     )
 
 

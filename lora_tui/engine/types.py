@@ -55,6 +55,7 @@ class AdapterInfo:
     breakdown: MemoryBreakdown
     can_think: bool = False  # its chat template has a thinking switch (Qwen3)
     quantization: str | None = None  # "fp32", "8da4w g32"; None: unknown (no manifest)
+    foundation: str = ""  # the foundation weight file it runs over
 
     @property
     def increment_mib(self) -> float:

@@ -85,9 +85,11 @@ class EngineProcess:
         log_path: Path | None = None,
         threads: int | None = None,
         panes: int = 1,
+        cores: int | None = None,
     ) -> None:
         """``panes``: how many programs the app opens with, which sets how many run at once
-        (``lane_layout``); ``threads``: XNNPACK's pool in each lane."""
+        (``lane_layout``); ``threads``: XNNPACK's pool in each lane; ``cores``: how many
+        cores its lanes share (default: all; less when other engines run beside it)."""
         context = mp.get_context("spawn")  # never fork a process that may hold torch threads
         self._conn, child = context.Pipe()
         self._process = context.Process(
@@ -100,6 +102,7 @@ class EngineProcess:
                 str(log_path) if log_path else os.devnull,
                 threads,
                 panes,
+                cores,
             ),
             daemon=True,
             name="lora-tui-engine",
@@ -178,6 +181,7 @@ def _worker_main(
     log_path: str,
     threads: int | None,
     panes: int,
+    cores: int | None,
 ) -> None:
     hold_openmp_to_one_thread()  # before the host imports torch
     redirect_native_output(log_path)
@@ -211,7 +215,7 @@ def _worker_main(
         return
     foundation_mib = host.foundation.size_bytes / 2**20
     conn.send([EngineReady(host.sharing, host.baseline_rss_mib, weights, foundation_mib)])
-    lanes, lane_threads = lane_layout(panes, threads)
+    lanes, lane_threads = lane_layout(panes, threads, cores)
     router = Router(conn, host, _lane_main, lane_threads, lanes, CHECKER_IDLE_S)
     try:
         router.serve()
@@ -280,6 +284,7 @@ def process_engine_factory(
     log_path: Path | None,
     threads: int | None = None,
     panes: int = 1,
+    cores: int | None = None,
 ) -> EngineFactory:
     """Start an ``EngineProcess`` over ``weights`` when the UI is ready for its events."""
 
@@ -292,6 +297,7 @@ def process_engine_factory(
             log_path=log_path,
             threads=threads,
             panes=panes,
+            cores=cores,
         )
 
     return start

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from textual import on
@@ -65,6 +65,7 @@ class LoraTuiApp(App[int]):
         self,
         programs: list[Path],
         engine_factory: EngineFactory,
+        names: Mapping[Path, str] | None = None,
         settings: GenerationSettings | None = None,
         transcript_dir: Path | None = None,
         cursor_blink: bool = True,
@@ -74,9 +75,10 @@ class LoraTuiApp(App[int]):
         build: BuildClient | None = None,
         tool_memory: Callable[[], MemorySample] = lambda: sample_tree(os.getpid()),
     ) -> None:
-        """``build``: the programs are still being built; their panes show its progress and
-        the engine starts once it hands them over. ``tool_memory``: the whole tool's memory
-        (this process and every process under it)."""
+        """``names``: a program's pane name when not its file's (``nobel · 8da4w g32``, with
+        several foundations). ``build``: the programs are still being built; their panes
+        show its progress and the engine starts once it hands them over. ``tool_memory``:
+        the whole tool's memory (this process and every process under it)."""
         super().__init__()
         # Every answer is appended there (lora_tui/results.py), off the UI thread.
         self.results = ResultsWriter(results_path, self._from_writer) if results_path else None
@@ -84,7 +86,7 @@ class LoraTuiApp(App[int]):
         self.replies = Replies(self, self.blind, self.results)
         self.dialogs = SettingsDialogs(self)
         self.suggestions = suggestions or {}  # adapter name -> prompts to try, in the palette
-        self.programs = programs
+        self.programs, self.names = programs, names or {}
         self.supervisor = EngineSupervisor(engine_factory, self._from_engine)
         self.settings = settings or GenerationSettings(temperature=0.0, max_new_tokens=256)
         self.transcript_dir = transcript_dir or Path.cwd()
@@ -151,9 +153,10 @@ class LoraTuiApp(App[int]):
         self.main.show_panes(list(self.panes.values()), self.selected)
 
     async def _add_program(self, path: Path) -> None:
-        name, copy = path.stem, 2
+        first = name = self.names.get(path, path.stem)
+        copy = 2
         while name in self.panes:
-            name, copy = f"{path.stem}#{copy}", copy + 1
+            name, copy = f"{first}#{copy}", copy + 1
         pane = AdapterPane(name, len(self.panes) + 1, path)
         if self.blind.on:
             pane.set_alias("?")  # named by a letter at the next prompt
@@ -206,9 +209,7 @@ class LoraTuiApp(App[int]):
         await self._flush_pieces()  # text that arrived before this event goes first
         event = message.event
         if isinstance(event, events.EngineReady):
-            self.main.memory_panel.engine_ready(
-                event.sharing, event.baseline_rss_mib, event.foundation_mib
-            )
+            self.main.memory_panel.engine_ready(event)
             self.sub_title = "weight sharing on" if event.sharing.enabled else "weight sharing OFF"
         elif isinstance(event, events.EngineFailed):
             await recover(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lora_tui.evaluate import EvalResult, PromptCase
-from lora_tui.results import ResultsWriter, reply_record
+from lora_tui.results import ResultsWriter, origin_fields, reply_record
 from lora_tui.ui.rounds import Round
 from lora_tui.ui.settings import SentSettings
 from lora_tui.ui.widgets.adapter_pane import AdapterPane, PaneState
@@ -134,4 +134,4 @@ class Replies:
         else:
             record = reply_record(prompts[-1], pane.adapter_name, done, settings)
         record["round"] = round.id if round else None
-        self.results.append(record, pane.path)
+        self.results.append({**record, **origin_fields(pane.info)}, pane.path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 
 from rich.table import Table
 from rich.text import Text
@@ -15,6 +16,7 @@ from textual.message import Message
 from textual.widgets import Sparkline, Static
 
 from lora_tui.engine.memory import MemorySample
+from lora_tui.engine.protocol import EngineReady
 from lora_tui.engine.types import AdapterInfo, Sharing
 
 HISTORY = 120  # samples kept for the sparkline
@@ -39,8 +41,7 @@ class MemoryPanel(Vertical):
         self.border_title = "Memory"
         self.history: deque[float] = deque(maxlen=HISTORY)
         self.sharing: Sharing | None = None
-        self.foundation_mib: float | None = None
-        self.baseline_mib: float | None = None
+        self.foundations: dict[str, float] = {}  # each foundation's file -> its MiB
         self.adapters: dict[str, AdapterInfo] = {}
         self.engine: MemorySample | None = None
         self.tool: MemorySample | None = None
@@ -82,8 +83,10 @@ class MemoryPanel(Vertical):
             self.query_one(Sparkline).data = list(self.history)
         self._refresh_now()
 
-    def engine_ready(self, sharing: Sharing, baseline_mib: float, foundation_mib: float) -> None:
-        self.sharing, self.baseline_mib, self.foundation_mib = sharing, baseline_mib, foundation_mib
+    def engine_ready(self, ready: EngineReady) -> None:
+        """An engine is up (one per foundation when several are open)."""
+        self.sharing = ready.sharing
+        self.foundations[ready.foundation] = ready.foundation_mib
         self.refresh_view()
 
     def adapter_loaded(self, info: AdapterInfo) -> None:
@@ -125,20 +128,18 @@ class MemoryPanel(Vertical):
             sharing.append("weight sharing ON", "bold green")
         else:
             sharing.append("weight sharing OFF", "bold red").append(f" — {self.sharing.detail}")
-        if self.foundation_mib is not None:
+        if self.foundations:
             packed = (
                 "packed once for all adapters"
                 if self.sharing and self.sharing.enabled
                 else "packed again by every adapter"
             )
-            size = (
-                f"{self.foundation_mib:,.0f}"
-                if self.foundation_mib >= 10
-                else f"{self.foundation_mib:.1f}"
-            )
-            quantized = {i.quantization for i in self.adapters.values()} - {None}
-            kind = f" ({quantized.pop()})" if len(quantized) == 1 else ""
-            sharing.append(f"\nshared: foundation.ptd {size} MiB{kind}, {packed}")
+            lines = [self._foundation_line(path, mib) for path, mib in self.foundations.items()]
+            if len(lines) == 1:
+                sharing.append(f"\nshared: {lines[0]}, {packed}")
+            else:  # each foundation's adapters share it, and only it
+                sharing.append(f"\nshared, each {packed.replace('all', 'its')}:")
+                sharing.append("".join(f"\n  {line}" for line in lines))
         self.query_one("#memory-sharing", Static).update(sharing)
 
         table = Table(box=None, expand=True, padding=(0, 1), show_edge=False)
@@ -157,6 +158,16 @@ class MemoryPanel(Vertical):
                 _known(breakdown.kv_cache_mib),
             )
         self.query_one("#memory-adapters", Static).update(table)
+
+    def _foundation_line(self, path: str, mib: float) -> str:
+        """``foundation.ptd 514 MiB (fp32)``; with several, each named by its folder too."""
+        where = Path(path)
+        name = where.name if len(self.foundations) == 1 else f"{where.parent.name}/{where.name}"
+        size = f"{mib:,.0f}" if mib >= 10 else f"{mib:.1f}"
+        over = [i for i in self.adapters.values() if i.foundation in (path, "")]
+        quantized = {i.quantization for i in over} - {None}
+        kind = f" ({quantized.pop()})" if len(quantized) == 1 else ""
+        return f"{name} {size} MiB{kind}"
 
 
 def _known(mib: float | None) -> str:
