@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             args.foundations = foundation_groups(args.weights, args.programs)
         except ValueError as err:
-            parser.error(str(err))
+            parser.exit(2, f"lora-tui {args.command}: error: {err}\n")
     # bench and eval run programs in this process: before anything imports torch.
     from lora_tui.engine.threads import hold_openmp_to_one_thread
 

@@ -58,8 +58,14 @@ class FakeEngine:
         hold: bool = False,
         fail: dict[str, str] | None = None,
         slow_loads: bool = False,
+        foundation: str = "foundation.ptd",
+        foundation_mib: float = 513.4,
+        quantization: str | None = None,
     ) -> None:
+        """``foundation``, ``foundation_mib`` and ``quantization``: what it runs over (its
+        programs' quantization is "8da4w g32" for names starting "q-" unless given)."""
         self.on_event = on_event
+        self.foundation, self.quantization = foundation, quantization
         self.hold = hold
         self.fail = fail or {}
         self.slow_loads = slow_loads  # loads wait for finish_loads()
@@ -73,8 +79,8 @@ class FakeEngine:
             EngineReady(
                 Sharing(True, "XNNPACK weight cache on (confirmed)"),
                 371.0,
-                "foundation.ptd",
-                513.4,
+                foundation,
+                foundation_mib,
             )
         )
 
@@ -127,7 +133,9 @@ class FakeEngine:
                         19.3,
                     ),
                     can_think=name.startswith("qwen3"),
-                    quantization="8da4w g32" if name.startswith("q-") else None,
+                    quantization=self.quantization
+                    or ("8da4w g32" if name.startswith("q-") else None),
+                    foundation=self.foundation,
                 ),
             )
         )
