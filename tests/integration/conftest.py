@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from exporter.pipeline import ExportRequest, run_export
-from tests.support.artifacts import ALL_TARGETS, MAX_CONTEXT, TinyArtifacts
+from tests.support.artifacts import (
+    ALL_TARGETS,
+    MAX_CONTEXT,
+    Q8DA4W,
+    TinyArtifacts,
+    export_quantized,
+)
 from tests.support.tiny import build_adapter, build_base
 
 
@@ -52,6 +58,12 @@ def tiny_artifacts(
         )
     )
     return TinyArtifacts(tiny_base, tiny_adapters, out)
+
+
+@pytest.fixture(scope="session")
+def quantized(tiny_artifacts: TinyArtifacts, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 'full' adapter over an 8da4w foundation of the same tiny base."""
+    return export_quantized(tiny_artifacts, tmp_path_factory.mktemp("quantized") / "out", Q8DA4W)
 
 
 @pytest.fixture(scope="session")

@@ -18,12 +18,17 @@ from exporter.lower import ProgramSpec, _build_model
 from exporter.pipeline import ExportRequest, run_export
 from lora_tui.engine import EngineError, GenerationSettings, Message, ModelHost
 from lora_tui.format import FP32, Manifest, Quantization
-from tests.support.artifacts import ALL_TARGETS, MAX_CONTEXT, TinyArtifacts
+from tests.support.artifacts import (
+    ALL_TARGETS,
+    MAX_CONTEXT,
+    Q8DA4W,
+    TinyArtifacts,
+    export_quantized,
+)
 from tests.support.programs import program_greedy
 from tests.support.runner import NEW_TOKENS, run_text_llm_runner, visible_ascii
 from tests.support.tiny import build_adapter
 
-Q8DA4W = Quantization("8da4w", 32)
 Q8DA8W = Quantization.named("8da8w")
 # How close the program must be to the eager model with the same torchao quantization, as a
 # share of the logits' range. XNNPACK quantizes each token's activations to int8 in its own
@@ -37,18 +42,6 @@ CLOSER_THAN_FP32 = 6
 # 8da8w's int8 weights are much nearer fp32 (2.2-7.7 % of the range), while the program's
 # own rounding of the activations stays as large (1.0-2.4 %): measured 1.9-4.7 times closer.
 CLOSER_THAN_FP32_8BIT = 1.5
-
-
-def export_quantized(tiny_artifacts: TinyArtifacts, out: Path, quantization: Quantization) -> Path:
-    adapters = [("full", tiny_artifacts.adapters["full"])]
-    request = ExportRequest(tiny_artifacts.base_dir, adapters, out, False, MAX_CONTEXT)
-    run_export(replace(request, quantization=quantization))
-    return out
-
-
-@pytest.fixture(scope="session")
-def quantized(tiny_artifacts: TinyArtifacts, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_quantized(tiny_artifacts, tmp_path_factory.mktemp("quantized") / "out", Q8DA4W)
 
 
 @pytest.fixture(scope="session")
