@@ -13,8 +13,7 @@ from rich.console import Console
 
 from lora_tui.builds import BuildClient
 from lora_tui.engine.artifacts import open_foundation
-from lora_tui.engine.foundations import FoundationPrograms, foundations_factory, labelled
-from lora_tui.engine.threads import available_cores
+from lora_tui.engine.foundations import FoundationPrograms, labelled
 from lora_tui.format import ArtifactError
 from lora_tui.results import default_results_path
 
@@ -52,18 +51,13 @@ def run_app(
             f"[red]lora-tui: error:[/] {err}", soft_wrap=True
         )
         return 1
-    from lora_tui.engine.worker import EngineProcess
+    from lora_tui.engine.worker import foundations_engine_factory
     from lora_tui.ui.app import LoraTuiApp
 
     warnings.simplefilter("ignore")  # nothing may print over the UI
-
-    def start_engine(group: FoundationPrograms, cores: int, on_event) -> EngineProcess:
-        panes = len(group.programs)
-        return EngineProcess(group.weights, on_event, tokenizer, share, log, threads, panes, cores)
-
     app = LoraTuiApp(
         [p for g in foundations for p in g.programs],
-        foundations_factory(foundations, start_engine, available_cores()),
+        foundations_engine_factory(foundations, tokenizer, share, log, threads),
         names={p: g.name_of(p) for g in foundations for p in g.programs},
         suggestions=suggestions,
         results_path=results or default_results_path(datetime.now()),

@@ -74,7 +74,11 @@ class FoundationEngines:
         self.owners: dict[str, Path] = {}
 
     def load(self, path: Path, name: str | None = None) -> None:
-        weights = self.foundation_of.get(path, next(iter(self.engines)))
+        """Over its foundation: the one it was given with, else the one beside it (a
+        program the palette opens), else the first."""
+        beside = [w for w in self.engines if w.parent.resolve() == path.parent.resolve()]
+        weights = self.foundation_of.get(path) or (beside or list(self.engines))[0]
+        self.foundation_of[path] = weights  # a restarted engine loads it there again
         self.owners[name or path.stem] = weights
         self.engines[weights].load(path, name)
 

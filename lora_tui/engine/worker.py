@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import psutil
 
 from lora_tui.common.native_output import redirect_native_output, start_quietly
+from lora_tui.engine.foundations import FoundationPrograms, foundations_factory
 from lora_tui.engine.memory import MemorySample, sample_tree
 from lora_tui.engine.protocol import (
     Cancel,
@@ -38,7 +39,7 @@ from lora_tui.engine.protocol import (
     Shutdown,
     Unload,
 )
-from lora_tui.engine.threads import hold_openmp_to_one_thread, lane_layout
+from lora_tui.engine.threads import available_cores, hold_openmp_to_one_thread, lane_layout
 from lora_tui.engine.types import EngineError, GenerationSettings, Message, ReplyEnd
 from lora_tui.format import ArtifactError, one_line
 
@@ -301,3 +302,24 @@ def process_engine_factory(
         )
 
     return start
+
+
+def foundations_engine_factory(
+    foundations: Sequence[FoundationPrograms],
+    tokenizer: Path | None,
+    share: bool,
+    log_path: Path | None,
+    threads: int | None = None,
+) -> EngineFactory:
+    """The app's engines: one process per foundation, each laying its lanes over its share
+    of the cores (one foundation: one engine over them all)."""
+
+    def start_one(
+        group: FoundationPrograms, cores: int, on_event: Callable[[EngineEvent], None]
+    ) -> EngineClient:
+        panes = len(group.programs)
+        return EngineProcess(
+            group.weights, on_event, tokenizer, share, log_path, threads, panes, cores
+        )
+
+    return foundations_factory(foundations, start_one, available_cores())

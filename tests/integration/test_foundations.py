@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lora_tui.engine.foundations import FoundationPrograms
 from tests.support.artifacts import TinyArtifacts
 from tests.support.checks import assert_one_line_error
+from tests.support.pilot import SIZE, send
 from tests.support.prompts import write_prompts
+from tests.support.real_app import real_foundations_app, wait_for
 
 
 def lora_tui(*args: str) -> subprocess.CompletedProcess[str]:
@@ -88,3 +91,28 @@ def test_a_missing_foundation_among_several_is_one_line(
     args += ["--weights", str(tmp_path / "gone.ptd"), str(tmp_path / "gone.pte")]
     done = lora_tui("bench", *args)
     assert_one_line_error(done, "gone.ptd")
+
+
+async def test_the_app_runs_each_foundation_on_its_own_engine(
+    tiny_artifacts: TinyArtifacts, quantized: Path, tmp_path: Path
+) -> None:
+    """Two real engine processes behind one client: both panes answer, each names its
+    quantization, and the memory panel lists each foundation once."""
+    groups = [
+        FoundationPrograms(tiny_artifacts.foundation, (tiny_artifacts.program("full"),), "fp32"),
+        FoundationPrograms(quantized / "foundation.ptd", (quantized / "full.pte",), "8da4w g32"),
+    ]
+    app = real_foundations_app(groups, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        names = ["full · fp32", "full · 8da4w g32"]
+        await wait_for(pilot, lambda: all(n in app.main.memory_panel.adapters for n in names))
+        assert list(app.panes) == names
+        assert {i.quantization for i in app.main.memory_panel.adapters.values()} == {
+            "fp32",
+            "8da4w g32",
+        }
+        assert len(app.main.memory_panel.foundations) == 2
+        await send(pilot, "Say something.")
+        await wait_for(pilot, lambda: all(p.last_reply is not None for p in app.panes.values()))
+        sample = app.engine.memory()
+        assert sample is not None and sample.processes >= 4  # two workers, each with a lane

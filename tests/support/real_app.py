@@ -6,16 +6,22 @@ import time
 from pathlib import Path
 
 from lora_tui.engine import GenerationSettings
-from lora_tui.engine.worker import process_engine_factory
+from lora_tui.engine.foundations import FoundationPrograms
+from lora_tui.engine.worker import foundations_engine_factory
 from lora_tui.ui.app import LoraTuiApp
 
 
 def real_app(weights: Path, programs: list[Path], tmp_path: Path) -> LoraTuiApp:
-    # As lora-tui opens them: a lane per pane, up to one per core.
-    factory = process_engine_factory(
-        weights, None, True, tmp_path / "engine.log", panes=len(programs)
-    )
-    app = LoraTuiApp(programs, factory, transcript_dir=tmp_path, cursor_blink=False)
+    return real_foundations_app([FoundationPrograms(weights, tuple(programs))], tmp_path)
+
+
+def real_foundations_app(groups: list[FoundationPrograms], tmp_path: Path) -> LoraTuiApp:
+    """As ``lora-tui`` opens them: an engine per foundation, a lane per pane, up to one per
+    core. ``groups`` are labelled already when there are several."""
+    factory = foundations_engine_factory(groups, None, True, tmp_path / "engine.log")
+    programs = [p for g in groups for p in g.programs]
+    names = {p: g.name_of(p) for g in groups for p in g.programs}
+    app = LoraTuiApp(programs, factory, names, transcript_dir=tmp_path, cursor_blink=False)
     app.animation_level = "none"
     app.settings = GenerationSettings(temperature=0.0, max_new_tokens=12)
     return app

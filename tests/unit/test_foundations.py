@@ -129,6 +129,8 @@ def test_commands_reach_the_engine_of_the_adapters_they_name() -> None:
         ("clear", None),
     ]
     assert engines.memory() is None
+    engines.load(Path("q4/executorch.pte"), "executorch")  # from the palette: the one beside it
+    assert q4.calls[-1] == ("load", Path("q4/executorch.pte"), "executorch")
 
 
 def test_eval_puts_one_adapter_at_each_quantization_side_by_side() -> None:
