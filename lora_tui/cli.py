@@ -34,6 +34,17 @@ def _positive(text: str) -> int:
     return value
 
 
+def _quantizations(text: str) -> tuple[str, ...]:
+    """``none,8da4w``: the demo's quantizations, each once, in order."""
+    modes = tuple(dict.fromkeys(mode.strip() for mode in text.split(",") if mode.strip()))
+    unknown = [mode for mode in modes if mode not in QUANTIZE_MODES]
+    if unknown or not modes:
+        raise argparse.ArgumentTypeError(
+            f"{', '.join(unknown) or repr(text)}: not one of {', '.join(QUANTIZE_MODES)}"
+        )
+    return modes
+
+
 def _runtime_options() -> argparse.ArgumentParser:
     """How programs run: every command that runs them takes these."""
     parent = argparse.ArgumentParser(add_help=False)
@@ -153,10 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--quantize",
-        choices=QUANTIZE_MODES,
-        default=DEMO_QUANTIZE,
+        type=_quantizations,
+        default=(DEMO_QUANTIZE,),
+        metavar="MODE[,MODE...]",
         help="the foundation's weights: none (fp32), 8da4w or 8da8w (int4 or int8 weights, "
-        "int8 dynamic activations), each built into its own cache folder "
+        "int8 dynamic activations), each built into its own cache folder; several, as "
+        "none,8da4w, open each adapter once per quantization side by side "
         f"(default: {DEMO_QUANTIZE})",
     )
     bench = commands.add_parser(

@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -93,6 +93,16 @@ def build_demo(quantize: str, send: Callable[[BuildProgress], None]) -> BuildRea
     build = ensure_demo(folder, fetch_base, shipped_adapters(), reporter, quantization=quantization)
     seconds = time.monotonic() - started
     return BuildReady(build.weights, tuple(build.programs), seconds, build.built is not None)
+
+
+def build_demos(modes: Sequence[str], send: Callable[[BuildProgress], None]) -> BuildReady:
+    """``lora-tui demo --quantize none,8da4w``: each quantization's demo in turn, each in
+    its own cache, as one build; the programs of all of them, the first's weights."""
+    started = time.monotonic()
+    readies = [build_demo(mode, send) for mode in modes]
+    programs = tuple(program for ready in readies for program in ready.programs)
+    seconds = time.monotonic() - started
+    return BuildReady(readies[0].weights, programs, seconds, any(r.built for r in readies))
 
 
 def demo_quantization(mode: str) -> Quantization:

@@ -15,13 +15,13 @@ from rich.console import Console
 from lora_tui.builds import BuildProcess
 from lora_tui.commands.compare import run_app
 from lora_tui.demo import (
-    build_demo,
+    build_demos,
     demo_programs,
     demo_quantization,
     shipped_adapters,
     suggested_prompts,
 )
-from lora_tui.engine.foundations import FoundationPrograms
+from lora_tui.engine.foundations import FoundationPrograms, labelled
 
 
 def demo_main(args: argparse.Namespace) -> int:
@@ -33,14 +33,16 @@ def demo_main(args: argparse.Namespace) -> int:
             soft_wrap=True,
         )
         return 1
-    weights, programs = demo_programs(demo_quantization(args.quantize))
+    modes = args.quantize
+    quantizations = [demo_quantization(mode) for mode in modes]
+    groups = [FoundationPrograms(w, tuple(p)) for w, p in map(demo_programs, quantizations)]
     log_path = args.log or Path(tempfile.gettempdir()) / "lora-tui-demo.log"
     return run_app(
-        [FoundationPrograms(weights, tuple(programs))],
+        labelled(groups, [q.label for q in quantizations]),
         log=args.log,
         share=not args.no_share,
         threads=args.threads,
         results=args.results,
         suggestions=suggested_prompts(),
-        build=BuildProcess(partial(build_demo, args.quantize), log_path),
+        build=BuildProcess(partial(build_demos, modes), log_path),
     )

@@ -78,10 +78,11 @@ class PendingBuild:
 def programs_by_pane(
     panes: Iterable[AdapterPane], programs: Iterable[Path]
 ) -> list[tuple[AdapterPane, Path | None]]:
-    """Each waiting pane with the built program of its name (None: the build made none)."""
-    built = {path.name: path for path in programs}
+    """Each waiting pane with the built program it waits for, by folder and name (None: the
+    build made none). Several demo quantizations each have a nobel.pte of their own."""
+    built = {(path.parent.name, path.name): path for path in programs}
     return [
-        (pane, built.get(pane.path.name) if pane.path else None)
+        (pane, built.get((pane.path.parent.name, pane.path.name)) if pane.path else None)
         for pane in panes
         if pane.state is PaneState.BUILDING
     ]

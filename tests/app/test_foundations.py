@@ -8,17 +8,19 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from lora_tui.builds import BuildReady
 from lora_tui.engine.foundations import FoundationEngines, FoundationPrograms, foundations_factory
 from lora_tui.results import read_results
 from lora_tui.ui.app import LoraTuiApp
 from lora_tui.ui.widgets.memory_panel import MemoryPanel
+from tests.support.fake_build import FakeBuild
 from tests.support.fake_engine import FIXED_TOOL_MEMORY, FakeEngine
 from tests.support.pilot import SIZE, send
 
 FP32, Q4 = "fp32", "8da4w g32"
 
 
-def two_foundation_app(tmp_path: Path) -> LoraTuiApp:
+def two_foundation_app(tmp_path: Path, build: FakeBuild | None = None) -> LoraTuiApp:
     """nobel and executorch over an fp32 foundation, nobel over an 8da4w one."""
     groups = []
     for folder, label, names in (("fp32", FP32, ["nobel", "executorch"]), ("q4", Q4, ["nobel"])):
@@ -50,6 +52,7 @@ def two_foundation_app(tmp_path: Path) -> LoraTuiApp:
         cursor_blink=False,
         memory_interval_s=3600,
         results_path=tmp_path / "results.jsonl",
+        build=build,
         tool_memory=lambda: FIXED_TOOL_MEMORY,
     )
     app.animation_level = "none"
@@ -125,3 +128,23 @@ async def test_stopping_and_clearing_reach_every_foundations_engine(tmp_path: Pa
 def test_two_foundations_side_by_side(tmp_path: Path, snap_compare) -> None:
     app = two_foundation_app(tmp_path)
     assert snap_compare(app, terminal_size=SIZE)
+
+
+async def test_a_demo_of_two_quantizations_loads_each_built_program_on_its_engine(
+    tmp_path: Path,
+) -> None:
+    """``lora-tui demo --quantize none,8da4w``: one build hands over both folders' programs,
+    two of them named nobel.pte; each pane gets its own folder's."""
+    build = FakeBuild()
+    app = two_foundation_app(tmp_path, build)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        programs = (tmp_path / "fp32" / "nobel.pte", tmp_path / "fp32" / "executorch.pte")
+        programs += (tmp_path / "q4" / "nobel.pte",)
+        build.report(BuildReady(tmp_path / "fp32" / "foundation.ptd", programs, 9.0, True))
+        await pilot.pause()
+        fakes = app.fakes  # type: ignore[attr-defined]
+        assert [c[1:] for c in fakes[Q4].calls if c[0] == "load"] == [
+            (str(tmp_path / "q4" / "nobel.pte"), "nobel · 8da4w g32")
+        ]
+        assert len([c for c in fakes[FP32].calls if c[0] == "load"]) == 2

@@ -153,3 +153,12 @@ def test_eval_puts_one_adapter_at_each_quantization_side_by_side() -> None:
     cells = [" ".join(row) for row in rows]
     assert any("nobel 3/3 1/3 (-2)" in c.replace("│", "").replace("  ", " ") for c in cells), text
     assert any("base 0/3 —" in " ".join(c.replace("│", "").split()) for c in cells), text
+
+
+def test_the_demo_takes_a_list_of_quantizations() -> None:
+    from lora_tui.cli import build_parser
+
+    args = build_parser().parse_args(["demo", "--quantize", "none,8da4w,none"])
+    assert args.quantize == ("none", "8da4w")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["demo", "--quantize", "none,int3"])
