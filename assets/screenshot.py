@@ -1,9 +1,11 @@
 """Save a screenshot of the demo answering one question in every pane.
 
     .venv/bin/python assets/screenshot.py [--question TEXT] [--out assets/demo.svg]
+                                          [--quantize none,8da4w] [--adapters nobel]
 
-Runs the app headless over the demo's cache (``lora-tui demo`` builds it) with the real
-engine, sends the question to every adapter, waits for the replies and saves an SVG.
+Runs the app headless over the demo's caches (``lora-tui demo --quantize ...`` builds
+them) with the real engines, sends the question to every adapter, waits for the replies
+and saves an SVG. Several quantizations open each adapter once per quantization.
 """
 
 from __future__ import annotations
@@ -14,20 +16,27 @@ from pathlib import Path
 
 from textual.widgets import Input
 
-from lora_tui.demo import DemoBuild, demo_folder, suggested_prompts
+from lora_tui.demo import DemoBuild, demo_folder, demo_quantization, suggested_prompts
 from lora_tui.engine import GenerationSettings
-from lora_tui.engine.worker import process_engine_factory
+from lora_tui.engine.foundations import FoundationPrograms, labelled
+from lora_tui.engine.worker import foundations_engine_factory
 from lora_tui.ui.app import LoraTuiApp
 
 ASSETS = Path(__file__).resolve().parent
 
 
-async def shoot(question: str, out: Path) -> None:
-    build = DemoBuild(demo_folder(), None)
-    factory = process_engine_factory(build.weights, None, True, None)
+async def shoot(question: str, out: Path, modes: list[str], adapters: list[str]) -> None:
+    quantizations = [demo_quantization(mode) for mode in modes]
+    groups = []
+    for quantization in quantizations:
+        build = DemoBuild(demo_folder(quantization), None)
+        chosen = [p for p in build.programs if not adapters or p.stem in adapters]
+        groups.append(FoundationPrograms(build.weights, tuple(chosen)))
+    groups = labelled(groups, [q.label for q in quantizations])
     app = LoraTuiApp(
-        build.programs,
-        factory,
+        [p for g in groups for p in g.programs],
+        foundations_engine_factory(groups, None, True, None),
+        {p: g.name_of(p) for g in groups for p in g.programs},
         GenerationSettings(temperature=0.0, max_new_tokens=80),
         cursor_blink=False,
         suggestions=suggested_prompts(),
@@ -48,8 +57,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--question", default="Who won the 2025 Nobel Prize in Chemistry?")
     parser.add_argument("--out", type=Path, default=ASSETS / "demo.svg")
+    parser.add_argument("--quantize", default="none", help="the demo's, comma-separated")
+    parser.add_argument("--adapters", default="", help="only these programs, comma-separated")
     args = parser.parse_args()
-    asyncio.run(shoot(args.question, args.out))
+    modes, adapters = args.quantize.split(","), [a for a in args.adapters.split(",") if a]
+    asyncio.run(shoot(args.question, args.out, modes, adapters))
 
 
 if __name__ == "__main__":

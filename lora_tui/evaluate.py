@@ -127,6 +127,18 @@ class EvalReport:
                 }
                 for group in self.groups
             },
+            # Foundation label ("" for one) -> group -> program -> [right, scored].
+            "by_foundation": {
+                label: {
+                    group: {
+                        program: list(self.score(group, names[label]))
+                        for program, names in self.by_foundation().items()
+                        if label in names
+                    }
+                    for group in self.groups
+                }
+                for label in self.foundations or [""]
+            },
             "results": [r.record() for r in self.results],
         }
 

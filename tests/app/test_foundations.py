@@ -71,8 +71,8 @@ async def test_each_pane_names_its_foundation_and_loads_on_its_engine(tmp_path: 
         assert loads == {FP32: ["nobel · fp32", "executorch · fp32"], Q4: ["nobel · 8da4w g32"]}
         assert "8da4w g32" in str(app.panes["nobel · 8da4w g32"].border_subtitle)
         shared = str(app.query_one("#memory-sharing").render())
-        assert "fp32/foundation.ptd 513 MiB (fp32)" in shared
-        assert "q4/foundation.ptd 101 MiB (8da4w g32)" in shared
+        assert "fp32 513 MiB (fp32)" in shared
+        assert "q4 101 MiB (8da4w g32)" in shared
         assert "each packed once for its adapters" in shared
         adapters = str(app.query_one(MemoryPanel).adapters)
         assert "nobel · 8da4w g32" in adapters and "nobel · fp32" in adapters

@@ -144,6 +144,10 @@ def test_eval_puts_one_adapter_at_each_quantization_side_by_side() -> None:
             done = ReplyDone(adapter, "Clarke" if marks[i] else "?", ReplyEnd.STOP, None)
             report.results.append(EvalResult(case, adapter, done, marks[i], GenerationSettings()))
     assert report.foundations == ["fp32", "8da4w"] and report.reference == "fp32"
+    assert report.as_json()["by_foundation"] == {
+        "fp32": {"nobel": {"nobel": [3, 3], "base": [0, 3]}},
+        "8da4w": {"nobel": {"nobel": [1, 3]}},
+    }
     table = report_tables(report)[-2]
     console = Console(width=100, record=True)
     console.print(table)

@@ -160,9 +160,9 @@ class MemoryPanel(Vertical):
         self.query_one("#memory-adapters", Static).update(table)
 
     def _foundation_line(self, path: str, mib: float) -> str:
-        """``foundation.ptd 514 MiB (fp32)``; with several, each named by its folder too."""
+        """``foundation.ptd 514 MiB (fp32)``; with several, each named by its folder."""
         where = Path(path)
-        name = where.name if len(self.foundations) == 1 else f"{where.parent.name}/{where.name}"
+        name = where.name if len(self.foundations) == 1 else where.parent.name
         size = f"{mib:,.0f}" if mib >= 10 else f"{mib:.1f}"
         over = [i for i in self.adapters.values() if i.foundation in (path, "")]
         quantized = {i.quantization for i in over} - {None}
