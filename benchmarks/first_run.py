@@ -88,12 +88,14 @@ def main() -> None:
     from benchmarks.record import write_results
     from lora_tui.builds import BuildProcess, BuildProgress
     from lora_tui.demo import build_demo, demo_programs, demo_quantization
-    from lora_tui.engine.worker import process_engine_factory
+    from lora_tui.engine.foundations import FoundationPrograms
+    from lora_tui.engine.worker import foundations_engine_factory
     from lora_tui.ui.app import LoraTuiApp
 
     log = cache / "build.log"
     weights, programs = demo_programs(demo_quantization(args.quantize))
-    factory = process_engine_factory(weights, None, True, cache / "engine.log", panes=3)
+    group = FoundationPrograms(weights, tuple(programs))
+    factory = foundations_engine_factory([group], None, True, cache / "engine.log")
     build = BuildProcess(partial(build_demo, args.quantize), log)
     phases: dict[str, float] = {}  # when each of the build's phases began
 

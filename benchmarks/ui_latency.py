@@ -24,7 +24,8 @@ from textual.widgets import Input
 
 from benchmarks.record import write_results
 from lora_tui.engine import GenerationSettings
-from lora_tui.engine.worker import process_engine_factory
+from lora_tui.engine.foundations import FoundationPrograms
+from lora_tui.engine.worker import foundations_engine_factory
 from lora_tui.ui.app import LoraTuiApp
 
 PROMPT = "Write a long story about a lighthouse keeper and a storm."
@@ -38,8 +39,9 @@ async def measure(
     threads: int | None = None,
 ) -> list[float]:
     # As the app opens them: a lane per pane, unless --threads leaves room for fewer.
-    factory = process_engine_factory(weights, None, True, None, threads, panes=len(programs))
-    app = LoraTuiApp(programs, factory, GenerationSettings(max_new_tokens=400))
+    group = FoundationPrograms(weights, tuple(programs))
+    factory = foundations_engine_factory([group], None, True, None, threads)
+    app = LoraTuiApp(programs, factory, settings=GenerationSettings(max_new_tokens=400))
     latencies: list[float] = []
     async with app.run_test(size=(140, 40)) as pilot:
         while not app.panes or any(p.state == "loading" for p in app.panes.values()):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lora_tui.engine.memory import MemorySample, summed
-from lora_tui.engine.protocol import EngineClient, EngineEvent, EngineFactory
+from lora_tui.engine.protocol import EngineClient, EngineEvent, EngineFactory, FoundationEngine
 from lora_tui.engine.types import GenerationSettings, Message
 
 NAME_SEPARATOR = " · "  # "nobel · 8da4w g32"
@@ -59,19 +59,54 @@ def labelled(
 def core_shares(groups: Sequence[FoundationPrograms], cores: int) -> list[int]:
     """The cores each foundation's engine lays its lanes over, in proportion to its programs
     (at least one each), so lanes across engines do not outnumber the cores."""
-    total = sum(len(g.programs) for g in groups) or 1
-    return [max(1, round(cores * len(g.programs) / total)) for g in groups]
+    counts = [max(1, len(g.programs)) for g in groups]  # one opened empty may get programs
+    return [max(1, round(cores * count / sum(counts))) for count in counts]
+
+
+# Start the engine of one foundation over this many cores, its events going to the callback.
+StartEngine = Callable[[FoundationPrograms, int, Callable[[EngineEvent], None]], FoundationEngine]
 
 
 class FoundationEngines:
-    """One ``EngineClient`` over an engine per foundation: commands go to the engine that
-    loaded the adapter they name; events come back through each engine's own callback."""
+    """The ``EngineClient`` the app talks to: an engine per foundation. Commands go to the
+    engine that loaded the adapters they name; events come back through each engine's own
+    callback. ``groups`` and ``foundation_of`` are the session's, kept across restarts, so
+    a restarted client starts every foundation opened so far."""
 
-    def __init__(self, engines: Mapping[Path, EngineClient], foundation_of: dict[Path, Path]):
-        """``foundation_of``: each program's foundation (the app's, kept across restarts)."""
-        self.engines = dict(engines)
-        self.foundation_of = foundation_of
+    def __init__(
+        self,
+        groups: list[FoundationPrograms],
+        start_one: StartEngine,
+        cores: int,
+        on_event: Callable[[EngineEvent], None],
+        foundation_of: dict[Path, Path],
+    ) -> None:
+        self.groups, self.foundation_of = groups, foundation_of
+        self._start_one, self._cores, self._on_event = start_one, cores, on_event
+        started = zip(groups, core_shares(groups, cores), strict=True)
+        self.engines = {g.weights: start_one(g, share, on_event) for g, share in started}
         self.owners: dict[str, Path] = {}
+
+    def open_foundation(
+        self, weights: Path, quantization: str | None, programs: Sequence[Path] = ()
+    ) -> str:
+        """Start an engine for another foundation (the palette's "Open foundation"), for
+        ``programs`` to load over; returns the label their names carry. ``ValueError``:
+        it is open already."""
+        if any(w.resolve() == weights.resolve() for w in self.engines):
+            raise ValueError(f"{weights}: is open already")
+        used = {g.label for g in self.groups}
+        label = next(
+            c
+            for c in (quantization, weights.resolve().parent.name, f"#{len(self.groups) + 1}")
+            if c and c not in used
+        )
+        group = FoundationPrograms(weights, tuple(programs), label)
+        self.foundation_of.update({program: weights for program in programs})
+        self.groups.append(group)  # a restarted client starts it too
+        share = core_shares(self.groups, self._cores)[-1]
+        self.engines[weights] = self._start_one(group, share, self._on_event)
+        return label
 
     def load(self, path: Path, name: str | None = None) -> None:
         """Over its foundation: the one it was given with, else the one beside it (a
@@ -123,20 +158,14 @@ class FoundationEngines:
 
 
 def foundations_factory(
-    groups: Sequence[FoundationPrograms],
-    start_one: Callable[[FoundationPrograms, int, Callable[[EngineEvent], None]], EngineClient],
-    cores: int,
+    groups: Sequence[FoundationPrograms], start_one: StartEngine, cores: int
 ) -> EngineFactory:
-    """Start an engine per foundation (``start_one(group, its cores, on_event)``); with one
-    foundation, that engine alone."""
+    """Start an engine per foundation (``start_one(group, its cores, on_event)``), behind
+    one client; one foundation's engine gets every core."""
+    session = list(groups)
     foundation_of = {p: g.weights for g in groups for p in g.programs}
-    shares = core_shares(groups, cores)
 
     def start(on_event: Callable[[EngineEvent], None]) -> EngineClient:
-        if len(groups) == 1:
-            return start_one(groups[0], cores, on_event)
-        started = zip(groups, shares, strict=True)
-        engines = {g.weights: start_one(g, share, on_event) for g, share in started}
-        return FoundationEngines(engines, foundation_of)
+        return FoundationEngines(session, start_one, cores, on_event, foundation_of)
 
     return start

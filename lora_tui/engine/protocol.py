@@ -146,9 +146,10 @@ class Checked:
     seconds: float
 
 
-class EngineClient(Protocol):
-    """Commands to an engine; its events arrive through the callback it was started with.
-    The engine keeps no conversation: each ``send`` carries every adapter's own."""
+class FoundationEngine(Protocol):
+    """Commands to the engine of one foundation; its events arrive through the callback it
+    was started with. The engine keeps no conversation: each ``send`` carries every
+    adapter's own."""
 
     def load(self, path: Path, name: str | None = None) -> None: ...
     def unload(self, name: str) -> None: ...
@@ -161,6 +162,16 @@ class EngineClient(Protocol):
     def clear(self, names: list[str] | None = None) -> None: ...
     def memory(self) -> MemorySample | None: ...
     def close(self) -> None: ...
+
+
+class EngineClient(FoundationEngine, Protocol):
+    """What the UI talks to: the engines of every foundation open, as one."""
+
+    def open_foundation(
+        self, weights: Path, quantization: str | None, programs: Sequence[Path] = ()
+    ) -> str:
+        """Start an engine for another foundation, for ``programs`` to load over; the label
+        their names carry. ``ValueError`` when it is open already."""
 
 
 # Given the callback for events (called from any thread), start an engine.

@@ -26,11 +26,11 @@ from lora_tui.engine.memory import MemorySample, sample_tree
 from lora_tui.engine.protocol import (
     Cancel,
     Clear,
-    EngineClient,
     EngineEvent,
     EngineFactory,
     EngineFailed,
     EngineReady,
+    FoundationEngine,
     Load,
     Loaded,
     LoadFailed,
@@ -278,32 +278,6 @@ def _handle(host: ModelHost, command: object) -> list[EngineEvent]:
     return []
 
 
-def process_engine_factory(
-    weights: Path,
-    tokenizer: Path | None,
-    share: bool,
-    log_path: Path | None,
-    threads: int | None = None,
-    panes: int = 1,
-    cores: int | None = None,
-) -> EngineFactory:
-    """Start an ``EngineProcess`` over ``weights`` when the UI is ready for its events."""
-
-    def start(on_event: Callable[[EngineEvent], None]) -> EngineClient:
-        return EngineProcess(
-            weights,
-            on_event,
-            tokenizer=tokenizer,
-            share=share,
-            log_path=log_path,
-            threads=threads,
-            panes=panes,
-            cores=cores,
-        )
-
-    return start
-
-
 def foundations_engine_factory(
     foundations: Sequence[FoundationPrograms],
     tokenizer: Path | None,
@@ -316,7 +290,7 @@ def foundations_engine_factory(
 
     def start_one(
         group: FoundationPrograms, cores: int, on_event: Callable[[EngineEvent], None]
-    ) -> EngineClient:
+    ) -> FoundationEngine:
         panes = len(group.programs)
         return EngineProcess(
             group.weights, on_event, tokenizer, share, log_path, threads, panes, cores

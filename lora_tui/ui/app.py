@@ -2,10 +2,11 @@
 
 The app composes and routes: engine events to the panes and the memory panel, keys and
 palette commands to actions. What an action does lives beside it: prompts and rounds
-(``replies.py``), blind mode, prompt sets, dialogs and settings, the results writer
-(``lora_tui/results.py``), the engine's supervisor (``engine/supervisor.py``) and what
-replaces a dead engine (``recovery.py``), a build the panes wait on
-(``pending_build.py``) and the buffer streamed text waits in (``streaming.py``)."""
+(``replies.py``), blind mode, prompt sets, dialogs and settings, programs and foundations
+opened from the palette (``opening.py``), the results writer (``lora_tui/results.py``),
+the engine's supervisor (``engine/supervisor.py``) and what replaces a dead engine
+(``recovery.py``), a build the panes wait on (``pending_build.py``) and the buffer
+streamed text waits in (``streaming.py``)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from lora_tui.ui.commands import LoraTuiCommands, PaletteState
 from lora_tui.ui.dialogs import SettingsDialogs
 from lora_tui.ui.keys import APP_BINDINGS, MAIN_SCREEN_ACTIONS, UNBOUND_KEYS
 from lora_tui.ui.messages import BuildEventArrived, EngineEventArrived, PiecesReady
+from lora_tui.ui.opening import open_programs
 from lora_tui.ui.pending_build import PendingBuild
 from lora_tui.ui.prompt_set import run_prompt_set
 from lora_tui.ui.recovery import recover
@@ -89,10 +91,8 @@ class LoraTuiApp(App[int]):
         self.programs, self.names = programs, names or {}
         self.supervisor = EngineSupervisor(engine_factory, self._from_engine)
         self.settings = settings or GenerationSettings(temperature=0.0, max_new_tokens=256)
-        self.transcript_dir = transcript_dir or Path.cwd()
-        self.cursor_blink = cursor_blink
-        self.memory_interval_s = memory_interval_s
-        self.tool_memory = tool_memory
+        self.transcript_dir, self.cursor_blink = transcript_dir or Path.cwd(), cursor_blink
+        self.memory_interval_s, self.tool_memory = memory_interval_s, tool_memory
         self.panes: dict[str, AdapterPane] = {}
         self.main = MainScreen()
         self.pieces = PieceBuffer()
@@ -126,7 +126,7 @@ class LoraTuiApp(App[int]):
             self.build.start(lambda event: self.post_message(BuildEventArrived(event)))
             self.set_interval(1.0, self.build.tick)
         for program in self.programs:
-            await self._add_program(program)
+            await self.add_program(program)
         self._show_target()
         engine_memory = lambda: self.engine.memory() if self.engine else None  # noqa: E731
         self.main.memory_panel.sample(engine_memory, self.tool_memory, self.memory_interval_s)
@@ -152,8 +152,8 @@ class LoraTuiApp(App[int]):
     def _relayout(self) -> None:
         self.main.show_panes(list(self.panes.values()), self.selected)
 
-    async def _add_program(self, path: Path) -> None:
-        first = name = self.names.get(path, path.stem)
+    async def add_program(self, path: Path, name: str | None = None) -> None:
+        first = name = name or self.names.get(path, path.stem)
         copy = 2
         while name in self.panes:
             name, copy = f"{first}#{copy}", copy + 1
@@ -336,8 +336,9 @@ class LoraTuiApp(App[int]):
         self.copy_to_clipboard(reply)
         self.notify(f"copied {pane.adapter_name}'s last reply ({len(reply)} characters)")
 
-    def action_load_program(self) -> None:
-        self.dialogs.program(lambda path: self.run_worker(self._add_program(path)))
+    def action_load_program(self, foundation: bool = False) -> None:
+        opened = lambda paths: self.run_worker(open_programs(self, paths))  # noqa: E731
+        self.dialogs.program(opened, foundation)
 
     async def action_unload(self, name: str) -> None:
         pane = self.panes.pop(name, None)

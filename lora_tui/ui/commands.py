@@ -51,7 +51,12 @@ def app_commands(state: PaletteState) -> list[Command]:
 def _pane_commands(state: PaletteState) -> list[Command]:
     selected = state.selected or "the selected pane"
     return [
-        Command("Load adapter program", "Add a .pte over the same foundation", "load_program"),
+        Command("Load adapter program", "Add a .pte over a foundation open", "load_program"),
+        Command(
+            "Open foundation",
+            "Another .ptd and programs over it, beside the others (another quantization)",
+            "load_program(True)",
+        ),
         *(
             Command(f"Unload {name}", f"Free {name}'s memory", f"unload({name!r})")
             for name in ([] if state.blind else state.panes)

@@ -1,4 +1,5 @@
-"""The palette's questions: a program to load, a prompt set to run, and the settings they
+"""The palette's questions: programs to load (over a foundation open or a new one), a
+prompt set to run, and the settings they
 change (the app's temperature, reply length and thinking switch, a pane's own temperature
 or seed).
 
@@ -12,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from lora_tui.ui.opening import parse_paths
 from lora_tui.ui.screens.ask import AskScreen
 from lora_tui.ui.settings import (
     parse_max_tokens,
@@ -89,11 +91,15 @@ class SettingsDialogs:
             empty_too=True,
         )
 
-    def program(self, load: Callable[[Path], object]) -> None:
-        """A program to open in a new pane."""
-        question = "Load an adapter program (.pte) over the same foundation:"
-        screen = AskScreen(question, placeholder="path/to/adapter.pte")
-        ask(self.app, screen, lambda answer: Path(answer).expanduser(), load)
+    def program(self, load: Callable[[list[Path]], object], foundation: bool = False) -> None:
+        """Programs to open in new panes; with ``foundation``, a foundation first."""
+        if foundation:
+            question = "Open another foundation (.ptd), then the programs over it:"
+            placeholder = "path/to/foundation.ptd path/to/adapter.pte …"
+        else:
+            question = "Load adapter programs (.pte) over a foundation already open:"
+            placeholder = "path/to/adapter.pte …"
+        ask(self.app, AskScreen(question, placeholder=placeholder), parse_paths, load)
 
     def prompt_set(self, run: Callable[[Path], object]) -> None:
         """A prompt set to run through every pane."""

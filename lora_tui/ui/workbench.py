@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     from textual.screen import Screen
 
@@ -51,3 +52,6 @@ class Workbench(Protocol):
         """Show the panes in this order."""
 
     def focus_prompt(self) -> None: ...
+
+    async def add_program(self, path: Path, name: str | None = None) -> None:
+        """A pane for the program (named ``name``, else its file's), loaded by the engine."""

@@ -7,15 +7,22 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from types import SimpleNamespace
+
+from textual.widgets import Input
 
 from lora_tui.builds import BuildReady
 from lora_tui.engine.foundations import FoundationEngines, FoundationPrograms, foundations_factory
 from lora_tui.results import read_results
+from lora_tui.ui import opening
 from lora_tui.ui.app import LoraTuiApp
+from lora_tui.ui.opening import open_programs
+from lora_tui.ui.screens.ask import AskScreen
+from lora_tui.ui.widgets.adapter_pane import PaneState
 from lora_tui.ui.widgets.memory_panel import MemoryPanel
 from tests.support.fake_build import FakeBuild
 from tests.support.fake_engine import FIXED_TOOL_MEMORY, FakeEngine
-from tests.support.pilot import SIZE, send
+from tests.support.pilot import SIZE, notifications, send
 
 FP32, Q4 = "fp32", "8da4w g32"
 
@@ -148,3 +155,73 @@ async def test_a_demo_of_two_quantizations_loads_each_built_program_on_its_engin
             (str(tmp_path / "q4" / "nobel.pte"), "nobel · 8da4w g32")
         ]
         assert len([c for c in fakes[FP32].calls if c[0] == "load"]) == 2
+
+
+def one_foundation_app(tmp_path: Path) -> LoraTuiApp:
+    """nobel over an fp32 foundation, each foundation on a fake engine of its own."""
+    (tmp_path / "fp32").mkdir()
+    group = FoundationPrograms(
+        tmp_path / "fp32" / "foundation.ptd", (tmp_path / "fp32" / "nobel.pte",)
+    )
+    engines: dict[Path, FakeEngine] = {}
+
+    def start(group: FoundationPrograms, cores: int, on_event) -> FakeEngine:
+        engine = FakeEngine(
+            on_event, foundation=str(group.weights), quantization=group.label or FP32
+        )
+        engines[group.weights] = engine
+        return engine
+
+    app = LoraTuiApp(
+        list(group.programs),
+        foundations_factory([group], start, cores=2),
+        transcript_dir=tmp_path,
+        cursor_blink=False,
+        memory_interval_s=3600,
+        tool_memory=lambda: FIXED_TOOL_MEMORY,
+    )
+    app.animation_level = "none"
+    app.fakes = engines  # type: ignore[attr-defined]
+    return app
+
+
+async def test_the_palette_opens_another_foundation_beside_the_first(
+    tmp_path: Path, monkeypatch
+) -> None:
+    # The foundation file is a stand-in: what opening it reads is its manifest's quantization.
+    monkeypatch.setattr(
+        opening, "open_foundation", lambda weights: SimpleNamespace(quantization=Q4)
+    )
+    app = one_foundation_app(tmp_path)
+    q4 = tmp_path / "q4"
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.action_load_program(foundation=True)
+        await pilot.pause()
+        assert isinstance(app.screen, AskScreen)
+        app.screen.query_one(Input).value = f"{q4}/foundation.ptd {q4}/nobel.pte"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert list(app.panes) == ["nobel", "nobel · 8da4w g32"]
+        fakes = app.fakes  # type: ignore[attr-defined]
+        assert [c for c in fakes[q4 / "foundation.ptd"].calls if c[0] == "load"] == [
+            ("load", str(q4 / "nobel.pte"), "nobel · 8da4w g32")
+        ]
+        assert app.panes["nobel · 8da4w g32"].state is PaneState.READY
+        assert len(app.query_one(MemoryPanel).foundations) == 2
+
+
+async def test_a_foundation_that_cannot_open_is_one_notice(tmp_path: Path, monkeypatch) -> None:
+    app = one_foundation_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await open_programs(app, [tmp_path / "gone.ptd", tmp_path / "gone.pte"])
+        await pilot.pause()
+        assert list(app.panes) == ["nobel"]
+        said = notifications(app)
+        assert any("gone.ptd" in m and "\n" not in m for m in said), said
+        opened = SimpleNamespace(quantization=FP32)  # a readable stand-in for the open one
+        monkeypatch.setattr(opening, "open_foundation", lambda weights: opened)
+        await open_programs(app, [tmp_path / "fp32" / "foundation.ptd"])
+        await pilot.pause()
+        assert any("is open already" in m for m in notifications(app))

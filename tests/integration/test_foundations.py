@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from lora_tui.engine.foundations import FoundationPrograms
+from lora_tui.ui.opening import open_programs
 from tests.support.artifacts import TinyArtifacts
 from tests.support.checks import assert_one_line_error
 from tests.support.pilot import SIZE, send
@@ -116,3 +117,20 @@ async def test_the_app_runs_each_foundation_on_its_own_engine(
         await wait_for(pilot, lambda: all(p.last_reply is not None for p in app.panes.values()))
         sample = app.engine.memory()
         assert sample is not None and sample.processes >= 4  # two workers, each with a lane
+
+
+async def test_a_foundation_opened_from_the_palette_runs_beside_the_first(
+    tiny_artifacts: TinyArtifacts, quantized: Path, tmp_path: Path
+) -> None:
+    """Open the 8da4w foundation while the fp32 one runs: its engine starts, its program
+    loads under its quantization's name and answers."""
+    group = FoundationPrograms(tiny_artifacts.foundation, (tiny_artifacts.program("full"),))
+    app = real_foundations_app([group], tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "full" in app.main.memory_panel.adapters)
+        await open_programs(app, [quantized / "foundation.ptd", quantized / "full.pte"])
+        name = "full · 8da4w g32"
+        await wait_for(pilot, lambda: name in app.main.memory_panel.adapters)
+        assert app.main.memory_panel.adapters[name].quantization == "8da4w g32"
+        await send(pilot, "Say something.")
+        await wait_for(pilot, lambda: all(p.last_reply is not None for p in app.panes.values()))

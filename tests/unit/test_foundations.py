@@ -14,7 +14,9 @@ from lora_tui.cli import foundation_groups, main
 from lora_tui.engine.foundations import (
     FoundationEngines,
     FoundationPrograms,
+    StartEngine,
     core_shares,
+    foundations_factory,
     labelled,
 )
 from lora_tui.engine.protocol import ReplyDone
@@ -104,10 +106,36 @@ class Recorder:
         return None
 
 
+def started() -> StartEngine:
+    """An engine start that records what each engine is told, and over how many cores."""
+
+    def start(group: FoundationPrograms, cores: int, on_event) -> Recorder:
+        engine = Recorder()
+        engine.cores = cores
+        return engine
+
+    return start
+
+
+def test_a_foundation_opened_later_gets_a_label_and_an_engine_a_restart_keeps() -> None:
+    factory = foundations_factory([FoundationPrograms(A, (Path("a.pte"),))], started(), 2)
+    engines = factory(print)
+    assert engines.engines[A].cores == 2  # one foundation: every core
+    assert engines.open_foundation(B, "8da4w g32") == "8da4w g32"
+    assert engines.engines[B].cores == 1
+    assert engines.open_foundation(Path("x/other.ptd"), "8da4w g32") == "x"  # taken: folder
+    with pytest.raises(ValueError, match="is open already"):
+        engines.open_foundation(B, None)
+    engines.load(Path("q4/nobel.pte"), "nobel · 8da4w g32")
+    assert engines.engines[B].calls == [("load", Path("q4/nobel.pte"), "nobel · 8da4w g32")]
+    assert list(factory(print).engines) == [A, B, Path("x/other.ptd")]  # after a restart
+
+
 def test_commands_reach_the_engine_of_the_adapters_they_name() -> None:
-    fp32, q4 = Recorder(), Recorder()
     nobel_a, nobel_b = Path("fp32/nobel.pte"), Path("q4/nobel.pte")
-    engines = FoundationEngines({A: fp32, B: q4}, {nobel_a: A, nobel_b: B})
+    groups = [FoundationPrograms(A, (nobel_a,), "fp32"), FoundationPrograms(B, (nobel_b,), "q")]
+    engines = FoundationEngines(groups, started(), 2, print, {nobel_a: A, nobel_b: B})
+    fp32, q4 = engines.engines[A], engines.engines[B]
     engines.load(nobel_a, "nobel · fp32")
     engines.load(nobel_b, "nobel · 8da4w")
     settings = GenerationSettings()
