@@ -330,6 +330,54 @@ def quant_fidelity_table(report: dict) -> list[str]:
     return lines
 
 
+def demo_eval_table(report: dict) -> list[str]:
+    """Each quantization's programs on both question sets, the change against fp32 beside
+    each score, and whether the row meets its targets."""
+    from benchmarks.demo_eval import meets
+
+    scores = report["scores"]
+    programs = ["base", "nobel", "executorch"]
+    lines = _head(["questions", "foundation", *(f"`{p}`" for p in programs), "targets"])
+    for label, groups in scores.items():
+        for group, row in groups.items():
+            cells = []
+            for program in programs:
+                right, scored = row[program]
+                cell = f"{right}/{scored}"
+                if program == group:
+                    cell = f"**{cell} ({100 * right / scored:.1f}%)**"
+                reference = scores.get("fp32", {}).get(group, {}).get(program)
+                if label != "fp32" and reference is not None:
+                    cell += f" ({right - reference[0]:+d})"
+                cells.append(cell)
+            met = all(meets(p, group, *row[p]) for p in programs)
+            asked = row[programs[0]][1]
+            lines.append(_row([f"{group} ({asked})", label, *cells, "met" if met else "missed"]))
+    return lines
+
+
+def ship_choice_table(report: dict) -> list[str]:
+    """The README's summary: each quantization's size and speed (``quantizations``), how
+    closely it follows fp32 PEFT (``quant_fidelity_MODE``) and what the adapters still
+    answer (``demo_eval``, which is ``report``)."""
+    speeds = json.loads((RESULTS_DIR / "quantizations.json").read_text(encoding="utf-8"))
+    head = ["demo", "foundation.ptd", "decode (`nobel`)", "top-1 agreement with fp32 PEFT"]
+    lines = _head([*head, "held-out questions right (`nobel` · `executorch`)"])
+    for label, groups in report["scores"].items():
+        speed = speeds["rows"][label]
+        fidelity = RESULTS_DIR / f"quant_fidelity_{label.split()[0]}.json"
+        agreement = "—"
+        if label != "fp32" and fidelity.is_file():
+            rows = json.loads(fidelity.read_text(encoding="utf-8"))["teacher_forced"]
+            own = [f"{r['top1_agreement']:.1%}" for r in rows if r["adapter"] == r["program"]]
+            agreement = " · ".join(own)
+        right = " · ".join("{}/{}".format(*groups[name][name]) for name in ("nobel", "executorch"))
+        size = f"{speed['foundation_mb']:,.1f} MB ({speed.get('foundation_vs_fp32', 1):.2f}×)"
+        decode = f"{speed['decode_tok_s']} tok/s ({speed.get('decode_vs_fp32', 1):.2f}×)"
+        lines.append(_row([label, size, decode, agreement, f"**{right}**"]))
+    return lines
+
+
 VS_LLAMACPP_RATIOS = [  # (what, ours, theirs, target): issue 26's decode targets
     ("8da4w decode / llama.cpp Q4_1 + LoRA", "lora-tui 8da4w", "llama.cpp Q4_1 + LoRA", 1.5),
     ("fp32 decode / llama.cpp F32 + LoRA", "lora-tui fp32", "llama.cpp F32 + LoRA", 1.0),
@@ -394,6 +442,8 @@ def fuzz_programs_table(report: dict) -> list[str]:
 
 
 TABLES: dict[str, Callable[..., list[str]]] = {
+    "demo_eval": demo_eval_table,
+    "ship_choice": ship_choice_table,
     "fuzz_programs": fuzz_programs_table,
     "decode_op_costs": decode_op_costs_table,
     "vs_llamacpp": vs_llamacpp_table,
@@ -419,6 +469,10 @@ TABLES: dict[str, Callable[..., list[str]]] = {
 }
 
 
+# A table made from another table's results file (it may read others beside it).
+SOURCES = {"ship_choice": "demo_eval"}
+
+
 def _head(cells: list) -> list[str]:
     """A table's header row and the rule under it."""
     return [_row(cells), _row(["---"] * len(cells))]
@@ -433,7 +487,8 @@ def rendered(docs: str) -> str:
 
     def table(match: re.Match) -> str:
         name = match.group(2)
-        report = json.loads((RESULTS_DIR / f"{name}.json").read_text(encoding="utf-8"))
+        source = RESULTS_DIR / f"{SOURCES.get(name, name)}.json"
+        report = json.loads(source.read_text(encoding="utf-8"))
         body = "\n".join(TABLES[name](report)) + "\n"
         return match.group(1) + body + match.group(4)
 
@@ -441,7 +496,8 @@ def rendered(docs: str) -> str:
 
 
 def pages() -> list[Path]:
-    return sorted(DOCS.glob("*.md"))
+    """Every page a marked table may sit in: the README and the docs."""
+    return [DOCS.parent / "README.md", *sorted(DOCS.glob("*.md"))]
 
 
 def main() -> int:
