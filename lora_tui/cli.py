@@ -204,6 +204,20 @@ def _add_eval(commands: argparse._SubParsersAction, parents: list[argparse.Argum
     evaluate.add_argument(
         "--out", type=Path, metavar="RESULTS.jsonl", help="append every answer here"
     )
+    evaluate.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="run the sweep on a Ray cluster: a local one started for it, or the one at "
+        "ADDRESS ('auto', 'host:port'); needs pip install 'lora-tui[ray]'",
+    )
+    evaluate.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip every answer --out already has (same prompt, program SHA-256 and "
+        "settings), so a stopped sweep goes on where it was",
+    )
 
 
 def _with_command(argv: list[str]) -> list[str]:

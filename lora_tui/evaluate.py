@@ -26,7 +26,13 @@ from rich.table import Table
 
 from lora_tui.engine.foundations import NAME_SEPARATOR
 from lora_tui.engine.protocol import ReplyDone
-from lora_tui.engine.types import AdapterInfo, EngineError, GenerationSettings, Message
+from lora_tui.engine.types import (
+    AdapterInfo,
+    EngineError,
+    GenerationSettings,
+    Message,
+    ReplyEnd,
+)
 from lora_tui.results import reply_record
 
 
@@ -59,6 +65,17 @@ class EvalResult:
     done: ReplyDone
     right: bool | None
     settings: GenerationSettings
+    resumed: bool = False  # read back from a results file (``--resume``), not answered now
+
+    @classmethod
+    def from_record(
+        cls, case: PromptCase, adapter: str, record: dict[str, Any], settings: GenerationSettings
+    ) -> EvalResult:
+        """An answer an earlier run saved, scored again by this run's prompt."""
+        end = ReplyEnd(record["end"])
+        done = ReplyDone(adapter, record.get("answer") or "", end, None)
+        right = case.is_right(done.text) if end is not ReplyEnd.ERROR else False
+        return cls(case, adapter, done, right, settings, resumed=True)
 
     def record(self) -> dict[str, Any]:
         """Its line in a results file, the format the app writes too."""
@@ -211,13 +228,18 @@ def run_eval(
     cases: list[PromptCase],
     settings: GenerationSettings,
     on_result: Callable[[EvalResult], None] = lambda _: None,
+    earlier: Callable[[PromptCase, str], dict[str, Any] | None] = lambda case, adapter: None,
 ) -> EvalReport:
     """Every prompt on every loaded program, in order: prompt by prompt, so a run stopped
-    halfway has asked every program the same questions."""
+    halfway has asked every program the same questions. ``earlier(case, adapter)``: the
+    results line of that answer from an earlier run, which is taken instead of asking."""
     report = EvalReport(list(programs), labels={n: p.label for n, p in programs.items()})
     for case in cases:
         for adapter, program in programs.items():
-            result = _answer(program.host, adapter, case, settings)
+            if (record := earlier(case, adapter)) is not None:
+                result = EvalResult.from_record(case, adapter, record, settings)
+            else:
+                result = _answer(program.host, adapter, case, settings)
             report.results.append(result)
             on_result(result)
     return report

@@ -93,21 +93,42 @@ def vote_record(round_id: str, prompt: str, adapters: list[str], verdict: str) -
     }
 
 
+def answer_key(record: dict[str, Any]) -> tuple[str, str | None, str]:
+    """What makes two answer lines the same answer: the prompt, the program's SHA-256 and
+    the settings (``eval --resume`` skips an answer whose key the file has)."""
+    settings = json.dumps(record.get("settings"), sort_keys=True)
+    return record.get("prompt", ""), record.get("program_sha256"), settings
+
+
 class ResultsFile:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._hashes: dict[Path, str] = {}  # appended from one thread at a time
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        self._drop_partial_line()
+
+    def _drop_partial_line(self) -> None:
+        """A run killed mid-write can leave a line without its end: cut it off, so every
+        line parses and the next answer starts a line of its own."""
+        size = os.fstat(self._fd).st_size
+        if size == 0 or os.pread(self._fd, 1, size - 1) == b"\n":
+            return
+        tail = os.pread(self._fd, min(size, 1 << 20), max(0, size - (1 << 20)))
+        os.ftruncate(self._fd, size - len(tail) + tail.rfind(b"\n") + 1)
+
+    def sha256(self, program: Path) -> str:
+        """The program's SHA-256, hashed once per file."""
+        if program not in self._hashes:
+            self._hashes[program] = sha256_file(program)
+        return self._hashes[program]
 
     def append(self, record: dict[str, Any], program: Path | None) -> None:
         """Add the program's path and SHA-256 (hashed once per program) and the time."""
-        if program is not None and program not in self._hashes:
-            self._hashes[program] = sha256_file(program)
         line = {
             **record,
             "program": str(program) if program else None,
-            "program_sha256": self._hashes.get(program) if program else None,
+            "program_sha256": self.sha256(program) if program else None,
             "time": datetime.now().isoformat(timespec="seconds"),
         }
         os.write(self._fd, (json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8"))

@@ -108,3 +108,50 @@ def test_eval_bad_prompt_file_is_one_line(tiny_artifacts: TinyArtifacts, tmp_pat
         timeout=120,
     )
     assert_one_line_error(done, "prompts.jsonl:1", "needs a 'prompt'")
+
+
+def test_a_killed_eval_resumes_and_answers_nothing_twice(
+    tiny_artifacts: TinyArtifacts, tmp_path: Path
+) -> None:
+    """Killed midway, with half a line written: --resume drops the half line, asks only
+    what is missing, and ends with one line per (prompt, program, settings), the answers
+    an uninterrupted run gives."""
+    prompts = write_prompts(tmp_path / "p.jsonl", [{"prompt": f"Count to {n}."} for n in range(12)])
+    programs = [str(tiny_artifacts.program(n)) for n in ("full", "base")]
+    args = ["--weights", str(tiny_artifacts.foundation), *programs, "--prompts", str(prompts)]
+    args += ["--max-new-tokens", "16"]
+    reference = tmp_path / "reference.jsonl"
+    subprocess.run(lora_tui_eval([*args, "--out", str(reference)]), check=True, timeout=600)
+
+    out = tmp_path / "run.jsonl"
+    process = subprocess.Popen(
+        lora_tui_eval([*args, "--out", str(out)]),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while process.poll() is None and time.monotonic() < deadline:
+        if out.is_file() and len(out.read_bytes().splitlines()) >= 5:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    kept = len(out.read_bytes().splitlines())
+    assert 5 <= kept < 24
+    with out.open("a") as file:
+        file.write('{"prompt": "Count to')  # what a kill mid-write leaves
+
+    done = subprocess.run(
+        lora_tui_eval([*args, "--out", str(out), "--resume", "--json"]),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == 24
+    keys = {(r["prompt"], r["program_sha256"], json.dumps(r["settings"])) for r in lines}
+    assert len(keys) == 24
+    expected = {(r["prompt"], r["adapter"]): r["answer"] for r in map(json.loads, reference.open())}
+    assert {(r["prompt"], r["adapter"]): r["answer"] for r in lines} == expected
+    assert len(json.loads(done.stdout)["results"]) == 24  # the report covers the whole set
