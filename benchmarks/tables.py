@@ -378,6 +378,30 @@ def ship_choice_table(report: dict) -> list[str]:
     return lines
 
 
+def ray_sweep_table(report: dict) -> list[str]:
+    runs = report["runs"]
+    local = next(iter(runs.values()))["answers_per_s"]
+    lines = _head(["", "answers", "wall time", "answers/s", "against the local eval"])
+    for label, run in runs.items():
+        ratio = f"{run['answers_per_s'] / local:.2f}×"
+        cells = [label, run["answers"], f"{run['seconds']} s", run["answers_per_s"], ratio]
+        lines.append(_row(cells))
+    return lines
+
+
+def ray_resume_table(report: dict) -> list[str]:
+    same = "yes" if report["same_scores_as_local"] else "**no**"
+    rows = [
+        ("answers in the sweep (3 programs × 116 questions)", report["answers"]),
+        ("saved when the driver was killed (SIGKILL)", report["saved_before_kill"]),
+        ("lines in the file after `--resume`", report["lines"]),
+        ("distinct (prompt, program SHA-256, settings)", report["distinct"]),
+        ("`--resume` run, cluster start included", f"{report['resume_s']} s"),
+        ("scores the same as the local run's (`demo_eval.json`, fp32)", same),
+    ]
+    return _head(["", ""]) + [_row(list(row)) for row in rows]
+
+
 VS_LLAMACPP_RATIOS = [  # (what, ours, theirs, target): issue 26's decode targets
     ("8da4w decode / llama.cpp Q4_1 + LoRA", "lora-tui 8da4w", "llama.cpp Q4_1 + LoRA", 1.5),
     ("fp32 decode / llama.cpp F32 + LoRA", "lora-tui fp32", "llama.cpp F32 + LoRA", 1.0),
@@ -444,6 +468,8 @@ def fuzz_programs_table(report: dict) -> list[str]:
 TABLES: dict[str, Callable[..., list[str]]] = {
     "demo_eval": demo_eval_table,
     "ship_choice": ship_choice_table,
+    "ray_sweep": ray_sweep_table,
+    "ray_resume": ray_resume_table,
     "fuzz_programs": fuzz_programs_table,
     "decode_op_costs": decode_op_costs_table,
     "vs_llamacpp": vs_llamacpp_table,

@@ -106,7 +106,7 @@ def connect(address: str | None) -> Any:
             f"the Ray cluster at {address} wants its token: set RAY_AUTH_MODE=token, with "
             "the token in ~/.ray/auth_token or RAY_AUTH_TOKEN"
         ) from None
-    except (ConnectionError, RuntimeError, ValueError) as err:
+    except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise EngineError(f"cannot reach the Ray cluster at {address}: {reason}") from None
     return ray
