@@ -1,7 +1,6 @@
 """The palette's questions: programs to load (over a foundation open or a new one), a
-prompt set to run, and the settings they
-change (the app's temperature, reply length and thinking switch, a pane's own temperature
-or seed).
+prompt set to run, and the settings they change (the app's temperature, reply length and
+thinking switch, a pane's own temperature or seed).
 
 Each answer is checked (``settings.py``); one that is not valid is a notice saying what is
 allowed. Esc changes nothing."""

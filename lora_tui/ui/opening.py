@@ -17,7 +17,11 @@ if TYPE_CHECKING:
 
 
 def parse_paths(answer: str) -> list[Path]:
-    """The dialog's answer: paths separated by spaces (quoted when they hold one)."""
+    """The dialog's answer: paths separated by spaces (quoted when they hold one), or one
+    file's path as it was pasted, spaces and all."""
+    whole = Path(answer.strip()).expanduser()
+    if whole.is_file():
+        return [whole]
     try:
         return [Path(word).expanduser() for word in shlex.split(answer)]
     except ValueError as err:  # an unclosed quote

@@ -194,3 +194,15 @@ def test_the_demo_takes_a_list_of_quantizations() -> None:
     assert args.quantize == ("none", "8da4w")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["demo", "--quantize", "none,int3"])
+
+
+def test_the_dialog_reads_quoted_paths_and_a_pasted_path_with_spaces(tmp_path: Path) -> None:
+    from lora_tui.ui.opening import parse_paths
+
+    spaced = tmp_path / "my adapters" / "nobel.pte"
+    spaced.parent.mkdir()
+    spaced.write_bytes(b"x")
+    assert parse_paths(f"{spaced}") == [spaced]
+    assert parse_paths(f"q4/foundation.ptd '{spaced}'") == [Path("q4/foundation.ptd"), spaced]
+    with pytest.raises(ValueError, match="cannot read the paths"):
+        parse_paths("'unclosed")
