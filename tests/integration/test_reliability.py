@@ -30,6 +30,12 @@ from tests.support.real_app import real_app, wait_for
 # --- the real engine -------------------------------------------------------------------------
 
 
+def worker_pid(app) -> int:
+    """The engine's worker process (the app runs one per foundation; here, one)."""
+    [engine] = app.engine.engines.values()
+    return engine.pid
+
+
 async def test_killed_engine_is_replaced_and_the_next_prompt_prefills_the_kept_turns(
     tiny_artifacts: TinyArtifacts, tmp_path: Path
 ) -> None:
@@ -49,9 +55,9 @@ async def test_killed_engine_is_replaced_and_the_next_prompt_prefills_the_kept_t
         await wait_for(pilot, lambda: all(p.state == "ready" for p in app.panes.values()))
         full = pane(app, "full")
         first_turns = list(full.turns)
-        old_pid = app.engine.pid
+        old_pid = worker_pid(app)
         os.kill(old_pid, signal.SIGKILL)
-        await wait_for(pilot, lambda: app.engine is not None and app.engine.pid != old_pid)
+        await wait_for(pilot, lambda: app.engine is not None and worker_pid(app) != old_pid)
         assert any("engine process exited" in n for n in notifications(app))
         await wait_for(pilot, lambda: all(p.state == "ready" for p in app.panes.values()))
         assert full.turns == first_turns  # the conversation is still on screen
