@@ -68,6 +68,14 @@ class EvalResult:
     resumed: bool = False  # read back from a results file (``--resume``), not answered now
 
     @classmethod
+    def scored(
+        cls, case: PromptCase, adapter: str, done: ReplyDone, settings: GenerationSettings
+    ) -> EvalResult:
+        """A reply just given, marked by the prompt's keywords and regex (wrong on error)."""
+        right = case.is_right(done.text) if done.error is None else False
+        return cls(case, adapter, done, right, settings)
+
+    @classmethod
     def from_record(
         cls, case: PromptCase, adapter: str, record: dict[str, Any], settings: GenerationSettings
     ) -> EvalResult:
@@ -248,8 +256,7 @@ def run_eval(
 def _answer(host: Any, adapter: str, case: PromptCase, settings: GenerationSettings) -> EvalResult:
     host.clear([adapter])  # a full prefill: each answer the same whatever came before
     done = host.answer(adapter, [Message("user", case.prompt)], settings)
-    right = case.is_right(done.text) if done.error is None else False
-    return EvalResult(case, adapter, done, right, settings)
+    return EvalResult.scored(case, adapter, done, settings)
 
 
 def report_tables(report: EvalReport) -> list[Table]:

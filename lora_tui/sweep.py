@@ -47,13 +47,14 @@ class Shard:
 def make_shards(
     programs: Sequence[SweepProgram],
     cases: Sequence[PromptCase],
-    wanted: Callable[[PromptCase, SweepProgram], bool] = lambda case, program: True,
+    wanted: Callable[[int, SweepProgram], bool] = lambda index, program: True,
     size: int = SHARD_PROMPTS,
 ) -> list[Shard]:
-    """Every (program, prompt) ``wanted`` (not answered before), ``size`` prompts a shard."""
+    """Every (program, prompt) ``wanted`` (by the prompt's place in the set: not answered
+    before), ``size`` prompts a shard."""
     shards = []
     for program in programs:
-        todo = [(i, case) for i, case in enumerate(cases) if wanted(case, program)]
+        todo = [(i, case) for i, case in enumerate(cases) if wanted(i, program)]
         shards += [Shard(program, tuple(todo[i : i + size])) for i in range(0, len(todo), size)]
     return shards
 
@@ -160,17 +161,10 @@ def run_sweep(
             raise EngineError(_task_error(err)) from None
         idle[weights].append(actor)
         results = [
-            _result(case, shard.program.name, done, settings)
+            EvalResult.scored(case, shard.program.name, done, settings)
             for (_, case), done in zip(shard.cases, replies, strict=True)
         ]
         on_answers(shard, info, results)
-
-
-def _result(
-    case: PromptCase, adapter: str, done: ReplyDone, settings: GenerationSettings
-) -> EvalResult:
-    right = case.is_right(done.text) if done.error is None else False
-    return EvalResult(case, adapter, done, right, settings)
 
 
 def _task_error(err: Exception) -> str:

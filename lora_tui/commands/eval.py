@@ -169,7 +169,7 @@ def _on_ray(
                 found[index, program.name] = EvalResult.from_record(
                     case, program.name, record, settings
                 )
-    shards = make_shards(programs, cases, lambda c, p: saved.earlier(c, p.path) is None)
+    shards = make_shards(programs, cases, lambda i, p: (i, p.name) not in found)
     ray = connect(None if args.ray == "local" else args.ray)
     with _progress(errors) as progress:
         task = progress.add_task("answering on Ray", total=len(cases) * len(programs))

@@ -19,7 +19,7 @@ def test_shards_cover_every_wanted_answer_once_in_small_pieces() -> None:
     programs.append(SweepProgram(B, Path("q4/nobel.pte"), "nobel · 8da4w"))
     cases = [PromptCase(f"q{i}", "g") for i in range(10)]
     answered = {("q3", "nobel · fp32"), ("q4", "nobel · fp32")}
-    shards = make_shards(programs, cases, lambda c, p: (c.prompt, p.name) not in answered, 4)
+    shards = make_shards(programs, cases, lambda i, p: (f"q{i}", p.name) not in answered, 4)
     covered = [(i, s.program.name) for s in shards for i, _ in s.cases]
     assert len(covered) == len(set(covered)) == 18
     assert all(len(s.cases) <= 4 for s in shards)
