@@ -1,12 +1,10 @@
 """Where a decode step's time goes, operator by operator: ExecuTorch's event tracer (ETDump)
 over real programs, read with its ``Inspector``.
 
-    python3 -m venv /tmp/et151 && /tmp/et151/bin/pip install executorch==1.5.1 torch==2.13.0
-    /tmp/et151/bin/python -m benchmarks.op_profile LABEL=FOLDER/NAME.pte [LABEL=...] [--steps 32]
+    .venv/bin/python -m benchmarks.op_profile LABEL=FOLDER/NAME.pte [LABEL=...] [--steps 32]
 
-The pinned ExecuTorch 1.4.1 wheel's runtime is built without the event tracer; 1.5.1's has
-it and opens the same programs, so this one benchmark runs under a 1.5.1 interpreter in a
-venv of its own (it imports nothing of lora_tui's but the results writer). Each program,
+ExecuTorch's runtime has the event tracer from 1.5.1 (the pinned version; 1.4.1's had
+none). This benchmark imports nothing of lora_tui's but the results writer. Each program,
 over the ``foundation.ptd`` beside it: a 32-token prefill, then ``--steps`` decode steps;
 every event's time is averaged over the decode steps. The tracer times each XNNPACK
 operator inside a delegate call, and each kernel the runtime runs outside one. The whole

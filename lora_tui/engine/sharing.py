@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import importlib.metadata
 import importlib.resources
 import os
 import shutil
@@ -22,7 +23,10 @@ from lora_tui.engine.types import Sharing
 
 # Package data, read through importlib so an installed wheel finds it as a checkout does.
 _SOURCE = importlib.resources.files("lora_tui.engine") / "weight_cache_shim.cpp"
-_REGISTRY_LIBRARY = "backends/qualcomm/libqnn_executorch_backend.so"
+# The library that exports the backend registry (executorch::runtime::get_backend_class):
+# executorch 1.5 ships it as lib/libexecutorch.so; 1.4 had it inside the QNN backend's library.
+_REGISTRY_LIBRARIES = ("lib/libexecutorch.so", "backends/qualcomm/libqnn_executorch_backend.so")
+_REGISTRY_SYMBOL = "_ZN10executorch7runtime17get_backend_classEPKc"
 
 
 def configure_sharing(enabled: bool) -> Sharing:
@@ -48,9 +52,9 @@ def configure_sharing(enabled: bool) -> Sharing:
 
 def _load_shim(executorch_dir: Path) -> ctypes.CDLL | str:
     """The shim library, building it on first use. A string says why it is unavailable."""
-    registry = executorch_dir / _REGISTRY_LIBRARY
-    if not registry.is_file():
-        return f"this executorch wheel has no {_REGISTRY_LIBRARY}; sharing is off"
+    registry = _registry_library(executorch_dir)
+    if registry is None:
+        return "this executorch wheel has no library with the backend registry; sharing is off"
     library = _build(executorch_dir, registry)
     if isinstance(library, str):
         return library
@@ -64,6 +68,19 @@ def _load_shim(executorch_dir: Path) -> ctypes.CDLL | str:
         return f"the weight-cache shim did not load ({err}); sharing is off"
 
 
+def _registry_library(executorch_dir: Path) -> Path | None:
+    """The first of the wheel's libraries that exports the backend registry, or None."""
+    for name in _REGISTRY_LIBRARIES:
+        candidate = executorch_dir / name
+        try:
+            # Already loaded by the pybindings, so this only finds the loaded copy.
+            if candidate.is_file() and hasattr(ctypes.CDLL(str(candidate)), _REGISTRY_SYMBOL):
+                return candidate
+        except OSError:
+            continue
+    return None
+
+
 def _build(executorch_dir: Path, registry: Path) -> Path | str:
     import torch
 
@@ -71,7 +88,10 @@ def _build(executorch_dir: Path, registry: Path) -> Path | str:
         source = _SOURCE.read_bytes()
     except OSError as err:
         return f"the weight-cache shim's source is missing from lora_tui ({err}); sharing is off"
-    key = hashlib.sha256(source + str(executorch_dir).encode() + torch.__version__.encode())
+    # The registry library and executorch's version are in the key: a shim built against
+    # another executorch (an upgrade in place, same folder) is not reused.
+    versions = f"{registry}|{importlib.metadata.version('executorch')}|{torch.__version__}"
+    key = hashlib.sha256(source + versions.encode())
     target = cache_dir() / "shim" / f"weight_cache_{key.hexdigest()[:16]}.so"
     if target.is_file():
         return target

@@ -1,6 +1,7 @@
 // Turns on XNNPACK's weight cache in the pip wheel of ExecuTorch, which has no Python switch.
-// The option lives in the process's one backend registry (exported by the library that
-// _portable_lib links), so setting it here affects every program loaded afterwards.
+// The option lives in the process's one backend registry (exported by the library the
+// pybindings link: lib/libexecutorch.so), so setting it here affects every program loaded
+// afterwards.
 #include <executorch/runtime/backend/interface.h>
 #include <executorch/runtime/backend/options.h>
 

@@ -75,7 +75,7 @@ def executorch_dir() -> tuple[Path, Path]:
     from executorch.extension.pybindings import portable_lib
 
     root = Path(portable_lib.__file__).parents[2]
-    return root, root / sharing._REGISTRY_LIBRARY
+    return root, sharing._registry_library(root)
 
 
 def test_a_missing_shim_source_turns_sharing_off_in_one_line(
