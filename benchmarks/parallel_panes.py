@@ -98,7 +98,7 @@ def one_layout(folder: Path, panes_hint: int, tokens: int) -> dict:
 
         def answer(which: list[str]) -> tuple[float, dict[str, ReplyDone]]:
             engine.clear(which)
-            before = len(events.got)
+            before = len(events.events)
             started = time.perf_counter()
             engine.send({name: [Message("user", PROMPT)] for name in which}, settings)
             got = wait(
