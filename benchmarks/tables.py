@@ -408,6 +408,10 @@ VS_LLAMACPP_RATIOS = [  # (what, ours, theirs, target): issue 26's decode target
     ("fp32 decode / PEFT eager", "lora-tui fp32", "PEFT eager", 3.0),
     ("engine / bare loop, 8da4w", "lora-tui 8da4w", "  bare forward loop, 8da4w", 0.9),
     ("engine / bare loop, fp32", "lora-tui fp32", "  bare forward loop, fp32", 0.9),
+    ("lora-export / export_llm program, 8da4w", "lora-tui 8da4w", "export_llm 8da4w", 0.95),
+    ("lora-export / export_llm program, fp32", "lora-tui fp32", "export_llm fp32", 0.95),
+    ("two panes / one pane, 8da4w", "lora-tui 8da4w, two panes", "lora-tui 8da4w", 1.4),
+    ("two panes / one pane, fp32", "lora-tui fp32, two panes", "lora-tui fp32", 1.1),
 ]
 
 
@@ -423,6 +427,28 @@ def vs_llamacpp_table(report: dict) -> list[str]:
         ratio = rows[ours]["decode_tok_s"] / rows[theirs]["decode_tok_s"]
         verdict = "met" if ratio >= target else "**missed**"
         lines.append(_row([f"{what} (target ≥ {target}×)", f"{ratio:.2f}×: {verdict}", "", ""]))
+    return lines
+
+
+def speed_summary_table(report: dict) -> list[str]:
+    """The README's summary of ``vs_llamacpp``: decode per quantization, one pane and two,
+    beside export_llm's program of the same adapter and llama.cpp with the same LoRA."""
+    rows = report["rows"]
+    runs = {  # label: the rows at 8da4w and at fp32
+        "lora-tui, one pane": ("lora-tui 8da4w", "lora-tui fp32"),
+        "lora-tui, two panes at once (summed)": (
+            "lora-tui 8da4w, two panes",
+            "lora-tui fp32, two panes",
+        ),
+        "`export_llm`'s program of the same adapter, same engine": (
+            "export_llm 8da4w",
+            "export_llm fp32",
+        ),
+        "llama.cpp with the same LoRA": ("llama.cpp Q4_1 + LoRA", "llama.cpp F32 + LoRA"),
+    }
+    lines = _head(["decode, tok/s", "8da4w (llama.cpp: Q4_1)", "fp32 (llama.cpp: F32)"])
+    for label, keys in runs.items():
+        lines.append(_row([label, *(f"{rows[key]['decode_tok_s']:.1f}" for key in keys)]))
     return lines
 
 
@@ -473,6 +499,7 @@ TABLES: dict[str, Callable[..., list[str]]] = {
     "fuzz_programs": fuzz_programs_table,
     "decode_op_costs": decode_op_costs_table,
     "vs_llamacpp": vs_llamacpp_table,
+    "speed_summary": speed_summary_table,
     "quantizations": quantizations_table,
     "quant_fidelity_8da4w": quant_fidelity_table,
     "quant_fidelity_8da8w": quant_fidelity_table,
@@ -496,7 +523,7 @@ TABLES: dict[str, Callable[..., list[str]]] = {
 
 
 # A table made from another table's results file (it may read others beside it).
-SOURCES = {"ship_choice": "demo_eval"}
+SOURCES = {"ship_choice": "demo_eval", "speed_summary": "vs_llamacpp"}
 
 
 def _head(cells: list) -> list[str]:

@@ -9,6 +9,10 @@ other in this run:
 - our 8da4w and fp32 programs, written by lora-export and run through lora-tui's engine
   (``ModelHost.answer``, the path ``lora-tui bench`` and the app use), each beside a bare
   ``forward`` loop on the same program to show what the engine itself costs;
+- ExecuTorch's own ``export_llm`` programs of the same adapter and quantizations, through
+  the same engine, to show lora-export's programs run as fast as the standard ones;
+- two panes answering at once in the app's engine (``EngineProcess``, a lane and a core
+  per pane): the two replies' decode speeds summed, as the status line's "together" is;
 - llama.cpp Q4_1 + LoRA and F32 + LoRA, converted with llama.cpp's own
   ``convert_hf_to_gguf.py`` and ``convert_lora_to_gguf.py`` from the llama-cpp-python sdist
   (Q4_1 by ``llama_model_quantize`` from the F32 file);
@@ -43,7 +47,7 @@ from benchmarks.decode_vs_peft import load_peft  # the fp32 PEFT reference
 from benchmarks.export_bench import make_adapter  # an r=16 adapter on all projections
 from benchmarks.record import write_results
 from benchmarks.tables import VS_LLAMACPP_RATIOS
-from exporter.pipeline import ExportRequest, run_export
+from exporter.pipeline import DEFAULT_MAX_CONTEXT, ExportRequest, run_export
 from exporter.smollm2 import fetch_smollm2_gguf
 from lora_tui.common.native_output import native_output_to
 from lora_tui.engine.paths import cache_dir
@@ -91,14 +95,16 @@ def timed_decode(first: Callable[[], int], step: Callable[[int], int], n: int, p
 # --- the runtimes; each function runs in its own process -------------------------------
 
 
-def run_program(weights: Path, program: Path, tokens: int, repeats: int) -> dict[str, object]:
-    """Our program through the engine, and in a bare forward loop; the prompt's ids."""
+def run_program(
+    weights: Path, program: Path, tokenizer: Path, tokens: int, repeats: int
+) -> dict[str, object]:
+    """A program through the engine, and in a bare forward loop; the prompt's ids."""
     from lora_tui.engine import GenerationSettings, ModelHost
     from lora_tui.engine.types import Message
 
     torch.set_num_threads(THREADS)
     with native_output_to(Path(os.devnull)):
-        host = ModelHost(weights)
+        host = ModelHost(weights, tokenizer)
         name = host.load(program).name
         host.end_checks()
     session = host.sessions[name]
@@ -129,6 +135,46 @@ def run_program(weights: Path, program: Path, tokens: int, repeats: int) -> dict
         position[0] = len(ids)
         bare.append(timed_decode(bare_first, bare_step, tokens, len(ids)))
     return {"ids": ids, "engine": median_speed(engine[1:]), "bare": median_speed(bare[1:])}
+
+
+def run_two_panes(
+    weights: Path, program: Path, tokenizer: Path, tokens: int, repeats: int
+) -> Speed:
+    """Two panes at once in the app's engine: the program under two names (the app opened
+    with two panes: a lane each, a core each). Decode is the replies' speeds summed; the
+    prefill is both prompts, and TTFT the later of the two first tokens."""
+    from benchmarks.parallel_panes import wait
+    from lora_tui.engine import EngineReady, GenerationSettings, Message, ReplyDone
+    from lora_tui.engine.worker import EngineProcess, EventCollector
+
+    events = EventCollector()
+    engine = EngineProcess(weights, events, tokenizer=tokenizer, panes=2)
+    names = ["a", "b"]
+    try:
+        wait(events, lambda got: any(isinstance(e, EngineReady) for e in got))
+        for name in names:
+            engine.load(program, name)
+            wait(events, lambda got, n=name: any(getattr(e, "adapter", "") == n for e in got))
+        settings = GenerationSettings(temperature=0.0, max_new_tokens=tokens)
+        runs = []
+        for _ in range(repeats + 1):  # the first round warms caches and is dropped
+            engine.clear(names)
+            before = len(events.events)
+            engine.send({name: [Message("user", PROMPT)] for name in names}, settings)
+            got = wait(
+                events, lambda got, b=before: sum(isinstance(e, ReplyDone) for e in got[b:]) == 2
+            )
+            stats = [e.stats for e in got[before:] if isinstance(e, ReplyDone)]
+            runs.append(
+                Speed(
+                    max(s.ttft_s for s in stats),
+                    sum(s.decode_tok_s for s in stats),
+                    sum(s.prompt_tokens for s in stats),
+                )
+            )
+        return median_speed(runs[1:])
+    finally:
+        engine.close()
 
 
 def run_llamacpp(model: Path, lora: Path, ids: list[int], tokens: int, repeats: int) -> Speed:
@@ -283,6 +329,24 @@ def our_programs(work: Path, gguf: Path, adapter: Path) -> dict[str, Path]:
     return folders
 
 
+def export_llm_programs(work: Path, hf_base: Path, adapter: Path) -> dict[str, Path]:
+    """The same adapter written by ExecuTorch's own ``export_llm`` (about 7 and 11 minutes
+    here), at lora-export's context length, as ``r16.pte`` beside its own foundation."""
+    from tests.support.export_llm import export_with_export_llm
+
+    folders = {}
+    for label, quantization in QUANTIZATIONS.items():
+        out = work / f"export_llm-{label}"
+        if not (out / "r16.pte").is_file():
+            started = time.perf_counter()
+            export_with_export_llm(
+                hf_base, adapter, out, "r16", DEFAULT_MAX_CONTEXT, quantization=quantization
+            )
+            print(f"export_llm {label}: {time.perf_counter() - started:.0f} s")
+        folders[label] = out
+    return folders
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=cache_dir() / "bench-llamacpp")
@@ -299,10 +363,11 @@ def main() -> None:
         make_adapter(gguf, adapter, seed=1)
     hf_base = hf_base_folder(gguf, work / "hf-base")
     folders = our_programs(work, gguf, adapter)
+    theirs = export_llm_programs(work, hf_base, adapter)
     llama = llama_cpp_models(work, hf_base, adapter)
     if args.prepare:
         return
-    rows, ids = measure(folders, llama, hf_base, adapter, args.tokens, args.repeats)
+    rows, ids = measure(folders, theirs, llama, hf_base, adapter, args.tokens, args.repeats)
     print(
         f"\nSmolLM2-135M-Instruct + r=16 LoRA (7 projections); {len(ids)} prompt tokens, "
         f"{args.tokens} new, greedy; median of {args.repeats}; {THREADS} threads"
@@ -321,6 +386,7 @@ def main() -> None:
 
 def measure(
     folders: dict[str, Path],
+    theirs: dict[str, Path],
     llama: dict[str, Path],
     hf_base: Path,
     adapter: Path,
@@ -331,12 +397,15 @@ def measure(
     rows: dict[str, Speed] = {}
     ids: list[int] = []
     for label, folder in folders.items():
-        measured = in_child(
-            run_program, folder / "foundation.ptd", folder / "r16.pte", tokens, repeats
-        )
+        files = (folder / "foundation.ptd", folder / "r16.pte", hf_base, tokens, repeats)
+        measured = in_child(run_program, *files)
         ids = measured["ids"]
         rows[f"lora-tui {label}"] = measured["engine"]
         rows[f"  bare forward loop, {label}"] = measured["bare"]
+        rows[f"lora-tui {label}, two panes"] = in_child(run_two_panes, *files)
+        standard = theirs[label]
+        files = (standard / "foundation.ptd", standard / "r16.pte", hf_base, tokens, repeats)
+        rows[f"export_llm {label}"] = in_child(run_program, *files)["engine"]
     for name, model in (("Q4_1", llama["q4_1"]), ("F32", llama["f32"])):
         rows[f"llama.cpp {name} + LoRA"] = in_child(
             run_llamacpp, model, llama["lora"], ids, tokens, repeats
