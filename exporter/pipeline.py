@@ -16,11 +16,12 @@ from typing import Protocol, TypeVar
 
 import torch
 
+from exporter import prebuilt
 from exporter.adapter import Adapter, load_adapter
 from exporter.base import BaseModel, load_base
 from exporter.errors import ExportError
 from exporter.lower import ProgramSpec, lower_program
-from exporter.splice import SpliceError, splice, template_weights
+from exporter.splice import TEMPLATES_DIR, SpliceError, splice, template_for
 from lora_tui.common.files import write_atomic, write_bytes_atomic
 from lora_tui.format import (
     BASE_PROGRAM,
@@ -34,10 +35,6 @@ from lora_tui.format import (
     foundation_id,
     sha256_file,
 )
-
-# Lowered LoRA programs that adapters of the same rank and targets are filled into.
-TEMPLATES_DIR = ".templates"
-TEMPLATE_VERSION = 4  # bump when lowering changes, so older templates are not reused
 
 Weights = dict[str, torch.Tensor]
 T = TypeVar("T")
@@ -126,7 +123,7 @@ class _Export:
             len(request.adapters),
             lambda: [_load_one(name, path, base, self.events) for name, path in request.adapters],
         )
-        fingerprint = self.timed("fingerprint base", 1, base.fingerprint)
+        fingerprint = self.fingerprint = self.timed("fingerprint base", 1, base.fingerprint)
         existing = self.existing = _existing_manifest(request, base, fingerprint)
         self.found_id = foundation_id(fingerprint, request.max_context, request.quantization)
         programs: list[tuple[str, Adapter | None]] = [(a.name, a) for a in adapters]
@@ -170,8 +167,7 @@ class _Export:
                 return _entry(name, None, pte, lora_of)
             self.lower(f"{name}.pte", spec, base.weights, pte)
             return _entry(name, None, pte)
-        stand_ins = template_weights({n: w.shape for n, w in adapter.weights.items()})
-        template = _template_path(adapter, request.quantization)
+        template, stand_ins = template_for(adapter, request.quantization)
         # Only a folder whose manifest checked out may lend its templates.
         lendable = [self.staging / template]
         if self.existing is not None:
@@ -183,7 +179,8 @@ class _Export:
         )
         if filled is None:
             filled = self.staging / template
-            self.lower(f"template {template.stem}", spec, {**base.weights, **stand_ins}, filled)
+            if not self.unpack(filled, stand_ins):
+                self.lower(f"template {template.stem}", spec, {**base.weights, **stand_ins}, filled)
             if not _fill(filled, stand_ins, adapter.weights, pte):
                 raise ExportError(f"{name}: the lowered template could not be filled")
         self.filled = filled, stand_ins, adapter
@@ -200,6 +197,29 @@ class _Export:
         filled = self.timed(f"fill {pte.name}", 1, lambda: _fill(template, stand_ins, zero_b, pte))
         return adapter if filled else None
 
+    def unpack(self, template: Path, stand_ins: Weights) -> bool:
+        """The template (and the foundation, if this folder has none yet) from the lowering
+        the package ships for this base, if it has one: seconds instead of minutes."""
+        request = self.request
+        shipped = prebuilt.find(template.stem, self.fingerprint, request.max_context)
+        if shipped is None:
+            return False
+        recipe, packed = shipped
+        foundation = self.staging / FOUNDATION_FILE
+        needs_foundation = self.existing is None and not foundation.exists()
+
+        def unpack() -> bool:
+            if not prebuilt.restore_template(recipe, packed, stand_ins, template):
+                return False
+            if needs_foundation and not prebuilt.write_foundation(
+                recipe, self.base, request.max_context, foundation
+            ):
+                template.unlink()
+                return False
+            return True
+
+        return self.timed(f"unpack template {template.stem}", 1, unpack)
+
     def lower(self, label: str, spec: ProgramSpec, weights: Weights, pte: Path) -> None:
         lowered = self.timed(
             f"export {label}", 4, lambda: lower_program(spec, weights, self.events.advance)
@@ -209,13 +229,6 @@ class _Export:
         foundation = self.staging / FOUNDATION_FILE
         if self.existing is None and not foundation.exists():
             self.timed("write foundation.ptd", 1, lambda: lowered.write_foundation(foundation))
-
-
-def _template_path(adapter: Adapter, quantization: Quantization) -> Path:
-    """Where the template for this adapter's rank and targets lives in an output folder."""
-    quantized = "" if quantization == FP32 else f"-{quantization.slug}"
-    key = f"v{TEMPLATE_VERSION}-r{adapter.rank}-{'.'.join(adapter.targets)}{quantized}"
-    return Path(TEMPLATES_DIR) / f"{key}.pte"
 
 
 def _fill(template: Path, stand_ins: Weights, weights: Weights, pte: Path) -> bool:

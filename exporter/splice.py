@@ -16,12 +16,21 @@ from __future__ import annotations
 import hashlib
 import re
 import struct
-import zlib
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from exporter.adapter import Adapter
+from lora_tui.format import FP32, Quantization
+
 TENSOR_ALIGNMENT = 16  # every tensor's data in a program starts at a multiple of this
+_STAND_IN_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # 2**64 / golden ratio, odd
+Weights = dict[str, torch.Tensor]
+
+# Lowered LoRA programs that adapters of the same rank and targets are filled into.
+TEMPLATES_DIR = ".templates"
+TEMPLATE_VERSION = 5  # bump when lowering or the stand-ins change: older ones are not reused
 
 
 class SpliceError(Exception):
@@ -29,13 +38,31 @@ class SpliceError(Exception):
 
 
 def template_weights(shapes: dict[str, torch.Size]) -> dict[str, torch.Tensor]:
-    """Stand-in LoRA weights: random, so each tensor's bytes are unique in the program, and
-    seeded by name, so the same names and shapes always give the same tensors."""
+    """Stand-in LoRA weights, unique to each name, so each tensor's bytes occur once in the
+    program, and made with integer arithmetic only, so every machine makes the same bytes:
+    a template lowered on one machine can be filled on another (``exporter/prebuilt.py``).
+
+    Element k of a tensor is the top 24 bits of ``k * M + seed`` (mod 2**64, seed from the
+    name's SHA-256), centred and scaled by a power of two: exact in fp32, within ±2**-7."""
     weights = {}
     for name, shape in sorted(shapes.items()):
-        generator = torch.Generator().manual_seed(zlib.crc32(name.encode()))
-        weights[name] = torch.randn(shape, generator=generator, dtype=torch.float32) * 0.01
+        seed = np.uint64(int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little"))
+        count = int(np.prod(shape, dtype=np.int64))
+        with np.errstate(over="ignore"):  # the wrap-around mod 2**64 is the point
+            mixed = np.arange(count, dtype=np.uint64) * _STAND_IN_MULTIPLIER + seed
+        top = (mixed >> np.uint64(40)).astype(np.int64) - 2**23
+        values = top.astype(np.float32) * np.float32(2.0**-30)
+        weights[name] = torch.from_numpy(values.reshape(tuple(shape)))
     return weights
+
+
+def template_for(adapter: Adapter, quantization: Quantization) -> tuple[Path, Weights]:
+    """Where the template for this adapter's rank and targets lives in an output folder, and
+    the stand-in LoRA weights it was lowered with."""
+    quantized = "" if quantization == FP32 else f"-{quantization.slug}"
+    key = f"v{TEMPLATE_VERSION}-r{adapter.rank}-{'.'.join(adapter.targets)}{quantized}"
+    stand_ins = template_weights({n: w.shape for n, w in adapter.weights.items()})
+    return Path(TEMPLATES_DIR) / f"{key}.pte", stand_ins
 
 
 def _check_whole(program: bytes) -> None:

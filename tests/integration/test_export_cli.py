@@ -11,7 +11,8 @@ import pytest
 from exporter import cli
 from exporter.base import PROJECTIONS
 from exporter.errors import ExportError
-from exporter.pipeline import TEMPLATE_VERSION, ExportRequest, run_export
+from exporter.pipeline import ExportRequest, run_export
+from exporter.splice import TEMPLATE_VERSION
 from lora_tui.format import Manifest
 from tests.support.artifacts import ALL_TARGETS, MAX_CONTEXT, TinyArtifacts
 from tests.support.programs import chat_prompt, peft_greedy, program_greedy

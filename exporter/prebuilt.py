@@ -1,0 +1,213 @@
+"""Lowerings the package ships: a template and its foundation made again in seconds, not
+lowered in minutes.
+
+A template's bytes depend on the base only through its shape, its foundation id and the
+names XNNPACK gives the foundation's weights (SHA-256s of their bytes); the foundation is
+the base's weights and rotary tables, laid out as ExecuTorch's FlatTensor serializer lays
+them out. So for a base the package knows (the demo's), a real lowering's output is kept
+less what can be made again: the template without its stand-in LoRA bytes (which
+``template_weights`` makes the same on every machine) and, for the foundation, which
+weight each entry holds. Both are checked as they are made: the template against the
+SHA-256 of the lowered one, each foundation entry XNNPACK names by its bytes against that
+name. On any mismatch, or another ExecuTorch or torch, the exporter lowers as before.
+
+``python -m exporter.prebuilt OUT_DIR BASE ADAPTER_DIR`` makes the files from a folder
+``lora-export`` wrote; ``tests/integration/test_shipped_adapters.py`` checks the shipped
+ones against a lowering of today's pins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import lzma
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from exporter.base import BaseModel
+from exporter.splice import _aligned_starts, _fp32_bytes, template_for
+from lora_tui.common.files import write_atomic, write_bytes_atomic
+from lora_tui.format import read_json_file
+
+LOWERED_DIR = Path(__file__).parent / "lowered"
+PINS = ("executorch", "torch")  # the packages whose versions a lowering's bytes depend on
+
+
+@dataclass(frozen=True)
+class FoundationEntry:
+    key: str  # the name programs read it by: a weight's name, or XNNPACK's SHA-256 of it
+    source: str  # "weight:NAME", "rope:cos" or "rope:sin"
+    layout: list | None  # [scalar type, sizes, dim order], or None for XNNPACK's blobs
+
+
+@dataclass(frozen=True)
+class Recipe:
+    versions: dict[str, str]
+    template_sha256: str
+    stand_in_offsets: dict[str, int]  # each stand-in LoRA tensor's offset in the template
+    foundation: list[FoundationEntry]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, raw: dict) -> Recipe:
+        entries = [FoundationEntry(**entry) for entry in raw["foundation"]]
+        return cls(raw["versions"], raw["template_sha256"], raw["stand_in_offsets"], entries)
+
+
+def asset_stem(template_key: str, fingerprint: str, max_context: int) -> str:
+    return f"{template_key}-{fingerprint[:16]}-c{max_context}"
+
+
+def pinned_versions() -> dict[str, str]:
+    return {name: importlib.metadata.version(name) for name in PINS}
+
+
+def find(template_key: str, fingerprint: str, max_context: int) -> tuple[Recipe, Path] | None:
+    """The shipped recipe and packed template for this template of this base, if the package
+    has one made under today's ExecuTorch and torch."""
+    stem = asset_stem(template_key, fingerprint, max_context)
+    recipe_path, packed = LOWERED_DIR / f"{stem}.json", LOWERED_DIR / f"{stem}.pte.xz"
+    if not (recipe_path.is_file() and packed.is_file()):
+        return None
+    recipe = Recipe.from_json(read_json_file(recipe_path))
+    return (recipe, packed) if recipe.versions == pinned_versions() else None
+
+
+def restore_template(
+    recipe: Recipe, packed: Path, stand_ins: dict[str, torch.Tensor], out: Path
+) -> bool:
+    """Write the lowered template: the packed bytes with the stand-ins put back. False,
+    writing nothing, if the result is not the template that was lowered."""
+    if stand_ins.keys() != recipe.stand_in_offsets.keys():
+        return False
+    program = bytearray(lzma.decompress(packed.read_bytes()))
+    for name, offset in recipe.stand_in_offsets.items():
+        data = _fp32_bytes(stand_ins[name])
+        program[offset : offset + len(data)] = data
+    if hashlib.sha256(program).hexdigest() != recipe.template_sha256:
+        return False
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(out, bytes(program))
+    return True
+
+
+def write_foundation(recipe: Recipe, base: BaseModel, max_context: int, out: Path) -> bool:
+    """Write the foundation a lowering of this base writes. False, writing nothing, if an
+    entry XNNPACK names by its bytes does not hash to its name."""
+    from executorch.exir._serialize.data_serializer import DataEntry, DataPayload
+    from executorch.exir.scalar_type import ScalarType
+    from executorch.exir.tensor_layout import TensorLayout
+    from executorch.extension.flat_tensor.serialize.serialize import FlatTensorSerializer
+
+    sources = _sources(base, max_context)
+    buffers: list[bytes] = []
+    index_of: dict[str, int] = {}  # a source's buffer, shared as the lowering shares it
+    named: dict[str, DataEntry] = {}
+    for entry in recipe.foundation:
+        if entry.source not in index_of:
+            if entry.source not in sources:
+                return False
+            index_of[entry.source] = len(buffers)
+            buffers.append(_fp32_bytes(sources[entry.source]))
+        data = buffers[index_of[entry.source]]
+        if _names_its_bytes(entry.key) and hashlib.sha256(data).hexdigest() != entry.key:
+            return False
+        layout = None
+        if entry.layout is not None:
+            scalar_type, sizes, dim_order = entry.layout
+            layout = TensorLayout(ScalarType(scalar_type), sizes, dim_order)
+        named[entry.key] = DataEntry(index_of[entry.source], 1, layout)
+    cord = FlatTensorSerializer().serialize(DataPayload(buffers=buffers, named_data=named))
+    write_atomic(out, cord.write_to_file)
+    return True
+
+
+def _names_its_bytes(key: str) -> bool:
+    """XNNPACK names a weight by the SHA-256 of its bytes; other entries by the weight's name."""
+    return len(key) == 64 and all(c in "0123456789abcdef" for c in key)
+
+
+def _sources(base: BaseModel, max_context: int) -> dict[str, torch.Tensor]:
+    """What a foundation entry can hold, by the name a recipe gives it."""
+    cos, sin = base.rope.tables(max_context)
+    return {
+        **{f"weight:{name}": weight for name, weight in base.weights.items()},
+        "rope:cos": cos,
+        "rope:sin": sin,
+    }
+
+
+def make_recipe(
+    template: Path,
+    foundation: Path,
+    stand_ins: dict[str, torch.Tensor],
+    base: BaseModel,
+    max_context: int,
+) -> tuple[Recipe, bytes]:
+    """The recipe and the packed template (xz, stand-ins zeroed) from a real lowering's
+    template and foundation."""
+    from executorch.exir._serialize._cord import Cord
+    from executorch.extension.flat_tensor.serialize.serialize import FlatTensorSerializer
+
+    program = template.read_bytes()
+    olds = {name: _fp32_bytes(stand_in) for name, stand_in in stand_ins.items()}
+    starts = _aligned_starts(program, olds)
+    if any(len(found) != 1 for found in starts.values()):
+        raise ValueError(f"{template}: its stand-ins are not each found once")
+    packed = bytearray(program)
+    for name, (offset,) in starts.items():
+        packed[offset : offset + len(olds[name])] = bytes(len(olds[name]))
+
+    by_hash = {
+        hashlib.sha256(_fp32_bytes(tensor)).hexdigest(): source
+        for source, tensor in _sources(base, max_context).items()
+    }
+    payload = FlatTensorSerializer().deserialize(Cord(foundation.read_bytes()))
+    entries = []
+    for key, entry in payload.named_data.items():
+        digest = hashlib.sha256(payload.buffers[entry.buffer_index]).hexdigest()
+        if digest not in by_hash:
+            raise ValueError(f"{foundation}: entry {key} is no weight of the base")
+        layout = entry.tensor_layout
+        if layout is not None:
+            layout = [int(layout.scalar_type), list(layout.sizes), list(layout.dim_order)]
+        entries.append(FoundationEntry(key, by_hash[digest], layout))
+    recipe = Recipe(
+        pinned_versions(),
+        hashlib.sha256(program).hexdigest(),
+        {name: offset for name, (offset,) in sorted(starts.items())},
+        entries,
+    )
+    return recipe, lzma.compress(bytes(packed), preset=9)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Make the shipped files for the template in OUT_DIR of ADAPTER_DIR's rank and targets."""
+    from exporter.adapter import load_adapter
+    from exporter.base import load_base
+    from lora_tui.format import Manifest
+
+    out, base_path, adapter_dir = (Path(arg) for arg in (argv or sys.argv[1:]))
+    manifest = Manifest.read(out)
+    base = load_base(base_path)
+    adapter = load_adapter(adapter_dir.name, adapter_dir, base.shape)
+    template, stand_ins = template_for(adapter, manifest.quantized)
+    recipe, packed = make_recipe(
+        out / template, out / manifest.foundation_file, stand_ins, base, manifest.max_context
+    )
+    stem = asset_stem(template.stem, manifest.base_fingerprint, manifest.max_context)
+    LOWERED_DIR.mkdir(exist_ok=True)
+    write_bytes_atomic(LOWERED_DIR / f"{stem}.pte.xz", packed)
+    write_bytes_atomic(LOWERED_DIR / f"{stem}.json", recipe.to_json().encode())
+    print(f"{LOWERED_DIR / stem}.{{json,pte.xz}}: {len(packed):,} bytes packed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
