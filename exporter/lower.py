@@ -398,6 +398,24 @@ def _build_model(spec: ProgramSpec, weights: dict[str, torch.Tensor]) -> torch.n
     return model.eval()
 
 
+def program_state(spec: ProgramSpec, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The base's tensors as a program of ``spec`` holds them before lowering: the model
+    built and quantized as ``lower_program`` builds it, each quantized weight taken apart
+    (``NAME.qdata``, ``NAME.scale``, ``NAME.zero_point``), the KV caches left out."""
+    model = _build_model(spec, weights)
+    state: dict[str, torch.Tensor] = {}
+    # named_buffers: the rotary tables are not persistent, so not in state_dict.
+    for name, tensor in {**dict(model.named_buffers()), **model.state_dict()}.items():
+        if "kv_cache" in name:
+            continue
+        parts = getattr(tensor, "tensor_data_names", None)
+        if parts is None:
+            state[name] = tensor
+        else:
+            state.update({f"{name}.{part}": getattr(tensor, part) for part in parts})
+    return state
+
+
 def quantize_model(model: torch.nn.Module, quantization: Quantization) -> torch.nn.Module:
     """ExecuTorch's own source transforms, as export_llm applies them for
     ``quantization.qmode: 8da4w`` and ``embedding_quantize: '8,0'``: the embedding table

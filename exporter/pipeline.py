@@ -212,7 +212,7 @@ class _Export:
             if not prebuilt.restore_template(recipe, packed, stand_ins, template):
                 return False
             if needs_foundation and not prebuilt.write_foundation(
-                recipe, self.base, request.max_context, foundation
+                recipe, self.base, request.max_context, request.quantization, foundation
             ):
                 template.unlink()
                 return False

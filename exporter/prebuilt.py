@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 
 from exporter.base import BaseModel
-from exporter.splice import _aligned_starts, _fp32_bytes, template_for
+from exporter.splice import Weights, _aligned_starts, _fp32_bytes, template_for
 from lora_tui.common.files import write_atomic, write_bytes_atomic
-from lora_tui.format import read_json_file
+from lora_tui.format import FP32, Quantization, read_json_file
 
 LOWERED_DIR = Path(__file__).parent / "lowered"
 PINS = ("executorch", "torch")  # the packages whose versions a lowering's bytes depend on
@@ -40,7 +40,7 @@ PINS = ("executorch", "torch")  # the packages whose versions a lowering's bytes
 @dataclass(frozen=True)
 class FoundationEntry:
     key: str  # the name programs read it by: a weight's name, or XNNPACK's SHA-256 of it
-    source: str  # "weight:NAME", "rope:cos" or "rope:sin"
+    source: str  # FORM:NAME, a tensor of the program's state (``_state``) in one of FORMS
     layout: list | None  # [scalar type, sizes, dim order], or None for XNNPACK's blobs
 
 
@@ -79,9 +79,7 @@ def find(template_key: str, fingerprint: str, max_context: int) -> tuple[Recipe,
     return (recipe, packed) if recipe.versions == pinned_versions() else None
 
 
-def restore_template(
-    recipe: Recipe, packed: Path, stand_ins: dict[str, torch.Tensor], out: Path
-) -> bool:
+def restore_template(recipe: Recipe, packed: Path, stand_ins: Weights, out: Path) -> bool:
     """Write the lowered template: the packed bytes with the stand-ins put back. False,
     writing nothing, if the result is not the template that was lowered."""
     if stand_ins.keys() != recipe.stand_in_offsets.keys():
@@ -90,14 +88,16 @@ def restore_template(
     for name, offset in recipe.stand_in_offsets.items():
         data = _fp32_bytes(stand_ins[name])
         program[offset : offset + len(data)] = data
-    if hashlib.sha256(program).hexdigest() != recipe.template_sha256:
+    if _digest(program) != recipe.template_sha256:
         return False
     out.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(out, bytes(program))
     return True
 
 
-def write_foundation(recipe: Recipe, base: BaseModel, max_context: int, out: Path) -> bool:
+def write_foundation(
+    recipe: Recipe, base: BaseModel, max_context: int, quantization: Quantization, out: Path
+) -> bool:
     """Write the foundation a lowering of this base writes. False, writing nothing, if an
     entry XNNPACK names by its bytes does not hash to its name."""
     from executorch.exir._serialize.data_serializer import DataEntry, DataPayload
@@ -105,18 +105,19 @@ def write_foundation(recipe: Recipe, base: BaseModel, max_context: int, out: Pat
     from executorch.exir.tensor_layout import TensorLayout
     from executorch.extension.flat_tensor.serialize.serialize import FlatTensorSerializer
 
-    sources = _sources(base, max_context)
+    state = _state(base, max_context, quantization)
     buffers: list[bytes] = []
     index_of: dict[str, int] = {}  # a source's buffer, shared as the lowering shares it
     named: dict[str, DataEntry] = {}
     for entry in recipe.foundation:
         if entry.source not in index_of:
-            if entry.source not in sources:
+            data = _source_bytes(entry.source, state)
+            if data is None:
                 return False
             index_of[entry.source] = len(buffers)
-            buffers.append(_fp32_bytes(sources[entry.source]))
+            buffers.append(data)
         data = buffers[index_of[entry.source]]
-        if _names_its_bytes(entry.key) and hashlib.sha256(data).hexdigest() != entry.key:
+        if _names_its_bytes(entry.key) and _digest(data) != entry.key.removeprefix("scale_"):
             return False
         layout = None
         if entry.layout is not None:
@@ -128,27 +129,66 @@ def write_foundation(recipe: Recipe, base: BaseModel, max_context: int, out: Pat
     return True
 
 
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def _names_its_bytes(key: str) -> bool:
-    """XNNPACK names a weight by the SHA-256 of its bytes; other entries by the weight's name."""
-    return len(key) == 64 and all(c in "0123456789abcdef" for c in key)
+    """XNNPACK names a weight (and a weight's scales, ``scale_…``) by the SHA-256 of its
+    bytes; other entries are named by the weight's name."""
+    digest = key.removeprefix("scale_")
+    return len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)
 
 
-def _sources(base: BaseModel, max_context: int) -> dict[str, torch.Tensor]:
-    """What a foundation entry can hold, by the name a recipe gives it."""
-    cos, sin = base.rope.tables(max_context)
-    return {
-        **{f"weight:{name}": weight for name, weight in base.weights.items()},
-        "rope:cos": cos,
-        "rope:sin": sin,
-    }
+def _state(base: BaseModel, max_context: int, quantization: Quantization) -> Weights:
+    """The tensors a foundation entry can come from, by name: the base's weights and rotary
+    tables, quantized (and taken apart) as a program of ``quantization`` holds them."""
+    if quantization == FP32:  # as the base has them: no model to build
+        cos, sin = base.rope.tables(max_context)
+        return {**base.weights, "rope.freqs_cos": cos, "rope.freqs_sin": sin}
+    from exporter.lower import ProgramSpec, program_state
+
+    spec = ProgramSpec(base.shape, base.rope, max_context, 0, None, (), quantization=quantization)
+    return program_state(spec, dict(base.weights))
+
+
+def _bytes(tensor: torch.Tensor) -> bytes:
+    return tensor.detach().contiguous().view(torch.uint8).numpy().tobytes()
+
+
+def _qc4w(tensor: torch.Tensor) -> bytes:
+    """int4 values (held in int8) packed two to a byte, as XNNPACK serialises them."""
+    from executorch.backends.xnnpack.operators.node_visitor import NodeVisitor
+
+    return _bytes(NodeVisitor.convert_to_qc4w(tensor))
+
+
+# How an entry's bytes come from a tensor: as it is, as bfloat16 (XNNPACK's group scales),
+# or as packed int4 (XNNPACK's 4-bit weights).
+FORMS = {"raw": _bytes, "bf16": lambda t: _bytes(t.to(torch.bfloat16)), "qc4w": _qc4w}
+
+
+def _forms_of(tensor: torch.Tensor) -> list[str]:
+    if tensor.is_floating_point():
+        return ["raw", "bf16"]
+    in_int4 = tensor.dtype == torch.int8 and -8 <= int(tensor.min()) and int(tensor.max()) <= 7
+    return ["raw", "qc4w"] if in_int4 and tensor.dim() == 2 else ["raw"]
+
+
+def _source_bytes(source: str, state: Weights) -> bytes | None:
+    form, _, name = source.partition(":")
+    if form not in FORMS or name not in state:
+        return None
+    return FORMS[form](state[name])
 
 
 def make_recipe(
     template: Path,
     foundation: Path,
-    stand_ins: dict[str, torch.Tensor],
+    stand_ins: Weights,
     base: BaseModel,
     max_context: int,
+    quantization: Quantization,
 ) -> tuple[Recipe, bytes]:
     """The recipe and the packed template (xz, stand-ins zeroed) from a real lowering's
     template and foundation."""
@@ -165,13 +205,14 @@ def make_recipe(
         packed[offset : offset + len(olds[name])] = bytes(len(olds[name]))
 
     by_hash = {
-        hashlib.sha256(_fp32_bytes(tensor)).hexdigest(): source
-        for source, tensor in _sources(base, max_context).items()
+        _digest(FORMS[form](tensor)): f"{form}:{name}"
+        for name, tensor in _state(base, max_context, quantization).items()
+        for form in _forms_of(tensor)
     }
     payload = FlatTensorSerializer().deserialize(Cord(foundation.read_bytes()))
     entries = []
     for key, entry in payload.named_data.items():
-        digest = hashlib.sha256(payload.buffers[entry.buffer_index]).hexdigest()
+        digest = _digest(payload.buffers[entry.buffer_index])
         if digest not in by_hash:
             raise ValueError(f"{foundation}: entry {key} is no weight of the base")
         layout = entry.tensor_layout
@@ -180,7 +221,7 @@ def make_recipe(
         entries.append(FoundationEntry(key, by_hash[digest], layout))
     recipe = Recipe(
         pinned_versions(),
-        hashlib.sha256(program).hexdigest(),
+        _digest(program),
         {name: offset for name, (offset,) in sorted(starts.items())},
         entries,
     )
@@ -199,7 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     adapter = load_adapter(adapter_dir.name, adapter_dir, base.shape)
     template, stand_ins = template_for(adapter, manifest.quantized)
     recipe, packed = make_recipe(
-        out / template, out / manifest.foundation_file, stand_ins, base, manifest.max_context
+        out / template,
+        out / manifest.foundation_file,
+        stand_ins,
+        base,
+        manifest.max_context,
+        manifest.quantized,
     )
     stem = asset_stem(template.stem, manifest.base_fingerprint, manifest.max_context)
     LOWERED_DIR.mkdir(exist_ok=True)

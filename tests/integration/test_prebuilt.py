@@ -18,19 +18,34 @@ from exporter.adapter import load_adapter
 from exporter.base import load_base
 from exporter.pipeline import ExportRequest, ExportResult, run_export
 from exporter.splice import template_for
-from lora_tui.format import FOUNDATION_FILE, FP32, Manifest
-from tests.support.artifacts import MAX_CONTEXT, TinyArtifacts
+from lora_tui.format import FOUNDATION_FILE, FP32, Manifest, Quantization
+from tests.support.artifacts import MAX_CONTEXT, Q8DA4W, TinyArtifacts
+
+QUANTIZATIONS = {"fp32": FP32, "8da4w": Q8DA4W}
+
+
+@pytest.fixture(scope="module", params=sorted(QUANTIZATIONS))
+def lowered_folder(
+    request: pytest.FixtureRequest, tiny_artifacts: TinyArtifacts, quantized: Path
+) -> tuple[Path, Quantization]:
+    """A folder of the tiny 'full' adapter that lowering wrote, and its quantization."""
+    folder = tiny_artifacts.out if request.param == "fp32" else quantized
+    return folder, QUANTIZATIONS[request.param]
 
 
 @pytest.fixture(scope="module")
-def shipped(tiny_artifacts: TinyArtifacts, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def shipped(
+    lowered_folder: tuple[Path, Quantization],
+    tiny_artifacts: TinyArtifacts,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
     """A folder of shipped lowerings holding the tiny base's template for 'full'."""
-    out = tiny_artifacts.out
+    out, quantization = lowered_folder
     base = load_base(tiny_artifacts.base_dir)
     adapter = load_adapter("full", tiny_artifacts.adapters["full"], base.shape)
-    template, stand_ins = template_for(adapter, FP32)
+    template, stand_ins = template_for(adapter, quantization)
     recipe, packed = prebuilt.make_recipe(
-        out / template, out / FOUNDATION_FILE, stand_ins, base, MAX_CONTEXT
+        out / template, out / FOUNDATION_FILE, stand_ins, base, MAX_CONTEXT, quantization
     )
     fingerprint = Manifest.read(out).base_fingerprint
     folder = tmp_path_factory.mktemp("lowered")
@@ -40,9 +55,11 @@ def shipped(tiny_artifacts: TinyArtifacts, tmp_path_factory: pytest.TempPathFact
     return folder
 
 
-def export_full(artifacts: TinyArtifacts, out: Path) -> ExportResult:
+def export_full(artifacts: TinyArtifacts, out: Path, quantization: Quantization) -> ExportResult:
     adapters = [("full", artifacts.adapters["full"])]
-    return run_export(ExportRequest(artifacts.base_dir, adapters, out, max_context=MAX_CONTEXT))
+    request = ExportRequest(artifacts.base_dir, adapters, out, max_context=MAX_CONTEXT)
+    request.quantization = quantization
+    return run_export(request)
 
 
 def lowered(result: ExportResult) -> list[str]:
@@ -50,13 +67,18 @@ def lowered(result: ExportResult) -> list[str]:
 
 
 def test_shipped_lowering_gives_the_lowered_files_byte_for_byte(
-    tiny_artifacts: TinyArtifacts, shipped: Path, tmp_path: Path, monkeypatch
+    tiny_artifacts: TinyArtifacts,
+    lowered_folder: tuple[Path, Quantization],
+    shipped: Path,
+    tmp_path: Path,
+    monkeypatch,
 ) -> None:
+    theirs, quantization = lowered_folder
     monkeypatch.setattr(prebuilt, "LOWERED_DIR", shipped)
-    result = export_full(tiny_artifacts, tmp_path / "out")
+    result = export_full(tiny_artifacts, tmp_path / "out", quantization)
     assert lowered(result) == []
     assert any(phase.startswith("unpack template") for phase in result.phase_seconds)
-    ours, theirs = tmp_path / "out", tiny_artifacts.out
+    ours = tmp_path / "out"
     (template,) = (ours / ".templates").iterdir()
     for name in (f".templates/{template.name}", "full.pte", FOUNDATION_FILE):
         assert (ours / name).read_bytes() == (theirs / name).read_bytes(), name
@@ -86,17 +108,23 @@ def damage(folder: Path, how: str) -> None:
 
 @pytest.mark.parametrize("how", ["another executorch", "damaged template", "wrong foundation"])
 def test_a_shipped_lowering_that_does_not_fit_is_lowered_instead(
-    tiny_artifacts: TinyArtifacts, shipped: Path, tmp_path: Path, monkeypatch, how: str
+    tiny_artifacts: TinyArtifacts,
+    lowered_folder: tuple[Path, Quantization],
+    shipped: Path,
+    tmp_path: Path,
+    monkeypatch,
+    how: str,
 ) -> None:
+    theirs, quantization = lowered_folder
     folder = tmp_path / "lowered"
     folder.mkdir()
     for path in shipped.iterdir():
         (folder / path.name).write_bytes(path.read_bytes())
     damage(folder, how)
     monkeypatch.setattr(prebuilt, "LOWERED_DIR", folder)
-    result = export_full(tiny_artifacts, tmp_path / "out")
+    result = export_full(tiny_artifacts, tmp_path / "out", quantization)
     assert len(lowered(result)) == 1
-    ours, theirs = tmp_path / "out", tiny_artifacts.out
+    ours = tmp_path / "out"
     assert (ours / "full.pte").read_bytes() == (theirs / "full.pte").read_bytes()
     assert (ours / FOUNDATION_FILE).read_bytes() == (theirs / FOUNDATION_FILE).read_bytes()
     assert sorted(p.name for p in ours.iterdir() if p.name.startswith(".lora-export")) == []
