@@ -21,7 +21,7 @@ from exporter.smollm2 import fetch_smollm2_gguf
 from exporter.splice import TEMPLATES_DIR
 from lora_tui.demo import shipped_adapters
 from lora_tui.engine.paths import cache_dir
-from lora_tui.format import FOUNDATION_FILE, sha256_file
+from lora_tui.format import FOUNDATION_FILE, Quantization, sha256_file
 from tests.support.programs import chat_prompt, peft_greedy, program_greedy
 
 SMOLLM2 = LlamaShape(
@@ -96,3 +96,19 @@ def test_shipped_lowering_is_what_lowering_writes(exported: tuple[Path, Path], t
         file = name if name.endswith(".pte") else f"{name}.pte"
         assert sha256_file(out / file) == sha256_file(lowered / file), file
     assert sha256_file(out / FOUNDATION_FILE) == sha256_file(lowered / FOUNDATION_FILE)
+
+
+@pytest.mark.slow  # reading the base and quantizing it: about a minute each
+@pytest.mark.parametrize("mode", ["8da4w", "8da8w"])
+def test_shipped_quantized_lowering_unpacks(mode: str, tmp_path) -> None:
+    """The demo's quantized first runs unpack what the package ships. Lowering each here
+    to compare would take four to seven minutes; instead the unpacking checks itself (the
+    template's SHA-256, and each foundation entry XNNPACK names by its bytes), and falls
+    back to lowering on a mismatch, which this test refuses."""
+    gguf = fetch_smollm2_gguf(cache_dir() / "model")
+    adapters = sorted(shipped_adapters().items())
+    request = ExportRequest(gguf, adapters, tmp_path / "out")
+    request.quantization = Quantization.named(mode)
+    phases = list(run_export(request).phase_seconds)
+    assert not [p for p in phases if p.startswith("export")], phases
+    assert [p for p in phases if p.startswith("unpack template")], phases
