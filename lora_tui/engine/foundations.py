@@ -134,7 +134,10 @@ class FoundationEngines:
         self._each("clear", names)
 
     def memory(self) -> MemorySample | None:
-        samples = [s for engine in self.engines.values() if (s := engine.memory()) is not None]
+        # Called from the memory panel's thread while the UI thread may open a foundation:
+        # a copy of the engines (taken whole, under the GIL), not the dict as it changes.
+        engines = tuple(self.engines.values())
+        samples = [s for engine in engines if (s := engine.memory()) is not None]
         return summed(samples) if samples else None
 
     def close(self) -> None:

@@ -161,6 +161,20 @@ def test_commands_reach_the_engine_of_the_adapters_they_name() -> None:
     assert q4.calls[-1] == ("load", Path("q4/executorch.pte"), "executorch")
 
 
+def test_memory_survives_a_foundation_opened_while_it_samples() -> None:
+    """The memory panel samples on its own thread; opening a foundation from the palette
+    meanwhile adds an engine. A fresh-clone CI run lost the app to "dictionary changed
+    size during iteration" there."""
+    engines = FoundationEngines([FoundationPrograms(A, ())], started(), 2, print, {})
+
+    def opens_one_while_sampled() -> None:
+        engines.open_foundation(B, "8da4w g32")  # what the UI thread did mid-sample
+
+    engines.engines[A].memory = opens_one_while_sampled
+    assert engines.memory() is None
+    assert list(engines.engines) == [A, B]
+
+
 def test_eval_puts_one_adapter_at_each_quantization_side_by_side() -> None:
     labels = {"nobel · fp32": "fp32", "nobel · 8da4w": "8da4w", "base · fp32": "fp32"}
     report = EvalReport(list(labels), labels=labels)
