@@ -31,7 +31,7 @@ import torch
 from exporter.base import BaseModel
 from exporter.splice import Weights, _aligned_starts, _fp32_bytes, template_for
 from lora_tui.common.files import write_atomic, write_bytes_atomic
-from lora_tui.format import FP32, Quantization, read_json_file
+from lora_tui.format import FP32, ArtifactError, Quantization, read_json_file
 
 LOWERED_DIR = Path(__file__).parent / "lowered"
 PINS = ("executorch", "torch")  # the packages whose versions a lowering's bytes depend on
@@ -75,7 +75,10 @@ def find(template_key: str, fingerprint: str, max_context: int) -> tuple[Recipe,
     recipe_path, packed = LOWERED_DIR / f"{stem}.json", LOWERED_DIR / f"{stem}.pte.xz"
     if not (recipe_path.is_file() and packed.is_file()):
         return None
-    recipe = Recipe.from_json(read_json_file(recipe_path))
+    try:
+        recipe = Recipe.from_json(read_json_file(recipe_path))
+    except (ArtifactError, KeyError, TypeError):
+        return None  # a damaged install: lower instead
     return (recipe, packed) if recipe.versions == pinned_versions() else None
 
 
@@ -84,7 +87,10 @@ def restore_template(recipe: Recipe, packed: Path, stand_ins: Weights, out: Path
     writing nothing, if the result is not the template that was lowered."""
     if stand_ins.keys() != recipe.stand_in_offsets.keys():
         return False
-    program = bytearray(lzma.decompress(packed.read_bytes()))
+    try:
+        program = bytearray(lzma.decompress(packed.read_bytes()))
+    except lzma.LZMAError:
+        return False
     for name, offset in recipe.stand_in_offsets.items():
         data = _fp32_bytes(stand_ins[name])
         program[offset : offset + len(data)] = data
@@ -179,7 +185,10 @@ def _source_bytes(source: str, state: Weights) -> bytes | None:
     form, _, name = source.partition(":")
     if form not in FORMS or name not in state:
         return None
-    return FORMS[form](state[name])
+    try:
+        return FORMS[form](state[name])
+    except (AssertionError, RuntimeError):  # not a tensor this form takes (qc4w: int4 only)
+        return None
 
 
 def make_recipe(
