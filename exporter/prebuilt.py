@@ -12,8 +12,9 @@ SHA-256 of the lowered one, each foundation entry XNNPACK names by its bytes aga
 name. On any mismatch, or another ExecuTorch or torch, the exporter lowers as before.
 
 ``python -m exporter.prebuilt OUT_DIR BASE ADAPTER_DIR`` makes the files from a folder
-``lora-export`` wrote; ``tests/integration/test_shipped_adapters.py`` checks the shipped
-ones against a lowering of today's pins.
+``lora-export`` wrote (docs/development.md). ``tests/integration/test_shipped_adapters.py``
+checks the shipped fp32 one byte for byte against a lowering of today's pins, and that the
+quantized ones unpack.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pathlib import Path
 import torch
 
 from exporter.base import BaseModel
-from exporter.splice import Weights, _aligned_starts, _fp32_bytes, template_for
+from exporter.splice import Weights, aligned_starts, fp32_bytes, template_for
 from lora_tui.common.files import write_atomic, write_bytes_atomic
 from lora_tui.format import FP32, ArtifactError, Quantization, read_json_file
 
@@ -92,7 +93,7 @@ def restore_template(recipe: Recipe, packed: Path, stand_ins: Weights, out: Path
     except lzma.LZMAError:
         return False
     for name, offset in recipe.stand_in_offsets.items():
-        data = _fp32_bytes(stand_ins[name])
+        data = fp32_bytes(stand_ins[name])
         program[offset : offset + len(data)] = data
     if _digest(program) != recipe.template_sha256:
         return False
@@ -205,8 +206,8 @@ def make_recipe(
     from executorch.extension.flat_tensor.serialize.serialize import FlatTensorSerializer
 
     program = template.read_bytes()
-    olds = {name: _fp32_bytes(stand_in) for name, stand_in in stand_ins.items()}
-    starts = _aligned_starts(program, olds)
+    olds = {name: fp32_bytes(stand_in) for name, stand_in in stand_ins.items()}
+    starts = aligned_starts(program, olds)
     if any(len(found) != 1 for found in starts.values()):
         raise ValueError(f"{template}: its stand-ins are not each found once")
     packed = bytearray(program)
@@ -238,19 +239,26 @@ def make_recipe(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Make the shipped files for the template in OUT_DIR of ADAPTER_DIR's rank and targets."""
+    """Pack the template a ``lora-export`` folder holds for an adapter's rank and targets,
+    with the folder's foundation, into the package's shipped lowerings."""
+    import argparse
+
     from exporter.adapter import load_adapter
     from exporter.base import load_base
     from lora_tui.format import Manifest
 
-    out, base_path, adapter_dir = (Path(arg) for arg in (argv or sys.argv[1:]))
-    manifest = Manifest.read(out)
-    base = load_base(base_path)
-    adapter = load_adapter(adapter_dir.name, adapter_dir, base.shape)
+    parser = argparse.ArgumentParser(prog="python -m exporter.prebuilt", description=main.__doc__)
+    parser.add_argument("out", type=Path, help="a folder lora-export wrote")
+    parser.add_argument("base", type=Path, help="the base it was exported from")
+    parser.add_argument("adapter", type=Path, help="an adapter of the template's shape")
+    args = parser.parse_args(argv)
+    manifest = Manifest.read(args.out)
+    base = load_base(args.base)
+    adapter = load_adapter(args.adapter.name, args.adapter, base.shape)
     template, stand_ins = template_for(adapter, manifest.quantized)
     recipe, packed = make_recipe(
-        out / template,
-        out / manifest.foundation_file,
+        args.out / template,
+        args.out / manifest.foundation_file,
         stand_ins,
         base,
         manifest.max_context,

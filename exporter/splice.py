@@ -75,7 +75,7 @@ def _check_whole(program: bytes) -> None:
         raise SpliceError("the template is truncated")
 
 
-def _fp32_bytes(tensor: torch.Tensor) -> bytes:
+def fp32_bytes(tensor: torch.Tensor) -> bytes:
     return tensor.detach().to(torch.float32).contiguous().numpy().tobytes()
 
 
@@ -83,7 +83,7 @@ def _xnnpack_name(data: bytes) -> bytes:
     return hashlib.sha256(data).hexdigest().encode()
 
 
-def _aligned_starts(program: bytes, tensors: dict[str, bytes]) -> dict[str, list[int]]:
+def aligned_starts(program: bytes, tensors: dict[str, bytes]) -> dict[str, list[int]]:
     """Where each tensor's bytes occur in ``program``, looking only at the offsets a tensor's
     data can start at (ExecuTorch aligns them to TENSOR_ALIGNMENT). One vectorised pass over
     the program instead of a byte search per tensor (seconds for an adapter's 420 tensors)."""
@@ -111,11 +111,11 @@ def splice(
         raise SpliceError("the adapter's LoRA tensors are not the template's")
     _check_whole(template)
     program = bytearray(template)
-    olds = {name: _fp32_bytes(stand_in) for name, stand_in in stand_ins.items()}
-    starts = _aligned_starts(template, olds)
+    olds = {name: fp32_bytes(stand_in) for name, stand_in in stand_ins.items()}
+    starts = aligned_starts(template, olds)
     new_keys: dict[bytes, bytes] = {}  # each stand-in's XNNPACK name -> the adapter tensor's
     for name, old in olds.items():
-        new = _fp32_bytes(weights[name])
+        new = fp32_bytes(weights[name])
         if len(old) != len(new):
             raise SpliceError(f"{name}: shape {tuple(weights[name].shape)} is not the template's")
         if len(starts[name]) != 1:

@@ -11,7 +11,7 @@ import hashlib
 
 import torch
 
-from exporter.splice import _fp32_bytes, template_weights
+from exporter.splice import fp32_bytes, template_weights
 
 SHAPES = {
     "layers.0.attention.wq.lora_a.weight": torch.Size([8, 64]),
@@ -21,7 +21,7 @@ SHAPES = {
 
 def test_stand_ins_are_fixed_bytes() -> None:
     digests = {
-        name: hashlib.sha256(_fp32_bytes(tensor)).hexdigest()
+        name: hashlib.sha256(fp32_bytes(tensor)).hexdigest()
         for name, tensor in template_weights(SHAPES).items()
     }
     assert digests == {
@@ -42,5 +42,5 @@ def test_stand_ins_are_small_and_each_unique() -> None:
     }
     weights = template_weights(shapes)
     assert all(w.dtype == torch.float32 and float(w.abs().max()) <= 2**-7 for w in weights.values())
-    heads = {_fp32_bytes(w)[:16] for w in weights.values()}
+    heads = {fp32_bytes(w)[:16] for w in weights.values()}
     assert len(heads) == len(weights)  # splice finds each by its bytes
