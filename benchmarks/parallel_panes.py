@@ -3,12 +3,14 @@
     .venv/bin/python -m benchmarks.parallel_panes [--folder DIR ...] [--rounds 3] [--tokens 64]
 
 On each lora-export folder (default: the demo's fp32 and 8da4w caches), two adapter
-programs load into an ``EngineProcess``, the engine the app runs, in two layouts:
+programs load into an ``EngineProcess``, the engine the app runs, in three layouts:
 
 - ``one process``: both programs in one lane with a thread per core, taking turns token
   by token (what the engine did before lanes, and what ``--threads 2`` gives on two cores);
 - ``a lane per pane``: a process per pane, forked after the foundation is packed, a thread
-  each (what an app opened with two panes gets on two cores).
+  each (what an app opened with two panes gets on two cores);
+- ``two lanes, every core each``: the same lanes with a pool of a thread per core each, so
+  a pane answering alone keeps every core, and two at once run twice the threads.
 
 Each layout answers the same prompt with each program alone, then with both at once, and
 the layouts take turns round after round (medians over rounds). Two speeds: tokens per
@@ -52,7 +54,14 @@ from lora_tui.engine.preflight import CHECKER_MODULE  # noqa: E402
 from lora_tui.engine.worker import EngineProcess, EventCollector  # noqa: E402
 
 PROMPT = "Tell me a story about a robot."
-LAYOUTS = {"one process": 1, "a lane per pane": 2}  # label: the panes hint given the engine
+# label: the panes hint given the engine, and how many cores its lanes are told they share
+# (None: the machine's). Told twice the cores, two lanes each size their pool to every core,
+# so a pane answering alone keeps them all: what it costs when both answer is the question.
+LAYOUTS = {
+    "one process": (1, None),
+    "a lane per pane": (2, None),
+    "two lanes, every core each": (2, "twice"),
+}
 
 
 def wait(events: EventCollector, done: Callable[[list], bool], timeout: float = 600) -> list:
@@ -80,10 +89,10 @@ def programs_of(folder: Path) -> list[tuple[Path, str]]:
     return [(found[0], found[0].stem), (found[0], f"{found[0].stem}-2")]
 
 
-def one_layout(folder: Path, panes_hint: int, tokens: int) -> dict:
+def one_layout(folder: Path, panes_hint: int, tokens: int, cores: int | None = None) -> dict:
     """A fresh engine in this layout: each program alone, then both at once."""
     events = EventCollector()
-    engine = EngineProcess(folder / "foundation.ptd", events, panes=panes_hint)
+    engine = EngineProcess(folder / "foundation.ptd", events, panes=panes_hint, cores=cores)
     try:
         wait(events, lambda got: any(isinstance(e, EngineReady) for e in got))
         infos, memory = [], []
@@ -199,8 +208,9 @@ def main() -> int:
         label = DemoBuild(folder, None).manifest.quantized.label
         runs: dict[str, list[dict]] = {layout: [] for layout in LAYOUTS}
         for round_number in range(args.rounds):
-            for layout, hint in LAYOUTS.items():
-                result = one_layout(folder, hint, args.tokens)
+            for layout, (hint, told) in LAYOUTS.items():
+                cores = 2 * available_cores() if told == "twice" else None
+                result = one_layout(folder, hint, args.tokens, cores)
                 runs[layout].append(result)
                 print_round(label, round_number, layout, result)
         table = medians(runs)

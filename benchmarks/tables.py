@@ -30,6 +30,7 @@ THREAD_SETTINGS = {
 LAYOUTS = {
     "one process": "one process, the panes take turns (`--threads 2`)",
     "a lane per pane": "**a lane per pane, a core each (two panes now)**",
+    "two lanes, every core each": "a lane per pane, every core each (not taken)",
 }
 
 
