@@ -201,7 +201,7 @@ class _Export:
         """The template (and the foundation, if this folder has none yet) from the lowering
         the package ships for this base, if it has one: seconds instead of minutes."""
         request = self.request
-        shipped = prebuilt.find(template.stem, self.fingerprint, request.max_context)
+        shipped = prebuilt.find(template.stem, self.base, self.fingerprint, request.max_context)
         if shipped is None:
             return False
         recipe, packed = shipped

@@ -48,6 +48,10 @@ class FoundationEntry:
 @dataclass(frozen=True)
 class Recipe:
     versions: dict[str, str]
+    # The token ids the template's constant methods hold: the base's fingerprint covers its
+    # weights, not its tokenizer.
+    bos_id: int | None
+    stop_ids: list[int]
     template_sha256: str
     stand_in_offsets: dict[str, int]  # each stand-in LoRA tensor's offset in the template
     foundation: list[FoundationEntry]
@@ -58,7 +62,10 @@ class Recipe:
     @classmethod
     def from_json(cls, raw: dict) -> Recipe:
         entries = [FoundationEntry(**entry) for entry in raw["foundation"]]
-        return cls(raw["versions"], raw["template_sha256"], raw["stand_in_offsets"], entries)
+        return cls(**{**raw, "foundation": entries})
+
+
+Shipped = tuple[Recipe, Path]  # a recipe and its packed template
 
 
 def asset_stem(template_key: str, fingerprint: str, max_context: int) -> str:
@@ -66,12 +73,14 @@ def asset_stem(template_key: str, fingerprint: str, max_context: int) -> str:
 
 
 def pinned_versions() -> dict[str, str]:
-    return {name: importlib.metadata.version(name) for name in PINS}
+    """Without a local label: torch 2.13.0+cpu and a CUDA build of 2.13.0 lower alike (and
+    the unpacking checks its bytes either way)."""
+    return {name: importlib.metadata.version(name).split("+")[0] for name in PINS}
 
 
-def find(template_key: str, fingerprint: str, max_context: int) -> tuple[Recipe, Path] | None:
-    """The shipped recipe and packed template for this template of this base, if the package
-    has one made under today's ExecuTorch and torch."""
+def find(template_key: str, base: BaseModel, fingerprint: str, max_context: int) -> Shipped | None:
+    """The shipped recipe and packed template for this template of this base (its weights
+    and its tokenizer's ids), if the package has one made under today's ExecuTorch and torch."""
     stem = asset_stem(template_key, fingerprint, max_context)
     recipe_path, packed = LOWERED_DIR / f"{stem}.json", LOWERED_DIR / f"{stem}.pte.xz"
     if not (recipe_path.is_file() and packed.is_file()):
@@ -80,7 +89,8 @@ def find(template_key: str, fingerprint: str, max_context: int) -> tuple[Recipe,
         recipe = Recipe.from_json(read_json_file(recipe_path))
     except (ArtifactError, KeyError, TypeError):
         return None  # a damaged install: lower instead
-    return (recipe, packed) if recipe.versions == pinned_versions() else None
+    fits = (recipe.bos_id, recipe.stop_ids) == (base.tokenizer.bos_id, base.tokenizer.stop_ids)
+    return (recipe, packed) if fits and recipe.versions == pinned_versions() else None
 
 
 def restore_template(recipe: Recipe, packed: Path, stand_ins: Weights, out: Path) -> bool:
@@ -231,6 +241,8 @@ def make_recipe(
         entries.append(FoundationEntry(key, by_hash[digest], layout))
     recipe = Recipe(
         pinned_versions(),
+        base.tokenizer.bos_id,
+        list(base.tokenizer.stop_ids),
         _digest(program),
         {name: offset for name, (offset,) in sorted(starts.items())},
         entries,

@@ -90,6 +90,8 @@ def damage(folder: Path, how: str) -> None:
     raw = json.loads(recipe_path.read_text())
     if how == "another executorch":
         raw["versions"]["executorch"] = "0.0.1"
+    elif how == "other stop tokens":  # the same weights under another tokenizer
+        raw["stop_ids"] = [*raw["stop_ids"], 7]
     elif how == "truncated packing":
         (packed,) = folder.glob("*.pte.xz")
         packed.write_bytes(packed.read_bytes()[:1000])
@@ -110,7 +112,14 @@ def damage(folder: Path, how: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "how", ["another executorch", "truncated packing", "damaged template", "wrong foundation"]
+    "how",
+    [
+        "another executorch",
+        "other stop tokens",
+        "truncated packing",
+        "damaged template",
+        "wrong foundation",
+    ],
 )
 def test_a_shipped_lowering_that_does_not_fit_is_lowered_instead(
     tiny_artifacts: TinyArtifacts,
