@@ -54,13 +54,13 @@ from lora_tui.engine.preflight import CHECKER_MODULE  # noqa: E402
 from lora_tui.engine.worker import EngineProcess, EventCollector  # noqa: E402
 
 PROMPT = "Tell me a story about a robot."
-# label: the panes hint given the engine, and how many cores its lanes are told they share
-# (None: the machine's). Told twice the cores, two lanes each size their pool to every core,
-# so a pane answering alone keeps them all: what it costs when both answer is the question.
+# label: the panes hint given the engine, and the cores its lanes are told they share, as a
+# multiple of the machine's. Told twice the cores, two lanes each size their pool to every
+# core, so a pane answering alone keeps them all: what it costs when both answer is the question.
 LAYOUTS = {
-    "one process": (1, None),
-    "a lane per pane": (2, None),
-    "two lanes, every core each": (2, "twice"),
+    "one process": (1, 1),
+    "a lane per pane": (2, 1),
+    "two lanes, every core each": (2, 2),
 }
 
 
@@ -208,9 +208,8 @@ def main() -> int:
         label = DemoBuild(folder, None).manifest.quantized.label
         runs: dict[str, list[dict]] = {layout: [] for layout in LAYOUTS}
         for round_number in range(args.rounds):
-            for layout, (hint, told) in LAYOUTS.items():
-                cores = 2 * available_cores() if told == "twice" else None
-                result = one_layout(folder, hint, args.tokens, cores)
+            for layout, (hint, times) in LAYOUTS.items():
+                result = one_layout(folder, hint, args.tokens, times * available_cores())
                 runs[layout].append(result)
                 print_round(label, round_number, layout, result)
         table = medians(runs)

@@ -21,7 +21,7 @@ from exporter.adapter import Adapter, load_adapter
 from exporter.base import BaseModel, load_base
 from exporter.errors import ExportError
 from exporter.lower import ProgramSpec, lower_program
-from exporter.splice import TEMPLATES_DIR, SpliceError, splice, template_for
+from exporter.splice import TEMPLATES_DIR, SpliceError, Weights, splice, template_for
 from lora_tui.common.files import write_atomic, write_bytes_atomic
 from lora_tui.format import (
     BASE_PROGRAM,
@@ -36,7 +36,6 @@ from lora_tui.format import (
     sha256_file,
 )
 
-Weights = dict[str, torch.Tensor]
 T = TypeVar("T")
 DEFAULT_MAX_CONTEXT = 2048  # a real conversation: ~10 ordinary turns at SmolLM2
 

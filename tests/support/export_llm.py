@@ -8,7 +8,6 @@ so hydra writes no ``outputs/`` folder and the export's memory goes when it ends
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from exporter.base import load_base
+from exporter.base import BaseModel, load_base
 from lora_tui.format import FOUNDATION_FILE, FP32, Quantization
 
 _EXPORT = """
@@ -45,9 +44,36 @@ def export_with_export_llm(
     base = load_base(base_dir)  # Hugging Face names -> the Meta names export_llm reads
     # export_llm takes a checkpoint whose path has "8da4w" or "int8" in it for one already
     # quantized (examples/models/llama/model.py), so it is written where no name says so.
-    scratch = Path(tempfile.mkdtemp(prefix="export_llm-"))
-    checkpoint = scratch / "checkpoint.pth"
-    torch.save(base.weights, checkpoint)
+    with tempfile.TemporaryDirectory(prefix="export_llm-") as scratch:
+        checkpoint = Path(scratch) / "checkpoint.pth"
+        torch.save(base.weights, checkpoint)
+        config = _config(base, checkpoint, adapter_dir, out, name, max_context, quantization)
+        (out / "llm_config.json").write_text(json.dumps(config))
+        done = subprocess.run(
+            [sys.executable, "-c", _EXPORT, str(out / "llm_config.json")],
+            cwd=out,
+            capture_output=True,
+            text=True,
+            timeout=3600,
+        )
+    program = out / f"{name}.pte"
+    # export_llm logs a failed write instead of raising, so the files are checked too.
+    if done.returncode != 0 or not program.is_file() or not (out / FOUNDATION_FILE).is_file():
+        raise RuntimeError(f"export_llm failed ({done.returncode}): {done.stderr[-4000:]}")
+    return program
+
+
+def _config(
+    base: BaseModel,
+    checkpoint: Path,
+    adapter_dir: Path,
+    out: Path,
+    name: str,
+    max_context: int,
+    quantization: Quantization,
+) -> dict:
+    """export_llm's config for this export, with the params file it names written into
+    ``out``."""
     shape = base.shape
     params = {
         "dim": shape.dim,
@@ -68,7 +94,7 @@ def export_with_export_llm(
             "model_class": "llama3",
             "checkpoint": str(checkpoint),
             "params": str(out / "params.json"),
-            "tokenizer_path": str(base_dir / "tokenizer.json"),
+            "tokenizer_path": str(base.source / "tokenizer.json"),
             "metadata": json.dumps(metadata),
             "lora_config": {
                 "adapter_checkpoint": str(adapter_dir / "adapter_model.safetensors"),
@@ -91,22 +117,7 @@ def export_with_export_llm(
             "max_context_length": max_context,
         },
     }
-    (out / "llm_config.json").write_text(json.dumps(config))
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", _EXPORT, str(out / "llm_config.json")],
-            cwd=out,
-            capture_output=True,
-            text=True,
-            timeout=3600,
-        )
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    program = out / f"{name}.pte"
-    # export_llm logs a failed write instead of raising, so the files are checked too.
-    if done.returncode != 0 or not program.is_file() or not (out / FOUNDATION_FILE).is_file():
-        raise RuntimeError(f"export_llm failed ({done.returncode}): {done.stderr[-4000:]}")
-    return program
+    return config
 
 
 def _quantization(quantization: Quantization) -> dict[str, object]:
