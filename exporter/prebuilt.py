@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import importlib.resources
 import json
 import lzma
 import sys
@@ -34,7 +35,7 @@ from exporter.splice import Weights, aligned_starts, fp32_bytes, template_for
 from lora_tui.common.files import write_atomic, write_bytes_atomic
 from lora_tui.format import FP32, ArtifactError, Quantization, read_json_file
 
-LOWERED_DIR = Path(__file__).parent / "lowered"
+LOWERED_DIR = Path(str(importlib.resources.files("exporter") / "lowered"))  # package data
 PINS = ("executorch", "torch")  # the packages whose versions a lowering's bytes depend on
 
 
