@@ -43,7 +43,7 @@ from lora_tui.ui.screens.help import HelpScreen
 from lora_tui.ui.screens.main import MainScreen
 from lora_tui.ui.streaming import PieceBuffer
 from lora_tui.ui.transcript import save_transcript
-from lora_tui.ui.widgets.adapter_pane import AdapterPane, PaneState
+from lora_tui.ui.widgets.adapter_pane import AdapterPane
 from lora_tui.ui.widgets.vote_bar import VoteBar
 
 MEMORY_INTERVAL_S = 1.0
@@ -174,6 +174,7 @@ class LoraTuiApp(App[int]):
     def _build_event(self, message: BuildEventArrived) -> None:
         if self.build is not None:
             self.build.handle(message.event)
+            self.replies.settle()  # a pane whose build failed misses the prompts it kept
 
     def reorder(self, names: list[str]) -> None:
         """Show the panes in this order (blind mode shuffles them for every prompt)."""
@@ -218,13 +219,12 @@ class LoraTuiApp(App[int]):
         elif (pane := self.panes.get(event.adapter)) is None:
             return  # unloaded while the event was on its way
         elif isinstance(event, events.Loaded):
-            pane.loaded(event.info)
             self.main.memory_panel.adapter_loaded(event.info)
+            await self.replies.loaded(pane, event.info)  # then it answers what it kept
         elif isinstance(event, events.LoadFailed):
-            pane.failed(event.error)
+            self.replies.load_failed(pane, event.error)
         elif isinstance(event, events.ReplyDone):
-            shown = await pane.finish_reply(event)
-            self.replies.reply_done(event, pane if shown else None)
+            await self.replies.finish_reply(pane, event)
 
     def _from_writer(self, text: str, ok: bool) -> None:
         severity = "information" if ok else "error"
@@ -287,9 +287,7 @@ class LoraTuiApp(App[int]):
             self.main.maximize(self.selected_pane, container=False)
 
     def action_cancel(self) -> None:
-        generating = any(p.state is PaneState.GENERATING for p in self.panes.values())
-        if self.engine is not None and generating:
-            self.engine.cancel(None)  # a prompt set running stops at this prompt
+        self.replies.cancel()
 
     async def action_toggle_blind(self) -> None:
         await self.blind.toggle()
@@ -317,6 +315,7 @@ class LoraTuiApp(App[int]):
     async def action_clear(self) -> None:
         if self.engine is not None:
             self.engine.clear(None)
+        self.replies.drop_kept("cleared")
         for pane in self.panes.values():
             await pane.clear()
 

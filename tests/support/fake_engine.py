@@ -6,7 +6,7 @@ fast and stable. ``hold=True`` leaves replies mid-stream until cancelled.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 from exporter.base import PROJECTIONS
@@ -58,6 +58,7 @@ class FakeEngine:
         hold: bool = False,
         fail: dict[str, str] | None = None,
         slow_loads: bool = False,
+        late: Collection[str] = (),
         foundation: str = "foundation.ptd",
         foundation_mib: float = 513.4,
         quantization: str | None = None,
@@ -69,6 +70,7 @@ class FakeEngine:
         self.hold = hold
         self.fail = fail or {}
         self.slow_loads = slow_loads  # loads wait for finish_loads()
+        self.late = frozenset(late)  # these adapters' loads wait for finish_loads()
         self.waiting: list[tuple[Path, str]] = []
         self.calls: list[tuple] = []
         self.running: dict[str, str] = {}
@@ -87,13 +89,14 @@ class FakeEngine:
     def load(self, path: Path, name: str | None = None) -> None:
         name = name or path.stem
         self.calls.append(("load", str(path), name))
-        if self.slow_loads:
+        if self.slow_loads or name in self.late:
             self.waiting.append((path, name))
             return
         self._finish_load(path, name)
 
     def finish_loads(self) -> None:
-        waiting, self.waiting, self.slow_loads = self.waiting, [], False
+        waiting, self.waiting = self.waiting, []
+        self.slow_loads, self.late = False, frozenset()
         for path, name in waiting:
             self._finish_load(path, name)
 

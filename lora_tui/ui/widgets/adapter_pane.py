@@ -21,6 +21,9 @@ CONTEXT_FULL = (
     "context full: from here on the oldest messages are left out to make room "
     "(they stay on screen; Ctrl+L starts afresh)"
 )
+# A prompt sent before the pane could answer it, kept until it can.
+WAITING_TO_LOAD = "waiting for this adapter to load; it answers this then"
+WAITING_IN_TURN = "waiting for the answer above; it answers this next"
 
 
 class PaneState(StrEnum):
@@ -80,6 +83,7 @@ class AdapterPane(Vertical):
         self._streamed: list[str] = []  # its text so far
         self._splitter = ThinkSplitter()
         self._thinking: ThinkingBlock | None = None  # its <think> block, if it has one
+        self._kept: list[tuple[str, Static]] = []  # prompts kept to answer, each with its note
 
     def compose(self) -> ComposeResult:
         yield VerticalScroll(classes="conversation")
@@ -206,6 +210,8 @@ class AdapterPane(Vertical):
         self.info = info
         self.state = PaneState.READY
         self._update_titles()
+        for _, note in self._kept:
+            note.update(WAITING_IN_TURN)
 
     def failed(self, error: str) -> None:
         self.query(".build-progress").remove()
@@ -213,15 +219,40 @@ class AdapterPane(Vertical):
         self.state = PaneState.ERROR
         self.conversation.mount(Static(error, classes="error-text"))
 
+    async def keep(self, user_text: str) -> None:
+        """A prompt it cannot answer yet (it is still loading, or answers one kept before):
+        shown now with a note, answered by ``start_reply`` in the order kept."""
+        loading = self.state in (PaneState.LOADING, PaneState.BUILDING)
+        waiting = WAITING_TO_LOAD if loading else WAITING_IN_TURN
+        note = Static(waiting, classes="notice", markup=False)
+        user = Static(user_text, classes="user-message", markup=False)
+        await self.conversation.mount(user, note)
+        self._kept.append((user_text, note))
+        self.conversation.anchor()
+
+    def missed(self, why: str) -> None:
+        """The prompts it kept will not be answered: each says so where it waited."""
+        for text, note in self._kept:
+            note.update(f"not sent: {why}")
+            self.turns.append(Turn("notice", f"not sent ({why}): {text}"))
+        self._kept.clear()
+
     async def start_reply(self, user_text: str) -> None:
+        """Answer ``user_text``; if prompts were kept, it is the first of them (shown already,
+        its reply goes in place of its note)."""
         self.turns.append(Turn("user", user_text))
         conversation = self.conversation
-        await conversation.mount(Static(user_text, classes="user-message", markup=False))
         self._reply = Markdown(classes="assistant-message")
         self._streamed = []
         self._splitter = ThinkSplitter()
         self._thinking = None
-        await conversation.mount(self._reply)
+        if self._kept:
+            _, note = self._kept.pop(0)
+            await conversation.mount(self._reply, before=note)
+            await note.remove()
+        else:
+            await conversation.mount(Static(user_text, classes="user-message", markup=False))
+            await conversation.mount(self._reply)
         conversation.anchor()
         self.detail = ""
         self.together_tok_s = None
@@ -336,6 +367,7 @@ class AdapterPane(Vertical):
         self._reply = self._thinking = None
         await self.conversation.remove_children()
         self.turns.clear()
+        self._kept.clear()
         self.forgotten = 0
         self.detail = ""
         if self.state in (PaneState.CANCELLED, PaneState.GENERATING):
