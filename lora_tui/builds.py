@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from lora_tui.common.native_output import redirect_native_output, start_quietly
+from lora_tui.common.safe_path import safe_path_for_children
 from lora_tui.format import one_line
 
 BUILD_NICENESS = 5  # below the app, so typing stays smooth while it lowers
@@ -87,7 +88,8 @@ class BuildProcess:
             daemon=True,
             name="lora-tui-build",
         )
-        start_quietly(self._process)
+        with safe_path_for_children():
+            start_quietly(self._process)
         theirs.close()
         reader = threading.Thread(
             target=self._read, args=(ours, on_event), daemon=True, name="build-events"

@@ -17,6 +17,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from lora_tui.bench import DEFAULT_PROMPT  # none of these three loads torch
+from lora_tui.common.safe_path import use_safe_path
 from lora_tui.demo import DEMO_QUANTIZE
 from lora_tui.engine.foundations import FoundationPrograms
 from lora_tui.format import QUANTIZE_MODES
@@ -230,6 +231,7 @@ def _with_command(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    use_safe_path()  # before any child starts: none imports from the working folder
     parser = build_parser()
     args = parser.parse_args(_with_command(sys.argv[1:] if argv is None else argv))
     if hasattr(args, "weights"):

@@ -13,6 +13,7 @@ Ray is an optional extra (``pip install 'lora-tui[ray]'``) and is imported only 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lora_tui.common.safe_path import NEUTRAL_FOLDER, working_folder
 from lora_tui.engine.protocol import ReplyDone
 from lora_tui.engine.types import AdapterInfo, EngineError, GenerationSettings, Message
 from lora_tui.evaluate import EvalResult, PromptCase
@@ -62,7 +64,11 @@ def make_shards(
 class SweepWorker:
     """A Ray actor's body: one foundation, the programs its shards need, one CPU."""
 
-    def __init__(self, weights: str, tokenizer: str | None, share: bool) -> None:
+    def __init__(self, weights: str, tokenizer: str | None, share: bool, folder: str) -> None:
+        """``folder``: the driver's working folder, which relative paths are from (the
+        cluster was started from a neutral one, see ``connect``)."""
+        with contextlib.suppress(OSError):  # a machine of the cluster without that folder
+            os.chdir(folder)
         os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch loads, as the CLI does
         from lora_tui.common.native_output import redirect_native_output
         from lora_tui.engine.host import ModelHost
@@ -95,13 +101,16 @@ def connect(address: str | None) -> Any:
     except ImportError:
         raise EngineError(RAY_MISSING) from None
     try:
-        ray.init(
-            address=address,
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level="ERROR",
-            configure_logging=True,
-        )
+        # Ray puts the driver's working folder first on every worker's path, and a local
+        # cluster's processes start in it: a neutral one, so none imports code from there.
+        with working_folder(NEUTRAL_FOLDER):
+            ray.init(
+                address=address,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level="ERROR",
+                configure_logging=True,
+            )
     except ray.exceptions.AuthenticationError:
         raise EngineError(
             f"the Ray cluster at {address} wants its token: set RAY_AUTH_MODE=token, with "
@@ -137,7 +146,7 @@ def run_sweep(
     def start_actor(weights: Path) -> Any:
         started[weights] += 1
         options = {"runtime_env": env}
-        return worker.options(**options).remote(str(weights), _text(tokenizer), share)
+        return worker.options(**options).remote(str(weights), _text(tokenizer), share, os.getcwd())
 
     while any(queues.values()) or running:
         for weights, queue in queues.items():

@@ -10,10 +10,12 @@ refused in one line; the child is started again for the next program.
 The child turns the weight cache on too, so checking several programs packs the foundation
 once. ``close()`` ends it when there is nothing more to check.
 
-Run as ``python -m lora_tui.engine.preflight LOG FD``: a fresh interpreter, so a crash
-takes nothing with it and the process is known by its command line. It takes ``Check``
-requests and answers ``Checked`` over a ``multiprocessing`` connection on descriptor FD, as
-the engine's other processes do; everything native code prints goes to LOG.
+Run as ``python -P -m lora_tui.engine.preflight LOG FD``: a fresh interpreter, so a crash
+takes nothing with it and the process is known by its command line; ``-P``, so it imports
+nothing from the working folder (it keeps that folder: the programs' paths may be relative
+to it). It takes ``Check`` requests and answers ``Checked`` over a ``multiprocessing``
+connection on descriptor FD, as the engine's other processes do; everything native code
+prints goes to LOG.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lora_tui.common.native_output import redirect_native_output
+from lora_tui.common.safe_path import SAFE_PATH_FLAG
 from lora_tui.engine.protocol import Check, Checked, CheckerReady
 from lora_tui.engine.types import EngineError
 from lora_tui.format import ArtifactError
@@ -45,7 +48,7 @@ END_TIMEOUT_S = 10.0  # for a closed child to end before it is killed
 class Preflight:
     def __init__(self, log_path: Path | None = None) -> None:
         self.log_path = log_path
-        self.command = [sys.executable, "-m", CHECKER_MODULE]  # the child
+        self.command = [sys.executable, SAFE_PATH_FLAG, "-m", CHECKER_MODULE]  # the child
         self._child: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None  # to the child
         self._ending: list[tuple[subprocess.Popen[bytes], float]] = []  # closed, not yet gone

@@ -4,6 +4,11 @@ The pip wheel compiles the cache in but leaves it off, with no Python switch. A 
 shim (built once with the machine's g++ against the headers the wheel ships) sets the
 ``weight_cache_enabled`` option of the ``XnnpackBackend`` in the process's backend registry
 and reads it back. If any step fails the engine still runs, with sharing reported off.
+
+The built library is code this process loads, so it is kept where only its user can write:
+its folder is made 0700 and refused if another user owns it or others may write to it, and
+its name covers everything it was built from (the source, executorch and torch, the machine
+and the compiler). A library that does not load (cut short, damaged) is built again once.
 """
 
 from __future__ import annotations
@@ -13,9 +18,12 @@ import hashlib
 import importlib.metadata
 import importlib.resources
 import os
+import platform
 import shutil
+import stat
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from lora_tui.engine.paths import cache_dir
@@ -27,6 +35,8 @@ _SOURCE = importlib.resources.files("lora_tui.engine") / "weight_cache_shim.cpp"
 # executorch 1.5 ships it as lib/libexecutorch.so; 1.4 had it inside the QNN backend's library.
 _REGISTRY_LIBRARIES = ("lib/libexecutorch.so", "backends/qualcomm/libqnn_executorch_backend.so")
 _REGISTRY_SYMBOL = "_ZN10executorch7runtime17get_backend_classEPKc"
+_FAILED = "building the weight-cache shim failed"
+_OFF = "sharing is off"
 
 
 def configure_sharing(enabled: bool) -> Sharing:
@@ -50,14 +60,44 @@ def configure_sharing(enabled: bool) -> Sharing:
     return Sharing(True, "XNNPACK weight cache on (confirmed by reading the option back)")
 
 
+@dataclass(frozen=True)
+class ShimRecipe:
+    """What the shim is built from, and where it is kept."""
+
+    source: bytes
+    includes: tuple[Path, ...]
+    registry: Path  # the library it links
+    versions: str  # executorch's and torch's: a shim built against others is not reused
+    folder: Path
+
+
 def _load_shim(executorch_dir: Path) -> ctypes.CDLL | str:
     """The shim library, building it on first use. A string says why it is unavailable."""
     registry = _registry_library(executorch_dir)
     if registry is None:
         return "this executorch wheel has no library with the backend registry; sharing is off"
-    library = _build(executorch_dir, registry)
+    recipe = _recipe(executorch_dir, registry)
+    return recipe if isinstance(recipe, str) else load_or_build(recipe)
+
+
+def load_or_build(recipe: ShimRecipe) -> ctypes.CDLL | str:
+    """The shim, built if it is not yet; one that does not load is built again, once."""
+    library = _build(recipe)
     if isinstance(library, str):
         return library
+    shim = _open(library)
+    if isinstance(shim, str):  # cut short (a full disk, a killed build) or damaged
+        library.unlink(missing_ok=True)
+        library = _build(recipe)
+        if isinstance(library, str):
+            return library
+        shim = _open(library)
+        if isinstance(shim, str):
+            return f"the weight-cache shim did not load, even built again ({shim}); {_OFF}"
+    return shim
+
+
+def _open(library: Path) -> ctypes.CDLL | str:
     try:
         shim = ctypes.CDLL(str(library))
         shim.lora_tui_set_weight_cache.argtypes = [ctypes.c_int]
@@ -65,7 +105,7 @@ def _load_shim(executorch_dir: Path) -> ctypes.CDLL | str:
         shim.lora_tui_get_weight_cache.restype = ctypes.c_int
         return shim
     except (OSError, AttributeError) as err:
-        return f"the weight-cache shim did not load ({err}); sharing is off"
+        return " ".join(str(err).split())[:200]
 
 
 def _registry_library(executorch_dir: Path) -> Path | None:
@@ -81,47 +121,105 @@ def _registry_library(executorch_dir: Path) -> Path | None:
     return None
 
 
-def _build(executorch_dir: Path, registry: Path) -> Path | str:
+def _recipe(executorch_dir: Path, registry: Path) -> ShimRecipe | str:
     import torch
 
     try:
         source = _SOURCE.read_bytes()
     except OSError as err:
-        return f"the weight-cache shim's source is missing from lora_tui ({err}); sharing is off"
-    # The registry library and executorch's version are in the key: a shim built against
-    # another executorch (an upgrade in place, same folder) is not reused.
+        return f"the weight-cache shim's source is missing from lora_tui ({err}); {_OFF}"
+    includes = (executorch_dir / "include", Path(torch.__file__).parent / "include")
     versions = f"{registry}|{importlib.metadata.version('executorch')}|{torch.__version__}"
-    key = hashlib.sha256(source + versions.encode())
-    target = cache_dir() / "shim" / f"weight_cache_{key.hexdigest()[:16]}.so"
-    if target.is_file():
-        return target
+    return ShimRecipe(source, includes, registry, versions, cache_dir() / "shim")
+
+
+def _build(recipe: ShimRecipe) -> Path | str:
+    """The library for ``recipe``, built now unless a sound one is already in its folder."""
+    refused = _private_folder(recipe.folder)
+    if refused is not None:
+        return refused
     compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     if compiler is None:
-        return "no C++ compiler (g++) found to build the weight-cache shim; sharing is off"
-    includes = [executorch_dir / "include", Path(torch.__file__).parent / "include"]
+        return f"no C++ compiler (g++) found to build the weight-cache shim; {_OFF}"
+    identity = _compiler_identity(compiler)
+    if identity.startswith(_FAILED):
+        return identity
+    built_from = f"{recipe.versions}|{platform.machine()}|{compiler}|{identity}"
+    key = hashlib.sha256(recipe.source + built_from.encode()).hexdigest()[:16]
+    target = recipe.folder / f"weight_cache_{key}.so"
+    if _is_ours(target):
+        return target
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
         # g++ reads files, and lora_tui may be installed anywhere: compile a private copy
         # (private, because the engine and its pre-flight child may build at the same time).
-        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as scratch:
+        with tempfile.TemporaryDirectory(dir=recipe.folder, prefix=".build-") as scratch:
             source_file = Path(scratch) / "weight_cache_shim.cpp"
-            source_file.write_bytes(source)
-            return _compile(compiler, source_file, includes, registry, target)
-    except OSError as err:  # an unwritable cache folder, a full disk
-        return f"building the weight-cache shim failed ({err}); sharing is off"
+            source_file.write_bytes(recipe.source)
+            return _compile(compiler, source_file, recipe, target)
+    except OSError as err:  # a full disk
+        return f"{_FAILED} ({err}); {_OFF}"
 
 
-def _compile(
-    compiler: str, source_file: Path, includes: list[Path], registry: Path, target: Path
-) -> Path | str:
+def _private_folder(folder: Path) -> str | None:
+    """Make ``folder`` (0700) if it is missing; None if code may be loaded from it, else
+    the one line that says why not."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        found = folder.lstat()
+    except OSError as err:  # a file where a folder should be, no permission
+        return f"{_FAILED} (cannot make {folder}: {err.strerror}); {_OFF}"
+    if not stat.S_ISDIR(found.st_mode):
+        return f"the weight-cache shim's folder {folder} is not a folder; {_OFF}"
+    if found.st_uid != os.getuid():
+        return f"the weight-cache shim's folder {folder} belongs to another user; {_OFF}"
+    if found.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        mode = stat.S_IMODE(found.st_mode)
+        return f"the weight-cache shim's folder {folder} is writable by others ({mode:o}); {_OFF}"
+    return None
+
+
+def _is_ours(library: Path) -> bool:
+    """A file of ours that nobody else may change (a link or anything else is built anew)."""
+    try:
+        found = library.lstat()
+    except OSError:
+        return False
+    return (
+        stat.S_ISREG(found.st_mode)
+        and found.st_uid == os.getuid()
+        and not found.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    )
+
+
+def _compiler_identity(compiler: str) -> str:
+    """The first line of ``compiler --version`` ("g++ (Debian 12.2.0-14) 12.2.0"): a library
+    built by another compiler is not reused. A failure is the one line that says why."""
+    try:
+        done = subprocess.run(
+            [compiler, "--version"], capture_output=True, text=True, timeout=60, cwd=os.sep
+        )
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"{_FAILED} ({err}); {_OFF}"
+    first = done.stdout.strip().splitlines()[:1]
+    if done.returncode != 0 or not first:
+        return f"{_FAILED} ({compiler} --version exited with {done.returncode}); {_OFF}"
+    return first[0]
+
+
+def _compile(compiler: str, source_file: Path, recipe: ShimRecipe, target: Path) -> Path | str:
     partial = source_file.with_suffix(".so")
+    registry = recipe.registry
     command = [
         compiler,
         "-std=c++17",
         "-shared",
         "-fPIC",
         "-O1",
-        *(f"-I{folder}" for folder in includes),
+        *(f"-I{folder}" for folder in recipe.includes),
         str(source_file),
         "-o",
         str(partial),
@@ -130,13 +228,16 @@ def _compile(
         f"-Wl,-rpath,{registry.parent}",
     ]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=120, cwd=source_file.parent
+        )
     except (OSError, subprocess.TimeoutExpired) as err:
-        return f"building the weight-cache shim failed ({err}); sharing is off"
-    if done.returncode != 0:
+        return f"{_FAILED} ({err}); {_OFF}"
+    if done.returncode != 0 or not partial.is_file():
         lines = done.stderr.splitlines()
         first_error = next((ln for ln in lines if "error" in ln), lines[0] if lines else "")
         reason = first_error.strip()[:200] or f"{compiler} exited with {done.returncode}"
-        return f"building the weight-cache shim failed ({reason}); sharing is off"
+        return f"{_FAILED} ({reason}); {_OFF}"
+    partial.chmod(0o700)  # whatever the umask: nobody else may change code we load
     os.replace(partial, target)
     return target

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import psutil
 
 from lora_tui.common.native_output import redirect_native_output, start_quietly
+from lora_tui.common.safe_path import safe_path_for_children
 from lora_tui.engine.foundations import FoundationPrograms, foundations_factory
 from lora_tui.engine.memory import MemorySample, sample_tree
 from lora_tui.engine.protocol import (
@@ -110,7 +111,8 @@ class EngineProcess:
         )
         self._on_event = on_event
         self._lock = threading.Lock()
-        start_quietly(self._process)
+        with safe_path_for_children():
+            start_quietly(self._process)
         child.close()
         self._reader = threading.Thread(target=self._read, daemon=True, name="engine-events")
         self._reader.start()

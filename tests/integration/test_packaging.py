@@ -111,7 +111,7 @@ def test_an_unbuildable_shim_turns_sharing_off_in_one_line(
         monkeypatch.setenv("CXX", compiler)
     if path is not None:
         monkeypatch.setenv("PATH", path)
-    assert says in one_line_off(sharing._build(*executorch_dir))
+    assert says in one_line_off(sharing._build(sharing._recipe(*executorch_dir)))
     assert not list(tmp_path.rglob("*.so")), "nothing half-built is left"
 
 
@@ -120,7 +120,7 @@ def test_an_unwritable_cache_turns_sharing_off_in_one_line(
 ) -> None:
     (tmp_path / "a-file").write_text("not a folder")
     monkeypatch.setenv("LORA_TUI_CACHE", str(tmp_path / "a-file" / "cache"))
-    assert "failed" in one_line_off(sharing._build(*executorch_dir))
+    assert "failed" in one_line_off(sharing._build(sharing._recipe(*executorch_dir)))
 
 
 @pytest.mark.slow
