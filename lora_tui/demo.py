@@ -180,11 +180,13 @@ def ensure_demo(
 
 @contextlib.contextmanager
 def _only_builder(folder: Path, events: Events | None) -> Iterator[None]:
-    """Hold the folder's build lock (``flock``, let go when the process ends however it
-    ends). Two first runs at once deleted each other's staging folder and build; now the
-    second says it waits for the other and then reuses what that one built."""
+    """Hold the cache's build lock: ``flock`` on the folder that holds the builds, so no
+    lock file is left behind, and the lock goes with the process however it ends. Two
+    first runs at once deleted each other's staging folder and build; now the second says
+    it waits for the other, then reuses what that one built."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / f".{folder.name}.lock", "a") as lock:
+    lock = os.open(folder.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -193,7 +195,9 @@ def _only_builder(folder: Path, events: Events | None) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if events is not None:
                 events.phase_done()
-        yield  # the lock goes with the file's closing
+        yield
+    finally:
+        os.close(lock)  # and with it the lock
 
 
 def _rebuild(
