@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import warnings
 from importlib.metadata import version
 from pathlib import Path
@@ -20,6 +19,7 @@ from exporter.pipeline import (
     run_export,
 )
 from lora_tui.common.console import RichEvents, progress_display, report_failures
+from lora_tui.common.files import state_log
 from lora_tui.common.native_output import native_output_to, terminal_stream
 from lora_tui.common.safe_path import use_safe_path
 from lora_tui.format import (
@@ -113,7 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # The terminal is ours alone: native and Python noise goes to a log file unless --verbose.
     console = Console(file=sys.stderr if args.verbose else terminal_stream(2), highlight=False)
-    log_path = Path(tempfile.gettempdir()) / "lora-export.log"
+    try:  # ~/.local/state/lora-tui, the user's own: a fixed name in /tmp was anyone's
+        log_path = state_log("lora-export.log", fresh=not args.verbose)
+    except OSError as err:
+        console.print(f"lora-export: error: no folder for its log ({err})", markup=False)
+        return 1
 
     def export() -> ExportResult:
         request = ExportRequest(
@@ -129,7 +133,6 @@ def main(argv: list[str] | None = None) -> int:
         with progress:
             if args.verbose:
                 return run_export(request, events)
-            log_path.write_text("")
             with warnings.catch_warnings(), native_output_to(log_path):
                 warnings.simplefilter("ignore")
                 return run_export(request, events)

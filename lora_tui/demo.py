@@ -9,6 +9,8 @@ rebuilt, never half-used. The app runs ``build_demo`` in a child process
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import importlib.resources
 import json
@@ -16,7 +18,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -163,16 +165,53 @@ def ensure_demo(
     max_context: int | None = None,
     quantization: Quantization = FP32,
 ) -> DemoBuild:
-    """Reuse ``folder`` if it holds a complete build of exactly these inputs; else rebuild it."""
-    for leftover in folder.parent.glob(f".{folder.name}.building-*"):
-        shutil.rmtree(leftover, ignore_errors=True)  # an interrupted earlier build
-    base = fetch_base()
-    stamp = _stamp(base, adapters, max_context, quantization)
-    if _is_complete(folder, stamp):
-        return DemoBuild(folder, None)
+    """Reuse ``folder`` if it holds a complete build of exactly these inputs; else rebuild it.
+    One run builds a folder at a time: a second waits for the first, then finds its build."""
+    with _only_builder(folder, events):
+        for leftover in folder.parent.glob(f".{folder.name}.building-*"):
+            shutil.rmtree(leftover, ignore_errors=True)  # an interrupted earlier build
+        base = fetch_base()
+        stamp = _stamp(base, adapters, max_context, quantization)
+        if _is_complete(folder, stamp):
+            return DemoBuild(folder, None)
+        built = _rebuild(folder, base, adapters, events, max_context, quantization, stamp)
+        return DemoBuild(folder, built)
+
+
+@contextlib.contextmanager
+def _only_builder(folder: Path, events: Events | None) -> Iterator[None]:
+    """Hold the cache's build lock: ``flock`` on the folder that holds the builds, so no
+    lock file is left behind, and the lock goes with the process however it ends. Two
+    first runs at once deleted each other's staging folder and build; now the second says
+    it waits for the other, then reuses what that one built."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    lock = os.open(folder.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if events is not None:
+                events.phase("wait: another lora-tui is building the demo", 1)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if events is not None:
+                events.phase_done()
+        yield
+    finally:
+        os.close(lock)  # and with it the lock
+
+
+def _rebuild(
+    folder: Path,
+    base: Path,
+    adapters: dict[str, Path],
+    events: Events | None,
+    max_context: int | None,
+    quantization: Quantization,
+    stamp: dict[str, object],
+) -> ExportResult:
+    """Export into a staging folder beside ``folder``, then put it in ``folder``'s place."""
     from exporter.pipeline import ExportRequest, run_export  # torch: only to build
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.building-", dir=folder.parent))
     try:
         request = ExportRequest(
@@ -204,7 +243,7 @@ def ensure_demo(
         staging.rename(folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return DemoBuild(folder, result)
+    return result
 
 
 def _link_or_copy(source: str, target: str) -> None:

@@ -1,31 +1,54 @@
 """The results file: one JSON line per answer, which ``lora-tui eval`` and the app both
-append, and one per blind vote. Each line goes out in one write and is synced, so a run or
-a session that dies loses at most the answer it was writing, and every line already there
-parses. A vote line names its round; the answers of that round carry the same ``round``.
+append, and one per blind vote. Each line is written whole or not at all (a short write is
+finished, a failed one undone) and synced, so a run or a session that dies loses at most
+the answer it was writing. A vote line names its round; the answers of that round carry
+the same ``round``.
 
-It exports to Markdown, JSON and CSV, each answer with its vote and the tally."""
+Only a results file is ever cut: a file is one when its first line is a results line and
+no line is JSON of another kind (a prompt set, a .pte, notes are refused as they are, and
+so is any input of the run). Readers skip a damaged line with a warning.
+
+It exports to Markdown, JSON and CSV, each answer with its vote and the tally, under a
+name no file has yet."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
+import hashlib
 import io
 import json
 import os
-from collections.abc import Callable
+import stat
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from lora_tui.arena import ALL_BAD, TIE, Tally
-from lora_tui.common.files import write_text_atomic
+from lora_tui.common.files import write_atomic
+from lora_tui.engine.foundations import FoundationPrograms
 from lora_tui.engine.protocol import ReplyDone
-from lora_tui.engine.types import AdapterInfo, GenerationSettings
-from lora_tui.format import sha256_file
+from lora_tui.engine.types import AdapterInfo, GenerationSettings, ReplyEnd
+from lora_tui.format import (
+    CHAT_TEMPLATE_FILE,
+    GENERATION_CONFIG_FILE,
+    MANIFEST_FILE,
+    MODEL_CONFIG_FILE,
+    TOKENIZER_CONFIG_FILE,
+    TOKENIZER_FILE,
+    ArtifactError,
+    Manifest,
+    sha256_file,
+)
 
 VOTE = "vote"  # the ``type`` of a vote line; an answer line has none
 EXPORT_FORMATS = ("md", "json", "csv")
+MAX_EXPORTS = 1000  # NAME.md, NAME.1.md ... NAME.999.md
 CSV_COLUMNS = [
     "time",
     "round",
@@ -93,29 +116,139 @@ def vote_record(round_id: str, prompt: str, adapters: list[str], verdict: str) -
     }
 
 
-def answer_key(record: dict[str, Any]) -> tuple[str, str | None, str]:
-    """What makes two answer lines the same answer: the prompt, the program's SHA-256 and
-    the settings (``eval --resume`` skips an answer whose key the file has)."""
+# An answer that ended so is whole: ``eval --resume`` keeps it; an error or a cancelled
+# answer is asked again.
+FINISHED = frozenset({ReplyEnd.STOP, ReplyEnd.LENGTH, ReplyEnd.CONTEXT})
+ENDS = frozenset(ReplyEnd)
+LONGEST_LINE = 1 << 24  # a "line" longer than 16 MiB is no line of ours
+
+
+class ResultsError(ArtifactError):
+    """A results file refused (it is an input, or not a results file), in one line."""
+
+
+def answer_key(record: dict[str, Any]) -> tuple[str | None, ...]:
+    """What makes two answer lines the same answer: the prompt, the SHA-256 of the program,
+    of the foundation and of the tokenizer, and the settings (``eval --resume`` skips an
+    answer whose key the file has). Lines without the last two hashes (the app's, older
+    runs') match no run that has them, so their answers are asked again."""
     settings = json.dumps(record.get("settings"), sort_keys=True)
-    return record.get("prompt", ""), record.get("program_sha256"), settings
+    hashes = (record.get(k) for k in ("program_sha256", "foundation_sha256", "tokenizer_sha256"))
+    return (record.get("prompt", ""), *hashes, settings)
+
+
+def is_record(value: Any) -> bool:
+    """Whether ``value`` is a line lora-tui writes: a vote (its round, the panes shown and
+    the verdict), or an answer (its prompt, adapter, answer and how it ended)."""
+    if not isinstance(value, dict):
+        return False
+    if value.get("type") == VOTE:
+        adapters = value.get("adapters")
+        return (
+            isinstance(value.get("round"), str)
+            and isinstance(value.get("verdict"), str)
+            and isinstance(adapters, list)
+            and all(isinstance(a, str) for a in adapters)
+        )
+    return (
+        value.get("type") is None
+        and isinstance(value.get("prompt"), str)
+        and isinstance(value.get("adapter"), str)
+        and isinstance(value.get("answer"), str)
+        and isinstance(value.get("end"), str)
+        and value["end"] in ENDS
+        and isinstance(value.get("settings", {}), dict)
+    )
+
+
+def _parsed(line: bytes) -> tuple[bool, Any]:
+    """(whether the line is JSON, its value)."""
+    try:
+        return True, json.loads(line)
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError
+        return False, None
+
+
+def _results_end(handle: BinaryIO, path: Path) -> tuple[int, bool]:
+    """Where the results in ``handle`` end (its size, or where a half-written last line
+    begins) and whether the last line lacks only its newline. ``ResultsError`` when it is
+    not a results file: its first line must be a results line, and no line may be JSON of
+    another kind. A line that is not JSON at all is damage (a write an older version cut
+    short), which readers skip; only when it is the last, unended line is it cut off."""
+    number = end = records = 0
+    unended_record = False
+    while line := handle.readline(LONGEST_LINE):
+        number += 1
+        whole = line.endswith(b"\n")
+        if not whole and len(line) == LONGEST_LINE:  # too long to judge: left to readers
+            if records == 0:
+                raise _not_results(path, number)
+            rest, whole = _skip_rest_of_line(handle)
+            if not whole:
+                return end, False
+            end += len(line) + rest
+            continue
+        if line.strip():
+            is_json, value = _parsed(line)
+            if is_json and is_record(value):
+                records += 1
+                unended_record = not whole
+            elif is_json or records == 0:
+                raise _not_results(path, number)
+            elif not whole:
+                return end, False  # half a line: a write cut short
+        end += len(line)
+    return end, unended_record
+
+
+def _skip_rest_of_line(handle: BinaryIO) -> tuple[int, bool]:
+    """Read past the rest of a line: (its length, whether a newline ended it)."""
+    length = 0
+    while chunk := handle.readline(LONGEST_LINE):
+        length += len(chunk)
+        if chunk.endswith(b"\n"):
+            return length, True
+    return length, False
+
+
+def _not_results(path: Path, number: int) -> ResultsError:
+    return ResultsError(
+        f"{path}: not a lora-tui results file (line {number} is not a results line); "
+        "it is left as it is: choose another file for the results"
+    )
 
 
 class ResultsFile:
+    """A results file open for appending. Opening it checks that it is one (else
+    ``ResultsError``, the file untouched), cuts off a half-written last line and ends a
+    last line that lacks only its newline."""
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._hashes: dict[Path, str] = {}  # appended from one thread at a time
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-        self._drop_partial_line()
+        # O_NONBLOCK: a FIFO named as the results file is refused, not waited on.
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NONBLOCK
+        try:
+            self._fd = os.open(path, flags, 0o666)
+        except OSError as err:
+            raise ResultsError(f"{path}: cannot be opened for results ({err.strerror})") from None
+        try:
+            self._finish_last_line()
+        except BaseException:
+            os.close(self._fd)
+            raise
 
-    def _drop_partial_line(self) -> None:
-        """A run killed mid-write can leave a line without its end: cut it off, so every
-        line parses and the next answer starts a line of its own."""
-        size = os.fstat(self._fd).st_size
-        if size == 0 or os.pread(self._fd, 1, size - 1) == b"\n":
-            return
-        tail = os.pread(self._fd, min(size, 1 << 20), max(0, size - (1 << 20)))
-        os.ftruncate(self._fd, size - len(tail) + tail.rfind(b"\n") + 1)
+    def _finish_last_line(self) -> None:
+        if not stat.S_ISREG(os.fstat(self._fd).st_mode):
+            raise ResultsError(f"{self.path}: not a regular file; results need a file of their own")
+        with os.fdopen(os.dup(self._fd), "rb") as handle:
+            handle.seek(0)
+            end, lacks_newline = _results_end(handle, self.path)
+        if end < os.fstat(self._fd).st_size:
+            os.ftruncate(self._fd, end)  # a half-written line, from a run killed mid-write
+        elif lacks_newline:
+            self._write_whole(b"\n")
 
     def sha256(self, program: Path) -> str:
         """The program's SHA-256, hashed once per file."""
@@ -131,16 +264,123 @@ class ResultsFile:
             "program_sha256": self.sha256(program) if program else None,
             "time": datetime.now().isoformat(timespec="seconds"),
         }
-        os.write(self._fd, (json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8"))
-        os.fsync(self._fd)
+        self._write_whole((json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8"))
+
+    def _write_whole(self, data: bytes) -> None:
+        """Write and sync ``data`` whole, or not at all: ``os.write`` may write part of it
+        (a full disk, a signal); the rest is written, and if that fails the file is cut
+        back to where the line began, so no half line is left for the next to join."""
+        start = os.fstat(self._fd).st_size
+        try:
+            written = 0
+            while written < len(data):
+                count = os.write(self._fd, data[written:])
+                if count == 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                written += count
+            os.fsync(self._fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, start)
+            raise
 
     def close(self) -> None:
         os.close(self._fd)
 
 
-def read_results(path: Path) -> list[dict[str, Any]]:
-    """Every whole line of a results file."""
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+def _print_warning(text: str) -> None:
+    print(f"lora-tui: warning: {text}", file=sys.stderr)
+
+
+def read_results(path: Path, warn: Callable[[str], None] = _print_warning) -> list[dict[str, Any]]:
+    """Every results line of a results file. Lines that are not (a write cut short by an
+    older version, a hand edit) are skipped, and ``warn`` is told so in one line."""
+    records, skipped = [], []
+    for number, line in enumerate(path.read_bytes().split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        is_json, value = _parsed(line)
+        if is_json and is_record(value):
+            records.append(value)
+        else:
+            skipped.append(number)
+    if skipped:
+        shown = ", ".join(map(str, skipped[:5])) + (", ..." if len(skipped) > 5 else "")
+        warn(f"{path}: skipped {len(skipped)} line(s) that are not results lines ({shown})")
+    return records
+
+
+def check_results_target(path: Path, inputs: Iterable[Path]) -> None:
+    """``ResultsError`` when ``path`` may not take results: it is one of the run's inputs
+    (the same file by device and inode, or by resolved path when one is missing), or it
+    exists and is not a results file. Nothing is opened for writing."""
+    for source in inputs:
+        if _same_file(path, source):
+            raise ResultsError(
+                f"{path}: is {source}, an input of this run; the results need a file of "
+                "their own (nothing was written)"
+            )
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise ResultsError(f"{path}: not a regular file; the results need a file of their own")
+    try:
+        with path.open("rb") as handle:
+            _results_end(handle, path)
+    except OSError as err:
+        raise ResultsError(f"{path}: cannot be read ({err.strerror})") from None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them is not there (yet)
+        return a.resolve() == b.resolve()
+
+
+# Beside a tokenizer.json, what its chat template and stop ids are read from.
+CHAT_CONFIGS = (
+    TOKENIZER_CONFIG_FILE,
+    CHAT_TEMPLATE_FILE,
+    GENERATION_CONFIG_FILE,
+    MODEL_CONFIG_FILE,
+)
+
+
+def _tokenizer_file(weights: Path, tokenizer: Path | None) -> Path:
+    """``--tokenizer`` (a folder or its tokenizer.json), else the one beside the foundation."""
+    source = tokenizer or weights.parent
+    return source / TOKENIZER_FILE if source.is_dir() else source
+
+
+def input_files(groups: Sequence[FoundationPrograms], tokenizer: Path | None) -> list[Path]:
+    """Every file a run reads its programs from: the foundations, the programs, each
+    tokenizer with its configs, and lora-export's manifest beside each foundation."""
+    files: list[Path] = []
+    for group in groups:
+        file = _tokenizer_file(group.weights, tokenizer)
+        files += [group.weights, *group.programs, file, group.weights.parent / MANIFEST_FILE]
+        files += [file.parent / name for name in CHAT_CONFIGS]
+    return files
+
+
+def run_identity(weights: Path, tokenizer: Path | None) -> dict[str, str]:
+    """What an answer ran over besides its program, for its results line and ``--resume``:
+    the foundation's SHA-256 (one read of the file: about 0.4 s for 540 MB) and the
+    tokenizer's, over its file and the chat template and stop ids it is used with (from
+    lora-export's manifest when one describes the foundation, else the configs beside the
+    tokenizer). A missing config is hashed as missing."""
+    file = _tokenizer_file(weights, tokenizer)
+    digest = hashlib.sha256(sha256_file(file).encode())
+    manifest_path = weights.parent / MANIFEST_FILE
+    manifest = Manifest.read(weights.parent) if manifest_path.is_file() else None
+    if manifest is not None and manifest.foundation_file == weights.name:
+        chat = [manifest.chat_template, manifest.bos_id, manifest.stop_ids]
+        digest.update(json.dumps(chat).encode())
+    else:
+        for config in (file.parent / name for name in CHAT_CONFIGS):
+            digest.update(sha256_file(config).encode() if config.is_file() else b"-")
+    return {"foundation_sha256": sha256_file(weights), "tokenizer_sha256": digest.hexdigest()}
 
 
 def answers_with_votes(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -234,12 +474,28 @@ class ResultsWriter:
             self._report(f"results not saved: {err}", False)
 
     def _export(self, fmt: str) -> None:
-        out = self.path.with_suffix(f".{fmt}")
-        if out == self.path:  # --results chose a name with this very suffix
-            out = self.path.with_suffix(f".export.{fmt}")
         try:
-            write_text_atomic(out, export_results(read_results(self.path), fmt))
+            records = read_results(self.path, lambda warning: self._report(warning, False))
+            out = export_beside(self.path, fmt, export_results(records, fmt))
         except (OSError, ValueError) as err:
             self._report(f"export failed: {err}", False)
             return
         self._report(f"saved {out}", True)
+
+
+def export_beside(results: Path, fmt: str, text: str) -> Path:
+    """Write an export beside the results file under a name no file has yet: NAME.md, else
+    NAME.1.md, NAME.2.md... It never replaces a file: neither one the user wrote nor an
+    earlier export, which keeps what it said then."""
+    first = results.with_suffix(f".{fmt}")
+    if first == results:  # --results chose a name with this very suffix
+        first = results.with_suffix(f".export.{fmt}")
+    data = text.encode("utf-8")
+    for number in range(MAX_EXPORTS):
+        out = first.with_suffix(f".{number}.{fmt}") if number else first
+        try:
+            write_atomic(out, lambda handle: handle.write(data), replace=False)
+        except FileExistsError:
+            continue
+        return out
+    raise FileExistsError(f"{first}: it and {MAX_EXPORTS - 1} numbered exports exist already")

@@ -15,7 +15,7 @@ from lora_tui.builds import BuildClient
 from lora_tui.engine.artifacts import open_foundation
 from lora_tui.engine.foundations import FoundationPrograms, labelled
 from lora_tui.format import ArtifactError
-from lora_tui.results import default_results_path
+from lora_tui.results import check_results_target, default_results_path, input_files
 
 
 def compare_main(args: argparse.Namespace) -> int:
@@ -43,6 +43,8 @@ def run_app(
     """Check each foundation here (one clear line if one is wrong), then run the app. With
     a ``build``, the programs are yet to be built: the app opens at once and shows it run."""
     try:
+        if results is not None:  # never an input, never a file that holds something else
+            check_results_target(results, input_files(foundations, tokenizer))
         if build is None:
             opened = [open_foundation(g.weights, tokenizer) for g in foundations]
             foundations = labelled(foundations, [f.quantization for f in opened])

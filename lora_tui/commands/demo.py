@@ -6,14 +6,13 @@ the panes come alive once their programs are built (at once when the cache is cu
 from __future__ import annotations
 
 import argparse
-import tempfile
 from functools import partial
-from pathlib import Path
 
 from rich.console import Console
 
 from lora_tui.builds import BuildProcess
 from lora_tui.commands.compare import run_app
+from lora_tui.common.files import state_log
 from lora_tui.demo import (
     build_demos,
     demo_programs,
@@ -36,7 +35,13 @@ def demo_main(args: argparse.Namespace) -> int:
     modes = args.quantize
     quantizations = [demo_quantization(mode) for mode in modes]
     groups = [FoundationPrograms(w, tuple(p)) for w, p in map(demo_programs, quantizations)]
-    log_path = args.log or Path(tempfile.gettempdir()) / "lora-tui-demo.log"
+    try:  # ~/.local/state/lora-tui, the user's own: a fixed name in /tmp was anyone's
+        log_path = args.log or state_log("lora-tui-demo.log")
+    except OSError as err:
+        Console(stderr=True, highlight=False).print(
+            f"lora-tui: error: no folder for the build's log ({err})", markup=False
+        )
+        return 1
     return run_app(
         labelled(groups, [q.label for q in quantizations]),
         log=args.log,

@@ -33,7 +33,16 @@ from lora_tui.evaluate import (
     run_eval,
 )
 from lora_tui.format import ArtifactError
-from lora_tui.results import ResultsFile, answer_key, origin_fields, read_results
+from lora_tui.results import (
+    FINISHED,
+    ResultsFile,
+    answer_key,
+    check_results_target,
+    input_files,
+    origin_fields,
+    read_results,
+    run_identity,
+)
 
 
 def eval_main(args: argparse.Namespace) -> int:
@@ -45,14 +54,18 @@ def eval_main(args: argparse.Namespace) -> int:
     settings = GenerationSettings(temperature=0.0, max_new_tokens=args.max_new_tokens)
     saved: Saved | None = None
     try:
+        if args.out:  # before anything is read: never an input, never a file not of results
+            check_results_target(
+                args.out, [*args.prompts, *input_files(args.foundations, args.tokenizer)]
+            )
         cases = load_prompts(args.prompts)
         with native_output_to(args.log or Path("/dev/null")):
             if args.ray is not None:
-                saved = Saved(args.out, args.resume, settings)
+                saved = Saved(args, settings, errors)
                 report = _on_ray(args, cases, settings, saved, errors)
             else:
                 programs = _load(args)
-                saved = Saved(args.out, args.resume, settings)  # once every program loaded
+                saved = Saved(args, settings, errors)  # once every program loaded
                 report = _here(programs, cases, settings, saved, errors)
     except ArtifactError as err:
         errors.print(f"[red]lora-tui eval: error:[/] {err}", soft_wrap=True)
@@ -69,26 +82,47 @@ def eval_main(args: argparse.Namespace) -> int:
 
 
 class Saved:
-    """The results file (``--out``): each new answer appended as it comes, and with
-    ``--resume`` the answers it already has, by prompt, program SHA-256 and settings."""
+    """The results file (``--out``): each new answer appended as it comes, with what it ran
+    over (the SHA-256 of its program, foundation and tokenizer), and with ``--resume`` the
+    answers it already has, by those, the prompt and the settings. A saved answer that
+    ended in an error or was cancelled is asked again; a damaged line is skipped with a
+    warning."""
 
-    def __init__(self, out: Path | None, resume: bool, settings: GenerationSettings) -> None:
-        self.file = ResultsFile(out) if out else None
+    def __init__(self, args: argparse.Namespace, settings: GenerationSettings, errors: Console):
+        self.file = ResultsFile(args.out) if args.out else None
         self.settings = asdict(settings)
+        self.tokenizer: Path | None = args.tokenizer
+        self.foundation_of = {p: g.weights for g in args.foundations for p in g.programs}
+        self.identities: dict[Path, dict[str, str]] = {}  # foundation -> run_identity
         self.answered: dict[tuple, dict[str, Any]] = {}
-        if resume and self.file is not None:
-            records = read_results(self.file.path)
-            self.answered = {answer_key(r): r for r in records if r.get("type") is None}
+        if args.resume and self.file is not None:
+
+            def warn(text: str) -> None:
+                errors.print(f"lora-tui eval: warning: {text}", markup=False, soft_wrap=True)
+
+            records = read_results(self.file.path, warn)
+            finished = [r for r in records if r.get("type") is None and r["end"] in FINISHED]
+            self.answered = {answer_key(r): r for r in finished}
+
+    def identity(self, program: Path) -> dict[str, str]:
+        """The SHA-256 of the program's foundation and tokenizer, hashed once per run."""
+        weights = self.foundation_of[program]
+        if weights not in self.identities:
+            self.identities[weights] = run_identity(weights, self.tokenizer)
+        return self.identities[weights]
 
     def earlier(self, case: PromptCase, program: Path) -> dict[str, Any] | None:
         if not self.answered or self.file is None:
             return None
         line = {"prompt": case.prompt, "program_sha256": self.file.sha256(program)}
-        return self.answered.get(answer_key({**line, "settings": self.settings}))
+        return self.answered.get(
+            answer_key({**line, **self.identity(program), "settings": self.settings})
+        )
 
     def append(self, result: EvalResult, program: Path, info: AdapterInfo | None) -> None:
         if self.file is not None and not result.resumed:
-            self.file.append({**result.record(), **origin_fields(info)}, program)
+            record = {**result.record(), **origin_fields(info), **self.identity(program)}
+            self.file.append(record, program)
 
     def close(self) -> None:
         if self.file is not None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -155,3 +157,80 @@ def test_a_killed_eval_resumes_and_answers_nothing_twice(
     expected = {(r["prompt"], r["adapter"]): r["answer"] for r in map(json.loads, reference.open())}
     assert {(r["prompt"], r["adapter"]): r["answer"] for r in lines} == expected
     assert len(json.loads(done.stdout)["results"]) == 24  # the report covers the whole set
+
+
+# --- nothing lost (issue 42) -----------------------------------------------------------------
+
+
+def copied_artifacts(tiny_artifacts: TinyArtifacts, folder: Path) -> Path:
+    """The foundation, one program and the tokenizer, copied: a run that ignored the checks
+    would damage the copies, never the session's fixtures."""
+    folder.mkdir()
+    for name in ("foundation.ptd", "full.pte", "manifest.json", "tokenizer.json"):
+        shutil.copy2(tiny_artifacts.out / name, folder / name)
+    shutil.copy2(tiny_artifacts.out / "tokenizer_config.json", folder / "tokenizer_config.json")
+    return folder
+
+
+def test_eval_out_naming_an_input_is_refused_and_touches_nothing(
+    tiny_artifacts: TinyArtifacts, tmp_path: Path
+) -> None:
+    folder = copied_artifacts(tiny_artifacts, tmp_path / "pack")
+    prompts = tmp_path / "p.jsonl"
+    # Two prompts, no final newline: opening it as results cut the second one off.
+    prompts.write_text('{"prompt": "Who won?"}\n{"prompt": "Name a backend."}')
+    os.link(prompts, tmp_path / "same-prompts.jsonl")
+    args = ["--weights", str(folder / "foundation.ptd"), str(folder / "full.pte")]
+    args += ["--prompts", str(prompts), "--max-new-tokens", "4"]
+    before = {p: p.read_bytes() for p in [prompts, *folder.iterdir()]}
+    targets = [prompts, tmp_path / "same-prompts.jsonl"]
+    targets += [folder / n for n in ("full.pte", "foundation.ptd", "tokenizer.json")]
+    for out in targets:
+        done = subprocess.run(
+            lora_tui_eval([*args, "--out", str(out)]), capture_output=True, text=True, timeout=120
+        )
+        assert_one_line_error(done, "an input of this run")
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_eval_out_naming_a_file_that_is_not_results_is_refused(
+    tiny_artifacts: TinyArtifacts, tmp_path: Path
+) -> None:
+    prompts = write_prompts(tmp_path / "p.jsonl", [{"prompt": "Who won?"}])
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text('{"todo": "compare the adapters"}\n{"todo": "write it up"}')
+    args = ["--weights", str(tiny_artifacts.foundation), str(tiny_artifacts.program("full"))]
+    args += ["--prompts", str(prompts), "--out", str(notes)]
+    done = subprocess.run(lora_tui_eval(args), capture_output=True, text=True, timeout=120)
+    assert_one_line_error(done, "notes.jsonl", "not a lora-tui results file")
+    assert notes.read_text() == '{"todo": "compare the adapters"}\n{"todo": "write it up"}'
+
+
+def test_resume_retries_saved_errors_and_survives_a_damaged_line(
+    tiny_artifacts: TinyArtifacts, tmp_path: Path
+) -> None:
+    prompts = write_prompts(tmp_path / "p.jsonl", [{"prompt": f"Count to {n}."} for n in range(3)])
+    args = ["--weights", str(tiny_artifacts.foundation), str(tiny_artifacts.program("full"))]
+    args += ["--prompts", str(prompts), "--max-new-tokens", "8"]
+    out = tmp_path / "run.jsonl"
+    subprocess.run(lora_tui_eval([*args, "--out", str(out)]), check=True, timeout=600)
+    first, failed, last = out.read_text(encoding="utf-8").splitlines()
+    failed = json.dumps({**json.loads(failed), "end": "error", "answer": ""})
+    # An error saved for the second prompt, and a line glued onto half of another.
+    out.write_text(f'{first}\n{failed}\n{{"prompt": "Count to{last}\n', encoding="utf-8")
+
+    done = subprocess.run(
+        lora_tui_eval([*args, "--out", str(out), "--resume", "--json"]),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    warnings = [ln for ln in done.stderr.splitlines() if "warning" in ln]
+    assert len(warnings) == 1 and "skipped 1 line" in warnings[0], done.stderr
+    lines = [json.loads(ln) for ln in out.read_text(encoding="utf-8").splitlines()[3:]]
+    # The error asked again, and the answer the damaged line held; the first one kept.
+    assert [r["prompt"] for r in lines] == ["Count to 1.", "Count to 2."]
+    assert all(r["end"] != "error" and len(r["foundation_sha256"]) == 64 for r in lines)
+    assert len(json.loads(done.stdout)["results"]) == 3

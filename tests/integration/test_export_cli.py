@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import stat
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -221,6 +223,23 @@ def test_missing_base(tmp_path: Path, tiny_adapters, out_dir: Path, capfd) -> No
         str(missing),
         "no such file",
     )
+
+
+def test_the_log_is_in_the_users_state_folder_never_in_tmp(
+    tmp_path: Path, tiny_adapters, out_dir: Path, capfd, monkeypatch
+) -> None:
+    """A fixed /tmp/lora-export.log was another user's to own (a PermissionError here) or
+    to plant a symlink at (issue 42)."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    missing = tmp_path / "nope"
+    args = ["--base", str(missing), "--adapter", str(tiny_adapters["full"])]
+    expect_refusal(args, out_dir, capfd)
+    state = tmp_path / "state" / "lora-tui"
+    assert (state / "lora-export.log").is_file()
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert list((tmp_path / "tmp").iterdir()) == []
 
 
 def test_missing_adapter(tiny_base: Path, tmp_path: Path, out_dir: Path, capfd) -> None:
