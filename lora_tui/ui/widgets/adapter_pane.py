@@ -1,4 +1,7 @@
-"""One adapter's pane: its conversation, streamed as Markdown, and a status line."""
+"""One adapter's pane: its conversation, streamed as Markdown, and a status line.
+
+Its name (a file's), its errors (which quote paths), the prompts and the answers are shown
+as written: ``literal`` text, never markup, with no control character."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from textual.reactive import var
 from textual.widgets import Markdown, ProgressBar, Static
 
 from lora_tui.builds import BuildProgress
+from lora_tui.common.literal import literal, printable
 from lora_tui.engine.protocol import ReplyDone
 from lora_tui.engine.types import AdapterInfo, Message, ReplyEnd, ReplyStats
 from lora_tui.ui.widgets.thinking import ThinkingBlock, ThinkSplitter
@@ -132,7 +136,7 @@ class AdapterPane(Vertical):
 
     def _update_titles(self) -> None:
         hotkey = f"{self.index}" if self.index <= 9 else "·"
-        self.border_title = f"[{hotkey}] {self.shown_name}"
+        self.border_title = literal(f"[{hotkey}] {self.shown_name}")
         if self.alias is not None and not self.revealed:
             self.border_subtitle = "hidden until you vote"
             return
@@ -146,7 +150,7 @@ class AdapterPane(Vertical):
             subtitle = "rank unknown (no manifest)"
         if self.info.quantization not in (None, "fp32"):
             subtitle += f" · {self.info.quantization}"
-        self.border_subtitle = subtitle
+        self.border_subtitle = literal(subtitle)  # the quantization is the manifest's
 
     def _update_status(self) -> None:
         parts = [f"{'▶ ' if self.selected else ''}{self.state.icon} {self.state}"]
@@ -167,7 +171,7 @@ class AdapterPane(Vertical):
         if self.detail:
             parts.append(self.detail)
         # One fixed-height line: no layout pass, so a status change repaints just this line.
-        self.query_one(".status", Static).update(" · ".join(parts), layout=False)
+        self.query_one(".status", Static).update(literal(" · ".join(parts)), layout=False)
 
     @property
     def can_answer(self) -> bool:
@@ -190,7 +194,7 @@ class AdapterPane(Vertical):
             )
         step = f"\n{progress.step}" if progress and progress.step else ""
         phase = progress.phase if progress else "starting"
-        self.query_one(".build-progress", Static).update(f"{BUILDING}\n\n{phase}{step}")
+        self.query_one(".build-progress", Static).update(literal(f"{BUILDING}\n\n{phase}{step}"))
         if progress is not None:
             self.query_one(ProgressBar).update(total=progress.total, progress=progress.count)
         self.detail = f"{progress.count}/{progress.total} · {elapsed}" if progress else elapsed
@@ -211,12 +215,12 @@ class AdapterPane(Vertical):
         self.query(".build-progress").remove()
         self.detail = ""
         self.state = PaneState.ERROR
-        self.conversation.mount(Static(error, classes="error-text"))
+        self.conversation.mount(Static(literal(error), classes="error-text"))
 
     async def start_reply(self, user_text: str) -> None:
         self.turns.append(Turn("user", user_text))
         conversation = self.conversation
-        await conversation.mount(Static(user_text, classes="user-message", markup=False))
+        await conversation.mount(Static(literal(user_text), classes="user-message"))
         self._reply = Markdown(classes="assistant-message")
         self._streamed = []
         self._splitter = ThinkSplitter()
@@ -241,11 +245,11 @@ class AdapterPane(Vertical):
                 if self._thinking is None:
                     self._thinking = ThinkingBlock()
                     await self.conversation.mount(self._thinking, before=self._reply)
-                self._thinking.append(text)
+                self._thinking.append(printable(text))
             elif self._reply is not None:
                 if self._thinking is not None and not self._thinking.collapsed:
                     self._thinking.finish()
-                await self._reply.append(text)
+                await self._reply.append(printable(text))  # Markdown, not markup
 
     async def finish_reply(self, done: ReplyDone) -> bool:
         """Show how the reply ended; False if the pane shows no reply (it was cleared while
@@ -269,7 +273,7 @@ class AdapterPane(Vertical):
             self.last_stats = done.stats
         if done.end is ReplyEnd.ERROR:
             await self.conversation.mount(
-                Static(done.error or "error", classes="error-text", markup=False)
+                Static(literal(done.error or "error"), classes="error-text")
             )
         self.detail = note
         self.state = PaneState.CANCELLED if done.end is ReplyEnd.CANCELLED else PaneState.READY
@@ -330,7 +334,7 @@ class AdapterPane(Vertical):
 
     def notice(self, text: str) -> None:
         self.turns.append(Turn("notice", text))
-        self.conversation.mount(Static(text, classes="notice", markup=False))
+        self.conversation.mount(Static(literal(text), classes="notice"))
 
     async def clear(self) -> None:
         self._reply = self._thinking = None
