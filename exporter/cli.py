@@ -18,8 +18,9 @@ from exporter.pipeline import (
     parse_adapter_arg,
     run_export,
 )
-from lora_tui.common.console import RichEvents, progress_display, report_failures
+from lora_tui.common.console import ArgumentParser, RichEvents, progress_display, report_failures
 from lora_tui.common.files import state_log
+from lora_tui.common.literal import literal
 from lora_tui.common.native_output import native_output_to, terminal_stream
 from lora_tui.common.safe_path import use_safe_path
 from lora_tui.format import (
@@ -30,7 +31,7 @@ from lora_tui.format import (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="lora-export",
         description="Export LoRA adapters as small ExecuTorch programs over one shared "
         "foundation weight file.",
@@ -86,13 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def size_table(result: ExportResult, out: Path) -> Table:
     manifest = result.manifest
-    table = Table(title=f"Artifacts in {out}", title_justify="left")
+    table = Table(title=literal(f"Artifacts in {out}"), title_justify="left")
     table.add_column("file")
     table.add_column("size", justify="right")
     table.add_column("adapter safetensors", justify="right")
     table.add_column("note")
     table.add_row(
-        manifest.foundation_file,
+        literal(manifest.foundation_file),
         _mib(manifest.foundation_size_bytes),
         "",
         "shared base weights" + (" (kept)" if result.reused_foundation else ""),
@@ -100,7 +101,7 @@ def size_table(result: ExportResult, out: Path) -> Table:
     for name, entry in manifest.programs.items():
         note = "built now" if name in result.built else "kept"
         adapter = _mib(entry.adapter_size_bytes) if entry.adapter_size_bytes else "—"
-        table.add_row(entry.file, _mib(entry.size_bytes), adapter, note)
+        table.add_row(literal(entry.file), _mib(entry.size_bytes), adapter, note)
     return table
 
 
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         return code
     console.print(size_table(result, args.out))
     for phase, seconds in result.phase_seconds.items():
-        console.print(f"[dim]{phase}: {seconds:.1f} s[/]")
+        console.print(literal(f"{phase}: {seconds:.1f} s", "dim"))  # "fill NAME.pte": text
     return 0
 
 

@@ -16,7 +16,8 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
-from lora_tui.bench import DEFAULT_PROMPT  # none of these three loads torch
+from lora_tui.bench import DEFAULT_PROMPT  # none of these loads torch
+from lora_tui.common.console import ArgumentParser
 from lora_tui.common.safe_path import use_safe_path
 from lora_tui.demo import DEMO_QUANTIZE
 from lora_tui.engine.foundations import FoundationPrograms
@@ -140,7 +141,7 @@ def _headless_options() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="lora-tui",
         description="Compare LoRA adapter programs that share one foundation weight file, "
         "side by side. 'lora-tui --weights W a.pte b.pte' opens them (the compare command); "

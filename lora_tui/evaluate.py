@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
+from lora_tui.common.literal import literal
 from lora_tui.engine.foundations import NAME_SEPARATOR
 from lora_tui.engine.protocol import ReplyDone
 from lora_tui.engine.types import (
@@ -260,36 +262,39 @@ def _answer(host: Any, adapter: str, case: PromptCase, settings: GenerationSetti
 
 
 def report_tables(report: EvalReport) -> list[Table]:
-    """Each prompt's marks, the marks per fact (when prompts name facts) and the totals."""
+    """Each prompt's marks, the marks per fact (when prompts name facts) and the totals.
+    Prompts, groups, facts and adapter names are the files' text, never markup: a prompt
+    that mentions ``[/INST]`` shows as written."""
     answers = Table(title="Each prompt (✓ right, ✗ wrong, · not scored)", title_justify="left")
     answers.add_column("group")
     answers.add_column("prompt")
     for adapter in report.adapters:
-        answers.add_column(adapter, justify="center")
-    marks = {True: "[green]✓[/]", False: "[red]✗[/]", None: "·"}
+        answers.add_column(literal(adapter), justify="center")
+    marks = {True: ("✓", "green"), False: ("✗", "red"), None: ("·", "")}
     for index in range(0, len(report.results), len(report.adapters)):
         row = report.results[index : index + len(report.adapters)]
-        answers.add_row(row[0].case.group, row[0].case.prompt, *(marks[r.right] for r in row))
+        shown = [literal(row[0].case.group), literal(row[0].case.prompt)]
+        answers.add_row(*shown, *(Text(*marks[r.right]) for r in row))
     tables = [answers]
     if report.facts:
         per_fact = Table(title="Per fact", title_justify="left")
         per_fact.add_column("group")
         per_fact.add_column("fact")
         for adapter in report.adapters:
-            per_fact.add_column(adapter, justify="right")
+            per_fact.add_column(literal(adapter), justify="right")
         for group, fact in report.facts:
             cells = ["{}/{}".format(*report.score(group, a, fact)) for a in report.adapters]
-            per_fact.add_row(group, fact, *cells)
+            per_fact.add_row(literal(group), literal(fact), *cells)
         tables.append(per_fact)
     if report.foundations:
         tables.append(_by_foundation_table(report))
     totals = Table(title="Answered right", title_justify="left")
     totals.add_column("group")
     for adapter in report.adapters:
-        totals.add_column(adapter, justify="right")
+        totals.add_column(literal(adapter), justify="right")
     for group in report.groups:
         cells = ["{}/{}".format(*report.score(group, adapter)) for adapter in report.adapters]
-        totals.add_row(group, *cells)
+        totals.add_row(literal(group), *cells)
     return [*tables, totals]
 
 
@@ -297,11 +302,12 @@ def _by_foundation_table(report: EvalReport) -> Table:
     """Adapter x quantization: each adapter's score on every foundation, with its drop
     against the reference foundation's (fp32's)."""
     reference = report.reference
-    table = Table(title=f"By foundation (change against {reference})", title_justify="left")
+    title = literal(f"By foundation (change against {reference})")
+    table = Table(title=title, title_justify="left")
     table.add_column("group")
     table.add_column("adapter")
     for label in report.foundations:
-        table.add_column(label, justify="right")
+        table.add_column(literal(label), justify="right")
     for group in report.groups:
         for program, names in report.by_foundation().items():
             base = report.score(group, names[reference])[0] if reference in names else None
@@ -313,5 +319,5 @@ def _by_foundation_table(report: EvalReport) -> Table:
                 right, scored = report.score(group, names[label])
                 change = f" ({right - base:+d})" if base is not None and label != reference else ""
                 cells.append(f"{right}/{scored}{change}")
-            table.add_row(group, program, *cells)
+            table.add_row(literal(group), literal(program), *cells)
     return table

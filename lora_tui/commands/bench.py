@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from lora_tui.bench import BenchRow, Refused, run_bench
+from lora_tui.common.console import error_line
+from lora_tui.common.literal import literal
 from lora_tui.common.native_output import native_output_to, terminal_stream
 from lora_tui.format import ArtifactError
 
@@ -42,7 +44,7 @@ def bench_main(args: argparse.Namespace) -> int:
                 )
             ]
     except ArtifactError as err:
-        errors.print(f"[red]lora-tui bench: error:[/] {err}", soft_wrap=True)
+        errors.print(error_line("lora-tui bench", err), soft_wrap=True)
         return 1
     measured = [row for row in rows if isinstance(row, BenchRow)]
     refused = [row for row in rows if isinstance(row, Refused)]
@@ -51,7 +53,7 @@ def bench_main(args: argparse.Namespace) -> int:
         console.print_json(json.dumps(_report(hosts, rows)))
         return status
     for row in refused:
-        errors.print(f"[red]lora-tui bench: error:[/] {row.error}", soft_wrap=True)
+        errors.print(error_line("lora-tui bench", row.error), soft_wrap=True)
     if measured:
         console.print(_table(hosts[0][1], measured))
     return status
@@ -79,9 +81,11 @@ def _report(hosts: list[tuple[FoundationPrograms, ModelHost]], rows: list) -> di
 
 def _table(host: ModelHost, measured: list[BenchRow]) -> Table:
     table = Table(
-        title=f"lora-tui bench — weight sharing {'on' if host.sharing.enabled else 'off'}"
-        f" ({host.sharing.detail}); {host.threads} XNNPACK threads;"
-        f" baseline RSS {host.baseline_rss_mib:.0f} MiB",
+        title=literal(
+            f"lora-tui bench — weight sharing {'on' if host.sharing.enabled else 'off'}"
+            f" ({host.sharing.detail}); {host.threads} XNNPACK threads;"
+            f" baseline RSS {host.baseline_rss_mib:.0f} MiB"
+        ),
         title_justify="left",
     )
     columns = ("adapter", "RSS after load", "+RSS", "+PSS (true)", "check", "load", "TTFT")
@@ -91,7 +95,7 @@ def _table(host: ModelHost, measured: list[BenchRow]) -> Table:
         info, stats = row.info, row.stats
         true = info.true_increment_mib
         table.add_row(
-            info.name,
+            literal(info.name),  # a file's name: "support[lr=1e-4]" is text, not markup
             f"{info.rss_after_mib:.0f} MiB",
             f"{info.increment_mib:+.0f} MiB",
             f"{true:+.0f} MiB" if true is not None else "—",

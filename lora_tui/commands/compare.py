@@ -12,6 +12,7 @@ from pathlib import Path
 from rich.console import Console
 
 from lora_tui.builds import BuildClient
+from lora_tui.common.console import error_line
 from lora_tui.engine.artifacts import open_foundation
 from lora_tui.engine.foundations import FoundationPrograms, labelled
 from lora_tui.format import ArtifactError
@@ -49,9 +50,7 @@ def run_app(
             opened = [open_foundation(g.weights, tokenizer) for g in foundations]
             foundations = labelled(foundations, [f.quantization for f in opened])
     except ArtifactError as err:
-        Console(stderr=True, highlight=False).print(
-            f"[red]lora-tui: error:[/] {err}", soft_wrap=True
-        )
+        Console(stderr=True, highlight=False).print(error_line("lora-tui", err), soft_wrap=True)
         return 1
     from lora_tui.engine.worker import foundations_engine_factory
     from lora_tui.ui.app import LoraTuiApp

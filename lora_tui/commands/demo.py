@@ -12,6 +12,7 @@ from rich.console import Console
 
 from lora_tui.builds import BuildProcess
 from lora_tui.commands.compare import run_app
+from lora_tui.common.console import error_line
 from lora_tui.common.files import state_log
 from lora_tui.demo import (
     build_demos,
@@ -27,8 +28,11 @@ def demo_main(args: argparse.Namespace) -> int:
     missing = [str(path) for path in shipped_adapters().values() if not path.is_dir()]
     if missing:
         Console(stderr=True, highlight=False).print(
-            f"[red]lora-tui: error:[/] the demo's adapters are missing ({', '.join(missing)}); "
-            "this install of lora-tui is incomplete: reinstall it",
+            error_line(
+                "lora-tui",
+                f"the demo's adapters are missing ({', '.join(missing)}); "
+                "this install of lora-tui is incomplete: reinstall it",
+            ),
             soft_wrap=True,
         )
         return 1

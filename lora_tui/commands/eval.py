@@ -20,6 +20,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from lora_tui.common.console import error_line
 from lora_tui.common.native_output import native_output_to, terminal_stream
 from lora_tui.engine.foundations import labelled, with_label
 from lora_tui.engine.types import AdapterInfo, GenerationSettings
@@ -49,7 +50,7 @@ def eval_main(args: argparse.Namespace) -> int:
     console = Console(file=terminal_stream(1), highlight=False)
     errors = Console(file=terminal_stream(2), highlight=False)
     if args.resume and not args.out:
-        errors.print("[red]lora-tui eval: error:[/] --resume needs --out RESULTS.jsonl")
+        errors.print(error_line("lora-tui eval", "--resume needs --out RESULTS.jsonl"))
         return 2
     settings = GenerationSettings(temperature=0.0, max_new_tokens=args.max_new_tokens)
     saved: Saved | None = None
@@ -68,7 +69,7 @@ def eval_main(args: argparse.Namespace) -> int:
                 saved = Saved(args, settings, errors)  # once every program loaded
                 report = _here(programs, cases, settings, saved, errors)
     except ArtifactError as err:
-        errors.print(f"[red]lora-tui eval: error:[/] {err}", soft_wrap=True)
+        errors.print(error_line("lora-tui eval", err), soft_wrap=True)
         return 1
     finally:
         if saved is not None:
@@ -137,7 +138,8 @@ class RateColumn(ProgressColumn):
 def _progress(errors: Console) -> Progress:
     """One bar for the whole sweep, with answers per second and the time left."""
     columns = (BarColumn(), MofNCompleteColumn(), RateColumn(), TimeRemainingColumn())
-    return Progress(TextColumn("{task.description}"), *columns, console=errors, transient=True)
+    description = TextColumn("{task.description}", markup=False)
+    return Progress(description, *columns, console=errors, transient=True)
 
 
 def _load(args: argparse.Namespace) -> dict[str, Program]:

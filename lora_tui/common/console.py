@@ -1,12 +1,14 @@
 """The terminal side of every command: rich progress bars for long work, and failures as one
-line with the traceback kept in a log."""
+line with the traceback kept in a log. What the line quotes (a path, a manifest value) is
+shown as written (``lora_tui.common.literal``)."""
 
 from __future__ import annotations
 
+import argparse
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from rich.console import Console
 from rich.progress import (
@@ -17,7 +19,9 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.text import Text
 
+from lora_tui.common.literal import literal, printable
 from lora_tui.format import ArtifactError
 
 T = TypeVar("T")
@@ -32,11 +36,11 @@ class RichEvents:
         self.task: int | None = None
 
     def phase(self, name: str, total: int) -> None:
-        self.task = self.progress.add_task(name, total=total, detail="")
+        self.task = self.progress.add_task(printable(name), total=total, detail="")
 
     def advance(self, detail: str) -> None:
         if self.task is not None:
-            self.progress.update(self.task, advance=1, detail=detail)
+            self.progress.update(self.task, advance=1, detail=printable(detail))
 
     def phase_done(self) -> None:
         if self.task is not None:
@@ -47,11 +51,12 @@ class RichEvents:
 def progress_display(console: Console) -> Progress:
     return Progress(
         SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
+        # Phases and details name adapters and files: text, never markup.
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        TextColumn("[dim]{task.fields[detail]}"),
+        TextColumn("{task.fields[detail]}", style="dim", markup=False),
         console=console,
         transient=True,  # the summary that follows replaces it; an error stays one line
     )
@@ -72,16 +77,29 @@ def report_failures(
     try:
         return 0, work()
     except ArtifactError as err:
-        console.print(f"[red]{prog}: error:[/] {err}", soft_wrap=True)
+        console.print(error_line(prog, err), soft_wrap=True)
         return 1, None
     except KeyboardInterrupt:
-        console.print(f"{prog}: {interrupted}")
+        console.print(literal(f"{prog}: {interrupted}"))
         return 130, None
     except Exception as err:
         with log_path.open("a") as log:
             traceback.print_exc(file=log)
-        console.print(
-            f"[red]{prog}: {failed}:[/] {type(err).__name__}: {err} (details in {log_path})",
-            soft_wrap=True,
-        )
+        detail = f"{type(err).__name__}: {err} (details in {log_path})"
+        console.print(error_line(prog, detail, failed), soft_wrap=True)
         return 1, None
+
+
+def error_line(prog: str, error: object, label: str = "error") -> Text:
+    """``prog: error: ...`` with the prefix in red and the error shown exactly as written,
+    on one line even when it quotes a name that holds a newline."""
+    one_line = " ".join(str(error).splitlines())
+    return Text.assemble((f"{prog}: {label}:", "red"), " ", literal(one_line))
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's, but an error that quotes an argument (a file name) prints no control
+    characters: the subcommands' parsers are of this class too."""
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        super().exit(status, printable(message) if message else message)

@@ -1,12 +1,11 @@
 """The lora-tui app: adapter panes side by side, a prompt, and a live memory panel.
 
-The app composes and routes: engine events to the panes and the memory panel, keys and
-palette commands to actions. What an action does lives beside it: prompts and rounds
-(``replies.py``), blind mode, prompt sets, dialogs and settings, programs and foundations
-opened from the palette (``opening.py``), the results writer (``lora_tui/results.py``),
-the engine's supervisor (``engine/supervisor.py``) and what replaces a dead engine
-(``recovery.py``), a build the panes wait on (``pending_build.py``) and the buffer
-streamed text waits in (``streaming.py``)."""
+The app composes and routes: engine events to the panes and the memory panel, keys and palette
+commands to actions. What an action does lives beside it: prompts and rounds (``replies.py``),
+blind mode, prompt sets, dialogs and settings, programs and foundations opened from the palette
+(``opening.py``), the results writer (``lora_tui/results.py``), the engine's supervisor
+(``engine/supervisor.py``) and what replaces a dead engine (``recovery.py``), a build the panes
+wait on (``pending_build.py``) and the buffer streamed text waits in (``streaming.py``)."""
 
 from __future__ import annotations
 
@@ -33,6 +32,7 @@ from lora_tui.ui.commands import LoraTuiCommands, PaletteState
 from lora_tui.ui.dialogs import SettingsDialogs
 from lora_tui.ui.keys import APP_BINDINGS, MAIN_SCREEN_ACTIONS, UNBOUND_KEYS
 from lora_tui.ui.messages import BuildEventArrived, EngineEventArrived, PiecesReady
+from lora_tui.ui.notices import LiteralNotices
 from lora_tui.ui.opening import open_programs
 from lora_tui.ui.pending_build import PendingBuild
 from lora_tui.ui.prompt_set import run_prompt_set
@@ -50,7 +50,7 @@ MEMORY_INTERVAL_S = 1.0
 QUIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
-class LoraTuiApp(App[int]):
+class LoraTuiApp(LiteralNotices, App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "lora-tui"
     COMMANDS = App.COMMANDS | {LoraTuiCommands}

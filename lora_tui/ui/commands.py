@@ -3,16 +3,20 @@ unloading programs, settings, blind mode and judging, results, transcripts and t
 suggested questions.
 
 Each command is an action string the app runs, as a key binding's is; the list is built from
-a ``PaletteState`` the app hands over, so nothing here reaches into the app."""
+a ``PaletteState`` the app hands over, so nothing here reaches into the app. Titles and help
+name adapters (files' names) and prompts: they are shown as written, never as markup."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.content import Content
+from textual.fuzzy import Matcher
 
+from lora_tui.common.literal import printable
 from lora_tui.results import EXPORT_FORMATS
 
 
@@ -135,6 +139,23 @@ def _suggestions(state: PaletteState) -> list[Command]:
     ]
 
 
+def highlighted(matcher: Matcher, text: str) -> Content:
+    """``text`` as it is, its characters that match the query marked (Textual's own
+    ``Matcher.highlight`` reads it as markup)."""
+    shown = Content(text)
+    _, offsets = matcher.fuzzy_search.match(matcher.query, text)
+    for offset in offsets:
+        if not text[offset].isspace():
+            shown = shown.stylize(matcher.match_style, offset, offset + 1)
+    return shown
+
+
+def help_text(command: Command) -> Any:
+    """A command's help as text: the palette reads a str as markup, and takes ``Content``
+    as it is (``Content.from_markup`` returns it unchanged)."""
+    return Content(printable(command.help))
+
+
 class LoraTuiCommands(Provider):
     def _commands(self) -> list[Command]:
         return app_commands(cast(PaletteSource, self.app).palette_state())
@@ -144,13 +165,14 @@ class LoraTuiCommands(Provider):
 
     async def discover(self) -> Hits:
         for command in self._commands():
-            yield DiscoveryHit(command.title, self._run(command), help=command.help)
+            shown = Content(printable(command.title))
+            yield DiscoveryHit(shown, self._run(command), shown.plain, help_text(command))
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for command in self._commands():
-            score = matcher.match(command.title)
+            title = printable(command.title)
+            score = matcher.match(title)
             if score > 0:
-                yield Hit(
-                    score, matcher.highlight(command.title), self._run(command), help=command.help
-                )
+                shown = highlighted(matcher, title)
+                yield Hit(score, shown, self._run(command), title, help_text(command))

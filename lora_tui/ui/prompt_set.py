@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lora_tui.common.literal import printable
 from lora_tui.engine.types import ReplyEnd
 from lora_tui.evaluate import EvalReport, EvalResult, load_prompts
 from lora_tui.format import ArtifactError
@@ -27,10 +28,10 @@ async def run_prompt_set(app: Workbench, replies: Replies, path: Path) -> None:
         app.notify("no adapter is ready", severity="warning")
         return
     report = EvalReport([p.adapter_name for p in panes])
-    title = app.sub_title
+    title, shown = app.sub_title, printable(path.name)
     try:
         for number, case in enumerate(cases, start=1):
-            app.sub_title = f"prompt set {path.name}: {number}/{len(cases)} · Esc stops"
+            app.sub_title = f"prompt set {shown}: {number}/{len(cases)} · Esc stops"
             await app.action_clear()
             round = await replies.start_round(panes, case.prompt, case=case)
             await round.finished.wait()

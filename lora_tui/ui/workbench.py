@@ -38,8 +38,9 @@ class Workbench(Protocol):
         title: str = "",
         severity: Any = "information",
         timeout: float | None = None,
-        markup: bool = True,
-    ) -> None: ...
+        markup: bool = False,
+    ) -> None:
+        """A notification, its message shown as written (``ui/notices.py``)."""
 
     def push_screen(
         self, screen: Screen[Any], callback: Callable[[Any], object] | None = None

@@ -62,12 +62,15 @@ class FakeEngine:
         foundation: str = "foundation.ptd",
         foundation_mib: float = 513.4,
         quantization: str | None = None,
+        replies: Mapping[str, str] | None = None,
     ) -> None:
         """``foundation``, ``foundation_mib`` and ``quantization``: what it runs over (its
-        programs' quantization is "8da4w g32" for names starting "q-" unless given)."""
+        programs' quantization is "8da4w g32" for names starting "q-" unless given).
+        ``replies``: adapter name -> its answer, over the fixed ``REPLIES``."""
         self.on_event = on_event
         self.foundation, self.quantization = foundation, quantization
         self.hold = hold
+        self.replies = {**REPLIES, **(replies or {})}
         self.fail = fail or {}
         self.slow_loads = slow_loads  # loads wait for finish_loads()
         self.late = frozenset(late)  # these adapters' loads wait for finish_loads()
@@ -160,7 +163,7 @@ class FakeEngine:
         self.last_settings = settings
         self.sent_settings.append((tuple(names), settings))
         for name in names:
-            reply = REPLIES.get(name, DEFAULT_REPLY)
+            reply = self.replies.get(name, DEFAULT_REPLY)
             if name.startswith("qwen3"):
                 reply = THINKING_REPLY if settings.thinking else PLAIN_REPLY
             if settings.temperature > 0:  # sampled: the seed decides, as in the real engine

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+from rich.console import Console
 from textual.widgets import Input
 
 from lora_tui.builds import BuildClient
@@ -62,3 +64,16 @@ def pane(app: LoraTuiApp, name: str) -> AdapterPane:
 
 def notifications(app) -> list[str]:
     return [n.message for n in app._notifications]
+
+
+def screen_text(app) -> str:
+    """What the terminal shows now (the screen and any screen under a modal one), as plain
+    text: drawn as a screenshot is, with every character a widget sent, controls too."""
+    width, height = app.size
+    console = Console(
+        width=width, height=height, file=io.StringIO(), force_terminal=True, record=True
+    )
+    console.print(
+        app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
+    )
+    return console.export_text(styles=False)

@@ -8,6 +8,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
+from lora_tui.common.literal import literal
+
 
 class AskScreen(ModalScreen[str | None]):
     """Dismissed with the answer (stripped; "" when left empty), or None for Esc."""
@@ -20,7 +22,7 @@ class AskScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="ask-body"):
-            yield Label(self.question)
+            yield Label(literal(self.question))  # it may name a pane
             yield Input(self.value, placeholder=self.placeholder, id="answer")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:

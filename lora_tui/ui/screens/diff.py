@@ -13,6 +13,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
+from lora_tui.common.literal import literal, printable
+
 REMOVED = "bold red strike"
 ADDED = "bold green"
 
@@ -79,12 +81,15 @@ class DiffScreen(ModalScreen[None]):
             self.answers[self.left],
             self.answers[self.right],
         )
-        shown_left, shown_right, ratio = word_diff(left_text, right_text)
+        shown_left, shown_right, ratio = word_diff(printable(left_text), printable(right_text))
         more = " · Tab: the next pane" if len(self.answers) > 2 else ""
         self.query_one("#diff-summary", Label).update(
-            f"{left_label} vs {right_label}: {ratio:.0%} of the words in common{more} · Esc closes"
+            literal(
+                f"{left_label} vs {right_label}: {ratio:.0%} of the words in common{more}"
+                " · Esc closes"
+            )
         )
-        self.query_one("#diff-left", VerticalScroll).border_title = left_label
-        self.query_one("#diff-right", VerticalScroll).border_title = right_label
+        self.query_one("#diff-left", VerticalScroll).border_title = literal(left_label)
+        self.query_one("#diff-right", VerticalScroll).border_title = literal(right_label)
         self.query_one("#diff-left-text", Static).update(shown_left)
         self.query_one("#diff-right-text", Static).update(shown_right)

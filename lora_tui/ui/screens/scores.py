@@ -8,6 +8,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from lora_tui.common.literal import literal
 from lora_tui.evaluate import EvalReport, report_tables
 
 
@@ -21,7 +22,7 @@ class ScoresScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         *details, totals = report_tables(self.report)
         with VerticalScroll(id="scores-body") as body:
-            body.border_title = self.title_text
+            body.border_title = literal(self.title_text)  # the prompt set's file name
             body.border_subtitle = "Esc closes · every answer is in the results file"
             for table in (totals, *details):
                 yield Static(table)

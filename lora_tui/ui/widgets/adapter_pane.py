@@ -1,4 +1,7 @@
-"""One adapter's pane: its conversation, streamed as Markdown, and a status line."""
+"""One adapter's pane: its conversation, streamed as Markdown, and a status line.
+
+Its name (a file's), its errors (which quote paths), the prompts and the answers are shown
+as written: ``literal`` text, never markup, with no control character."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from textual.reactive import var
 from textual.widgets import Markdown, ProgressBar, Static
 
 from lora_tui.builds import BuildProgress
+from lora_tui.common.literal import literal, printable
 from lora_tui.engine.protocol import ReplyDone
 from lora_tui.engine.types import AdapterInfo, Message, ReplyEnd, ReplyStats
 from lora_tui.ui.widgets.thinking import ThinkingBlock, ThinkSplitter
@@ -136,7 +140,7 @@ class AdapterPane(Vertical):
 
     def _update_titles(self) -> None:
         hotkey = f"{self.index}" if self.index <= 9 else "·"
-        self.border_title = f"[{hotkey}] {self.shown_name}"
+        self.border_title = literal(f"[{hotkey}] {self.shown_name}")
         if self.alias is not None and not self.revealed:
             self.border_subtitle = "hidden until you vote"
             return
@@ -150,7 +154,7 @@ class AdapterPane(Vertical):
             subtitle = "rank unknown (no manifest)"
         if self.info.quantization not in (None, "fp32"):
             subtitle += f" · {self.info.quantization}"
-        self.border_subtitle = subtitle
+        self.border_subtitle = literal(subtitle)  # the quantization is the manifest's
 
     def _update_status(self) -> None:
         parts = [f"{'▶ ' if self.selected else ''}{self.state.icon} {self.state}"]
@@ -171,7 +175,7 @@ class AdapterPane(Vertical):
         if self.detail:
             parts.append(self.detail)
         # One fixed-height line: no layout pass, so a status change repaints just this line.
-        self.query_one(".status", Static).update(" · ".join(parts), layout=False)
+        self.query_one(".status", Static).update(literal(" · ".join(parts)), layout=False)
 
     @property
     def can_answer(self) -> bool:
@@ -194,7 +198,7 @@ class AdapterPane(Vertical):
             )
         step = f"\n{progress.step}" if progress and progress.step else ""
         phase = progress.phase if progress else "starting"
-        self.query_one(".build-progress", Static).update(f"{BUILDING}\n\n{phase}{step}")
+        self.query_one(".build-progress", Static).update(literal(f"{BUILDING}\n\n{phase}{step}"))
         if progress is not None:
             self.query_one(ProgressBar).update(total=progress.total, progress=progress.count)
         self.detail = f"{progress.count}/{progress.total} · {elapsed}" if progress else elapsed
@@ -217,7 +221,7 @@ class AdapterPane(Vertical):
         self.query(".build-progress").remove()
         self.detail = ""
         self.state = PaneState.ERROR
-        self.conversation.mount(Static(error, classes="error-text"))
+        self.conversation.mount(Static(literal(error), classes="error-text"))
 
     async def keep(self, user_text: str) -> None:
         """A prompt it cannot answer yet (it is still loading, or answers one kept before):
@@ -225,7 +229,7 @@ class AdapterPane(Vertical):
         loading = self.state in (PaneState.LOADING, PaneState.BUILDING)
         waiting = WAITING_TO_LOAD if loading else WAITING_IN_TURN
         note = Static(waiting, classes="notice", markup=False)
-        user = Static(user_text, classes="user-message", markup=False)
+        user = Static(literal(user_text), classes="user-message")
         await self.conversation.mount(user, note)
         self._kept.append((user_text, note))
         self.conversation.anchor()
@@ -233,7 +237,7 @@ class AdapterPane(Vertical):
     def missed(self, why: str) -> None:
         """The prompts it kept will not be answered: each says so where it waited."""
         for text, note in self._kept:
-            note.update(f"not sent: {why}")
+            note.update(literal(f"not sent: {why}"))
             self.turns.append(Turn("notice", f"not sent ({why}): {text}"))
         self._kept.clear()
 
@@ -251,7 +255,7 @@ class AdapterPane(Vertical):
             await conversation.mount(self._reply, before=note)
             await note.remove()
         else:
-            await conversation.mount(Static(user_text, classes="user-message", markup=False))
+            await conversation.mount(Static(literal(user_text), classes="user-message"))
             await conversation.mount(self._reply)
         conversation.anchor()
         self.detail = ""
@@ -272,11 +276,11 @@ class AdapterPane(Vertical):
                 if self._thinking is None:
                     self._thinking = ThinkingBlock()
                     await self.conversation.mount(self._thinking, before=self._reply)
-                self._thinking.append(text)
+                self._thinking.append(printable(text))
             elif self._reply is not None:
                 if self._thinking is not None and not self._thinking.collapsed:
                     self._thinking.finish()
-                await self._reply.append(text)
+                await self._reply.append(printable(text))  # Markdown, not markup
 
     async def finish_reply(self, done: ReplyDone) -> bool:
         """Show how the reply ended; False if the pane shows no reply (it was cleared while
@@ -300,7 +304,7 @@ class AdapterPane(Vertical):
             self.last_stats = done.stats
         if done.end is ReplyEnd.ERROR:
             await self.conversation.mount(
-                Static(done.error or "error", classes="error-text", markup=False)
+                Static(literal(done.error or "error"), classes="error-text")
             )
         self.detail = note
         self.state = PaneState.CANCELLED if done.end is ReplyEnd.CANCELLED else PaneState.READY
@@ -361,7 +365,7 @@ class AdapterPane(Vertical):
 
     def notice(self, text: str) -> None:
         self.turns.append(Turn("notice", text))
-        self.conversation.mount(Static(text, classes="notice", markup=False))
+        self.conversation.mount(Static(literal(text), classes="notice"))
 
     async def clear(self) -> None:
         self._reply = self._thinking = None

@@ -15,6 +15,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Sparkline, Static
 
+from lora_tui.common.literal import literal, printable
 from lora_tui.engine.memory import MemorySample
 from lora_tui.engine.protocol import EngineReady
 from lora_tui.engine.types import AdapterInfo, Sharing
@@ -127,7 +128,8 @@ class MemoryPanel(Vertical):
         elif self.sharing.enabled:
             sharing.append("weight sharing ON", "bold green")
         else:
-            sharing.append("weight sharing OFF", "bold red").append(f" — {self.sharing.detail}")
+            sharing.append("weight sharing OFF", "bold red")
+            sharing.append(printable(f" — {self.sharing.detail}"))
         if self.foundations:
             packed = (
                 "packed once for all adapters"
@@ -136,10 +138,10 @@ class MemoryPanel(Vertical):
             )
             lines = [self._foundation_line(path, mib) for path, mib in self.foundations.items()]
             if len(lines) == 1:
-                sharing.append(f"\nshared: {lines[0]}, {packed}")
+                sharing.append(printable(f"\nshared: {lines[0]}, {packed}"))
             else:  # each foundation's adapters share it, and only it
                 sharing.append(f"\nshared, each {packed.replace('all', 'its')}:")
-                sharing.append("".join(f"\n  {line}" for line in lines))
+                sharing.append(printable("".join(f"\n  {line}" for line in lines)))
         self.query_one("#memory-sharing", Static).update(sharing)
 
         table = Table(box=None, expand=True, padding=(0, 1), show_edge=False)
@@ -151,7 +153,7 @@ class MemoryPanel(Vertical):
         for info in self.adapters.values():
             true, breakdown = info.true_increment_mib, info.breakdown
             table.add_row(
-                info.name,
+                literal(info.name),
                 f"{info.increment_mib:+.0f}",
                 f"{true:+.0f}" if true is not None else "—",
                 _known(breakdown.adapter_weights_mib),

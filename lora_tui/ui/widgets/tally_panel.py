@@ -9,6 +9,7 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from lora_tui.arena import Tally
+from lora_tui.common.literal import literal
 
 EXPLAINED = (
     "Names stay hidden and the panes are shuffled for every prompt; they are revealed "
@@ -35,6 +36,6 @@ class TallyPanel(Vertical):
             table.add_column(heading, justify="right", no_wrap=True)
         for s in tally.ranked():
             row = (s.wins, s.ties, s.losses, s.all_bad, f"{s.elo:.0f}")
-            table.add_row(s.adapter, *map(str, row))
+            table.add_row(literal(s.adapter), *map(str, row))
         self.border_subtitle = f"{tally.votes} vote{'s' if tally.votes != 1 else ''}"
         self.query_one("#tally-table", Static).update(table)
