@@ -19,15 +19,20 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import regex
 import torch
 
-from exporter.base import PROJECTIONS, LlamaShape, read_safetensors
+from exporter.base import PROJECTIONS, LlamaShape, read_safetensors, safetensors_shapes
 from exporter.errors import ExportError
-from lora_tui.format import read_json_file
+from lora_tui.format import one_line, quoted, read_json_file
+
+T = TypeVar("T")
 
 _KEY = re.compile(
     r"^base_model\.model\.model\.layers\.(?P<layer>\d+)\.(?:self_attn|mlp)\."
@@ -58,6 +63,56 @@ class Adapter:
         }
 
 
+@dataclass(frozen=True)
+class LoraSettings:
+    """What ``adapter_config.json`` says of the LoRA math, each value of the type PEFT
+    writes: a string, a bool or a NaN where a number belongs is refused, not converted."""
+
+    rank: int
+    alpha: float
+    use_rslora: bool
+    rank_pattern: dict[str, int]
+    alpha_pattern: dict[str, float]
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], origin: Path) -> LoraSettings:
+        use_rslora = config.get("use_rslora")
+        if use_rslora is not None and not isinstance(use_rslora, bool):
+            raise ExportError(
+                f"{origin}: use_rslora must be true or false, not {quoted(use_rslora)}"
+            )
+        return cls(
+            rank=_rank(config.get("r", 8), "r", origin),
+            alpha=_alpha(config.get("lora_alpha", 8), "lora_alpha", origin),
+            use_rslora=bool(use_rslora),
+            rank_pattern=_pattern(config, "rank_pattern", _rank, origin),
+            alpha_pattern=_pattern(config, "alpha_pattern", _alpha, origin),
+        )
+
+
+def _rank(value: Any, what: str, origin: Path) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ExportError(f"{origin}: {what} must be a positive integer, not {quoted(value)}")
+    return value
+
+
+def _alpha(value: Any, what: str, origin: Path) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ExportError(f"{origin}: {what} must be a finite number, not {quoted(value)}")
+    return float(value)
+
+
+def _pattern(
+    config: dict[str, Any], key: str, check: Callable[[Any, str, Path], T], origin: Path
+) -> dict[str, T]:
+    patterns = config.get(key) or {}
+    if not isinstance(patterns, dict):
+        raise ExportError(f"{origin}: {key} must be an object, not {quoted(patterns)}")
+    return {
+        name: check(value, f"{key}[{quoted(name)}]", origin) for name, value in patterns.items()
+    }
+
+
 def load_adapter(name: str, directory: Path, shape: LlamaShape) -> Adapter:
     if not directory.is_dir():
         what = "no such directory" if not directory.exists() else "not a directory"
@@ -70,9 +125,14 @@ def load_adapter(name: str, directory: Path, shape: LlamaShape) -> Adapter:
             "save the adapter with safetensors (PEFT's default)"
         )
     config = read_json_file(config_path)
+    if not isinstance(config, dict):
+        raise ExportError(f"{config_path}: not a JSON object")
     _refuse_unsupported(config, config_path)
-    raw = read_safetensors(weights_path)
-    weights, targets, rank = _convert(raw, config, shape, weights_path)
+    settings = LoraSettings.from_config(config, config_path)
+    # Every shape and rank is checked from the file's header, before any tensor is read or
+    # padded: a rank of 65536 over a 576-wide base is refused, not allocated.
+    plan = _plan(safetensors_shapes(weights_path), settings, shape, weights_path)
+    weights, targets, rank = _convert(read_safetensors(weights_path), plan, shape)
     digest = hashlib.sha256()
     for part in (config_path, weights_path):
         digest.update(part.read_bytes())
@@ -80,8 +140,8 @@ def load_adapter(name: str, directory: Path, shape: LlamaShape) -> Adapter:
         name=name,
         source=directory,
         rank=rank,
-        alpha=float(config.get("lora_alpha", 8)),
-        use_rslora=bool(config.get("use_rslora")),
+        alpha=settings.alpha,
+        use_rslora=settings.use_rslora,
         targets=targets,
         weights=weights,
         source_sha256=digest.hexdigest(),
@@ -119,32 +179,69 @@ def _refuse_unsupported(config: dict[str, Any], origin: Path) -> None:
         )
 
 
-def _pattern_value(patterns: dict[str, Any], module: str, default: Any) -> Any:
-    """PEFT's rule: the first pattern that matches the end of the module's full name wins."""
-    for pattern, value in (patterns or {}).items():
-        if re.match(rf"(.*\.)?({pattern})$", module):
-            return value
-    return default
+@dataclass(frozen=True)
+class _Planned:
+    """One adapted projection of one layer: its A and B in the file, its rank and scale."""
+
+    lora_a: str
+    lora_b: str
+    rank: int
+    scale: float
+
+
+def _plan(
+    shapes: dict[str, tuple[int, ...]], settings: LoraSettings, shape: LlamaShape, origin: Path
+) -> dict[tuple[int, str], _Planned]:
+    """PEFT's A and B per layer and projection, checked against the base (the shapes from
+    the file's header), with the scale alpha/r (alpha/sqrt(r) for rsLoRA) each gets."""
+    patterns = LoraPatterns(settings, origin.parent / "adapter_config.json")
+    plan: dict[tuple[int, str], _Planned] = {}
+    for (layer, proj), ab in sorted(_pairs(shapes, shape, origin).items()):
+        if set(ab) != {"A", "B"}:
+            raise ExportError(f"{origin}: layer {layer} {proj} has lora_{next(iter(ab))} only")
+        a, b = shapes[ab["A"]], shapes[ab["B"]]
+        rank = a[0] if len(a) == 2 else 0
+        in_features, out_features = shape.projection_shape(proj)
+        if a != (rank, in_features) or b != (out_features, rank):
+            raise ExportError(
+                f"{origin}: adapter for another base: layer {layer} {proj} has "
+                f"A {a}, B {b}; the base expects A (r, {in_features}), B ({out_features}, r)"
+            )
+        if not 0 < rank <= min(in_features, out_features):
+            raise ExportError(
+                f"{origin}: layer {layer} {proj} has rank {rank}; over its "
+                f"{in_features}x{out_features} projection a rank is 1 to "
+                f"{min(in_features, out_features)}"
+            )
+        module = f"model.layers.{layer}.{'self_attn' if proj[0] in 'qkvo' else 'mlp'}.{proj}"
+        expected_rank = patterns.rank(module)
+        if rank != expected_rank:
+            raise ExportError(
+                f"{origin}: layer {layer} {proj} has rank {rank}, "
+                f"adapter_config says {expected_rank}"
+            )
+        alpha = patterns.alpha(module)
+        scale = alpha / math.sqrt(rank) if settings.use_rslora else alpha / rank
+        plan[(layer, proj)] = _Planned(ab["A"], ab["B"], rank, scale)
+    return plan
 
 
 def _convert(
-    raw: dict[str, torch.Tensor], config: dict[str, Any], shape: LlamaShape, origin: Path
+    raw: dict[str, torch.Tensor], plan: dict[tuple[int, str], _Planned], shape: LlamaShape
 ) -> tuple[dict[str, torch.Tensor], list[str], int]:
-    """PEFT's A and B per layer and projection, checked against the base and scaled by
-    alpha/r (or alpha/sqrt(r) for rsLoRA), padded to one rank as the programs take them."""
-    scaled = _scaled(_pairs(raw, shape, origin), config, shape, origin)
-    targets = [p for p in PROJECTIONS if any(proj == p for _, proj in scaled)]
-    max_rank = max(a.shape[0] for a, _ in scaled.values())
+    """The planned A and B, B scaled, zero-padded to one rank in every layer as the programs
+    take them."""
+    targets = [p for p in PROJECTIONS if any(proj == p for _, proj in plan)]
+    max_rank = max(planned.rank for planned in plan.values())
     weights: dict[str, torch.Tensor] = {}
     for layer in range(shape.n_layers):
         for proj in targets:
             in_features, out_features = shape.projection_shape(proj)
             lora_a = torch.zeros(max_rank, in_features)
             lora_b = torch.zeros(out_features, max_rank)
-            if (layer, proj) in scaled:
-                a, b = scaled[(layer, proj)]
-                lora_a[: a.shape[0]] = a
-                lora_b[:, : b.shape[1]] = b
+            if (planned := plan.get((layer, proj))) is not None:
+                lora_a[: planned.rank] = raw[planned.lora_a].to(torch.float32)
+                lora_b[:, : planned.rank] = raw[planned.lora_b].to(torch.float32) * planned.scale
             prefix = f"layers.{layer}.{PROJECTIONS[proj]}"
             weights[f"{prefix}.lora_a.weight"] = lora_a
             weights[f"{prefix}.lora_b.weight"] = lora_b
@@ -152,59 +249,79 @@ def _convert(
 
 
 def _pairs(
-    raw: dict[str, torch.Tensor], shape: LlamaShape, origin: Path
-) -> dict[tuple[int, str], dict[str, torch.Tensor]]:
-    """{(layer, projection): {"A": ..., "B": ...}} from PEFT's weight names."""
-    pairs: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
-    for key, tensor in raw.items():
+    shapes: dict[str, tuple[int, ...]], shape: LlamaShape, origin: Path
+) -> dict[tuple[int, str], dict[str, str]]:
+    """{(layer, projection): {"A": its key, "B": its key}} from PEFT's weight names."""
+    pairs: dict[tuple[int, str], dict[str, str]] = {}
+    for key in shapes:
         match = _KEY.match(key)
         if match is None:
-            raise ExportError(f"{origin}: unsupported adapter weight '{key}' ({_why(key)})")
+            raise ExportError(f"{origin}: unsupported adapter weight {quoted(key)} ({_why(key)})")
         layer = int(match["layer"])
         if layer >= shape.n_layers:
             raise ExportError(
                 f"{origin}: adapter for another base: it has layer {layer}, "
                 f"the base has {shape.n_layers} layers"
             )
-        pairs.setdefault((layer, match["proj"]), {})[match["ab"]] = tensor
+        pairs.setdefault((layer, match["proj"]), {})[match["ab"]] = key
     if not pairs:
         raise ExportError(f"{origin}: no LoRA weights found")
     return pairs
 
 
-def _scaled(
-    pairs: dict[tuple[int, str], dict[str, torch.Tensor]],
-    config: dict[str, Any],
-    shape: LlamaShape,
-    origin: Path,
-) -> dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]]:
-    default_rank = int(config.get("r", 8))
-    default_alpha = float(config.get("lora_alpha", 8))
-    use_rslora = bool(config.get("use_rslora"))
-    scaled: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}
-    for (layer, proj), ab in sorted(pairs.items()):
-        if set(ab) != {"A", "B"}:
-            raise ExportError(f"{origin}: layer {layer} {proj} has lora_{next(iter(ab))} only")
-        lora_a, lora_b = ab["A"].to(torch.float32), ab["B"].to(torch.float32)
-        rank = lora_a.shape[0]
-        in_features, out_features = shape.projection_shape(proj)
-        if lora_a.shape != (rank, in_features) or lora_b.shape != (out_features, rank):
-            raise ExportError(
-                f"{origin}: adapter for another base: layer {layer} {proj} has "
-                f"A {tuple(lora_a.shape)}, B {tuple(lora_b.shape)}; the base expects "
-                f"A (r, {in_features}), B ({out_features}, r)"
+# How long all of one adapter's rank_pattern and alpha_pattern keys may take to match its
+# modules; PEFT's own keys (a module name or a short alternation) take microseconds.
+PATTERN_SECONDS = 2.0
+
+
+class LoraPatterns:
+    """``rank_pattern`` and ``alpha_pattern`` matched as PEFT matches them (its
+    ``get_pattern_key``: the first key, in the file's order, whose regular expression
+    matches the end of the module's full name, ``re.match(rf"(.*\\.)?({key})$", name)``),
+    but with ``regex``, which takes re's syntax and a time limit: a key is a stranger's
+    regular expression, and one like ``(\\w|.)*\\.`` backtracks for ever under ``re``."""
+
+    def __init__(self, settings: LoraSettings, origin: Path) -> None:
+        self.settings, self.origin = settings, origin
+        self.deadline = time.monotonic() + PATTERN_SECONDS
+        self.compiled = {
+            key: self._compile(key, what)
+            for what, patterns in (
+                ("rank", settings.rank_pattern),
+                ("alpha", settings.alpha_pattern),
             )
-        module = f"model.layers.{layer}.{'self_attn' if proj[0] in 'qkvo' else 'mlp'}.{proj}"
-        expected_rank = int(_pattern_value(config.get("rank_pattern"), module, default_rank))
-        if rank != expected_rank:
+            for key in patterns
+        }
+
+    def rank(self, module: str) -> int:
+        return self._value(self.settings.rank_pattern, module, self.settings.rank)
+
+    def alpha(self, module: str) -> float:
+        return self._value(self.settings.alpha_pattern, module, self.settings.alpha)
+
+    def _compile(self, key: str, what: str) -> regex.Pattern[str]:
+        try:
+            return regex.compile(rf"(.*\.)?({key})$")
+        except (regex.error, RecursionError) as err:
             raise ExportError(
-                f"{origin}: layer {layer} {proj} has rank {rank}, "
-                f"adapter_config says {expected_rank}"
-            )
-        alpha = float(_pattern_value(config.get("alpha_pattern"), module, default_alpha))
-        scale = alpha / math.sqrt(rank) if use_rslora else alpha / rank
-        scaled[(layer, proj)] = (lora_a, lora_b * scale)
-    return scaled
+                f"{self.origin}: {what}_pattern key {quoted(key)} is not a regular expression "
+                f"({one_line(err)})"
+            ) from None
+
+    def _value(self, patterns: dict[str, T], module: str, default: T) -> T:
+        for key, value in patterns.items():
+            left = self.deadline - time.monotonic()
+            try:
+                if left <= 0:
+                    raise TimeoutError
+                if self.compiled[key].match(module, timeout=left) is not None:
+                    return value
+            except TimeoutError:
+                raise ExportError(
+                    f"{self.origin}: matching its rank_pattern and alpha_pattern keys took "
+                    f"over {PATTERN_SECONDS:g} s (at {quoted(key)}); simplify them"
+                ) from None
+        return default
 
 
 def _why(key: str) -> str:

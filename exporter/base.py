@@ -14,12 +14,13 @@ import functools
 import hashlib
 import io
 import json
+import math
 import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -35,9 +36,12 @@ from lora_tui.format import (
     chat_template_of,
     one_line,
     projection_features,
+    quoted,
     read_json_file,
     special_ids,
 )
+
+T = TypeVar("T")
 
 # ExecuTorch's Llama module names for each PEFT/Hugging Face projection.
 PROJECTIONS: dict[str, str] = {
@@ -156,9 +160,22 @@ def load_base(path: Path) -> BaseModel:
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     """Read every tensor of a safetensors file, turning a damaged file into one clear line."""
+    with _safetensors(path) as reader:
+        return {key: reader.get_tensor(key) for key in reader.keys()}
+
+
+def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape from a safetensors file's header, reading no tensor: sizes are
+    checked against these before anything of that size is read or built."""
+    with _safetensors(path) as reader:
+        return {key: tuple(reader.get_slice(key).get_shape()) for key in reader.keys()}
+
+
+@contextlib.contextmanager
+def _safetensors(path: Path) -> Iterator[Any]:
     try:
         with safe_open(str(path), framework="pt") as reader:
-            return {key: reader.get_tensor(key) for key in reader.keys()}
+            yield reader
     except FileNotFoundError:
         raise ExportError(f"{path}: missing") from None
     except (SafetensorError, OSError, RuntimeError, ValueError) as err:
@@ -166,6 +183,10 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def shape_from_config(config: dict[str, Any], origin: Path) -> LlamaShape:
+    """The model's shape from its ``config.json``, every size a positive integer that fits
+    the others: a config is a stranger's file, and everything built later is sized by it."""
+    if not isinstance(config, dict):
+        raise ExportError(f"{origin}: not a JSON object")
     family = _family(config, origin)
     refusals = {
         "mlp_bias": "mlp_bias=true",
@@ -176,49 +197,92 @@ def shape_from_config(config: dict[str, Any], origin: Path) -> LlamaShape:
         if config.get(flag):
             raise ExportError(f"{origin}: {what} is not supported by ExecuTorch's Transformer")
     if config.get("hidden_act", "silu") != "silu":
-        raise ExportError(f"{origin}: hidden_act '{config['hidden_act']}' is not supported")
+        raise ExportError(f"{origin}: hidden_act {quoted(config['hidden_act'])} is not supported")
     rope = _rope_parameters(config)
     rope_type = rope.get("rope_type", rope.get("type")) or "default"
     if rope_type not in ROPE_TYPES:
         raise ExportError(
-            f"{origin}: rope scaling '{rope_type}' is not supported "
+            f"{origin}: rope scaling {quoted(rope_type)} is not supported "
             f"(supported: {', '.join(ROPE_TYPES)})"
         )
-    if float(rope.get("partial_rotary_factor") or config.get("partial_rotary_factor") or 1) != 1:
+    partial = rope.get("partial_rotary_factor") or config.get("partial_rotary_factor") or 1
+    if _number(partial, "partial_rotary_factor", origin) != 1:
         raise ExportError(f"{origin}: partial rotary embeddings are not supported")
-    try:
-        n_heads = int(config["num_attention_heads"])
-        dim = int(config["hidden_size"])
-        return LlamaShape(
-            dim=dim,
-            n_layers=int(config["num_hidden_layers"]),
-            n_heads=n_heads,
-            n_kv_heads=int(config.get("num_key_value_heads") or n_heads),
-            head_dim=int(config.get("head_dim") or dim // n_heads),
-            hidden_dim=int(config["intermediate_size"]),
-            vocab_size=int(config["vocab_size"]),
-            norm_eps=float(config.get("rms_norm_eps", 1e-5)),
-            rope_theta=float(rope.get("rope_theta") or config.get("rope_theta") or 10000.0),
-            family=family,
-            qkv_bias=family == "qwen2",
-            qk_norm=family == "qwen3",
-            rope_type=rope_type,
+    sizes = _sizes(config, family, origin)
+    return LlamaShape(
+        **sizes,
+        norm_eps=_number(config.get("rms_norm_eps", 1e-5), "rms_norm_eps", origin),
+        rope_theta=_number(
+            rope.get("rope_theta") or config.get("rope_theta") or 10000.0, "rope_theta", origin
+        ),
+        family=family,
+        qkv_bias=family == "qwen2",
+        qk_norm=family == "qwen3",
+        rope_type=rope_type,
+    )
+
+
+def _sizes(config: dict[str, Any], family: str, origin: Path) -> dict[str, int]:
+    """The integer sizes, checked against each other: heads that split the width (unless
+    head_dim is given, as Qwen3's is), kv heads that split the heads, an even head_dim."""
+
+    def size(key: str, default: int | None = None) -> int:
+        value = config.get(key)
+        value = default if value is None else value
+        if value is None:
+            raise ExportError(f"{origin}: incomplete {family} config (no '{key}')")
+        return _positive_int(value, key, origin)
+
+    dim, n_heads = size("hidden_size"), size("num_attention_heads")
+    n_kv_heads = size("num_key_value_heads", n_heads)
+    if config.get("head_dim") is None and dim % n_heads:
+        raise ExportError(
+            f"{origin}: hidden_size {dim} is not a multiple of num_attention_heads {n_heads}"
         )
-    except (KeyError, TypeError, ValueError) as err:
-        raise ExportError(f"{origin}: incomplete {family} config ({err})") from None
+    head_dim = size("head_dim", dim // n_heads)
+    if n_heads % n_kv_heads:
+        raise ExportError(
+            f"{origin}: num_attention_heads {n_heads} is not a multiple of "
+            f"num_key_value_heads {n_kv_heads}"
+        )
+    if head_dim % 2:
+        raise ExportError(f"{origin}: head_dim {head_dim} is odd (rotary embeddings need pairs)")
+    return {
+        "dim": dim,
+        "n_layers": size("num_hidden_layers"),
+        "n_heads": n_heads,
+        "n_kv_heads": n_kv_heads,
+        "head_dim": head_dim,
+        "hidden_dim": size("intermediate_size"),
+        "vocab_size": size("vocab_size"),
+    }
+
+
+def _positive_int(value: Any, key: str, origin: Path) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ExportError(f"{origin}: {key} must be a positive integer, not {quoted(value)}")
+    return value
+
+
+def _number(value: Any, key: str, origin: Path) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ExportError(f"{origin}: {key} must be a finite number, not {quoted(value)}")
+    return float(value)
 
 
 def _family(config: dict[str, Any], origin: Path) -> str:
     model_type = config.get("model_type")
-    if model_type in FAMILIES:
-        return str(model_type)
-    architectures = config.get("architectures") or []
+    if isinstance(model_type, str) and model_type in FAMILIES:
+        return model_type
+    architectures = config.get("architectures")
+    listed = architectures if isinstance(architectures, list) else []
+    names = [a for a in listed if isinstance(a, str)]
     for family, architecture in FAMILIES.items():
-        if architecture in architectures:
+        if architecture in names:
             return family
-    kind = model_type or ", ".join(architectures) or "unknown"
+    kind = model_type if isinstance(model_type, str) else ", ".join(names)
     raise ExportError(
-        f"{origin}: model_type '{kind}' is not supported "
+        f"{origin}: model_type {quoted(kind or 'unknown')} is not supported "
         f"(supported: {', '.join(FAMILIES)}: Llama 2/3.x, SmolLM2, Qwen2/2.5, Qwen3)"
     )
 
@@ -252,39 +316,61 @@ def to_executorch_names(
 
     With ``use_hf_rope`` the q/k weights keep Hugging Face's layout, so only names change.
     """
-    layer_key = re.compile(r"^model\.layers\.(\d+)\.(.+)\.(weight|bias)$")
-    renamed: dict[str, torch.Tensor] = {}
-    for key, tensor in hf_weights.items():
-        if key == "model.embed_tokens.weight":
-            renamed["tok_embeddings.weight"] = tensor
-        elif key == "model.norm.weight":
-            renamed["norm.weight"] = tensor
-        elif key == "lm_head.weight":
-            renamed["output.weight"] = tensor
-        elif (match := layer_key.match(key)) and match.group(2) in _HF_LAYER_NAMES:
-            layer, module, kind = match.groups()
-            renamed[f"layers.{layer}.{_HF_LAYER_NAMES[module]}.{kind}"] = tensor
-        elif key.endswith("rotary_emb.inv_freq"):
-            continue  # recomputed from the config
-        else:
-            raise ExportError(f"{origin}: unexpected weight '{key}' for a {shape.family} model")
-    if "output.weight" not in renamed and "tok_embeddings.weight" in renamed:
-        renamed["output.weight"] = renamed["tok_embeddings.weight"]  # tied embeddings
-
-    expected = _expected_shapes(shape)
-    missing = sorted(set(expected) - set(renamed))
-    if missing:
-        raise ExportError(f"{origin}: missing weight '{missing[0]}' ({len(missing)} missing)")
-    for name, want in expected.items():
-        got = tuple(renamed[name].shape)
-        if got != want:
-            raise ExportError(f"{origin}: weight '{name}' has shape {got}, config implies {want}")
+    renamed = executorch_names(hf_weights, shape, origin)
+    check_weight_shapes({name: tuple(t.shape) for name, t in renamed.items()}, shape, origin)
     # Tied embeddings are one tensor under two names; converting each name on its own would
     # make two fp32 copies of the largest weight (1 GB for Llama 3.2 1B's bf16 table).
     as_fp32: dict[int, torch.Tensor] = {}
     for tensor in renamed.values():
         as_fp32.setdefault(id(tensor), tensor.to(torch.float32).contiguous())
-    return {name: as_fp32[id(renamed[name])] for name in expected}
+    return {name: as_fp32[id(renamed[name])] for name in _expected_shapes(shape)}
+
+
+def executorch_names(weights: dict[str, T], shape: LlamaShape, origin: Path) -> dict[str, T]:
+    """Hugging Face weight names (of tensors, or of their shapes) as ExecuTorch's; a tied
+    output weight is the embedding's."""
+    layer_key = re.compile(r"^model\.layers\.(\d+)\.(.+)\.(weight|bias)$")
+    renamed: dict[str, T] = {}
+    for key, value in weights.items():
+        if key == "model.embed_tokens.weight":
+            renamed["tok_embeddings.weight"] = value
+        elif key == "model.norm.weight":
+            renamed["norm.weight"] = value
+        elif key == "lm_head.weight":
+            renamed["output.weight"] = value
+        elif (match := layer_key.match(key)) and match.group(2) in _HF_LAYER_NAMES:
+            layer, module, kind = match.groups()
+            renamed[f"layers.{layer}.{_HF_LAYER_NAMES[module]}.{kind}"] = value
+        elif key.endswith("rotary_emb.inv_freq"):
+            continue  # recomputed from the config
+        else:
+            raise ExportError(
+                f"{origin}: unexpected weight {quoted(key)} for a {shape.family} model"
+            )
+    if "output.weight" not in renamed and "tok_embeddings.weight" in renamed:
+        renamed["output.weight"] = renamed["tok_embeddings.weight"]  # tied embeddings
+    return renamed
+
+
+def check_weight_shapes(
+    shapes: dict[str, tuple[int, ...]], shape: LlamaShape, origin: Path
+) -> None:
+    """Every weight the config implies is there with that shape. The layers are counted
+    first: a config's layer count sizes what is built, so it must be what the weights hold."""
+    layers = {name.split(".")[1] for name in shapes if name.startswith("layers.")}
+    if len(layers) != shape.n_layers:
+        raise ExportError(
+            f"{origin}: the config says {shape.n_layers} layers, the weights hold {len(layers)}"
+        )
+    expected = _expected_shapes(shape)
+    missing = sorted(set(expected) - set(shapes))
+    if missing:
+        raise ExportError(f"{origin}: missing weight '{missing[0]}' ({len(missing)} missing)")
+    for name, want in expected.items():
+        if shapes[name] != want:
+            raise ExportError(
+                f"{origin}: weight '{name}' has shape {shapes[name]}, config implies {want}"
+            )
 
 
 def _expected_shapes(shape: LlamaShape) -> dict[str, tuple[int, ...]]:
@@ -314,6 +400,10 @@ def _load_hf_dir(path: Path) -> BaseModel:
     weight_files = sorted(path.glob("*.safetensors"))
     if not weight_files:
         raise ExportError(f"{path}: no *.safetensors weight files")
+    headers: dict[str, tuple[int, ...]] = {}
+    for weight_file in weight_files:
+        headers.update(safetensors_shapes(weight_file))
+    check_weight_shapes(executorch_names(headers, shape, path), shape, path)  # nothing read yet
     hf_weights: dict[str, torch.Tensor] = {}
     for weight_file in weight_files:
         hf_weights.update(read_safetensors(weight_file))
@@ -413,9 +503,6 @@ def _read_gguf_header(path: Path) -> _GgufHeader:
 
         reader = gguf.GGUFReader(str(path))
         architecture = _gguf_value(reader, "general.architecture") or "unknown"
-        head_dim = _gguf_value(reader, f"{architecture}.attention.key_length")
-        width = _gguf_value(reader, f"{architecture}.embedding_length")
-        heads = _gguf_value(reader, f"{architecture}.attention.head_count")
         scaling = _gguf_value(reader, f"{architecture}.rope.scaling.type") or "none"
         scaling_factor = _gguf_value(reader, f"{architecture}.rope.scaling.factor")
         rope_factors = next(
@@ -428,17 +515,58 @@ def _read_gguf_header(path: Path) -> _GgufHeader:
         )
     except Exception as err:  # gguf raises assorted errors on damaged files
         raise ExportError(f"{path}: corrupt or truncated GGUF file ({err})") from None
-    if architecture not in FAMILIES:
+    if not isinstance(architecture, str) or architecture not in FAMILIES:
         raise ExportError(
-            f"{path}: GGUF architecture '{architecture}' is not supported "
+            f"{path}: GGUF architecture {quoted(architecture)} is not supported "
             f"(supported: {', '.join(FAMILIES)})"
         )
     if scaling not in ("none", "linear"):
-        raise ExportError(f"{path}: rope scaling '{scaling}' in a GGUF is not supported")
-    # transformers does not map Qwen3's attention.key_length and would assume a head_dim.
-    explicit_head_dim = head_dim and width and heads and head_dim != width // heads
-    override = {"head_dim": int(head_dim)} if explicit_head_dim else {}
+        raise ExportError(f"{path}: rope scaling {quoted(scaling)} in a GGUF is not supported")
+    if scaling_factor is not None:
+        _number(scaling_factor, f"{architecture}.rope.scaling.factor", path)
+    override = _gguf_sizes(reader, architecture, path)
     return _GgufHeader(reader, architecture, override, scaling, scaling_factor, rope_factors)
+
+
+def _gguf_sizes(reader: Any, architecture: str, path: Path) -> dict[str, int]:
+    """Check the sizes transformers builds the model from against the tensors the file
+    holds, before it builds anything (it would build a ``block_count`` of 200000000).
+    Returns Qwen3's explicit head_dim, which transformers does not map and would assume."""
+
+    def size(key: str, default: int | None = None) -> int:
+        value = _gguf_value(reader, f"{architecture}.{key}")
+        value = default if value is None else value
+        if value is None:
+            raise ExportError(f"{path}: no {architecture}.{key} in the GGUF's metadata")
+        return _positive_int(value, f"{architecture}.{key}", path)
+
+    width, heads = size("embedding_length"), size("attention.head_count")
+    kv_heads = size("attention.head_count_kv", heads)
+    explicit = _gguf_value(reader, f"{architecture}.attention.key_length") is not None
+    if not explicit and width % heads:
+        raise ExportError(f"{path}: embedding_length {width} is not a multiple of {heads} heads")
+    head_dim = size("attention.key_length", width // heads)
+    if heads % kv_heads or head_dim % 2:
+        raise ExportError(f"{path}: {heads} heads, {kv_heads} kv heads of {head_dim} do not fit")
+    dims = {t.name: tuple(int(d) for d in reversed(t.shape)) for t in reader.tensors}
+    blocks = {name.split(".")[1] for name in dims if name.startswith("blk.")}
+    if size("block_count") != len(blocks):
+        raise ExportError(
+            f"{path}: block_count says {size('block_count')} layers, the file holds {len(blocks)}"
+        )
+    expected = {
+        "blk.0.attn_q.weight": (heads * head_dim, width),
+        "blk.0.attn_k.weight": (kv_heads * head_dim, width),
+        "blk.0.ffn_up.weight": (size("feed_forward_length"), width),
+    }
+    for name, want in expected.items():
+        if dims.get(name) != want:
+            raise ExportError(
+                f"{path}: tensor {name} is {dims.get(name)}, the metadata says {want}"
+            )
+    if dims.get("token_embd.weight", (0, 0))[1:] != (width,):
+        raise ExportError(f"{path}: token_embd.weight is not {width} wide")
+    return {"head_dim": head_dim} if head_dim * heads != width else {}
 
 
 def _load_gguf(path: Path) -> BaseModel:

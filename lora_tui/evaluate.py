@@ -7,21 +7,22 @@ A prompt file is JSON Lines, one prompt per line::
 
 ``question`` is read as ``prompt`` (the demo's eval sets use it). An answer is right when it
 contains every keyword (case-insensitive) and matches the regex (searched, case-insensitive);
-a prompt with neither is run and saved but not scored. A prompt's group, for the totals, is
-its ``group`` field, else its file's name (its folder's, when files share a name). Prompts
-that ask for one fact in different words may share a ``fact`` id, and are then also scored
-per fact. Each prompt runs greedy in a fresh conversation.
+a prompt with neither is run and saved but not scored. A regex that does not compile refuses
+the file; one that takes over ``REGEX_SECONDS`` on an answer marks it wrong, with a note. A
+prompt's group, for the totals, is its ``group`` field, else its file's name (its folder's,
+when files share a name). Prompts that ask for one fact in different words may share a
+``fact`` id, and are then also scored per fact. Each prompt runs greedy in a fresh conversation.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import regex
 from rich.table import Table
 from rich.text import Text
 
@@ -35,7 +36,22 @@ from lora_tui.engine.types import (
     Message,
     ReplyEnd,
 )
+from lora_tui.format import quoted
 from lora_tui.results import reply_record
+
+# A prompt's regex is a stranger's, and some backtrack for ever (``(.*.*)*X`` under ``re``).
+# It runs under ``regex``, which stops a match at this limit and lets other threads run while
+# it matches (``concurrent``), so such a pattern costs one answer a wrong mark, not a hang.
+REGEX_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Mark:
+    """How an answer scored: right, wrong, or None when the prompt checks nothing; with a
+    note when its regex ran out of time."""
+
+    right: bool | None
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,12 +68,25 @@ class PromptCase:
 
     def is_right(self, answer: str) -> bool | None:
         """None for a prompt with nothing to check."""
+        return self.mark(answer).right
+
+    def mark(self, answer: str) -> Mark:
+        """Bounded by ``REGEX_SECONDS``; call it off an event loop, as it may take that long."""
         if not self.scored:
-            return None
+            return Mark(None)
         lowered = answer.lower()
         if not all(keyword.lower() in lowered for keyword in self.keywords):
-            return False
-        return self.regex is None or re.search(self.regex, answer, re.IGNORECASE) is not None
+            return Mark(False)
+        if self.regex is None:
+            return Mark(True)
+        try:
+            found = regex.search(
+                self.regex, answer, regex.IGNORECASE, timeout=REGEX_SECONDS, concurrent=True
+            )
+        except TimeoutError:
+            note = f"regex {quoted(self.regex)} took over {REGEX_SECONDS:g} s; counted wrong"
+            return Mark(False, note)
+        return Mark(found is not None)
 
 
 @dataclass
@@ -68,14 +97,15 @@ class EvalResult:
     right: bool | None
     settings: GenerationSettings
     resumed: bool = False  # read back from a results file (``--resume``), not answered now
+    note: str | None = None  # why the mark may be wrong (its regex ran out of time)
 
     @classmethod
     def scored(
         cls, case: PromptCase, adapter: str, done: ReplyDone, settings: GenerationSettings
     ) -> EvalResult:
         """A reply just given, marked by the prompt's keywords and regex (wrong on error)."""
-        right = case.is_right(done.text) if done.error is None else False
-        return cls(case, adapter, done, right, settings)
+        mark = case.mark(done.text) if done.error is None else Mark(False)
+        return cls(case, adapter, done, mark.right, settings, note=mark.note)
 
     @classmethod
     def from_record(
@@ -84,13 +114,14 @@ class EvalResult:
         """An answer an earlier run saved, scored again by this run's prompt."""
         end = ReplyEnd(record["end"])
         done = ReplyDone(adapter, record.get("answer") or "", end, None)
-        right = case.is_right(done.text) if end is not ReplyEnd.ERROR else False
-        return cls(case, adapter, done, right, settings, resumed=True)
+        mark = case.mark(done.text) if end is not ReplyEnd.ERROR else Mark(False)
+        return cls(case, adapter, done, mark.right, settings, resumed=True, note=mark.note)
 
     def record(self) -> dict[str, Any]:
         """Its line in a results file, the format the app writes too."""
         record = reply_record(self.case.prompt, self.adapter, self.done, self.settings)
-        return {**record, "group": self.case.group, "fact": self.case.fact, "right": self.right}
+        scored = {"group": self.case.group, "fact": self.case.fact, "right": self.right}
+        return {**record, **scored, **({"note": self.note} if self.note else {})}
 
 
 @dataclass
@@ -112,6 +143,11 @@ class EvalReport:
             and r.right is not None
         ]
         return sum(marks), len(marks)
+
+    @property
+    def notes(self) -> list[str]:
+        """Each distinct note on a mark (a regex that ran out of time), in order."""
+        return list(dict.fromkeys(r.note for r in self.results if r.note))
 
     @property
     def groups(self) -> list[str]:
@@ -209,16 +245,18 @@ def _case(line: str, default_group: str, where: str) -> PromptCase:
         keywords = [keywords]
     if not isinstance(keywords, list) or not all(isinstance(k, str) for k in keywords):
         raise EngineError(f"{where}: 'keywords' must be a list of strings")
-    regex = row.get("regex")
-    if regex is not None:
+    pattern = row.get("regex")
+    if pattern is not None:
+        if not isinstance(pattern, str):
+            raise EngineError(f"{where}: 'regex' must be a string")
         try:
-            re.compile(regex)
-        except (re.error, TypeError) as err:
+            regex.compile(pattern, regex.IGNORECASE)
+        except (regex.error, RecursionError, ValueError) as err:
             raise EngineError(f"{where}: 'regex' does not compile ({err})") from None
     group = row.get("group", default_group)
     fact = row.get("fact")
     return PromptCase(
-        prompt, str(group), tuple(keywords), regex, None if fact is None else str(fact)
+        prompt, str(group), tuple(keywords), pattern, None if fact is None else str(fact)
     )
 
 

@@ -46,6 +46,7 @@ from lora_tui.format import (
     sha256_file,
 )
 
+Record = dict[str, Any]
 VOTE = "vote"  # the ``type`` of a vote line; an answer line has none
 EXPORT_FORMATS = ("md", "json", "csv")
 MAX_EXPORTS = 1000  # NAME.md, NAME.1.md ... NAME.999.md
@@ -457,7 +458,10 @@ class ResultsWriter:
     def path(self) -> Path:
         return self.file.path
 
-    def append(self, record: dict[str, Any], program: Path | None) -> None:
+    def append(self, record: Record | Callable[[], Record], program: Path | None) -> None:
+        """``record`` may be a function that makes the line on the writer's thread: a prompt
+        set's answer, whose regex may take a second to score, made there is off the UI's
+        loop and still saved when the app quits meanwhile."""
         self._thread.submit(self._append, record, program)
 
     def export(self, fmt: str) -> None:
@@ -467,9 +471,9 @@ class ResultsWriter:
         self._thread.shutdown(wait=True)
         self.file.close()
 
-    def _append(self, record: dict[str, Any], program: Path | None) -> None:
+    def _append(self, record: Record | Callable[[], Record], program: Path | None) -> None:
         try:
-            self.file.append(record, program)
+            self.file.append(record() if callable(record) else record, program)
         except OSError as err:
             self._report(f"results not saved: {err}", False)
 

@@ -74,6 +74,8 @@ def eval_main(args: argparse.Namespace) -> int:
     finally:
         if saved is not None:
             saved.close()
+    for note in report.notes:  # marks that may be wrong (a regex that ran out of time)
+        errors.print(Text(f"lora-tui eval: warning: {note}"), soft_wrap=True)
     if args.json:
         console.print_json(json.dumps(report.as_json(), ensure_ascii=False))
         return 0

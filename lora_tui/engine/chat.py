@@ -13,10 +13,10 @@ from typing import Any
 
 from jinja2 import Template
 from jinja2.exceptions import TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Tokenizer
 from tokenizers.decoders import DecodeStream
 
+from lora_tui.engine.templates import BoundedEnvironment, TemplateLimit, render_bounded
 from lora_tui.engine.types import EngineError, Message
 from lora_tui.format import (
     GENERATION_CONFIG_FILE,
@@ -25,6 +25,7 @@ from lora_tui.format import (
     TOKENIZER_FILE,
     Manifest,
     chat_template_of,
+    one_line,
     read_json_file,
     special_ids,
 )
@@ -88,7 +89,7 @@ class ChatFormat:
 
     @cached_property
     def _template(self) -> Template:
-        env = ImmutableSandboxedEnvironment(
+        env = BoundedEnvironment(
             trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
         )
         env.globals["raise_exception"] = _raise
@@ -96,8 +97,8 @@ class ChatFormat:
         env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
         try:
             return env.from_string(self.template_source)
-        except TemplateError as err:
-            raise EngineError(f"chat template does not compile: {err}") from None
+        except Exception as err:  # a syntax error, or nesting deep enough to recurse for ever
+            raise EngineError(f"chat template does not compile: {one_line(err)}") from None
 
     @property
     def supports_thinking(self) -> bool:
@@ -105,8 +106,15 @@ class ChatFormat:
         return "enable_thinking" in self.template_source
 
     def render(self, messages: list[Message], thinking: bool = False) -> str:
+        """The conversation as the template writes it, within the limits of
+        ``templates.py``: the output may be a million characters more than four times the
+        messages (a template may write each more than once, Qwen3's reads them twice)."""
+        max_chars = 1_000_000 + sum(4 * len(m.content) + 64 for m in messages)
+        template = self._template  # one that does not compile says so itself
         try:
-            return self._template.render(
+            return render_bounded(
+                template,
+                max_chars,
                 messages=[{"role": m.role, "content": m.content} for m in messages],
                 add_generation_prompt=True,
                 bos_token=self.bos_token or "",
@@ -115,8 +123,10 @@ class ChatFormat:
                 # wants the answers, so thinking is off unless the user turns it on.
                 enable_thinking=thinking,
             )
-        except TemplateError as err:
-            raise EngineError(f"chat template failed: {err}") from None
+        except TemplateLimit as err:
+            raise EngineError(f"chat template stopped: {err}") from None
+        except Exception as err:  # raise_exception, or the template's own bug (1/0, recursion)
+            raise EngineError(f"chat template failed: {one_line(err)}") from None
 
     def encode_chat(self, messages: list[Message], thinking: bool = False) -> list[int]:
         # Special tokens in the rendered template ("<|im_start|>") map to their ids here.

@@ -12,7 +12,7 @@ Only the standard library here, so importing the contract never pulls in torch, 
 or Textual (``tests/unit/test_layers.py`` checks it).
 """
 
-from lora_tui.format.errors import ArtifactError, one_line
+from lora_tui.format.errors import ArtifactError, one_line, quoted
 from lora_tui.format.manifest import (
     DEFAULT_GROUP_SIZE,
     FP32,
@@ -100,6 +100,7 @@ __all__ = [
     "one_line",
     "program_extent",
     "projection_features",
+    "quoted",
     "read_json_file",
     "sha256_file",
     "special_ids",

@@ -14,3 +14,10 @@ def one_line(err: BaseException) -> str:
         return str(err)
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+def quoted(value: object, limit: int = 40) -> str:
+    """A value from a stranger's file, quoted for a one-line error: its repr (so a newline
+    or a control character shows escaped), cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lora_tui.format.errors import ArtifactError
+from lora_tui.format.errors import ArtifactError, quoted
 from lora_tui.format.program import FORMAT_VERSION, MANIFEST_FILE
+from lora_tui.format.sizes import PROJECTION_NAMES, SHAPE_SIZES
 
 
 @dataclass(frozen=True)
@@ -118,15 +121,96 @@ class Manifest:
             )
         try:
             programs = {name: ProgramEntry(**entry) for name, entry in raw.pop("programs").items()}
-            return cls(**raw, programs=programs)
+            manifest = cls(**raw, programs=programs)
         except (TypeError, KeyError, AttributeError) as err:
             raise ArtifactError(f"{path}: damaged manifest ({err})") from None
+        _check_types(manifest, path)
+        return manifest
 
     def program_named(self, file_name: str) -> tuple[str, ProgramEntry] | None:
         for name, entry in self.programs.items():
             if entry.file == file_name:
                 return name, entry
         return None
+
+
+def _check_types(manifest: Manifest, path: Path) -> None:
+    """Every value of the type lora-export writes: the manifest is a stranger's file too, and
+    a size of "48" or an alpha of NaN would otherwise fail later, far from here."""
+    checks = [("", asdict(manifest), _MANIFEST_FIELDS)] + [
+        (f"programs[{quoted(name)}].", asdict(entry), _PROGRAM_FIELDS)
+        for name, entry in manifest.programs.items()
+    ]
+    for prefix, values, kinds in checks:
+        for key, fits in kinds.items():
+            if not fits(values[key]):
+                raise ArtifactError(
+                    f"{path}: damaged manifest ({prefix}{key} is {quoted(values[key])})"
+                )
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _positive(value: Any) -> bool:
+    return _count(value) and value > 0
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _optional(kind: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: value is None or kind(value)
+
+
+def _shape(value: Any) -> bool:
+    return isinstance(value, dict) and all(_positive(value.get(k)) for k in SHAPE_SIZES)
+
+
+def _quantization(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and value.get("mode") in QUANTIZE_MODES
+        and _optional(_count)(value.get("group_size"))
+    )
+
+
+_MANIFEST_FIELDS: dict[str, Callable[[Any], bool]] = {
+    "base_source": _text,
+    "base_fingerprint": _text,
+    "foundation_id": _count,
+    "foundation_file": _text,
+    "foundation_sha256": _text,
+    "foundation_size_bytes": _count,
+    "shape": _shape,
+    "max_context": _positive,
+    "tokenizer_file": _text,
+    "chat_template": _optional(_text),
+    "bos_id": _optional(_count),
+    "stop_ids": lambda value: isinstance(value, list) and all(_count(i) for i in value),
+    "quantization": _quantization,
+}
+_PROGRAM_FIELDS: dict[str, Callable[[Any], bool]] = {
+    "file": _text,
+    "kind": lambda value: value in ("adapter", "base"),
+    "size_bytes": _count,
+    "rank": _optional(_positive),
+    "alpha": _optional(_finite),
+    "use_rslora": lambda value: isinstance(value, bool),
+    "target_modules": lambda value: (
+        isinstance(value, list) and all(t in PROJECTION_NAMES for t in value)
+    ),
+    "source": _optional(_text),
+    "source_sha256": _optional(_text),
+    "adapter_size_bytes": _optional(_count),
+    "sha256": _optional(_text),
+}
 
 
 def foundation_id(

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# The sizes every manifest ``shape`` has, each a positive integer (``manifest.py`` checks).
+SHAPE_SIZES = ("dim", "n_layers", "n_heads", "n_kv_heads", "head_dim", "hidden_dim", "vocab_size")
+PROJECTION_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
 
 def projection_features(shape: dict[str, Any], projection: str) -> tuple[int, int]:
     """(in_features, out_features) of a projection of the manifest's ``shape``."""

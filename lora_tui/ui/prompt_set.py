@@ -3,16 +3,19 @@ each in a fresh conversation, scored as ``lora-tui eval`` scores it; then the sc
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lora_tui.common.literal import printable
-from lora_tui.engine.types import ReplyEnd
+from lora_tui.engine.types import GenerationSettings, ReplyEnd
 from lora_tui.evaluate import EvalReport, EvalResult, load_prompts
 from lora_tui.format import ArtifactError
 from lora_tui.ui.screens.scores import ScoresScreen
 
 if TYPE_CHECKING:
+    from lora_tui.engine.protocol import ReplyDone
+    from lora_tui.evaluate import PromptCase
     from lora_tui.ui.replies import Replies
     from lora_tui.ui.workbench import Workbench
 
@@ -38,11 +41,20 @@ async def run_prompt_set(app: Workbench, replies: Replies, path: Path) -> None:
             answers = [round.replies[name] for name in report.adapters]
             if any(done.end is ReplyEnd.CANCELLED for done in answers):
                 break
-            for done in answers:
-                right = case.is_right(done.text) if done.error is None else False
-                settings = replies.sent_settings(done.adapter)
-                report.results.append(EvalResult(case, done.adapter, done, right, settings))
+            settings = [replies.sent_settings(done.adapter) for done in answers]
+            # Scored on a thread: a prompt's regex may take a second per answer.
+            results = await asyncio.to_thread(_scored, case, answers, settings)
+            report.results.extend(results)
+            for note in dict.fromkeys(r.note for r in results if r.note):
+                app.notify(note, title="prompt set", severity="warning", markup=False)
     finally:
         app.sub_title = title
     answered = len(report.results) // len(report.adapters)
     app.push_screen(ScoresScreen(report, f"{path.name}: {answered} of {len(cases)} prompts"))
+
+
+def _scored(
+    case: PromptCase, answers: list[ReplyDone], settings: list[GenerationSettings]
+) -> list[EvalResult]:
+    pairs = zip(answers, settings, strict=True)
+    return [EvalResult.scored(case, done.adapter, done, sent) for done, sent in pairs]

@@ -9,7 +9,7 @@ once it has loaded, each in its round; if it fails to load, or Esc drops them, i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lora_tui.evaluate import EvalResult, PromptCase
 from lora_tui.results import ResultsWriter, origin_fields, reply_record
@@ -199,11 +199,14 @@ class Replies:
         prompts = [t.text for t in pane.turns if t.role == "user"]
         if self.results is None or not prompts:
             return
-        settings = self.sent_settings(pane.adapter_name)
-        if round is not None and round.case is not None:
-            right = round.case.is_right(done.text) if done.error is None else False
-            record = EvalResult(round.case, pane.adapter_name, done, right, settings).record()
+        name, settings = pane.adapter_name, self.sent_settings(pane.adapter_name)
+        extra = {"round": round.id if round else None, **origin_fields(pane.info)}
+        if round is not None and (case := round.case) is not None:
+
+            def scored() -> dict[str, Any]:  # on the writer's thread: a regex takes up to 1 s
+                return {**EvalResult.scored(case, name, done, settings).record(), **extra}
+
+            self.results.append(scored, pane.path)
         else:
-            record = reply_record(prompts[-1], pane.adapter_name, done, settings)
-        record["round"] = round.id if round else None
-        self.results.append({**record, **origin_fields(pane.info)}, pane.path)
+            record = reply_record(prompts[-1], name, done, settings)
+            self.results.append({**record, **extra}, pane.path)

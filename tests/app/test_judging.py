@@ -7,8 +7,10 @@ import json
 import random
 from pathlib import Path
 
+import pytest
 from textual.widgets import Input
 
+import lora_tui.evaluate
 from lora_tui.arena import ALL_BAD
 from lora_tui.engine import Message
 from lora_tui.results import read_results
@@ -327,6 +329,55 @@ async def test_a_bad_prompt_set_is_one_line(tmp_path: Path) -> None:
         await pilot.pause()
         assert not isinstance(app.screen, ScoresScreen)
         assert any("no such file" in str(n.message) for n in app._notifications)
+
+
+# Matches neither fixed reply, and makes even the regex package backtrack on them: only its
+# time limit ends it (under re it ran for ever, on the app's loop).
+CATASTROPHIC = r"(\w|.)*\d$"
+
+
+def catastrophic_prompt_set(tmp_path: Path) -> Path:
+    prompts = tmp_path / "set.jsonl"
+    row = {"prompt": "Who won physics in 2024?", "regex": CATASTROPHIC, "group": "nobel"}
+    prompts.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    return prompts
+
+
+async def test_keys_work_while_a_prompt_sets_regex_backtracks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Scoring takes seconds of CPU here: it must run off the app's loop. One pane and no
+    # results file, so one thread scores one answer.
+    monkeypatch.setattr(lora_tui.evaluate, "REGEX_SECONDS", 3.0, raising=False)
+    app = make_app(["nobel"], tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await start_prompt_set(pilot, catastrophic_prompt_set(tmp_path))
+        await wait_for(pilot, lambda: app.replies.round and app.replies.round.finished.is_set())
+        prompt = app.query_one("#prompt", Input)
+        prompt.focus()
+        await pilot.press("h", "i")
+        assert prompt.value == "hi"
+        assert not isinstance(app.screen, ScoresScreen)  # still scoring, on its thread
+        await pilot.press("ctrl+q")
+        assert app.return_code == 0
+
+
+async def test_a_regex_out_of_time_is_noted_and_counted_wrong(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lora_tui.evaluate, "REGEX_SECONDS", 0.2, raising=False)
+    app = saving_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await start_prompt_set(pilot, catastrophic_prompt_set(tmp_path))
+        await wait_for(pilot, lambda: isinstance(app.screen, ScoresScreen), timeout_s=60)
+        assert app.screen.report.score("nobel", "nobel") == (0, 1)
+        notes = [str(n.message) for n in app._notifications if "counted wrong" in str(n.message)]
+        assert notes == [f"regex {CATASTROPHIC!r} took over 0.2 s; counted wrong"]
+    saved = read_results(tmp_path / "results.jsonl")  # scored on the writer's thread
+    assert sorted(r["adapter"] for r in saved) == sorted(NAMES)
+    assert all(r["right"] is False and r["note"] == notes[0] for r in saved)
 
 
 async def test_escape_stops_a_prompt_set_and_shows_what_was_answered(tmp_path: Path) -> None:

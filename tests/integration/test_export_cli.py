@@ -473,3 +473,79 @@ def test_bad_adapter_names(tiny_base: Path, tiny_adapters) -> None:
                 tiny_base, [("base", tiny_adapters["full"])], Path("x"), base_program=True
             )
         )
+
+
+# --- bounded work on a stranger's files (issue 42) ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"num_hidden_layers": 200000000}, "says 200000000 layers, the weights hold 2"),
+        ({"num_attention_heads": 0}, "num_attention_heads must be a positive integer, not 0"),
+    ],
+    ids=["200000000-layers", "no-heads"],
+)
+def test_a_base_config_that_does_not_fit_its_weights(
+    tiny_base: Path, tiny_adapters, tmp_path: Path, out_dir, capfd, change, needle
+) -> None:
+    other = tmp_path / "misfit"
+    shutil.copytree(tiny_base, other)
+    config = json.loads((other / "config.json").read_text())
+    config.update(change)
+    (other / "config.json").write_text(json.dumps(config))
+    expect_refusal(
+        ["--base", str(other), "--adapter", str(tiny_adapters["full"])],
+        out_dir,
+        capfd,
+        str(other),
+        needle,
+    )
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        ({"r": "x"}, "r must be a positive integer, not 'x'"),
+        ({"lora_alpha": "nan"}, "lora_alpha must be a finite number, not 'nan'"),
+        ({"rank_pattern": {r"(\w|.)*\.": 2}}, "took over 0.5 s"),
+    ],
+    ids=["rank-x", "alpha-nan", "slow-rank-pattern"],
+)
+def test_adapter_config_values_that_cannot_be_used(
+    tiny_base: Path, tiny_adapters, tmp_path, out_dir, capfd, monkeypatch, edit, needle
+) -> None:
+    monkeypatch.setattr("exporter.adapter.PATTERN_SECONDS", 0.5, raising=False)
+    adapter = tmp_path / "odd"
+    shutil.copytree(tiny_adapters["partial"], adapter)
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    config.update(edit)
+    (adapter / "adapter_config.json").write_text(json.dumps(config))
+    expect_refusal(
+        ["--base", str(tiny_base), "--adapter", str(adapter)],
+        out_dir,
+        capfd,
+        "adapter_config.json",
+        needle,
+    )
+
+
+def test_pattern_keys_mean_what_they_mean_to_peft() -> None:
+    from peft.utils.other import get_pattern_key
+
+    from exporter.adapter import LoraPatterns, LoraSettings
+
+    patterns = {
+        "model.layers.1.mlp.down_proj": 16,
+        r"layers\.(0|2)\..*proj": 12,
+        "o_proj|k_proj": 6,
+        "q_proj": 4,
+        "mlp.*": 2,
+    }
+    matcher = LoraPatterns(LoraSettings(8, 8.0, False, patterns, {}), Path("adapter_config.json"))
+    for layer in range(3):
+        for projection in ("q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"):
+            block = "self_attn" if projection[0] in "qkvo" else "mlp"
+            module = f"model.layers.{layer}.{block}.{projection}"
+            expected = patterns.get(get_pattern_key(list(patterns), module), 8)
+            assert matcher.rank(module) == expected, module

@@ -57,3 +57,39 @@ def test_prompts_asking_one_fact_are_scored_per_fact(tmp_path: Path) -> None:
     assert report.score("nobel", "nobel", "physics-2024") == (1, 1)
     assert report.score("nobel", "nobel") == (2, 3)
     assert report.results[0].record()["fact"] == "physics-2025"
+
+
+# --- a prompt's regex is a stranger's (issue 42) ----------------------------------------------
+
+
+def test_the_regex_that_ran_for_ever_is_answered_at_once() -> None:
+    # Under re this was still matching after 20 s.
+    assert PromptCase("q", "g", regex=r"(.*.*)*X").is_right("a" * 40) is False
+    assert PromptCase("q", "g", regex=r"(.*.*)*X").is_right("a" * 40 + "x") is True
+
+
+def test_a_regex_that_runs_out_of_time_counts_wrong_with_a_note(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import lora_tui.evaluate
+
+    monkeypatch.setattr(lora_tui.evaluate, "REGEX_SECONDS", 0.2, raising=False)
+    # One that makes even the regex package backtrack, so only the limit stops it.
+    case = PromptCase("q", "g", regex=r"(?:(a+)\1)+c")
+    done = ReplyDone("nobel", "a" * 60, ReplyEnd.STOP, None)
+    result = EvalResult.scored(case, "nobel", done, GenerationSettings())
+    assert result.right is False
+    assert result.note is not None and "\n" not in result.note
+    assert "took over 0.2 s; counted wrong" in result.note and "(?:(a+)\\\\1)+c" in result.note
+    assert result.record()["note"] == result.note
+    report = EvalReport(["nobel"], results=[result, result])
+    assert report.notes == [result.note]
+    plain = EvalResult.scored(PromptCase("q", "g", regex="a"), "nobel", done, GenerationSettings())
+    assert plain.right is True and "note" not in plain.record()
+
+
+def test_a_regex_that_is_not_a_string_refuses_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "x", "regex": ["a"]}\n')
+    with pytest.raises(EngineError, match=r"bad.jsonl:1: 'regex' must be a string"):
+        load_prompts([bad])
