@@ -266,10 +266,11 @@ class _Sweep:
         return shard, answers
 
     def has_live_node(self) -> bool:
-        """Whether a live node with a CPU is left; a cluster that does not say within
+        """Whether a live node is left (one without CPUs counts: an autoscaling cluster's
+        head may have none and add workers later); a cluster that does not say within
         ``query_s`` (its control store is gone) has none."""
         nodes = _within(self.patience.query_s, self.ray.nodes) or []
-        return any(n.get("Alive") and n.get("Resources", {}).get("CPU", 0) >= 1 for n in nodes)
+        return any(node.get("Alive") for node in nodes)
 
 
 def _within(seconds: float, call: Callable[[], Any]) -> Any:

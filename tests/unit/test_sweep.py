@@ -180,8 +180,8 @@ def run(ray: StandInRay, shards: list) -> list[str]:
     return ray.answered
 
 
-ALIVE = [{"Alive": True, "Resources": {"CPU": 2.0}}]
-DEAD = [{"Alive": False, "Resources": {}}]
+ALIVE = [{"Alive": True, "Resources": {}}]  # an autoscaling head: no CPU, more nodes to come
+DEAD = [{"Alive": False, "Resources": {"CPU": 2.0}}]
 
 
 @pytest.mark.parametrize("cluster", ["dead node", "no node", "gone"])
