@@ -153,9 +153,10 @@ def test_a_sweep_whose_node_dies_stops_with_what_it_saved(
 ) -> None:
     """The local cluster's raylet killed mid-sweep: no node can take the work any more. The
     driver stops within a minute (it used to wait for ever) with one line, and what it
-    saved is whole."""
+    saved is whole. The actors answer on for a few seconds after their raylet is gone, so
+    the sweep is far longer than that: it ends the same in every case."""
     out = tmp_path / "ray.jsonl"
-    args = [*eval_args(tiny_artifacts, some_prompts(tmp_path, 40), tokens=24), "--ray"]
+    args = [*eval_args(tiny_artifacts, some_prompts(tmp_path, 1000), tokens=24), "--ray"]
     command = [sys.executable, "-m", "lora_tui.cli", *args, "--out", str(out)]
     driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     cluster: list[psutil.Process] = []
@@ -172,10 +173,10 @@ def test_a_sweep_whose_node_dies_stops_with_what_it_saved(
         stop_processes([psutil.Process(driver.pid), *cluster] if driver.poll() is None else cluster)
     assert driver.returncode == 1, stderr
     saved = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-    assert 1 <= len(saved) < 80
+    assert 1 <= len(saved) < 2000
     assert [line for line in stderr.splitlines() if line.strip()] == [
         "lora-tui eval: error: no Ray node is left to take the work; "
-        f"{len(saved)} of 80 answers are saved in {out}; --resume goes on from there"
+        f"{len(saved)} of 2000 answers are saved in {out}; --resume goes on from there"
     ]
 
 
