@@ -190,12 +190,23 @@ def _on_ray(
 ) -> EvalReport:
     """The set on a Ray cluster's actors; the report as the local run would give it."""
     from lora_tui.engine.artifacts import open_foundation
-    from lora_tui.sweep import SweepProgram, connect, make_shards, run_sweep
+    from lora_tui.format import sha256_file
+    from lora_tui.sweep import (
+        SweepProgram,
+        SweepStopped,
+        connect,
+        disconnect,
+        make_shards,
+        run_sweep,
+    )
 
     opened = [open_foundation(g.weights, args.tokenizer) for g in args.foundations]
     groups = labelled(args.foundations, [f.quantization for f in opened])
+    # Hashed through the results file, so the hash its lines record is the one every
+    # actor's program is held to.
+    sha256 = saved.file.sha256 if saved.file is not None else sha256_file
     programs = [
-        SweepProgram(g.weights, path, with_label(f.entry_for(path)[0], g.label))
+        SweepProgram(g.weights, path, with_label(f.entry_for(path)[0], g.label), sha256(path))
         for g, f in zip(groups, opened, strict=True)
         for path in g.programs
     ]
@@ -209,8 +220,9 @@ def _on_ray(
                 )
     shards = make_shards(programs, cases, lambda i, p: (i, p.name) not in found)
     ray = connect(None if args.ray == "local" else args.ray)
+    total = len(cases) * len(programs)
     with _progress(errors) as progress:
-        task = progress.add_task("answering on Ray", total=len(cases) * len(programs))
+        task = progress.add_task("answering on Ray", total=total)
         progress.advance(task, len(found))
 
         def answered(shard: Any, info: AdapterInfo, results: list[EvalResult]) -> None:
@@ -221,9 +233,18 @@ def _on_ray(
 
         try:
             run_sweep(ray, shards, settings, args.tokenizer, not args.no_share, answered)
+        except SweepStopped as err:
+            raise SweepStopped(f"{err}; {_kept(args.out, len(found), total)}") from None
         finally:
-            ray.shutdown()
+            disconnect(ray)
     names = [p.name for p in programs]
     report = EvalReport(names, labels=labels)
     report.results = [found[i, n] for i in range(len(cases)) for n in names]
     return report
+
+
+def _kept(out: Path | None, answered: int, total: int) -> str:
+    """What a stopped sweep leaves: how many answers are saved, and how to go on."""
+    if out is None:
+        return f"{answered} of {total} answers were given, none saved (no --out)"
+    return f"{answered} of {total} answers are saved in {out}; --resume goes on from there"
