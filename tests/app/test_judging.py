@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from pathlib import Path
 
 import pytest
@@ -343,22 +344,33 @@ def catastrophic_prompt_set(tmp_path: Path) -> Path:
     return prompts
 
 
-async def test_keys_work_while_a_prompt_sets_regex_backtracks(
+async def test_keys_work_while_a_prompt_sets_answers_are_scored(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Scoring takes seconds of CPU here: it must run off the app's loop. One pane and no
-    # results file, so one thread scores one answer.
-    monkeypatch.setattr(lora_tui.evaluate, "REGEX_SECONDS", 3.0, raising=False)
+    # A prompt's regex may take a second per answer: scoring must run off the app's loop.
+    # Here marking blocks until the test lets it go, so the keys below are handled only if
+    # the loop is free while an answer is being marked (a slow machine or a fast one alike).
+    marking, release = threading.Event(), threading.Event()
+    mark = lora_tui.evaluate.PromptCase.mark
+
+    def slow_mark(case: lora_tui.evaluate.PromptCase, answer: str) -> lora_tui.evaluate.Mark:
+        marking.set()
+        release.wait(30)
+        return mark(case, answer)
+
+    monkeypatch.setattr(lora_tui.evaluate.PromptCase, "mark", slow_mark)
     app = make_app(["nobel"], tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await start_prompt_set(pilot, catastrophic_prompt_set(tmp_path))
-        await wait_for(pilot, lambda: app.replies.round and app.replies.round.finished.is_set())
+        await wait_for(pilot, marking.is_set)
         prompt = app.query_one("#prompt", Input)
         prompt.focus()
         await pilot.press("h", "i")
         assert prompt.value == "hi"
         assert not isinstance(app.screen, ScoresScreen)  # still scoring, on its thread
+        release.set()
+        await wait_for(pilot, lambda: isinstance(app.screen, ScoresScreen))
         await pilot.press("ctrl+q")
         assert app.return_code == 0
 
