@@ -34,8 +34,6 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 from lora_tui.engine.host import ModelHost
-from lora_tui.engine.memory import sample_tree
-from lora_tui.engine.preflight import CHECKER_MODULE
 from lora_tui.engine.protocol import (
     Cancel,
     Clear,
@@ -48,7 +46,6 @@ from lora_tui.engine.protocol import (
     Unload,
 )
 from lora_tui.engine.session import AdapterSession
-from lora_tui.engine.threads import resize_after_fork
 from lora_tui.engine.types import EngineError
 from lora_tui.format import one_line
 
@@ -184,13 +181,7 @@ class Router:
             try:
                 for conn in (ours, self.app, *(lane.conn for lane in self.lanes)):
                     conn.close()  # only the router talks to the UI and to the other lanes
-                self.host._preflight.forget()  # the router checks; a lane only loads
-                # A program's cost is what the engine as a whole grew by: its lane's own
-                # PSS would also count the lane's share of pages other lanes map. The
-                # checker is left out: its copy goes once idle.
-                engine = os.getppid()
-                self.host.measure = lambda: sample_tree(engine, leave_out=CHECKER_MODULE)
-                resize_after_fork(self.lane_threads)
+                self.host.in_lane(os.getppid(), self.lane_threads)
                 self.lane_loop(theirs, self.host)
                 code = 0
             except BaseException:
