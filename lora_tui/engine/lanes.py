@@ -44,6 +44,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lora_tui.common.lifetime import die_with_parent
 from lora_tui.engine.protocol import (
     Cancel,
     Clear,
@@ -286,6 +287,7 @@ class Router:
         if pid == 0:  # the lane
             code = 1
             try:
+                die_with_parent(router)  # even when stuck in native code
                 signal.signal(STUCK, signal.SIG_DFL)  # the watchdog's alarm ends the lane
                 # Only the router talks to the UI, to the checks thread and to other lanes.
                 others = (lane.conn for lane in self.lanes)

@@ -7,7 +7,8 @@ run the programs, so panes answer at the same time. Everything native code print
 the log file there, never to the UI's terminal.
 
 The UI never waits on the worker: commands go out through a writer thread, events come in
-on a reader thread.
+on a reader thread. Each process of the engine dies with the one that started it
+(``lora_tui/common/lifetime.py``), so none outlives an app that is killed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 
+from lora_tui.common.lifetime import die_with_parent
 from lora_tui.common.native_output import redirect_native_output, start_quietly
 from lora_tui.engine.foundations import FoundationPrograms, foundations_factory
 from lora_tui.engine.lanes import Router, step_watch
@@ -136,6 +138,7 @@ class EngineProcess:
                 threads,
                 panes,
                 cores,
+                os.getpid(),
             ),
             daemon=True,
             name="lora-tui-engine",
@@ -208,7 +211,9 @@ def _worker_main(
     threads: int | None,
     panes: int,
     cores: int | None,
+    parent: int,
 ) -> None:
+    die_with_parent(parent)  # even when stuck in native code, as a check or a load may be
     hold_openmp_to_one_thread()  # before the host imports torch
     redirect_native_output(log_path)
     warnings.simplefilter("ignore")
