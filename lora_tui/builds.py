@@ -23,6 +23,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Protocol
 
+from lora_tui.common.lifetime import die_with_parent
 from lora_tui.common.native_output import redirect_native_output, start_quietly
 from lora_tui.common.safe_path import safe_path_for_children
 from lora_tui.format import one_line
@@ -84,7 +85,7 @@ class BuildProcess:
         ours, theirs = context.Pipe(duplex=False)
         self._process = context.Process(
             target=_child_main,
-            args=(theirs, self.job, str(self.log_path)),
+            args=(theirs, self.job, str(self.log_path), os.getpid()),
             daemon=True,
             name="lora-tui-build",
         )
@@ -127,7 +128,10 @@ class BuildProcess:
             process.join(1)
 
 
-def _child_main(conn: Connection, job: BuildJob, log_path: str) -> None:
+def _child_main(conn: Connection, job: BuildJob, log_path: str, parent: int) -> None:
+    # Killed with the app, however it ends; what the build starts (pip) is too, through
+    # lifetime.dying_with_us.
+    die_with_parent(parent)
     redirect_native_output(log_path)  # nothing may print over the app's screen
     warnings.simplefilter("ignore")
     with contextlib.suppress(OSError):

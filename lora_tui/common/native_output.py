@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+from lora_tui.common.lifetime import start_child
+
 
 def terminal_stream(fd: int = 2) -> TextIO:
     """A private copy of a terminal descriptor that stays on the terminal after redirection."""
@@ -44,13 +46,18 @@ def native_output_to(log_path: Path) -> Iterator[None]:
 def start_quietly(process: multiprocessing.process.BaseProcess) -> None:
     """Start a child process from a UI. Under one, sys.stdout and sys.stderr may have no
     real descriptor, and multiprocessing hands sys.stderr's to its helper processes: they
-    get /dev/null instead."""
-    with (
-        open(os.devnull, "w") as quiet,
-        contextlib.redirect_stderr(quiet),
-        contextlib.redirect_stdout(quiet),
-    ):
-        process.start()
+    get /dev/null instead. Started on a thread that lasts as long as this process, since a
+    child of ours dies with the thread that started it (``lifetime.start_child``)."""
+
+    def start() -> None:
+        with (
+            open(os.devnull, "w") as quiet,
+            contextlib.redirect_stderr(quiet),
+            contextlib.redirect_stdout(quiet),
+        ):
+            process.start()
+
+    start_child(start)
 
 
 def redirect_native_output(log_path: str | Path) -> None:

@@ -13,13 +13,13 @@ from pathlib import Path
 
 from lora_tui.engine.artifacts import Foundation, open_foundation
 from lora_tui.engine.foundations import FoundationPrograms, labelled
-from lora_tui.engine.memory import MIB, MemorySample, sample
-from lora_tui.engine.preflight import Preflight
+from lora_tui.engine.memory import MIB, MemorySample, sample, sample_tree
+from lora_tui.engine.preflight import CHECKER_MODULE, Preflight
 from lora_tui.engine.program import ProgramFacts, load_module, warm_up
 from lora_tui.engine.protocol import ReplyDone
 from lora_tui.engine.session import AdapterSession, Event, Reply
 from lora_tui.engine.sharing import configure_sharing
-from lora_tui.engine.threads import configure_threads
+from lora_tui.engine.threads import configure_threads, resize_after_fork
 from lora_tui.engine.types import (
     AdapterInfo,
     EngineError,
@@ -91,6 +91,15 @@ class ModelHost:
     def accept_check(self, pte: Path, facts: ProgramFacts, seconds: float) -> None:
         """Take a check another host made of this file (a lane's router checks for it)."""
         self._checked[_file_key(pte)] = facts, seconds
+
+    def in_lane(self, engine: int, threads: int) -> None:
+        """In a lane just forked from the engine's worker ``engine``: the worker checks, this
+        process only loads, with a pool of ``threads``. A program's cost is what the engine
+        as a whole grew by: the lane's own PSS would also count its share of pages other
+        lanes map. The checker is left out: its copy goes once idle."""
+        self._preflight.forget()
+        self.measure = lambda: sample_tree(engine, leave_out=CHECKER_MODULE)
+        resize_after_fork(threads)
 
     def end_checks(self, idle_s: float = 0.0, wait: bool = True) -> float | None:
         """Let the pre-flight child go once it has had nothing to check for ``idle_s``

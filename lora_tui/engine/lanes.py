@@ -14,7 +14,14 @@ each to the lane with the fewest, and forwards commands to the lanes that own th
 they name and events back to the UI. A lane is the old worker loop (``serve`` on a
 ``ModelHost``) with its own thread pool, sized by ``lane_layout``: every core for a lone
 lane, a share each for several, so lanes never spin more threads than there are cores.
-A lane that dies ends the worker, and the UI restarts the engine as it does for any crash.
+
+The router's loop never waits on a program. Checks (up to two minutes each) and the seed's
+load run on a thread of their own, one program at a time in the order asked, while the loop
+goes on forwarding events and routing Send and Cancel; a command for an adapter still being
+checked waits for it, so each adapter sees its commands in the order they were sent. A
+lane stuck in one step is ended by its own watchdog (``step_watch``): its panes say so and
+the other lanes go on. A lane that dies any other way ends the worker, and the UI restarts
+the engine as it does for any crash.
 
 The worker's own pool has one thread while it seeds, because a pool with worker threads
 cannot be torn down in a forked child (its threads did not come along); a pool of one has
@@ -25,17 +32,19 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import queue
 import signal
+import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lora_tui.engine.host import ModelHost
-from lora_tui.engine.memory import sample_tree
-from lora_tui.engine.preflight import CHECKER_MODULE
+from lora_tui.common.lifetime import die_with_parent
 from lora_tui.engine.protocol import (
     Cancel,
     Clear,
@@ -43,26 +52,54 @@ from lora_tui.engine.protocol import (
     EngineFailed,
     Load,
     LoadFailed,
+    Piece,
+    ReplyDone,
     Send,
     Shutdown,
     Unload,
 )
-from lora_tui.engine.session import AdapterSession
-from lora_tui.engine.threads import resize_after_fork
-from lora_tui.engine.types import EngineError
+from lora_tui.engine.types import EngineError, ReplyEnd
 from lora_tui.format import one_line
 
-SEED = "\0seed"  # not a name a user can give: it never shows up as an adapter
+if TYPE_CHECKING:  # both import torch: the UI imports this module (for step_watch) and never torch
+    from lora_tui.engine.host import ModelHost
+    from lora_tui.engine.session import AdapterSession
 
-# A lane's loop: serve commands from the connection with the host, until it closes.
-LaneLoop = Callable[[Connection, ModelHost], None]
+SEED = "\0seed"  # not a name a user can give: it never shows up as an adapter
+# The longest one step (a prefill chunk or a token) or one load may take in a lane. A 1B
+# model's prefill chunk takes seconds on two cores, loading a program (which runs one) tens.
+STEP_LIMIT_S = 120.0
+STUCK = signal.SIGALRM  # what ends a lane whose step ran over the limit
+
+# A lane's loop: serve commands from the connection with the host until it closes, each
+# step under ``step_watch`` with the limit given.
+LaneLoop = Callable[[Connection, "ModelHost", float], None]
+
+
+@contextmanager
+def step_watch(limit_s: float) -> Iterator[None]:
+    """In a lane: end this process if what runs inside takes longer than ``limit_s``.
+
+    A forward stuck in native code holds the GIL and never returns, so no Python code, in
+    the lane or a thread of it, can stop it; the kernel can. SIGALRM's default action ends
+    the process without running anything of it, and the router, seeing a lane ended by
+    SIGALRM, tells that lane's panes and lets the others go on. (The router could instead
+    watch for lanes gone quiet, but it would need to know when a lane is busy: a heartbeat
+    per step and a count of commands in flight. The lane knows when a step starts and
+    ends.) A timer costs two system calls a step, nothing beside a forward."""
+    signal.setitimer(signal.ITIMER_REAL, limit_s)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 @dataclass
 class Lane:
     pid: int
     conn: Connection
-    names: set[str] = field(default_factory=set)
+    adapters: dict[str, str] = field(default_factory=dict)  # name -> program path
+    replies: dict[str, list[str]] = field(default_factory=dict)  # under way: what streamed
 
 
 class Router:
@@ -76,6 +113,7 @@ class Router:
         lane_threads: int,
         max_lanes: int,
         checker_idle_s: float,
+        step_limit_s: float = STEP_LIMIT_S,
     ) -> None:
         self.app = app
         self.host = host
@@ -83,34 +121,44 @@ class Router:
         self.lane_threads = lane_threads
         self.max_lanes = max(1, max_lanes)
         self.checker_idle_s = checker_idle_s
+        self.step_limit_s = step_limit_s
         self.lanes: list[Lane] = []
         self.seed: AdapterSession | None = None  # held so its packed weights stay cached
+        # Adapters being checked, each with the commands for it that arrived meanwhile.
+        self.checking: dict[str, list[object]] = {}
+        self._to_check: queue.SimpleQueue[tuple[Load, str] | None] = queue.SimpleQueue()
+        self._checked, self._check_done = mp.Pipe(duplex=False)  # checks thread -> loop
+        self._checks = threading.Thread(target=self._check_loads, daemon=True, name="checks")
 
     @property
     def owners(self) -> dict[str, Lane]:
-        return {name: lane for lane in self.lanes for name in lane.names}
+        return {name: lane for lane in self.lanes for name in lane.adapters}
 
     def serve(self) -> None:
         """Until the UI says to stop or goes away, or a lane dies."""
+        self._checks.start()
         try:
             while True:
-                # Replies stream while the checker goes: do not wait for it.
-                idle = self.host.end_checks(self.checker_idle_s, wait=False)
-                for conn in wait([self.app, *(lane.conn for lane in self.lanes)], idle):
+                lanes = {lane.conn: lane for lane in self.lanes}
+                for conn in wait([self.app, self._checked, *lanes]):
                     if conn is self.app:
                         command = self.app.recv()
                         if isinstance(command, Shutdown):
                             return
                         self.route(command)
-                    else:
-                        self.forward(self._lane_of(conn))
+                    elif conn is self._checked:
+                        self.place(self._checked.recv())
+                    elif lanes[conn] in self.lanes:  # not stopped since the wait
+                        self.forward(lanes[conn])
         except (EOFError, OSError):
             return  # the UI is gone
         finally:
             self.close()
 
     def close(self) -> None:
-        """End the lanes: each stops when its connection closes; reap them."""
+        """End the lanes: each stops when its connection closes; reap them. The checks
+        thread stops after the check it is in, if any (the worker's exit ends it)."""
+        self._to_check.put(None)
         for lane in self.lanes:
             lane.conn.close()
         for lane in self.lanes:
@@ -121,18 +169,28 @@ class Router:
 
     def route(self, command: object) -> None:
         if isinstance(command, Load):
-            self.load(command)
-        elif isinstance(command, Unload):
-            lane = self.owners.get(command.name)
-            if lane is not None:
-                lane.names.discard(command.name)
-                lane.conn.send(command)
-        elif isinstance(command, Send):
-            if (lane := self.owners.get(command.adapter)) is not None:
-                lane.conn.send(command)
+            name = self._name_of(command)
+            if name in self.checking:
+                self.checking[name].append(command)  # a second load of it: after the first
+            else:
+                self.checking[name] = []
+                self._to_check.put((command, name))
+        elif isinstance(command, Unload | Send):
+            name = command.name if isinstance(command, Unload) else command.adapter
+            if name in self.checking:
+                self.checking[name].append(command)
+            elif (lane := self.owners.get(name)) is not None:
+                if isinstance(command, Unload):
+                    lane.adapters.pop(name, None)
+                else:
+                    lane.replies.setdefault(name, [])
+                _tell(lane, command)
         elif isinstance(command, Routed):
+            for name, held in self.checking.items():
+                if command.names is None or name in command.names:
+                    held.append(replace(command, names=(name,)))
             for lane, names in self._split(command.names):
-                lane.conn.send(replace(command, names=names))
+                _tell(lane, replace(command, names=names))
 
     def _split(self, names: tuple[str, ...] | None) -> list[tuple[Lane, tuple[str, ...] | None]]:
         """Which lanes a command concerns, each with its share of the names (None: all)."""
@@ -145,22 +203,66 @@ class Router:
             if (mine := tuple(n for n in names if owners.get(n) is lane))
         ]
 
-    def load(self, command: Load) -> None:
+    def _name_of(self, load: Load) -> str:
+        path = Path(load.path)
+        try:
+            return load.name or self.host.foundation.entry_for(path)[0]
+        except (OSError, RuntimeError):  # a path that cannot be resolved fails its check
+            return path.stem
+
+    def place(self, outcome: Load | LoadFailed) -> None:
+        """A check is done: the program goes to a lane (or its failure to the UI), then the
+        commands that waited for it follow it."""
+        name = outcome.adapter if isinstance(outcome, LoadFailed) else outcome.name
+        assert name is not None
+        held = self.checking.pop(name, [])
+        failed = outcome if isinstance(outcome, LoadFailed) else self._give_lane(outcome, name)
+        if failed is not None:
+            self.app.send([failed])
+        for command in held:
+            self.route(command)
+
+    def _give_lane(self, load: Load, name: str) -> LoadFailed | None:
+        try:
+            if name in self.owners or name == SEED:
+                raise EngineError(f"{load.path}: an adapter named '{name}' is already loaded")
+            lane = self._lane_for_new()
+        except Exception as err:  # EngineError, or a fork that failed
+            return LoadFailed(name, load.path, one_line(err))
+        lane.adapters[name] = load.path
+        _tell(lane, load)
+        return None
+
+    # --- the checks thread ---------------------------------------------------------------
+
+    def _check_loads(self) -> None:
+        """Check each program in turn, and the first that passes loads here as the seed; each
+        outcome goes to the loop. A check is a conversation with the pre-flight child, so this
+        thread waits with the GIL released and the loop runs meanwhile. The checker is let
+        go here, after ``checker_idle_s`` without a program, since only this thread uses it.
+        Children it starts outlive it not: it lives as long as the worker."""
+        while True:
+            idle = self.host.end_checks(self.checker_idle_s, wait=False)
+            try:
+                item = self._to_check.get(timeout=idle or self.checker_idle_s)
+            except queue.Empty:
+                continue
+            if item is None:
+                return
+            try:
+                self._check_done.send(self._check(*item))
+            except OSError:
+                return  # the loop is gone
+
+    def _check(self, command: Load, name: str) -> Load | LoadFailed:
         path = Path(command.path)
-        name = command.name or path.stem
         try:
             facts, check_s = self.host.checked(path)
-            name = command.name or self.host.foundation.entry_for(path)[0]
-            if name in self.owners or name == SEED:
-                raise EngineError(f"{path}: an adapter named '{name}' is already loaded")
             if self.seed is None:
-                self._seed(path)
-            lane = self._lane_for_new()
+                self._seed(path)  # before any lane exists: none is forked while it loads
         except Exception as err:  # EngineError, or anything the runtime raised
-            self.app.send([LoadFailed(name, command.path, one_line(err))])
-            return
-        lane.names.add(name)
-        lane.conn.send(Load(command.path, name, (facts, check_s)))
+            return LoadFailed(name, command.path, one_line(err))
+        return Load(command.path, name, (facts, check_s))
 
     def _seed(self, path: Path) -> None:
         """Pack the foundation here, before any lane is forked, by loading one program."""
@@ -168,30 +270,31 @@ class Router:
         self.seed = self.host.sessions.pop(SEED)
         self.host.infos.pop(SEED)
 
+    # --- lanes ---------------------------------------------------------------------------
+
     def _lane_for_new(self) -> Lane:
-        idle = [lane for lane in self.lanes if not lane.names]
+        idle = [lane for lane in self.lanes if not lane.adapters]
         if idle:
             return idle[0]
         if len(self.lanes) < self.max_lanes:
             return self._fork_lane()
-        return min(self.lanes, key=lambda lane: len(lane.names))
+        return min(self.lanes, key=lambda lane: len(lane.adapters))
 
     def _fork_lane(self) -> Lane:
+        router = os.getpid()
         ours, theirs = mp.Pipe()
-        pid = os.fork()
+        pid = os.fork()  # from the loop's thread, which lasts as long as the worker
         if pid == 0:  # the lane
             code = 1
             try:
-                for conn in (ours, self.app, *(lane.conn for lane in self.lanes)):
-                    conn.close()  # only the router talks to the UI and to the other lanes
-                self.host._preflight.forget()  # the router checks; a lane only loads
-                # A program's cost is what the engine as a whole grew by: its lane's own
-                # PSS would also count the lane's share of pages other lanes map. The
-                # checker is left out: its copy goes once idle.
-                engine = os.getppid()
-                self.host.measure = lambda: sample_tree(engine, leave_out=CHECKER_MODULE)
-                resize_after_fork(self.lane_threads)
-                self.lane_loop(theirs, self.host)
+                die_with_parent(router)  # even when stuck in native code
+                signal.signal(STUCK, signal.SIG_DFL)  # the watchdog's alarm ends the lane
+                # Only the router talks to the UI, to the checks thread and to other lanes.
+                others = (lane.conn for lane in self.lanes)
+                for conn in (ours, self.app, self._checked, self._check_done, *others):
+                    conn.close()
+                self.host.in_lane(router, self.lane_threads)
+                self.lane_loop(theirs, self.host, self.step_limit_s)
                 code = 0
             except BaseException:
                 traceback.print_exc()  # to the engine's log: descriptor 2 points there
@@ -208,36 +311,74 @@ class Router:
         try:
             events: list[EngineEvent] = lane.conn.recv()
         except (EOFError, OSError):
-            self.lanes.remove(lane)
-            self.app.send([EngineFailed(f"engine lane exited ({_reap(lane.pid)})")])
-            raise EOFError from None  # one lane's programs are gone: restart the engine
+            self._lane_ended(lane)
+            return
         for event in events:
-            if isinstance(event, LoadFailed):
-                lane.names.discard(event.adapter)
+            if isinstance(event, Piece) and event.adapter in lane.replies:
+                lane.replies[event.adapter].append(event.text)
+            elif isinstance(event, ReplyDone):
+                lane.replies.pop(event.adapter, None)
+            elif isinstance(event, LoadFailed):
+                lane.adapters.pop(event.adapter, None)
         self.app.send(events)
 
-    def _lane_of(self, conn: object) -> Lane:
-        return next(lane for lane in self.lanes if lane.conn is conn)
+    def _lane_ended(self, lane: Lane) -> None:
+        self.lanes.remove(lane)
+        lane.conn.close()
+        code = _reap(lane.pid)
+        if code != -STUCK:
+            self.app.send([EngineFailed(f"engine lane exited ({_describe(code)})")])
+            raise EOFError  # one lane's programs are gone: restart the engine
+        self.app.send(self._stopped(lane))
+
+    def _stopped(self, lane: Lane) -> list[EngineEvent]:
+        """A lane's watchdog ended it: its replies end with an error, keeping what streamed,
+        and its adapters are unloaded (a pane loads its own again if the user asks).
+        Restarting the engine instead would cut every other pane's reply and load the stuck
+        program again."""
+        overran = f"did not finish a step within {self.step_limit_s:.0f} s"
+        events: list[EngineEvent] = [
+            ReplyDone(name, "".join(text), ReplyEnd.ERROR, None, f"{overran}; it was stopped")
+            for name, text in lane.replies.items()
+        ]
+        events += [
+            LoadFailed(name, path, f"{path}: unloaded: a reply in its process {overran}")
+            for name, path in lane.adapters.items()
+        ]
+        return events
 
 
 Routed = Cancel | Clear  # commands for some adapters (names) or for all (None)
 
 
-def _reap(pid: int, timeout_s: float = 5.0) -> int | str:
-    """Wait for a lane to end (killing it after ``timeout_s``): its exit code, or the signal
-    that ended it."""
+def _tell(lane: Lane, command: object) -> None:
+    """Send a lane a command. It reads them between steps, so this waits at most a step (a
+    stuck one: until its watchdog ends it). A lane that has died is noticed where its
+    connection is read, not here."""
+    try:
+        lane.conn.send(command)
+    except OSError:
+        pass
+
+
+def _reap(pid: int, timeout_s: float = 5.0) -> int | None:
+    """Wait for a lane to end (killing it after ``timeout_s``): its exit code, negative for
+    the signal that ended it (None: reaped already)."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             done, status = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
-            return "already reaped"
+            return None
         if done:
-            break
+            return os.waitstatus_to_exitcode(status)
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
             deadline = float("inf")
         time.sleep(0.02)
-    if os.WIFSIGNALED(status):
-        return f"signal {os.WTERMSIG(status)}"
-    return os.waitstatus_to_exitcode(status)
+
+
+def _describe(code: int | None) -> str:
+    if code is None:
+        return "already reaped"
+    return f"signal {-code}" if code < 0 else str(code)

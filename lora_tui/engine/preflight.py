@@ -10,12 +10,13 @@ refused in one line; the child is started again for the next program.
 The child turns the weight cache on too, so checking several programs packs the foundation
 once. ``close()`` ends it when there is nothing more to check.
 
-Run as ``python -P -m lora_tui.engine.preflight LOG FD``: a fresh interpreter, so a crash
-takes nothing with it and the process is known by its command line; ``-P``, so it imports
-nothing from the working folder (it keeps that folder: the programs' paths may be relative
-to it). It takes ``Check`` requests and answers ``Checked`` over a ``multiprocessing``
-connection on descriptor FD, as the engine's other processes do; everything native code
-prints goes to LOG.
+Run as ``python -P -m lora_tui.engine.preflight PARENT LOG FD``: a fresh interpreter, so a
+crash takes nothing with it and the process is known by its command line; ``-P``, so it
+imports nothing from the working folder (it keeps that folder: the programs' paths may be
+relative to it). It takes ``Check`` requests and answers ``Checked`` over a
+``multiprocessing`` connection on descriptor FD, as the engine's other processes do;
+everything native code prints goes to LOG. It dies with PARENT, the process that started
+it, even when stuck in native code.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lora_tui.common.lifetime import die_with_parent, start_child
 from lora_tui.common.native_output import redirect_native_output
 from lora_tui.common.safe_path import SAFE_PATH_FLAG
 from lora_tui.engine.protocol import Check, Checked, CheckerReady
@@ -120,12 +122,15 @@ class Preflight:
         log = str(self.log_path) if self.log_path else os.devnull
         ours, theirs = socket.socketpair()
         with ours, theirs:
-            self._child = subprocess.Popen(
-                [*self.command, log, str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+            command = [*self.command, str(os.getpid()), log, str(theirs.fileno())]
+            self._child = start_child(
+                lambda: subprocess.Popen(
+                    command,
+                    pass_fds=(theirs.fileno(),),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             )
             self._conn = Connection(ours.detach())
         self._waiting_ready = True
@@ -186,7 +191,8 @@ def inspect(pte: Path, ptd: Path) -> ProgramFacts:
     return facts
 
 
-def _child_main(log: str, fd: int) -> None:
+def _child_main(parent: int, log: str, fd: int) -> None:
+    die_with_parent(parent)
     conn = Connection(fd)
     # Native code writes to descriptors 1 and 2: they go to the log.
     redirect_native_output(log)
@@ -213,4 +219,4 @@ def _child_main(log: str, fd: int) -> None:
 
 
 if __name__ == "__main__":
-    _child_main(sys.argv[1], int(sys.argv[2]))
+    _child_main(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]))

@@ -5,12 +5,17 @@ more per prefill chunk), so the models live in other processes: the worker check
 and packs the foundation once, and its lanes (``lanes.py``), forked from it one per core,
 run the programs, so panes answer at the same time. Everything native code prints goes to
 the log file there, never to the UI's terminal.
+
+The UI never waits on the worker: commands go out through a writer thread, events come in
+on a reader thread. Each process of the engine dies with the one that started it
+(``lora_tui/common/lifetime.py``), so none outlives an app that is killed.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import queue
 import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -20,9 +25,11 @@ from typing import TYPE_CHECKING
 
 import psutil
 
+from lora_tui.common.lifetime import die_with_parent
 from lora_tui.common.native_output import redirect_native_output, start_quietly
 from lora_tui.common.safe_path import safe_path_for_children
 from lora_tui.engine.foundations import FoundationPrograms, foundations_factory
+from lora_tui.engine.lanes import Router, step_watch
 from lora_tui.engine.memory import MemorySample, sample_tree
 from lora_tui.engine.protocol import (
     Cancel,
@@ -75,6 +82,33 @@ class EventCollector:
             return list(self.events)
 
 
+class CommandWriter:
+    """Sends commands on a connection from a thread of its own, in the order given. Each
+    prompt carries its whole conversation (megabytes for a long one) and a pipe holds far
+    less until the other end reads, which a busy worker does when it can: the caller (the
+    UI thread) must never wait for that."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread = threading.Thread(
+            target=self._write, args=(conn,), daemon=True, name="engine-commands"
+        )
+        self._thread.start()
+
+    def send(self, command: object) -> None:
+        self._queue.put(command)
+
+    def _write(self, conn: Connection) -> None:
+        while True:
+            command = self._queue.get()
+            try:
+                conn.send(command)
+            except OSError:
+                return  # the worker is gone: the reader thread reports it
+            if isinstance(command, Shutdown):
+                return
+
+
 class EngineProcess:
     """Client side: send commands; events arrive on a reader thread via ``on_event``."""
 
@@ -105,15 +139,16 @@ class EngineProcess:
                 threads,
                 panes,
                 cores,
+                os.getpid(),
             ),
             daemon=True,
             name="lora-tui-engine",
         )
         self._on_event = on_event
-        self._lock = threading.Lock()
         with safe_path_for_children():
             start_quietly(self._process)
         child.close()
+        self._writer = CommandWriter(self._conn)
         self._reader = threading.Thread(target=self._read, daemon=True, name="engine-events")
         self._reader.start()
 
@@ -143,33 +178,26 @@ class EngineProcess:
             for event in batch:
                 self._on_event(event)
 
-    def _send(self, command: object) -> None:
-        with self._lock:
-            try:
-                self._conn.send(command)
-            except (BrokenPipeError, OSError):
-                pass  # the reader thread reports the dead worker
-
     def load(self, path: Path, name: str | None = None) -> None:
-        self._send(Load(str(path), name))
+        self._writer.send(Load(str(path), name))
 
     def unload(self, name: str) -> None:
-        self._send(Unload(name))
+        self._writer.send(Unload(name))
 
     def send(
         self, conversations: Mapping[str, Sequence[Message]], settings: GenerationSettings
     ) -> None:
         for name, messages in conversations.items():
-            self._send(Send(name, tuple(messages), settings))
+            self._writer.send(Send(name, tuple(messages), settings))
 
     def cancel(self, names: list[str] | None = None) -> None:
-        self._send(Cancel(tuple(names) if names is not None else None))
+        self._writer.send(Cancel(tuple(names) if names is not None else None))
 
     def clear(self, names: list[str] | None = None) -> None:
-        self._send(Clear(tuple(names) if names is not None else None))
+        self._writer.send(Clear(tuple(names) if names is not None else None))
 
     def close(self, timeout: float = 5.0) -> None:
-        self._send(Shutdown())
+        self._writer.send(Shutdown())
         self._process.join(timeout)
         if self._process.is_alive():
             self._process.kill()
@@ -185,7 +213,9 @@ def _worker_main(
     threads: int | None,
     panes: int,
     cores: int | None,
+    parent: int,
 ) -> None:
+    die_with_parent(parent)  # even when stuck in native code, as a check or a load may be
     hold_openmp_to_one_thread()  # before the host imports torch
     redirect_native_output(log_path)
     warnings.simplefilter("ignore")
@@ -198,7 +228,6 @@ def _worker_main(
     checker = Preflight(Path(log_path))
     checker.launch()
     from lora_tui.engine.host import ModelHost
-    from lora_tui.engine.lanes import Router
 
     try:
         if threads is not None and threads < 1:
@@ -226,27 +255,30 @@ def _worker_main(
         host.end_checks()
 
 
-def _lane_main(conn: Connection, host: ModelHost) -> None:
+def _lane_main(conn: Connection, host: ModelHost, step_limit_s: float) -> None:
     try:
-        _serve(conn, host)
+        _serve(conn, host, step_limit_s)
     except (EOFError, OSError):
         pass  # the router is gone (its end of the pipe closed): so is this lane
 
 
-def _serve(conn: Connection, host: ModelHost) -> None:
+def _serve(conn: Connection, host: ModelHost, step_limit_s: float) -> None:
     while True:
         # Block until a command unless a reply is under way; take every command waiting,
-        # then one step of the next reply.
+        # then one step of the next reply. A load (it runs a forward) or a step that takes
+        # longer than ``step_limit_s`` ends the lane: it is stuck, see ``step_watch``.
         wait = 0 if host.busy else None
         while conn.poll(wait):
             command = conn.recv()
             if isinstance(command, Shutdown):
                 return
-            reply = _handle(host, command)
+            with step_watch(step_limit_s):
+                reply = _handle(host, command)
             if reply:
                 conn.send(reply)
             wait = 0
-        events = host.step()
+        with step_watch(step_limit_s):
+            events = host.step()
         if events:
             conn.send(events)
 

@@ -369,6 +369,26 @@ def test_engine_process_streams_two_adapters(
     assert captured.out == ""  # the runtime's own output stays in the worker's log
 
 
+def test_a_long_paste_never_waits_for_a_busy_worker(
+    tiny_artifacts: TinyArtifacts, tmp_path: Path
+) -> None:
+    """A conversation of megabytes, sent while the worker is still starting (it reads no
+    command until it has imported the runtime and opened the foundation): the call returns
+    before the worker has said a word, and the conversation still arrives whole, in order
+    after the load (it is longer than the context, so the pane says so)."""
+    events = EventCollector()
+    engine = EngineProcess(tiny_artifacts.foundation, events, log_path=tmp_path / "engine.log")
+    try:
+        engine.load(tiny_artifacts.program("full"))
+        engine.send({"full": [Message("user", "word " * 400_000)]}, GREEDY)
+        assert events.events == []  # sent, without waiting for the worker to read it
+        got = events.wait_for(lambda got: any(isinstance(e, ReplyDone) for e in got))
+    finally:
+        engine.close()
+    [done] = [e for e in got if isinstance(e, ReplyDone)]
+    assert done.end is ReplyEnd.ERROR and "context holds" in (done.error or "")
+
+
 def test_app_refuses_a_bad_foundation_before_drawing(copied: Path) -> None:
     weights = copied / "foundation.ptd"
     weights.write_bytes(weights.read_bytes()[:50_000])

@@ -7,6 +7,7 @@ native crash, a prompt longer than the context, byte tokens that are not whole U
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -22,6 +23,7 @@ import psutil
 import pytest
 
 from lora_tui.engine import EngineError, GenerationSettings, ModelHost
+from lora_tui.engine.preflight import CHECKER_MODULE
 from tests.support.artifacts import MAX_CONTEXT, TinyArtifacts
 from tests.support.damage import KINDS, FuzzEngine, damage
 from tests.support.pilot import SIZE, notifications, pane, send
@@ -114,6 +116,61 @@ def test_signal_quits_the_app_and_its_engine(
         if app.poll() is None:
             app.kill()
         os.close(leader)
+
+
+def test_nothing_of_ours_outlives_an_app_killed_with_sigkill(
+    tiny_artifacts: TinyArtifacts, tmp_path: Path
+) -> None:
+    """SIGKILL gives the app no time to end anything. Its engine's worker, the worker's
+    lanes and its pre-flight checker are stopped first (SIGSTOP), as if each were stuck in
+    native code and could not notice the app go: the kernel still ends every one."""
+    command = [sys.executable, "-m", "lora_tui.cli", "--weights", str(tiny_artifacts.foundation)]
+    programs = [str(tiny_artifacts.program(n)) for n in ("full", "partial")]
+    app, leader = start_in_pty([*command, *programs])
+    tree: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 300  # the engine and its checker import the runtime
+        while time.monotonic() < deadline and not _engine_at_full_size(tree):
+            _drain(leader)
+            time.sleep(0.2)
+            tree = _descendants(app.pid)
+        assert _engine_at_full_size(tree), f"no worker with two lanes and a checker: {tree}"
+        stuck = [p for p in tree if "resource_tracker" not in " ".join(_cmdline(p))]
+        for process in stuck:
+            process.send_signal(signal.SIGSTOP)
+        app.kill()
+        app.wait(timeout=30)
+        _, alive = psutil.wait_procs(tree, timeout=20)
+        assert not alive, f"left behind: {alive}"
+    finally:
+        if app.poll() is None:
+            app.kill()
+        os.close(leader)
+        for process in tree:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    with contextlib.suppress(psutil.Error):
+        return psutil.Process(pid).children(recursive=True)
+    return []
+
+
+def _cmdline(process: psutil.Process) -> list[str]:
+    with contextlib.suppress(psutil.Error):
+        return process.cmdline()
+    return []
+
+
+def _engine_at_full_size(tree: list[psutil.Process]) -> bool:
+    """The engine's worker, with its checker and two lanes (its children that are not the
+    checker) alive under it."""
+    checkers = [p for p in tree if CHECKER_MODULE in _cmdline(p)]
+    if not checkers:
+        return False
+    worker = checkers[0].ppid()
+    return sum(p.ppid() == worker for p in tree) >= 3
 
 
 def start_in_pty(command: list[str]) -> tuple[subprocess.Popen, int]:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from lora_tui.builds import BuildProgress, BuildReady
+from lora_tui.common.lifetime import dying_with_us
 from lora_tui.format import ArtifactError
 
 Send = Callable[[BuildProgress], None]
@@ -41,3 +44,16 @@ def killed(send: Send) -> BuildReady:
 def crashes(send: Send) -> BuildReady:
     print("native code says goodbye", flush=True)  # goes to the log, not the terminal
     os._exit(3)
+
+
+def starts_a_program_then_waits(send: Send) -> BuildReady:
+    """Starts a program of its own, as the demo's build starts pip, says its pid (as the
+    step) once it runs, and takes its time."""
+    code = "import time; print('running', flush=True); time.sleep(600)"
+    program = subprocess.Popen(
+        dying_with_us([sys.executable, "-c", code]), stdout=subprocess.PIPE, text=True
+    )
+    program.stdout.readline()  # type: ignore[union-attr]
+    send(BuildProgress("started a program", 1, 2, str(program.pid)))
+    time.sleep(600)
+    raise AssertionError("the app should have stopped this build")

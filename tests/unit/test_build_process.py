@@ -3,12 +3,14 @@ No model is built: the jobs are stand-ins (tests/support/build_jobs.py)."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import textwrap
 import threading
 from pathlib import Path
 
+import psutil
 import pytest
 
 from lora_tui.builds import BuildEvent, BuildFailed, BuildProcess, BuildProgress, BuildReady
@@ -103,3 +105,44 @@ def test_the_app_never_imports_torch_and_stopping_ends_the_child(tmp_path: Path)
     assert "imported torch here" in done.stdout
     assert "HEAVY []" in done.stdout
     assert "CHILD ALIVE False" in done.stdout
+
+
+def test_the_build_and_what_it_started_die_with_an_app_that_is_killed(tmp_path: Path) -> None:
+    """SIGKILL leaves an app no time to stop its build: the kernel ends the build child and
+    the program it started (as the demo's starts pip), even when neither could act (they are
+    stopped here, as if stuck in native code)."""
+    script = textwrap.dedent(
+        f"""
+        import time
+        from pathlib import Path
+        from lora_tui.builds import BuildProcess, BuildProgress
+        from tests.support.build_jobs import starts_a_program_then_waits
+
+        def on_event(event):
+            if isinstance(event, BuildProgress):
+                print("PIDS", build.pid, event.step, flush=True)
+
+        build = BuildProcess(starts_a_program_then_waits, Path({str(tmp_path / "build.log")!r}))
+        build.start(on_event)
+        time.sleep(600)
+        """
+    )
+    app = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    ours: list[psutil.Process] = []
+    try:
+        line = app.stdout.readline()  # type: ignore[union-attr]
+        assert line.startswith("PIDS"), f"the build did not start: {line!r}"
+        ours = [psutil.Process(int(pid)) for pid in line.split()[1:]]
+        for process in ours:
+            process.send_signal(signal.SIGSTOP)
+        app.kill()
+        app.wait(10)
+        _, alive = psutil.wait_procs(ours, timeout=10)
+        assert not alive, f"left behind: {alive}"
+    finally:
+        app.kill()
+        for process in ours:
+            if process.is_running():
+                process.kill()

@@ -1,0 +1,144 @@
+"""The engine worker's router over stand-in hosts, for tests of its routing without a model.
+
+``serve_router`` runs in a spawned process as the real worker runs ``Router.serve``, with
+the real lane loop forked per lane, but over ``FakeHost``: what a program does is in its
+file name (``FakeHost``), so a test can hold a check for as long as it likes, stream a reply
+until it is cancelled, or hang a step for ever.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from lora_tui.engine.lanes import Router
+from lora_tui.engine.protocol import Piece, ReplyDone
+from lora_tui.engine.types import (
+    AdapterInfo,
+    EngineError,
+    GenerationSettings,
+    MemoryBreakdown,
+    Message,
+    ReplyEnd,
+)
+from lora_tui.engine.worker import _lane_main
+
+Event = Piece | ReplyDone
+HOLD_LIMIT_S = 120.0  # a held check gives up after this, so nothing is left running
+
+
+class FakeFoundation:
+    def entry_for(self, program: Path) -> tuple[str, None]:
+        return program.stem, None
+
+
+class FakePreflight:
+    def forget(self) -> None:
+        pass
+
+
+class FakeHost:
+    """What the router and a lane use of a ``ModelHost``. By the program's name:
+
+    * ``slow*``: its check waits until a file named like it with ``.go`` exists;
+    * ``stuck*``: the first step of its reply never returns;
+    * ``endless*``: its reply streams until it is cancelled;
+    * any other: answers "hello" in two pieces.
+
+    A program that does not exist fails its check, as a missing file does.
+    """
+
+    def __init__(self) -> None:
+        self.foundation = FakeFoundation()
+        self.sessions: dict[str, Path] = {}
+        self.infos: dict[str, AdapterInfo] = {}
+        self.replies: list[tuple[str, Iterator[Event]]] = []
+        self.cancelled: set[str] = set()
+        self._preflight = FakePreflight()
+        self.measure = None
+
+    # --- the router's side ---
+
+    def checked(self, pte: Path) -> tuple[None, float]:
+        if not pte.exists():
+            raise EngineError(f"{pte}: no such program")
+        if pte.stem.startswith("slow"):
+            deadline = time.monotonic() + HOLD_LIMIT_S
+            while not pte.with_suffix(".go").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return None, 0.0
+
+    def end_checks(self, idle_s: float = 0.0, wait: bool = True) -> float | None:
+        return None
+
+    def in_lane(self, engine: int, threads: int) -> None:
+        pass
+
+    # --- a lane's side ---
+
+    def accept_check(self, pte: Path, facts: object, seconds: float) -> None:
+        pass
+
+    def load(self, pte: Path, name: str | None = None) -> AdapterInfo:
+        name = name or pte.stem
+        memory = MemoryBreakdown(None, None, 0.0)
+        info = AdapterInfo(
+            name, str(pte), "program", None, None, 0.0, 0.0, 0, 0, None, None, None, None, memory
+        )
+        self.sessions[name], self.infos[name] = pte, info
+        return info
+
+    def unload(self, name: str) -> list[Event]:
+        self.sessions.pop(name, None)
+        self.replies = [(n, r) for n, r in self.replies if n != name]
+        return []
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.replies)
+
+    def start(self, name: str, messages: Sequence[Message], settings: GenerationSettings) -> None:
+        if name in self.sessions and all(n != name for n, _ in self.replies):
+            self.cancelled.discard(name)
+            self.replies.append((name, self._reply(name, self.sessions[name].stem)))
+
+    def cancel(self, names: list[str] | None = None) -> None:
+        self.cancelled.update(n for n, _ in self.replies if names is None or n in names)
+
+    def clear(self, names: list[str] | None = None) -> list[Event]:
+        return []
+
+    def step(self) -> list[Event]:
+        if not self.replies:
+            return []
+        name, reply = self.replies.pop(0)
+        event = next(reply)
+        if not isinstance(event, ReplyDone):
+            self.replies.append((name, reply))
+        return [event]
+
+    def _reply(self, name: str, program: str) -> Iterator[Event]:
+        if program.startswith("stuck"):
+            while True:
+                time.sleep(3600)  # as a forward stuck in native code: nothing comes back
+        if program.startswith("endless"):
+            text = ""
+            while name not in self.cancelled:
+                time.sleep(0.01)
+                text += "x"
+                yield Piece(name, "x")
+            yield ReplyDone(name, text, ReplyEnd.CANCELLED, None)
+            return
+        yield Piece(name, "hel")
+        yield Piece(name, "lo")
+        yield ReplyDone(name, "hello", ReplyEnd.STOP, None)
+
+
+def serve_router(conn: Connection, max_lanes: int, step_limit_s: float | None = None) -> None:
+    """The worker's loop over a ``FakeHost`` (``step_limit_s``: the lanes' watchdog; None:
+    the router's default)."""
+    limits = {} if step_limit_s is None else {"step_limit_s": step_limit_s}
+    router = Router(conn, FakeHost(), _lane_main, 1, max_lanes, 15.0, **limits)  # type: ignore[arg-type]
+    router.serve()

@@ -1,0 +1,156 @@
+"""The engine worker's router, over stand-in hosts (tests/support/fake_lanes.py) in real
+forked lanes: a long pre-flight check holds up no other pane, and a step that never returns
+becomes that pane's error while the others go on answering."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import psutil
+
+from lora_tui.engine.protocol import (
+    Cancel,
+    EngineEvent,
+    EngineFailed,
+    Load,
+    Loaded,
+    LoadFailed,
+    ReplyDone,
+    Send,
+    Shutdown,
+)
+from lora_tui.engine.types import GenerationSettings, Message, ReplyEnd
+from tests.support import fake_lanes
+
+HELLO = (Message("user", "Hello there"),)
+SETTINGS = GenerationSettings()
+
+
+@contextmanager
+def router(max_lanes: int, step_limit_s: float | None = None) -> Iterator[Connection]:
+    """The router in a process of its own, as the worker runs it; its connection to the app."""
+    context = mp.get_context("spawn")
+    ours, theirs = context.Pipe()
+    process = context.Process(
+        target=fake_lanes.serve_router, args=(theirs, max_lanes, step_limit_s), daemon=True
+    )
+    process.start()
+    theirs.close()
+    try:
+        yield ours
+    finally:
+        tree = psutil.Process(process.pid).children(recursive=True)
+        ours.send(Shutdown())
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+        _, alive = psutil.wait_procs(tree, timeout=10)
+        for left in alive:
+            left.kill()
+        assert not alive, f"lanes left behind: {alive}"
+
+
+class Events:
+    """What the router sent back so far."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn, self.got = conn, []
+
+    def wait_for(self, done: Callable[[list[EngineEvent]], bool], timeout: float = 30):
+        while not done(self.got):
+            assert self.conn.poll(timeout), f"nothing more within {timeout} s; got {self.got}"
+            self.got.extend(self.conn.recv())
+        return self.got
+
+
+def loaded(name: str) -> Callable[[list[EngineEvent]], bool]:
+    return lambda got: any(isinstance(e, Loaded) and e.adapter == name for e in got)
+
+
+def ended(name: str, count: int = 1) -> Callable[[list[EngineEvent]], bool]:
+    return lambda got: sum(isinstance(e, ReplyDone) and e.adapter == name for e in got) >= count
+
+
+def programs(folder: Path, *names: str) -> list[str]:
+    for name in names:
+        (folder / f"{name}.pte").write_bytes(b"")
+    return [str(folder / f"{name}.pte") for name in names]
+
+
+def test_a_long_check_holds_up_no_other_pane(tmp_path: Path) -> None:
+    """While one program is checked (for as long as the test holds it), the panes already
+    loaded stream and a Cancel is routed; loads that arrive meanwhile wait their turn."""
+    fast, endless, slow, third = programs(tmp_path, "fast", "endless", "slow", "third")
+    with router(max_lanes=2) as app:
+        events = Events(app)
+        app.send(Load(fast))
+        app.send(Load(endless))
+        events.wait_for(lambda got: loaded("fast")(got) and loaded("endless")(got))
+        app.send(Load(slow))
+        app.send(Load(third))
+        app.send(Load(str(tmp_path / "missing.pte")))
+        app.send(Send("endless", HELLO, SETTINGS))
+        app.send(Send("fast", HELLO, SETTINGS))  # streams while "slow" is checked...
+        events.wait_for(ended("fast"))
+        app.send(Cancel(("endless",)))  # ...and a Cancel reaches its lane
+        events.wait_for(ended("endless"))
+        assert not any(
+            isinstance(e, Loaded | LoadFailed) and e.adapter not in ("fast", "endless")
+            for e in events.got
+        )
+        (tmp_path / "slow.go").write_bytes(b"")  # the check of "slow" ends
+        got = events.wait_for(lambda got: sum(isinstance(e, Loaded | LoadFailed) for e in got) == 5)
+    # "third" and "missing" were checked only after "slow": none came before it was let go.
+    outcomes = [e.adapter for e in got if isinstance(e, Loaded | LoadFailed)]
+    assert sorted(outcomes[2:]) == ["missing", "slow", "third"]
+    assert [type(e) for e in got if getattr(e, "adapter", "") == "missing"] == [LoadFailed]
+    done = {e.adapter: e for e in got if isinstance(e, ReplyDone)}
+    assert done["fast"].text == "hello" and done["endless"].end is ReplyEnd.CANCELLED
+
+
+def test_a_send_right_after_a_load_waits_for_it(tmp_path: Path) -> None:
+    """A script loads and sends at once: each Send waits for its adapter's check instead of
+    being dropped (both replies end), and a Cancel of every reply, sent after them, reaches
+    them after them."""
+    slow, endless = programs(tmp_path, "slow", "endless")
+    with router(max_lanes=1) as app:
+        events = Events(app)
+        app.send(Load(slow))
+        app.send(Send("slow", HELLO, SETTINGS))
+        app.send(Load(endless))
+        app.send(Send("endless", HELLO, SETTINGS))
+        app.send(Cancel(None))
+        (tmp_path / "slow.go").write_bytes(b"")
+        got = events.wait_for(lambda got: ended("slow")(got) and ended("endless")(got))
+    done = {e.adapter: e for e in got if isinstance(e, ReplyDone)}
+    assert done["endless"].end is ReplyEnd.CANCELLED  # the Cancel came after its Send
+
+
+def test_a_step_that_never_returns_is_that_panes_error(tmp_path: Path) -> None:
+    """A reply stuck in one step (native code that never returns): the watchdog stops its
+    lane, the pane gets one line saying so, and the adapter in the other lane answers on."""
+    stuck, fine = programs(tmp_path, "stuck", "fine")
+    with router(max_lanes=2, step_limit_s=2.0) as app:
+        events = Events(app)
+        app.send(Load(stuck))
+        app.send(Load(fine))
+        events.wait_for(lambda got: loaded("stuck")(got) and loaded("fine")(got))
+        app.send(Send("stuck", HELLO, SETTINGS))
+        app.send(Send("fine", HELLO, SETTINGS))
+        events.wait_for(lambda got: ended("stuck")(got) and ended("fine")(got))
+        events.wait_for(lambda got: any(isinstance(e, LoadFailed) for e in got))
+        app.send(Send("fine", HELLO, SETTINGS))  # the other lane still answers
+        got = events.wait_for(ended("fine", 2))
+    assert not any(isinstance(e, EngineFailed) for e in got)
+    done = [e for e in got if isinstance(e, ReplyDone)]
+    [stuck_done] = [e for e in done if e.adapter == "stuck"]
+    assert stuck_done.end is ReplyEnd.ERROR
+    assert "did not finish a step within 2 s" in stuck_done.error
+    assert "\n" not in stuck_done.error
+    assert [e.text for e in done if e.adapter == "fine"] == ["hello", "hello"]
+    [failed] = [e for e in got if isinstance(e, LoadFailed)]
+    assert failed.adapter == "stuck" and failed.path == stuck  # it is unloaded: load it again
