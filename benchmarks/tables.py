@@ -69,7 +69,9 @@ def parallel_panes_table(report: dict) -> list[str]:
     return lines
 
 
-def program_report_table(rows: list) -> list[str]:
+def program_report_table(report: dict | list) -> list[str]:
+    # Files from before provenance hold the rows alone.
+    rows = report["programs"] if isinstance(report, dict) else report
     header = [
         "program",
         "delegate calls",
