@@ -1,6 +1,7 @@
 """Where a benchmark's figures go: ``benchmarks/results/<name>.json``, written whole, so the
 docs quote a file a run wrote rather than prose typed by hand. Each file carries the run
-that made it (``provenance``): the commit, the versions, the machine."""
+that made it (``provenance``): the commit, the versions, the machine, as they were when the
+benchmark started (imported this module), since a run may outlast edits to the checkout."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ PACKAGES = ("torch", "executorch", "lora-tui")
 
 
 def write_results(name: str, report: dict[str, Any]) -> Path:
-    """Write ``report`` as JSON to the results folder, with its provenance; returns the file."""
-    text = json.dumps({**report, "provenance": provenance()}, indent=2) + "\n"
+    """Write ``report`` as JSON to the results folder, with the run's provenance; returns
+    the file."""
+    text = json.dumps({**report, "provenance": AT_START}, indent=2) + "\n"
     path = RESULTS_DIR / f"{name}.json"
     RESULTS_DIR.mkdir(exist_ok=True)
     write_text_atomic(path, text)
@@ -82,3 +84,6 @@ def _cpu_model() -> str | None:
     except OSError:
         pass
     return None
+
+
+AT_START = provenance()  # this run's, taken as the benchmark imports this module

@@ -71,11 +71,14 @@ def test_outside_a_checkout_the_commit_is_unknown(tmp_path: Path) -> None:
     assert made["python"] == platform.python_version()
 
 
-def test_write_results_adds_the_provenance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_write_results_adds_the_provenance_of_the_run_as_it_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(record, "RESULTS_DIR", tmp_path / "results")
     path = write_results("example", {"tok_s": 12.5})
     written = json.loads(path.read_text(encoding="utf-8"))
     assert path == tmp_path / "results" / "example.json"
     assert written["tok_s"] == 12.5
-    assert written["provenance"]["commit"] == provenance()["commit"]
+    assert written["provenance"] == record.AT_START
     assert set(written["provenance"]) == set(provenance())
+    assert written["provenance"]["commit"] == provenance()["commit"]
