@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 Mutated = tuple[bytes, str]
-Path_ = tuple[Any, ...]  # keys and indices from the document's root
+JsonPath = tuple[Any, ...]  # keys and indices from the document's root
 
 MARKUP = [
     "[/]",
@@ -97,36 +97,35 @@ def same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and dumps(a) == dumps(b)
 
 
-def paths(value: Any, prefix: Path_ = ()) -> list[Path_]:
+def paths(value: Any, prefix: JsonPath = ()) -> list[JsonPath]:
     """Every key and index path in a JSON document, root excluded."""
-    found: list[Path_] = []
-    items = (
-        value.items()
-        if isinstance(value, dict)
-        else enumerate(value)
-        if isinstance(value, list)
-        else ()
-    )
+    found: list[JsonPath] = []
+    if isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, list):
+        items = list(enumerate(value))
+    else:
+        return found
     for key, child in items:
         found.append((*prefix, key))
         found += paths(child, (*prefix, key))
     return found
 
 
-def get(value: Any, path: Path_) -> Any:
+def get(value: Any, path: JsonPath) -> Any:
     for key in path:
         value = value[key]
     return value
 
 
-def _get_or_none(value: Any, path: Path_) -> Any:
+def _get_or_none(value: Any, path: JsonPath) -> Any:
     try:
         return get(value, path)
     except (KeyError, IndexError, TypeError):
         return None
 
 
-def put(value: Any, path: Path_, new: Any) -> None:
+def put(value: Any, path: JsonPath, new: Any) -> None:
     """Set ``path`` to ``new``, making the objects on the way as needed."""
     for key in path[:-1]:
         if isinstance(value, dict) and not isinstance(value.get(key), dict | list):
@@ -146,14 +145,14 @@ def short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else f"{text[: limit - 12]}… ({len(text)} chars)"
 
 
-def where(path: Path_) -> str:
+def where(path: JsonPath) -> str:
     return ".".join(str(k) for k in path) or "(root)"
 
 
 # --- JSON documents ----------------------------------------------------------------------
 
 
-Targets = list[tuple[Path_, list[Any]]]  # fields a reader looks at, and values to try there
+Targets = list[tuple[JsonPath, list[Any]]]  # fields a reader looks at, and values to try there
 
 
 def mutate_json(doc: Any, rng: random.Random, targets: Targets) -> tuple[Any, str]:
@@ -231,26 +230,25 @@ def mutate_jsonl(data: bytes, rng: random.Random, targets: Targets) -> Mutated:
         row, what = mutate_json(json.loads(lines[index]), rng, targets)
         lines[index] = dumps(row).replace("\n", "\\n")
         return ("\n".join(lines) + "\n").encode("utf-8"), f"line {index + 1}: {what}"
+    line, after = lines[index], lines[index + 1 :]
+    before, number = lines[:index], f"line {index + 1}"
     changes: dict[str, Callable[[], tuple[list[str], str]]] = {
-        "drop": lambda: (lines[:index] + lines[index + 1 :], "dropped"),
-        "repeat": lambda: (lines[: index + 1] * 3 + lines[index + 1 :], "repeated"),
-        "blank": lambda: ([*lines[:index], "   ", *lines[index:]], "a blank line before it"),
-        "not json": lambda: ([*lines[:index], "{not json", *lines[index:]], "a line of not-JSON"),
+        "drop": lambda: ([*before, *after], f"{number} dropped"),
+        "repeat": lambda: ([*before, line, line, line, *after], f"{number} three times"),
+        "blank": lambda: ([*before, "   ", line, *after], f"a blank line before {number}"),
+        "not json": lambda: ([*before, "{not json", line, *after], f"not JSON before {number}"),
         "not object": lambda: (
-            [*lines[:index], rng.choice(["[1]", "5", '"x"', "null"]), *lines[index:]],
-            "a line that is no object",
+            [*before, rng.choice(["[1]", "5", '"x"', "null"]), line, *after],
+            f"a line that is no object before {number}",
         ),
-        "half": lambda: (
-            [*lines[:index], lines[index][: len(lines[index]) // 2]],
-            "cut in half, the rest gone",
-        ),
+        "half": lambda: ([*before, line[: len(line) // 2]], f"cut in the middle of {number}"),
         "glued": lambda: (
-            [*lines[:index], lines[index] + lines[(index + 1) % len(lines)], *lines[index + 1 :]],
-            "glued to the next",
+            [*before, line + lines[(index + 1) % len(lines)], *after],
+            f"{number} glued to a copy of the next",
         ),
         "long": lambda: (
-            [*lines[:index], json.dumps({"prompt": LONG}), *lines[index:]],
-            "a line of a million characters before it",
+            [*before, json.dumps({"prompt": LONG}), line, *after],
+            f"a line of a million characters before {number}",
         ),
     }
     name = rng.choice(sorted(changes))
@@ -259,7 +257,7 @@ def mutate_jsonl(data: bytes, rng: random.Random, targets: Targets) -> Mutated:
     if rng.random() < 0.2:
         text = "\ufeff" + text.replace("\n", "\r\n")
         what += ", with a BOM and CRLF"
-    return text.encode("utf-8"), f"line {index + 1} {what}"
+    return text.encode("utf-8"), what
 
 
 # --- GGUF ------------------------------------------------------------------------------------
