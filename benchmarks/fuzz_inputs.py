@@ -244,16 +244,20 @@ class Outcome:
     stderr_lines: int = 0
 
 
+def case_rng(seed: int, kind: Kind, index: int) -> random.Random:
+    """Each case's own, so any one can be made again alone."""
+    return random.Random(f"{seed}:{kind.name}:{index}")
+
+
 def run_case(
     kind: Kind, index: int, fixtures: Fixtures, scratch: Path, seed: int, limits: Limits
 ) -> tuple[Outcome, Path]:
-    """One mutated input through one of the kind's commands (they take turns)."""
-    rng = random.Random(f"{seed}:{kind.name}:{index}")
+    """One mutated input through one of the kind's commands."""
     case = scratch / f"{kind.name}-{index}"
     shutil.rmtree(case, ignore_errors=True)
     (case / "tmp").mkdir(parents=True)
-    inputs, mutation = prepare(kind, fixtures, case, rng)
-    name = kind.commands[index % len(kind.commands)]
+    inputs, mutation = prepare(kind, fixtures, case, index, case_rng(seed, kind, index))
+    name = kind.command_for(index)
     argv, extra = command(name, inputs, case)
     env = {**os.environ, **extra, "TMPDIR": str(case / "tmp")}
     # What the commands keep for the user (default results, logs) stays in the scratch.
@@ -373,6 +377,7 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--keep-failures", action="store_true", help="keep failing cases' folders")
     parser.add_argument("--replay", metavar="KIND:INDEX", help="run one case, print what it said")
     parser.add_argument("--no-write", action="store_true", help="do not write the results file")
+    parser.add_argument("--dry-run", action="store_true", help="list the cases' mutations only")
     args = parser.parse_args()
     unknown = [k for k in args.kinds.split(",") if k not in KINDS]
     if unknown:
@@ -402,12 +407,27 @@ def main() -> None:
     scratch = workdir / "cases"
     if args.replay:
         replay(args.replay, fixtures, scratch, args, limits)
-        return
+    elif args.dry_run:
+        list_mutations(args, fixtures, scratch)
+    else:
+        started = time.monotonic()
+        outcomes = run_all(args, fixtures, workdir, limits)
+        result = report(outcomes, args, time.monotonic() - started)
+        print_tables(result)
+        if not args.no_write:
+            write_results("fuzz_inputs", result)
+    if not args.workdir:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_all(
+    args: argparse.Namespace, fixtures: Fixtures, workdir: Path, limits: Limits
+) -> list[Outcome]:
+    """Every case of every kind asked for, one at a time, each printed as it ends."""
     outcomes: list[Outcome] = []
-    started = time.monotonic()
     for kind in (KINDS[k] for k in args.kinds.split(",")):
         for index in range(args.n):
-            outcome, case = run_case(kind, index, fixtures, scratch, args.seed, limits)
+            outcome, case = run_case(kind, index, fixtures, workdir / "cases", args.seed, limits)
             outcomes.append(outcome)
             print(
                 f"{kind.name:<14} {index:4d} {outcome.command:<14} {outcome.verdict:<19} "
@@ -421,12 +441,21 @@ def main() -> None:
                 shutil.move(case, workdir / "failures" / case.name)
             else:
                 shutil.rmtree(case, ignore_errors=True)
-    result = report(outcomes, args, time.monotonic() - started)
-    print_tables(result)
-    if not args.no_write:
-        write_results("fuzz_inputs", result)
-    if not args.workdir:
-        shutil.rmtree(workdir, ignore_errors=True)
+    return outcomes
+
+
+def list_mutations(args: argparse.Namespace, fixtures: Fixtures, scratch: Path) -> None:
+    """Each case's command and mutation, without running anything (to pick one to replay).
+    In a folder of its own: a run may be going on in ``scratch``."""
+    scratch = scratch / "dry-run"
+    for kind in (KINDS[k] for k in args.kinds.split(",")):
+        for index in range(args.n):
+            case = scratch / f"{kind.name}-{index}"
+            shutil.rmtree(case, ignore_errors=True)
+            case.mkdir(parents=True)
+            _, mutation = prepare(kind, fixtures, case, index, case_rng(args.seed, kind, index))
+            print(f"{kind.name}:{index} {kind.command_for(index)}: {mutation}")
+            shutil.rmtree(case)
 
 
 if __name__ == "__main__":

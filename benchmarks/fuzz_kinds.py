@@ -265,12 +265,13 @@ TARGETS: dict[str, Targets] = {
 }
 
 
-def mutate_file(name: str, data: bytes, rng: random.Random) -> Mutated:
+def mutate_file(name: str, data: bytes, rng: random.Random, pick: int | None) -> Mutated:
+    """The ``pick``-th targeted change of that file, or a random one."""
     if name.endswith(".gguf"):
-        return mutations.mutate_gguf(data, rng)
+        return mutations.mutate_gguf(data, rng, pick)
     if name.endswith(".jsonl"):
-        return mutations.mutate_jsonl(data, rng, TARGETS[name])
-    return mutations.mutate_json_file(data, rng, TARGETS[name])
+        return mutations.mutate_jsonl(data, rng, TARGETS[name], pick)
+    return mutations.mutate_json_file(data, rng, TARGETS[name], pick)
 
 
 # --- the kinds --------------------------------------------------------------------------------
@@ -283,6 +284,11 @@ class Kind:
     files: tuple[str, ...]  # in the case folder; each case mutates one of them
     base: str = "base"  # what lora-export is given as the base
     bare: bool = False  # the programs without their manifest: the tokenizer folder is read
+
+    def command_for(self, index: int) -> str:
+        """Cases 2k (targeted) and 2k+1 (random) run the same command; the commands take
+        turns along k, so each command sees both."""
+        return self.commands[(index // 2) % len(self.commands)]
 
 
 KINDS: dict[str, Kind] = {
@@ -304,9 +310,12 @@ KINDS: dict[str, Kind] = {
 }
 
 
-def prepare(kind: Kind, fixtures: Fixtures, case: Path, rng: random.Random) -> tuple[Inputs, str]:
-    """The case folder: every healthy input linked in, one file of the kind mutated.
-    Returns the inputs and what was changed."""
+def prepare(
+    kind: Kind, fixtures: Fixtures, case: Path, index: int, rng: random.Random
+) -> tuple[Inputs, str]:
+    """The case folder: every healthy input linked in, one file of the kind mutated: every
+    other case (the even ones) by the next targeted value of the file's fields, in turn,
+    the others at random. Returns the inputs and what was changed."""
     for name in ("out", "base", "adapter"):
         shutil.copytree(getattr(fixtures, name), case / name, copy_function=os.link)
     for source in (fixtures.gguf, fixtures.prompts, fixtures.results):
@@ -322,8 +331,13 @@ def prepare(kind: Kind, fixtures: Fixtures, case: Path, rng: random.Random) -> t
         prompts=case / "prompts.jsonl",
         results=case / "results.jsonl",
     )
-    target = case / rng.choice(kind.files)
-    data, what = mutate_file(target.name, target.read_bytes(), rng)
+    if index % 2 == 0:
+        turn = index // 2
+        name, pick = kind.files[turn % len(kind.files)], turn // len(kind.files)
+    else:
+        name, pick = rng.choice(kind.files), None
+    target = case / name
+    data, what = mutate_file(target.name, target.read_bytes(), rng, pick)
     target.unlink()  # a link to the fixture: write a file of its own
     target.write_bytes(data)
     return inputs, f"{target.name}: {what}"

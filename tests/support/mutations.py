@@ -155,10 +155,25 @@ def where(path: JsonPath) -> str:
 Targets = list[tuple[JsonPath, list[Any]]]  # fields a reader looks at, and values to try there
 
 
-def mutate_json(doc: Any, rng: random.Random, targets: Targets) -> tuple[Any, str]:
-    """One structure-aware change to a copy of ``doc``: a targeted field given an odd
-    value, any field dropped, duplicated or retyped."""
+def targeted(targets: Targets, pick: int) -> tuple[JsonPath, Any]:
+    """The ``pick``-th (field, value) of ``targets``: the fields take turns, each going
+    through its values in order, so a run of N picks tries N different things, the first
+    value of every field (the one that matters most) before any second one."""
+    path, values = targets[pick % len(targets)]
+    return path, values[(pick // len(targets)) % len(values)]
+
+
+def mutate_json(
+    doc: Any, rng: random.Random, targets: Targets, pick: int | None = None
+) -> tuple[Any, str]:
+    """One structure-aware change to a copy of ``doc``: the ``pick``-th targeted value, or
+    at random a targeted field given an odd value or any field dropped, duplicated or
+    retyped."""
     doc = json.loads(json.dumps(doc))
+    if pick is not None and targets:
+        path, new = targeted(targets, pick)
+        put(doc, path, new)
+        return doc, f"{where(path)} = {short(new)}"
     every = paths(doc)
     operation = rng.choice(["target", "target", "retype", "drop", "duplicate"])
     if operation == "target" and targets:
@@ -207,27 +222,35 @@ def mutate_bytes(data: bytes, rng: random.Random, within: int | None = None) -> 
     return bytes(out), f"{flips} bits flipped" + (f" in the first {span} bytes" if within else "")
 
 
-def mutate_json_file(data: bytes, rng: random.Random, targets: Targets) -> Mutated:
-    """Structure-aware three times in four, else byte-level."""
-    if rng.random() < 0.25:
+def mutate_json_file(
+    data: bytes, rng: random.Random, targets: Targets, pick: int | None = None
+) -> Mutated:
+    """The ``pick``-th targeted value; else structure-aware three times in four, else
+    byte-level."""
+    if pick is None and rng.random() < 0.25:
         return mutate_bytes(data, rng)
-    doc, what = mutate_json(json.loads(data), rng, targets)
+    doc, what = mutate_json(json.loads(data), rng, targets, pick)
     return dumps(doc).encode("utf-8"), what
 
 
 # --- JSON Lines ----------------------------------------------------------------------------
 
 
-def mutate_jsonl(data: bytes, rng: random.Random, targets: Targets) -> Mutated:
-    """A line's object changed (as ``mutate_json``), or the lines themselves: dropped,
-    repeated, glued, cut, not JSON, not an object, not UTF-8; or the bytes."""
+def mutate_jsonl(
+    data: bytes, rng: random.Random, targets: Targets, pick: int | None = None
+) -> Mutated:
+    """A line's object changed (as ``mutate_json``, the ``pick``-th targeted value if
+    given), or the lines themselves: dropped, repeated, glued, cut, not JSON, not an
+    object, not UTF-8; or the bytes."""
     lines = data.decode("utf-8").splitlines()
     index = rng.randrange(len(lines))
-    operation = rng.choice(["object"] * 4 + ["lines", "lines", "bytes"])
+    operation = (
+        "object" if pick is not None else rng.choice(["object"] * 4 + ["lines"] * 2 + ["bytes"])
+    )
     if operation == "bytes":
         return mutate_bytes(data, rng)
     if operation == "object":
-        row, what = mutate_json(json.loads(lines[index]), rng, targets)
+        row, what = mutate_json(json.loads(lines[index]), rng, targets, pick)
         lines[index] = dumps(row).replace("\n", "\\n")
         return ("\n".join(lines) + "\n").encode("utf-8"), f"line {index + 1}: {what}"
     line, after = lines[index], lines[index + 1 :]
@@ -373,10 +396,36 @@ def _odd_number(fmt: str, rng: random.Random) -> Any:
     )
 
 
-def mutate_gguf(data: bytes, rng: random.Random) -> Mutated:
-    """One header number set to an odd value (a shape field twice as often), a string's
-    bytes turned to markup or invalid UTF-8, or bits flipped or the file cut in the header."""
+# The header numbers a reader sizes its work by, and a value to try in each, in turn.
+GGUF_TARGETS = [
+    (".block_count", 200000000),
+    (".attention.head_count", 0),
+    (".embedding_length", 0),
+    (".attention.head_count_kv", 0),
+    (".feed_forward_length", 2**31 - 1),
+    (".context_length", 0),
+    (".attention.key_length", 0),
+    (".vocab_size", 2**32 - 1),
+    ("length of tokenizer.ggml.tokens", 2**62),
+    ("tensor count", 2**62),
+    ("metadata count", 2**62),
+    (".block_count", 0),
+    (".attention.head_count", 3),
+    (".embedding_length", 2**31),
+]
+
+
+def mutate_gguf(data: bytes, rng: random.Random, pick: int | None = None) -> Mutated:
+    """The ``pick``-th targeted header number; else one header number set to an odd value
+    (a shape field twice as often), a string's bytes turned to markup or invalid UTF-8, or
+    bits flipped or the file cut in the header."""
     fields, strings, header_end = gguf_fields(data)
+    if pick is not None:
+        role, new = GGUF_TARGETS[pick % len(GGUF_TARGETS)]
+        field = next(f for f in fields if f.role.endswith(role) and "type of" not in f.role)
+        out = bytearray(data)
+        struct.pack_into(field.fmt, out, field.offset, new)
+        return bytes(out), f"{field.role} = {new!r}"
     operation = rng.choice(["shape", "shape", "number", "string", "bytes"])
     if operation == "bytes":
         return mutate_bytes(data, rng, within=header_end)
