@@ -114,12 +114,17 @@ def _first_line(text: str) -> str:
 
 
 def signature(verdict: str, detail: str) -> str:
-    """What makes two failures the same: the exception's name, else the verdict."""
+    """What makes two failures the same: the exception and its message with the values
+    that differ from case to case (quoted text, numbers) left out; else the verdict."""
     if verdict != TRACEBACK:
         return verdict
-    error = detail.split(": internal error: ", 1)[-1]
-    name = error.split(":", 1)[0].strip().rsplit(".", 1)[-1]
-    return name if name.isidentifier() else error[:80]
+    error = detail.rsplit(LOGGED, 1)[-1].split(": internal error: ", 1)[-1]
+    error = re.sub(r"\s*\(details in [^)]*\)", "", error)
+    return _VALUES.sub("…", error)[:100]
+
+
+_VALUES = re.compile(r"'[^']*'|\"[^\"]*\"|\b\d+\b")
+LOGGED = " | logged: "  # joins an internal error's line to the exception its log holds
 
 
 # --- running one command --------------------------------------------------------------------
@@ -270,7 +275,7 @@ def run_case(
     verdict, detail = classify(run.returncode, run.stdout, run.stderr)
     if ": internal error: " in detail:  # the traceback is in the command's log
         for log in (case / "tmp").glob("*.log"):
-            detail = f"{detail} | {error_line(log.read_text(errors='replace'))}"
+            detail = f"{detail}{LOGGED}{error_line(log.read_text(errors='replace'))}"
     lines = sum(1 for line in run.stderr.splitlines() if line.strip())
     outcome = Outcome(
         kind.name, index, name, mutation, verdict, detail, run.seconds, run.cpu_seconds, lines
@@ -296,13 +301,7 @@ def failures(outcomes: list[Outcome]) -> list[dict]:
             "command": name,
             "verdict": verdict,
             "error": error,
-            "cases": len(cases),
-            "case_indices": [o.index for o in cases],
-            "example": {
-                "case": cases[0].index,
-                "mutation": cases[0].mutation,
-                "detail": cases[0].detail,
-            },
+            "cases": [{"case": o.index, "mutation": o.mutation, "detail": o.detail} for o in cases],
         }
         for (kind, name, verdict, error), cases in found.items()
     ]
@@ -359,8 +358,8 @@ def print_tables(result: dict) -> None:
         print(f"{name:<{width}}  {cases:>5}  {cells}")
     print(f"\n{len(result['failures'])} distinct failures:")
     for f in result["failures"]:
-        example = f["example"]
-        print(f"  {f['kind']} / {f['command']}: {f['verdict']} ×{f['cases']}: {f['error']}")
+        example = f["cases"][0]
+        print(f"  {f['kind']} / {f['command']}: {f['verdict']} ×{len(f['cases'])}: {f['error']}")
         print(f"      e.g. case {example['case']}: {example['mutation']}")
         print(f"      -> {example['detail']}")
 

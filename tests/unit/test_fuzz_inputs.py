@@ -16,6 +16,7 @@ import pytest
 from benchmarks.fuzz_inputs import (
     HANDLED,
     HANG,
+    LOGGED,
     NOT_ONE_LINE,
     OOM,
     REFUSED,
@@ -118,34 +119,47 @@ def test_failures_are_told_apart_by_kind_command_and_error() -> None:
         what = f"mutation {index}"
         return Outcome("results", index, command, what, verdict, detail, 1.0, 1.0, lines)
 
+    expecting = "json.decoder.JSONDecodeError: Expecting value: line 1 column 4 (char 3)"
     found = failures(
         [
-            outcome(0, "eval --resume", TRACEBACK, "json.decoder.JSONDecodeError: Expecting"),
-            outcome(1, "eval --resume", TRACEBACK, "json.decoder.JSONDecodeError: Extra data"),
+            outcome(0, "eval --resume", TRACEBACK, expecting),
+            outcome(1, "eval --resume", TRACEBACK, expecting.replace("4 (char 3", "9 (char 8")),
             outcome(2, "eval --resume", TRACEBACK, "ValueError: 'x' is not a valid ReplyEnd"),
-            outcome(3, "export results", TRACEBACK, "json.decoder.JSONDecodeError: Expecting"),
-            outcome(4, "eval --resume", REFUSED, "lora-tui eval: error: bad"),
-            outcome(5, "eval --resume", REFUSED, "lora-tui eval: error: bad", lines=3),
-            outcome(6, "eval --resume", HANDLED, "table"),
-            outcome(7, "eval --resume", HANG, "stopped at the CPU-time limit"),
+            outcome(3, "eval --resume", TRACEBACK, "ValueError: 5 is not a valid ReplyEnd"),
+            outcome(4, "eval --resume", TRACEBACK, "ValueError: could not convert string"),
+            outcome(5, "export results", TRACEBACK, expecting),
+            outcome(6, "eval --resume", REFUSED, "lora-tui eval: error: bad"),
+            outcome(7, "eval --resume", REFUSED, "lora-tui eval: error: bad", lines=3),
+            outcome(8, "eval --resume", HANDLED, "table"),
+            outcome(9, "eval --resume", HANG, "stopped at the CPU-time limit"),
         ]
     )
-    summary = {(f["command"], f["verdict"], f["error"]): f["cases"] for f in found}
+    summary = {(f["command"], f["verdict"], f["error"]): len(f["cases"]) for f in found}
+    same_place = "json.decoder.JSONDecodeError: Expecting value: line … column … (char …)"
     assert summary == {
-        ("eval --resume", TRACEBACK, "JSONDecodeError"): 2,
-        ("eval --resume", TRACEBACK, "ValueError"): 1,
-        ("export results", TRACEBACK, "JSONDecodeError"): 1,
+        ("eval --resume", TRACEBACK, same_place): 2,
+        ("eval --resume", TRACEBACK, "ValueError: … is not a valid ReplyEnd"): 2,
+        ("eval --resume", TRACEBACK, "ValueError: could not convert string"): 1,
+        ("export results", TRACEBACK, same_place): 1,
         ("eval --resume", NOT_ONE_LINE, "3 lines on stderr"): 1,
         ("eval --resume", HANG, HANG): 1,
     }
-    assert found[0]["example"] == {
-        "case": 0,
-        "mutation": "mutation 0",
-        "detail": "json.decoder.JSONDecodeError: Expecting",
-    }
-    assert signature(TRACEBACK, "lora-export: internal error: KeyError: 'r' (see l.log)") == (
-        "KeyError"
+    assert found[0]["cases"] == [
+        {"case": 0, "mutation": "mutation 0", "detail": expecting},
+        {
+            "case": 1,
+            "mutation": "mutation 1",
+            "detail": expecting.replace("4 (char 3", "9 (char 8"),
+        },
+    ]
+
+
+def test_an_internal_error_is_known_by_the_exception_its_log_holds() -> None:
+    said = "lora-export: internal error: error: missing ) at position 7 (details in /t/l.log)"
+    assert signature(TRACEBACK, f"{said}{LOGGED}re.error: missing ) at position 7") == (
+        "re.error: missing ) at position …"
     )
+    assert signature(TRACEBACK, said) == "error: missing ) at position …"
 
 
 def test_a_command_that_outlives_its_limit_is_stopped_with_its_children(tmp_path: Path) -> None:
