@@ -31,8 +31,9 @@ NAN = float("nan")
 
 # --- the commands ---------------------------------------------------------------------------
 
-# The app without a terminal (at 120 columns: at the 80 x 24 a headless driver assumes, it
-# never settled); it is quit once it has drawn its panes (``fuzz_inputs.run_limited``).
+# The app without a terminal, at 120 x 40: at the 80 x 24 a headless driver falls back to,
+# it kept laying out and never took SIGTERM (in a terminal of 80 x 24 it does). It is quit
+# once it has drawn its panes (``fuzz_inputs.run_limited``).
 HEADLESS_APP = {
     "TEXTUAL_DRIVER": "textual.drivers.headless_driver:HeadlessDriver",
     "COLUMNS": "120",
@@ -280,7 +281,7 @@ def mutate_file(name: str, data: bytes, rng: random.Random, pick: int | None) ->
 @dataclass(frozen=True)
 class Kind:
     name: str
-    commands: tuple[str, ...]  # the cases take turns
+    commands: tuple[str, ...]  # that read the file; the cases take turns (command_for)
     files: tuple[str, ...]  # in the case folder; each case mutates one of them
     base: str = "base"  # what lora-export is given as the base
     bare: bool = False  # the programs without their manifest: the tokenizer folder is read
