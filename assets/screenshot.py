@@ -16,7 +16,7 @@ from pathlib import Path
 
 from textual.widgets import Input
 
-from lora_tui.demo import DemoBuild, demo_folder, demo_quantization, suggested_prompts
+from lora_tui.demo.build import DemoBuild, demo_folder, demo_quantization, suggested_prompts
 from lora_tui.engine import GenerationSettings
 from lora_tui.engine.foundations import FoundationPrograms, labelled
 from lora_tui.engine.worker import foundations_engine_factory

@@ -3,7 +3,7 @@
     .venv/bin/pip install -e '.[test]'      # PEFT comes with the test extra
     .venv/bin/python assets/train.py [--only nobel|executorch]
 
-Reads ``assets/data/NAME/train.jsonl`` and writes ``lora_tui/demo_assets/adapters/NAME/``
+Reads ``assets/data/NAME/train.jsonl`` and writes ``lora_tui/demo/assets/adapters/NAME/``
 (``adapter_config.json`` + ``adapter_model.safetensors``). Seeded, so a rerun on the same
 packages gives the same adapters; prints the time each one took.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from exporter.smollm2 import fetch_smollm2_gguf
-from lora_tui.demo import shipped_adapters
+from lora_tui.demo.build import shipped_adapters
 from lora_tui.engine.paths import cache_dir
 
 ASSETS = Path(__file__).resolve().parent

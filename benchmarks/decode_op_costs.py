@@ -32,8 +32,8 @@ import torch
 from benchmarks.record import write_results
 from exporter.base import PROJECTIONS
 from exporter.lower import quantize_model, xnnpack_partitioners
-from lora_tui.demo import demo_folder, demo_quantization
-from lora_tui.engine.program import load_module, position_input, token_input
+from lora_tui.demo.build import demo_folder, demo_quantization
+from lora_tui.engine.loading import load_module, position_input, token_input
 from lora_tui.format import Manifest, projection_features
 
 EIGHT_DA_FOUR_W = demo_quantization("8da4w")

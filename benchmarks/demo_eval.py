@@ -5,7 +5,7 @@
 
 On the demo's caches (``lora-tui demo --quantize none,8da4w,8da8w`` builds them), base.pte,
 nobel.pte and executorch.pte of every quantization answer every question of both eval sets
-(``lora_tui/demo_assets/eval/``) greedily, up to 128 new tokens (the app's default reply
+(``lora_tui/demo/assets/eval/``) greedily, up to 128 new tokens (the app's default reply
 is longer; the three-step answer needs ~80), one fresh conversation per question. An
 answer is right when it contains every keyword of its question and matches its regex.
 Prints ``lora-tui eval``'s tables (the last puts each adapter's quantizations side by
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from benchmarks.record import write_results
-from lora_tui.demo import DEMO_ADAPTERS, DemoBuild, demo_folder, demo_quantization, eval_set
+from lora_tui.demo.build import DEMO_ADAPTERS, DemoBuild, demo_folder, demo_quantization, eval_set
 
 MAX_NEW_TOKENS = 128
 OWN_MIN, OTHER_MAX, BASE_MAX = 95.0, 10.0, 5.0

@@ -86,8 +86,8 @@ def main() -> None:
     os.environ["LORA_TUI_CACHE"] = str(cache)  # the build's child inherits it
 
     from benchmarks.record import write_results
-    from lora_tui.builds import BuildProcess, BuildProgress
-    from lora_tui.demo import build_demo, demo_programs, demo_quantization
+    from lora_tui.demo.build import build_demo, demo_programs, demo_quantization
+    from lora_tui.demo.build_child import BuildProcess, BuildProgress
     from lora_tui.engine.foundations import FoundationPrograms
     from lora_tui.engine.worker import foundations_engine_factory
     from lora_tui.ui.app import LoraTuiApp

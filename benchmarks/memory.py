@@ -33,7 +33,7 @@ def bench(
 
 
 def main() -> None:
-    from lora_tui.demo import DemoBuild, demo_folder, demo_quantization
+    from lora_tui.demo.build import DemoBuild, demo_folder, demo_quantization
     from lora_tui.format import QUANTIZE_MODES
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -190,7 +190,7 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=64)
     args = parser.parse_args()
 
-    from lora_tui.demo import DemoBuild, demo_folder, demo_quantization
+    from lora_tui.demo.build import DemoBuild, demo_folder, demo_quantization
     from lora_tui.engine.threads import available_cores
 
     folders = args.folder or [demo_folder(demo_quantization(m)) for m in ("none", "8da4w")]

@@ -8,7 +8,7 @@ DIR is a folder lora-export wrote with ``--quantize`` and ``--base-program`` fro
 demo's base and adapters (default: ``lora-tui demo --quantize MODE``'s cache, 8da4w unless
 ``--quantize`` says otherwise). Figures go to ``benchmarks/results/quant_fidelity_MODE.json``.
 
-The held-out text: N questions from each adapter's eval set (``lora_tui/demo_assets/eval/``,
+The held-out text: N questions from each adapter's eval set (``lora_tui/demo/assets/eval/``,
 never trained on), each in the chat template followed by fp32 PEFT's own greedy answer (up
 to 48 tokens). The fp32 PEFT model and the 8da4w program read the same tokens, and at
 every answer position their next-token distributions are compared: top-1 agreement and
@@ -31,7 +31,7 @@ from benchmarks.decode_vs_peft import load_peft
 from benchmarks.record import write_results
 from exporter.smollm2 import fetch_smollm2_gguf
 from lora_tui.common.native_output import native_output_to
-from lora_tui.demo import (
+from lora_tui.demo.build import (
     DEMO_ADAPTERS,
     DemoBuild,
     demo_folder,
@@ -39,11 +39,11 @@ from lora_tui.demo import (
     eval_set,
     shipped_adapters,
 )
-from lora_tui.demo import eval_questions as held_out_questions
+from lora_tui.demo.build import eval_questions as held_out_questions
 from lora_tui.engine import GenerationSettings, ModelHost
 from lora_tui.engine.paths import cache_dir
-from lora_tui.evaluate import Program, load_prompts, run_eval
 from lora_tui.format import BASE_PROGRAM
+from lora_tui.judging.evaluate import Program, load_prompts, run_eval
 
 ANSWER_TOKENS = 48
 

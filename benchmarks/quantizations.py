@@ -30,7 +30,7 @@ def bench_once(folder: Path, tokens: int) -> dict:
 
 
 def main() -> None:
-    from lora_tui.demo import DemoBuild, demo_folder, demo_quantization
+    from lora_tui.demo.build import DemoBuild, demo_folder, demo_quantization
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quantize", default="none,8da4w,8da8w", help="comma-separated modes")

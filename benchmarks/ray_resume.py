@@ -23,8 +23,8 @@ from pathlib import Path
 
 from benchmarks.demo_eval import MAX_NEW_TOKENS
 from benchmarks.record import RESULTS_DIR, write_results
-from lora_tui.demo import DEMO_ADAPTERS, DemoBuild, demo_folder, eval_questions, eval_set
-from lora_tui.results import answer_key, read_results
+from lora_tui.demo.build import DEMO_ADAPTERS, DemoBuild, demo_folder, eval_questions, eval_set
+from lora_tui.judging.results import answer_key, read_results
 
 
 def main() -> int:

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from benchmarks.record import write_results
-from lora_tui.demo import DEMO_ADAPTERS, DemoBuild, demo_folder, eval_questions
+from lora_tui.demo.build import DEMO_ADAPTERS, DemoBuild, demo_folder, eval_questions
 
 PORT = "6391"
 

@@ -111,7 +111,7 @@ def run_child(weights: Path, program: Path, setting: Setting, tokens: int, repli
 
 def measure_folder(folder: Path, rounds: int, tokens: int, replies: int) -> tuple[str, dict]:
     """Every setting on the folder's nobel.pte, interleaved round by round; the medians."""
-    from lora_tui.demo import DemoBuild
+    from lora_tui.demo.build import DemoBuild
 
     build = DemoBuild(folder, None)
     mode = build.manifest.quantized.label
@@ -158,7 +158,7 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=64)
     args = parser.parse_args()
 
-    from lora_tui.demo import demo_folder, demo_quantization
+    from lora_tui.demo.build import demo_folder, demo_quantization
     from lora_tui.engine.threads import available_cores
 
     report: dict[str, object] = {

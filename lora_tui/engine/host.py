@@ -13,9 +13,9 @@ from pathlib import Path
 
 from lora_tui.engine.artifacts import Foundation, open_foundation
 from lora_tui.engine.foundations import FoundationPrograms, labelled
+from lora_tui.engine.loading import ProgramFacts, load_module, warm_up
 from lora_tui.engine.memory import MIB, MemorySample, sample, sample_tree
 from lora_tui.engine.preflight import CHECKER_MODULE, Preflight
-from lora_tui.engine.program import ProgramFacts, load_module, warm_up
 from lora_tui.engine.protocol import ReplyDone
 from lora_tui.engine.session import AdapterSession, Event, Reply
 from lora_tui.engine.sharing import configure_sharing

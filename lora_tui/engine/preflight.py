@@ -39,7 +39,7 @@ from lora_tui.engine.types import EngineError
 from lora_tui.format import ArtifactError
 
 if TYPE_CHECKING:  # program.py imports torch: this module must not, see Preflight.launch
-    from lora_tui.engine.program import ProgramFacts
+    from lora_tui.engine.loading import ProgramFacts
 
 CHECKER_MODULE = "lora_tui.engine.preflight"  # how the child is run, and recognised
 START_TIMEOUT_S = 120.0  # importing torch and ExecuTorch on a busy machine
@@ -179,7 +179,7 @@ def _describe_exit(code: int) -> str:
 
 def inspect(pte: Path, ptd: Path) -> ProgramFacts:
     """Load ``pte`` over ``ptd`` and run one token through it (in the child)."""
-    from lora_tui.engine.program import ProgramFacts, load_module, warm_up
+    from lora_tui.engine.loading import ProgramFacts, load_module, warm_up
     from lora_tui.format import check_program_file
 
     check_program_file(pte)

@@ -26,7 +26,7 @@ from lora_tui.engine.types import (
 )
 
 if TYPE_CHECKING:  # program.py imports torch, which a UI never loads
-    from lora_tui.engine.program import ProgramFacts
+    from lora_tui.engine.loading import ProgramFacts
 
 # --- about the engine ------------------------------------------------------------------------
 

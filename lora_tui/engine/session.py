@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from lora_tui.engine.chat import ChatFormat
-from lora_tui.engine.program import ProgramFacts, position_input, token_input
+from lora_tui.engine.loading import ProgramFacts, position_input, token_input
 from lora_tui.engine.protocol import Piece, ReplyDone
 from lora_tui.engine.sampling import pick_token
 from lora_tui.engine.types import (

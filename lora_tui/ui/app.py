@@ -3,7 +3,7 @@
 The app composes and routes: engine events to the panes and the memory panel, keys and palette
 commands to actions. What an action does lives beside it: prompts and rounds (``replies.py``),
 blind mode, prompt sets, dialogs and settings, programs and foundations opened from the palette
-(``opening.py``), the results writer (``lora_tui/results.py``), the engine's supervisor
+(``opening.py``), the results writer (``lora_tui/judging/results.py``), the engine's supervisor
 (``engine/supervisor.py``) and what replaces a dead engine (``recovery.py``), a build the panes
 wait on (``pending_build.py``) and the buffer streamed text waits in (``streaming.py``)."""
 
@@ -20,20 +20,20 @@ from textual.app import App
 from textual.reactive import var
 from textual.widgets import Input
 
-from lora_tui.builds import BuildClient
+from lora_tui.demo.build_child import BuildClient
 from lora_tui.engine import protocol as events
 from lora_tui.engine.memory import MemorySample, sample_tree
 from lora_tui.engine.protocol import EngineClient, EngineEvent, EngineFactory
 from lora_tui.engine.supervisor import EngineSupervisor
 from lora_tui.engine.types import GenerationSettings
-from lora_tui.results import ResultsWriter
+from lora_tui.judging.results import ResultsWriter
 from lora_tui.ui.blind import BlindMode
-from lora_tui.ui.commands import LoraTuiCommands, PaletteState
 from lora_tui.ui.dialogs import SettingsDialogs
 from lora_tui.ui.keys import APP_BINDINGS, MAIN_SCREEN_ACTIONS, UNBOUND_KEYS
 from lora_tui.ui.messages import BuildEventArrived, EngineEventArrived, PiecesReady
 from lora_tui.ui.notices import LiteralNotices
 from lora_tui.ui.opening import open_programs
+from lora_tui.ui.palette import LoraTuiCommands, PaletteState
 from lora_tui.ui.pending_build import PendingBuild
 from lora_tui.ui.prompt_set import run_prompt_set
 from lora_tui.ui.recovery import recover
@@ -82,7 +82,7 @@ class LoraTuiApp(LiteralNotices, App[int]):
         show its progress and the engine starts once it hands them over. ``tool_memory``:
         the whole tool's memory (this process and every process under it)."""
         super().__init__()
-        # Every answer is appended there (lora_tui/results.py), off the UI thread.
+        # Every answer is appended there (lora_tui/judging/results.py), off the UI thread.
         self.results = ResultsWriter(results_path, self._from_writer) if results_path else None
         self.blind = BlindMode(self, self.results)
         self.replies = Replies(self, self.blind, self.results)

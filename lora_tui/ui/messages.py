@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from lora_tui.builds import BuildEvent
+from lora_tui.demo.build_child import BuildEvent
 from lora_tui.engine.protocol import EngineEvent
 
 

@@ -1,6 +1,6 @@
 """The panes of a build that is still running: its progress in each, ticking every second;
 then the engine started and the programs loaded, each pane coming alive as its own loads.
-The build runs in a child process (``lora_tui/builds.py``), so the app is on screen from
+The build runs in a child process (``lora_tui/demo/build_child.py``), so the app is on screen from
 the first second."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from lora_tui.builds import BuildClient, BuildEvent, BuildFailed, BuildProgress
+from lora_tui.demo.build_child import BuildClient, BuildEvent, BuildFailed, BuildProgress
 from lora_tui.engine.protocol import EngineClient
 from lora_tui.ui.widgets.adapter_pane import AdapterPane, PaneState
 

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 
 from lora_tui.common.literal import printable
 from lora_tui.engine.types import GenerationSettings, ReplyEnd
-from lora_tui.evaluate import EvalReport, EvalResult, load_prompts
 from lora_tui.format import ArtifactError
+from lora_tui.judging.evaluate import EvalReport, EvalResult, load_prompts
 from lora_tui.ui.screens.scores import ScoresScreen
 
 if TYPE_CHECKING:
     from lora_tui.engine.protocol import ReplyDone
-    from lora_tui.evaluate import PromptCase
+    from lora_tui.judging.evaluate import PromptCase
     from lora_tui.ui.replies import Replies
     from lora_tui.ui.workbench import Workbench
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from uuid import uuid4
 
 from lora_tui.engine.protocol import ReplyDone
-from lora_tui.evaluate import PromptCase
+from lora_tui.judging.evaluate import PromptCase
 
 
 @dataclass

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from textual.widgets import Input, Static
 
-from lora_tui.builds import BuildFailed, BuildProgress, BuildReady
+from lora_tui.demo.build_child import BuildFailed, BuildProgress, BuildReady
 from lora_tui.ui.widgets.adapter_pane import PaneState
 from tests.support.fake_build import FakeBuild
 from tests.support.pilot import SIZE, engine, make_app, notifications, pane, send

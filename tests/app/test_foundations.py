@@ -11,9 +11,9 @@ from types import SimpleNamespace
 
 from textual.widgets import Input
 
-from lora_tui.builds import BuildReady
+from lora_tui.demo.build_child import BuildReady
 from lora_tui.engine.foundations import FoundationEngines, FoundationPrograms, foundations_factory
-from lora_tui.results import read_results
+from lora_tui.judging.results import read_results
 from lora_tui.ui import opening
 from lora_tui.ui.app import LoraTuiApp
 from lora_tui.ui.opening import open_programs

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input
 
-import lora_tui.evaluate
-from lora_tui.arena import ALL_BAD
+import lora_tui.judging.evaluate
 from lora_tui.engine import Message
-from lora_tui.results import read_results
+from lora_tui.judging.arena import ALL_BAD
+from lora_tui.judging.results import read_results
 from lora_tui.ui.app import LoraTuiApp
 from lora_tui.ui.screens.diff import DiffScreen
 from lora_tui.ui.screens.scores import ScoresScreen
@@ -351,14 +351,16 @@ async def test_keys_work_while_a_prompt_sets_answers_are_scored(
     # Here marking blocks until the test lets it go, so the keys below are handled only if
     # the loop is free while an answer is being marked (a slow machine or a fast one alike).
     marking, release = threading.Event(), threading.Event()
-    mark = lora_tui.evaluate.PromptCase.mark
+    mark = lora_tui.judging.evaluate.PromptCase.mark
 
-    def slow_mark(case: lora_tui.evaluate.PromptCase, answer: str) -> lora_tui.evaluate.Mark:
+    def slow_mark(
+        case: lora_tui.judging.evaluate.PromptCase, answer: str
+    ) -> lora_tui.judging.evaluate.Mark:
         marking.set()
         release.wait(30)
         return mark(case, answer)
 
-    monkeypatch.setattr(lora_tui.evaluate.PromptCase, "mark", slow_mark)
+    monkeypatch.setattr(lora_tui.judging.evaluate.PromptCase, "mark", slow_mark)
     app = make_app(["nobel"], tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
@@ -378,7 +380,7 @@ async def test_keys_work_while_a_prompt_sets_answers_are_scored(
 async def test_a_regex_out_of_time_is_noted_and_counted_wrong(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(lora_tui.evaluate, "REGEX_SECONDS", 0.2, raising=False)
+    monkeypatch.setattr(lora_tui.judging.evaluate, "REGEX_SECONDS", 0.2, raising=False)
     app = saving_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()

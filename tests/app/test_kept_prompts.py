@@ -9,7 +9,7 @@ from pathlib import Path
 from textual.widgets import Input, Static
 
 from lora_tui.engine import EngineFailed
-from lora_tui.results import read_results
+from lora_tui.judging.results import read_results
 from lora_tui.ui.widgets.adapter_pane import PaneState
 from tests.support.fake_engine import DEFAULT_REPLY, REPLIES
 from tests.support.pilot import SIZE, engine, make_app, notifications, pane, send

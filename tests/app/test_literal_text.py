@@ -12,7 +12,7 @@ from pathlib import Path
 from textual.widgets import Input, Label, Static
 from textual.widgets._toast import Toast
 
-from lora_tui.builds import BuildFailed, BuildProgress
+from lora_tui.demo.build_child import BuildFailed, BuildProgress
 from lora_tui.engine.protocol import EngineFailed
 from lora_tui.ui.screens.ask import AskScreen
 from lora_tui.ui.screens.diff import DiffScreen

@@ -306,7 +306,7 @@ def test_snapshot_thinking_folded(snap_compare, tmp_path: Path) -> None:
 
 
 def system_command_titles(app: LoraTuiApp) -> list[str]:
-    from lora_tui.ui.commands import app_commands
+    from lora_tui.ui.palette import app_commands
 
     return [command.title for command in app_commands(app.palette_state())]
 
@@ -344,7 +344,7 @@ async def test_no_thinking_command_without_a_thinking_model(tmp_path: Path) -> N
 
 
 async def test_every_answer_is_saved_to_the_results_file(tmp_path: Path) -> None:
-    from lora_tui.results import read_results
+    from lora_tui.judging.results import read_results
 
     for name in ("nobel", "executorch"):
         (tmp_path / f"{name}.pte").write_bytes(name.encode())  # stands in for the program
@@ -369,7 +369,7 @@ async def test_every_answer_is_saved_to_the_results_file(tmp_path: Path) -> None
 
 
 async def test_a_reply_cut_off_by_quitting_leaves_whole_lines(tmp_path: Path) -> None:
-    from lora_tui.results import read_results
+    from lora_tui.judging.results import read_results
 
     (tmp_path / "nobel.pte").write_bytes(b"nobel")
     results = tmp_path / "session.jsonl"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lora_tui.demo import (
+from lora_tui.demo.build import (
     STAMP_FILE,
     DemoBuild,
     demo_folder,

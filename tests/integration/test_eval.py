@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from lora_tui.evaluate import PromptCase
+from lora_tui.judging.evaluate import PromptCase
 from tests.support.artifacts import TinyArtifacts
 from tests.support.checks import assert_one_line_error
 from tests.support.prompts import write_prompts

@@ -53,7 +53,7 @@ def source_files() -> set[str]:
 def test_the_wheel_and_the_sdist_hold_every_file_of_the_packages(dist: Path) -> None:
     wanted = source_files()
     assert "lora_tui/engine/weight_cache_shim.cpp" in wanted
-    assert "lora_tui/demo_assets/adapters/nobel/adapter_model.safetensors" in wanted
+    assert "lora_tui/demo/assets/adapters/nobel/adapter_model.safetensors" in wanted
     (wheel,) = dist.glob("*.whl")
     in_wheel = set(zipfile.ZipFile(wheel).namelist())
     assert sorted(wanted - in_wheel) == []
@@ -164,7 +164,7 @@ def test_an_installed_wheel_runs_away_from_the_checkout(
     lookup = run(
         venv / "bin" / "python",
         "-c",
-        "import json, lora_tui.demo as d; print(json.dumps({'adapters': "
+        "import json, lora_tui.demo.build as d; print(json.dumps({'adapters': "
         "{n: str(p) for n, p in d.shipped_adapters().items()}, "
         "'suggestions': d.suggested_prompts()}))",
     )

@@ -193,7 +193,7 @@ def test_results_file_parses_after_the_app_is_killed_mid_turn(
 ) -> None:
     """SIGKILL 0.3 s after a prompt, while its replies stream: every line already written
     parses, and the answers that finished before are all there."""
-    from lora_tui.results import read_results
+    from lora_tui.judging.results import read_results
 
     results = tmp_path / "results.jsonl"
     command = [sys.executable, "-m", "lora_tui.cli", "--weights", str(tiny_artifacts.foundation)]

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from lora_tui.builds import BuildFailed, BuildProcess
-from lora_tui.demo import build_demos
+from lora_tui.demo.build import build_demos
+from lora_tui.demo.build_child import BuildFailed, BuildProcess
 from lora_tui.engine.protocol import Loaded, LoadFailed
 from lora_tui.engine.worker import EngineProcess, EventCollector
 from tests.support.artifacts import TinyArtifacts

@@ -19,7 +19,7 @@ from exporter.base import LlamaShape
 from exporter.pipeline import ExportRequest, run_export
 from exporter.smollm2 import fetch_smollm2_gguf
 from exporter.splice import TEMPLATES_DIR
-from lora_tui.demo import shipped_adapters
+from lora_tui.demo.build import shipped_adapters
 from lora_tui.engine.paths import cache_dir
 from lora_tui.format import FOUNDATION_FILE, Quantization, sha256_file
 from tests.support.programs import chat_prompt, peft_greedy, program_greedy

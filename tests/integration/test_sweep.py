@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from lora_tui.format import sha256_file
-from lora_tui.results import read_results
+from lora_tui.judging.results import read_results
 from tests.support.artifacts import TinyArtifacts
 from tests.support.prompts import write_prompts
 

@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from lora_tui.builds import BuildProgress, BuildReady
 from lora_tui.common.lifetime import dying_with_us
+from lora_tui.demo.build_child import BuildProgress, BuildReady
 from lora_tui.format import ArtifactError
 
 Send = Callable[[BuildProgress], None]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lora_tui.builds import BuildEvent
+from lora_tui.demo.build_child import BuildEvent
 
 
 class FakeBuild:

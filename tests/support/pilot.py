@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from textual.widgets import Input
 
-from lora_tui.builds import BuildClient
+from lora_tui.demo.build_child import BuildClient
 from lora_tui.ui.app import LoraTuiApp
 from lora_tui.ui.widgets.adapter_pane import AdapterPane
 from tests.support.fake_engine import FIXED_TOOL_MEMORY, FakeEngine

@@ -13,7 +13,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from lora_tui.builds import BuildEvent, BuildFailed, BuildProcess, BuildProgress, BuildReady
+from lora_tui.demo.build_child import (
+    BuildEvent,
+    BuildFailed,
+    BuildProcess,
+    BuildProgress,
+    BuildReady,
+)
 from tests.support import build_jobs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,7 +75,7 @@ def test_the_app_never_imports_torch_and_stopping_ends_the_child(tmp_path: Path)
         from pathlib import Path
         import psutil
         from textual.widgets import Static
-        from lora_tui.builds import BuildProcess
+        from lora_tui.demo.build_child import BuildProcess
         from lora_tui.ui.app import LoraTuiApp
         from tests.support.build_jobs import torch_then_wait
 
@@ -115,7 +121,7 @@ def test_the_build_and_what_it_started_die_with_an_app_that_is_killed(tmp_path: 
         f"""
         import time
         from pathlib import Path
-        from lora_tui.builds import BuildProcess, BuildProgress
+        from lora_tui.demo.build_child import BuildProcess, BuildProgress
         from tests.support.build_jobs import starts_a_program_then_waits
 
         def on_event(event):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from lora_tui.demo import (
+from lora_tui.demo.build import (
     shipped_adapters,
     suggested_prompts,
 )

@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from lora_tui.demo import ensure_demo
+from lora_tui.demo.build import ensure_demo
 
 
 class Reporter:

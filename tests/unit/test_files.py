@@ -73,7 +73,7 @@ def test_a_log_is_not_made_through_a_symlink(state: Path, tmp_path: Path) -> Non
 
 
 def test_the_demos_build_log_is_in_the_state_folder(state: Path, monkeypatch) -> None:
-    import lora_tui.commands.demo as demo_command
+    import lora_tui.cli.demo as demo_command
 
     started: dict[str, Path] = {}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from lora_tui.cli import foundation_groups, main
+from lora_tui.cli.main import foundation_groups, main
 from lora_tui.engine.foundations import (
     FoundationEngines,
     FoundationPrograms,
@@ -21,7 +21,7 @@ from lora_tui.engine.foundations import (
 )
 from lora_tui.engine.protocol import ReplyDone
 from lora_tui.engine.types import GenerationSettings, Message, ReplyEnd
-from lora_tui.evaluate import EvalReport, EvalResult, PromptCase, report_tables
+from lora_tui.judging.evaluate import EvalReport, EvalResult, PromptCase, report_tables
 
 A, B = Path("fp32/foundation.ptd"), Path("q4/foundation.ptd")
 
@@ -202,7 +202,7 @@ def test_eval_puts_one_adapter_at_each_quantization_side_by_side() -> None:
 
 
 def test_the_demo_takes_a_list_of_quantizations() -> None:
-    from lora_tui.cli import build_parser
+    from lora_tui.cli.main import build_parser
 
     args = build_parser().parse_args(["demo", "--quantize", "none,8da4w,none"])
     assert args.quantize == ("none", "8da4w")

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from lora_tui.arena import ALL_BAD, ELO_START, TIE, Tally
-from lora_tui.results import export_results
+from lora_tui.judging.arena import ALL_BAD, ELO_START, TIE, Tally
+from lora_tui.judging.results import export_results
 from lora_tui.ui.screens.diff import ADDED, REMOVED, word_diff
 from tests.support.judging import vote_session
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from lora_tui.cli import build_parser
+from lora_tui.cli.main import build_parser
 from lora_tui.common.console import RichEvents, progress_display, report_failures
 from lora_tui.common.literal import literal, printable
 from lora_tui.engine.protocol import ReplyDone
 from lora_tui.engine.types import EngineError, GenerationSettings, ReplyEnd
-from lora_tui.evaluate import EvalReport, EvalResult, PromptCase, report_tables
+from lora_tui.judging.evaluate import EvalReport, EvalResult, PromptCase, report_tables
 from tests.support.checks import assert_no_controls
 
 MARKUP = ["support[lr=1e-4]", "[/]", "[/INST]", "[bold]x[/bold]", "[link=file:///etc]y[/link]"]

@@ -8,7 +8,7 @@ import pytest
 
 from lora_tui.engine.protocol import ReplyDone
 from lora_tui.engine.types import EngineError, GenerationSettings, ReplyEnd
-from lora_tui.evaluate import EvalReport, EvalResult, PromptCase, load_prompts
+from lora_tui.judging.evaluate import EvalReport, EvalResult, PromptCase, load_prompts
 from tests.support.prompts import write_prompts
 
 
@@ -71,9 +71,9 @@ def test_the_regex_that_ran_for_ever_is_answered_at_once() -> None:
 def test_a_regex_that_runs_out_of_time_counts_wrong_with_a_note(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import lora_tui.evaluate
+    import lora_tui.judging.evaluate
 
-    monkeypatch.setattr(lora_tui.evaluate, "REGEX_SECONDS", 0.2, raising=False)
+    monkeypatch.setattr(lora_tui.judging.evaluate, "REGEX_SECONDS", 0.2, raising=False)
     # One that makes even the regex package backtrack, so only the limit stops it.
     case = PromptCase("q", "g", regex=r"(?:(a+)\1)+c")
     done = ReplyDone("nobel", "a" * 60, ReplyEnd.STOP, None)

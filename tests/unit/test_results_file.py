@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-import lora_tui.results as results_module
+import lora_tui.judging.results as results_module
 from lora_tui.engine.foundations import FoundationPrograms
 from lora_tui.engine.types import GenerationSettings, ReplyEnd
-from lora_tui.evaluate import EvalResult, PromptCase
-from lora_tui.results import (
+from lora_tui.judging.evaluate import EvalResult, PromptCase
+from lora_tui.judging.results import (
     ResultsError,
     ResultsFile,
     ResultsWriter,
@@ -281,7 +281,7 @@ def test_an_export_warns_of_the_lines_it_skipped(tmp_path: Path) -> None:
 def test_the_app_refuses_an_input_or_a_prompt_set_as_its_results_file(
     tmp_path: Path, capsys
 ) -> None:
-    from lora_tui.commands.compare import run_app
+    from lora_tui.cli.compare import run_app
 
     groups, files = inputs(tmp_path)
     prompts = tmp_path / "prompts.jsonl"

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from lora_tui.commands.eval import Saved
+from lora_tui.cli.eval import Saved
 from lora_tui.engine.foundations import FoundationPrograms
 from lora_tui.engine.protocol import ReplyDone
 from lora_tui.engine.types import GenerationSettings, ReplyEnd
-from lora_tui.evaluate import EvalResult, PromptCase
+from lora_tui.judging.evaluate import EvalResult, PromptCase
 
 SETTINGS = GenerationSettings(temperature=0.0, max_new_tokens=8)
 ASKED = PromptCase("Who won?", "nobel")

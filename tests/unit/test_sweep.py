@@ -15,9 +15,9 @@ import pytest
 
 from lora_tui.engine.protocol import ReplyDone
 from lora_tui.engine.types import EngineError, GenerationSettings, ReplyEnd
-from lora_tui.evaluate import PromptCase
 from lora_tui.format import sha256_file
-from lora_tui.sweep import (
+from lora_tui.judging.evaluate import PromptCase
+from lora_tui.judging.sweep import (
     RAY_MISSING,
     Patience,
     SweepProgram,

@@ -9,7 +9,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from lora_tui.common.literal import literal
-from lora_tui.evaluate import EvalReport, report_tables
+from lora_tui.judging.evaluate import EvalReport, report_tables
 
 
 class ScoresScreen(ModalScreen[None]):

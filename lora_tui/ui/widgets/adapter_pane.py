@@ -14,8 +14,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.reactive import var
 from textual.widgets import Markdown, ProgressBar, Static
 
-from lora_tui.builds import BuildProgress
 from lora_tui.common.literal import literal, printable
+from lora_tui.demo.build_child import BuildProgress
 from lora_tui.engine.protocol import ReplyDone
 from lora_tui.engine.types import AdapterInfo, Message, ReplyEnd, ReplyStats
 from lora_tui.ui.widgets.thinking import ThinkingBlock, ThinkSplitter

@@ -8,8 +8,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from lora_tui.arena import Tally
 from lora_tui.common.literal import literal
+from lora_tui.judging.arena import Tally
 
 EXPLAINED = (
     "Names stay hidden and the panes are shuffled for every prompt; they are revealed "

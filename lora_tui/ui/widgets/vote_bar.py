@@ -7,7 +7,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Static
 
-from lora_tui.arena import ALL_BAD, LABELS, TIE
+from lora_tui.judging.arena import ALL_BAD, LABELS, TIE
 
 MAX_PANES = 9
 VOTE_FOR = Binding.Group("blind mode: vote for answer A, B, … (once all have answered)")

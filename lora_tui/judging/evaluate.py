@@ -37,7 +37,7 @@ from lora_tui.engine.types import (
     ReplyEnd,
 )
 from lora_tui.format import quoted
-from lora_tui.results import reply_record
+from lora_tui.judging.results import reply_record
 
 # A prompt's regex is a stranger's, and some backtrack for ever (``(.*.*)*X`` under ``re``).
 # It runs under ``regex``, which stops a match at this limit and lets other threads run while

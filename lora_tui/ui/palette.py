@@ -17,7 +17,7 @@ from textual.content import Content
 from textual.fuzzy import Matcher
 
 from lora_tui.common.literal import printable
-from lora_tui.results import EXPORT_FORMATS
+from lora_tui.judging.results import EXPORT_FORMATS
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from lora_tui.builds import BuildClient
 from lora_tui.common.console import error_line
+from lora_tui.demo.build_child import BuildClient
 from lora_tui.engine.artifacts import open_foundation
 from lora_tui.engine.foundations import FoundationPrograms, labelled
 from lora_tui.format import ArtifactError
-from lora_tui.results import check_results_target, default_results_path, input_files
+from lora_tui.judging.results import check_results_target, default_results_path, input_files
 
 
 def compare_main(args: argparse.Namespace) -> int:

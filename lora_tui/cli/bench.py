@@ -1,4 +1,5 @@
-"""``lora-tui bench``: the measurements of ``lora_tui.bench`` as a table or one JSON object."""
+"""``lora-tui bench``: the measurements of ``lora_tui.judging.measure`` as a table or one
+JSON object."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from lora_tui.bench import BenchRow, Refused, run_bench
 from lora_tui.common.console import error_line
 from lora_tui.common.literal import literal
 from lora_tui.common.native_output import native_output_to, terminal_stream
 from lora_tui.format import ArtifactError
+from lora_tui.judging.measure import BenchRow, Refused, run_bench
 
 if TYPE_CHECKING:
     from lora_tui.engine.foundations import FoundationPrograms

@@ -31,8 +31,8 @@ from typing import Any
 from lora_tui.common.safe_path import NEUTRAL_FOLDER, working_folder
 from lora_tui.engine.protocol import ReplyDone
 from lora_tui.engine.types import AdapterInfo, EngineError, GenerationSettings, Message
-from lora_tui.evaluate import EvalResult, PromptCase
 from lora_tui.format import sha256_file
+from lora_tui.judging.evaluate import EvalResult, PromptCase
 
 SHARD_PROMPTS = 8  # prompts per shard: what a dead actor or a killed driver loses at most
 MAX_REPLACED_ACTORS = 8  # actors that died and were replaced, before the sweep gives up

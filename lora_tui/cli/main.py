@@ -6,7 +6,7 @@
 - ``lora-tui eval``: a prompt set on every program, scored.
 
 Options the commands share are declared once, in parent parsers; each command's code is in
-``lora_tui/commands/`` and is imported only when it runs.
+``lora_tui/cli/`` and is imported only when it runs.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
-from lora_tui.bench import DEFAULT_PROMPT  # none of these loads torch
 from lora_tui.common.console import ArgumentParser
 from lora_tui.common.safe_path import use_safe_path
-from lora_tui.demo import DEMO_QUANTIZE
+from lora_tui.demo.build import DEMO_QUANTIZE
 from lora_tui.engine.foundations import FoundationPrograms
 from lora_tui.format import QUANTIZE_MODES
+from lora_tui.judging.measure import DEFAULT_PROMPT  # none of these loads torch
 
 COMMANDS = ("compare", "demo", "bench", "eval")
 
@@ -245,18 +245,18 @@ def main(argv: list[str] | None = None) -> int:
 
     hold_openmp_to_one_thread()
     if args.command == "demo":
-        from lora_tui.commands.demo import demo_main
+        from lora_tui.cli.demo import demo_main
 
         return demo_main(args)
     if args.command == "bench":
-        from lora_tui.commands.bench import bench_main
+        from lora_tui.cli.bench import bench_main
 
         return bench_main(args)
     if args.command == "eval":
-        from lora_tui.commands.eval import eval_main
+        from lora_tui.cli.eval import eval_main
 
         return eval_main(args)
-    from lora_tui.commands.compare import compare_main
+    from lora_tui.cli.compare import compare_main
 
     return compare_main(args)
 

@@ -1,5 +1,5 @@
 """``lora-tui eval``: a prompt set on every program, scored, as tables or one JSON object;
-here, or on a Ray cluster with ``--ray`` (``lora_tui/sweep.py``)."""
+here, or on a Ray cluster with ``--ray`` (``lora_tui/judging/sweep.py``)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from lora_tui.common.console import error_line
 from lora_tui.common.native_output import native_output_to, terminal_stream
 from lora_tui.engine.foundations import labelled, with_label
 from lora_tui.engine.types import AdapterInfo, GenerationSettings
-from lora_tui.evaluate import (
+from lora_tui.format import ArtifactError
+from lora_tui.judging.evaluate import (
     EvalReport,
     EvalResult,
     Program,
@@ -33,8 +34,7 @@ from lora_tui.evaluate import (
     report_tables,
     run_eval,
 )
-from lora_tui.format import ArtifactError
-from lora_tui.results import (
+from lora_tui.judging.results import (
     FINISHED,
     ResultsFile,
     answer_key,
@@ -191,7 +191,7 @@ def _on_ray(
     """The set on a Ray cluster's actors; the report as the local run would give it."""
     from lora_tui.engine.artifacts import open_foundation
     from lora_tui.format import sha256_file
-    from lora_tui.sweep import (
+    from lora_tui.judging.sweep import (
         SweepProgram,
         SweepStopped,
         connect,

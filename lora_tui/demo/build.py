@@ -4,7 +4,7 @@ The first run fetches the base with pip and exports it into the user's cache; la
 find the build complete and current and start at once. A build is published whole, with a
 stamp written last, so a folder without a matching stamp is stale or half-built and is
 rebuilt, never half-used. The app runs ``build_demo`` in a child process
-(``lora_tui/builds.py``) and opens the programs when it ends; no Textual here.
+(``lora_tui/demo/build_child.py``) and opens the programs when it ends; no Textual here.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lora_tui.builds import BuildProgress, BuildReady, PhaseReporter
+from lora_tui.demo.build_child import BuildProgress, BuildReady, PhaseReporter
 from lora_tui.engine.paths import cache_dir
 from lora_tui.format import (
     BASE_PROGRAM,
@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # the exporter (and torch with it) loads only when a build ru
 
 # Package data, so an installed wheel has it too: the adapters and their held-out questions.
 # (Their training data and scripts stay in the repository's assets/.)
-DEMO_ASSETS = Path(str(importlib.resources.files("lora_tui") / "demo_assets"))
+DEMO_ASSETS = Path(str(importlib.resources.files("lora_tui.demo") / "assets"))
 DEMO_ADAPTERS = ("nobel", "executorch")
 DEMO_QUANTIZE = "none"  # lora-tui demo --quantize's default; the README says why
 DEMO_VERSION = 4  # bump when the demo's export settings change, to rebuild old caches

@@ -29,7 +29,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from lora_tui.arena import ALL_BAD, TIE, Tally
 from lora_tui.common.files import write_atomic
 from lora_tui.engine.foundations import FoundationPrograms
 from lora_tui.engine.protocol import ReplyDone
@@ -45,6 +44,7 @@ from lora_tui.format import (
     Manifest,
     sha256_file,
 )
+from lora_tui.judging.arena import ALL_BAD, TIE, Tally
 
 Record = dict[str, Any]
 VOTE = "vote"  # the ``type`` of a vote line; an answer line has none

@@ -10,17 +10,17 @@ from functools import partial
 
 from rich.console import Console
 
-from lora_tui.builds import BuildProcess
-from lora_tui.commands.compare import run_app
+from lora_tui.cli.compare import run_app
 from lora_tui.common.console import error_line
 from lora_tui.common.files import state_log
-from lora_tui.demo import (
+from lora_tui.demo.build import (
     build_demos,
     demo_programs,
     demo_quantization,
     shipped_adapters,
     suggested_prompts,
 )
+from lora_tui.demo.build_child import BuildProcess
 from lora_tui.engine.foundations import FoundationPrograms, labelled
 
 

@@ -3,7 +3,7 @@
 The app opens at once and stays small: the build (lowering peaks near 4 GB, and imports
 torch and ExecuTorch) lives and dies in its own process, which reports its progress and, at
 the end, the programs to open. Stopping it loses nothing: a build publishes whole
-(``lora_tui/demo.py``), and the next start finds what it finished and goes on from there.
+(``lora_tui/demo/build.py``), and the next start finds what it finished and goes on from there.
 
 No Textual here, and no torch at import: the child imports what the build needs.
 """
