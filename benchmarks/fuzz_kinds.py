@@ -44,7 +44,7 @@ APP_RESULTS = "app.jsonl"  # the app opens it once its checks before launch pass
 EXPORT_RESULTS = """
 import sys
 from pathlib import Path
-from lora_tui.results import EXPORT_FORMATS, ResultsWriter
+from lora_tui.judging.results import EXPORT_FORMATS, ResultsWriter
 
 failed = []
 writer = ResultsWriter(Path(sys.argv[1]), lambda text, ok: ok or failed.append(text))
