@@ -26,6 +26,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from lora_tui.common.lifetime import dying_with_us, start_child
 from lora_tui.engine.paths import cache_dir
 from lora_tui.engine.types import Sharing
 
@@ -228,15 +229,28 @@ def _compile(compiler: str, source_file: Path, recipe: ShimRecipe, target: Path)
         f"-Wl,-rpath,{registry.parent}",
     ]
     try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=120, cwd=source_file.parent
+        # Killed with us: a build left running after the app is gone writes into our cache.
+        build = start_child(
+            lambda: subprocess.Popen(
+                dying_with_us(command),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=source_file.parent,
+            )
         )
+        try:
+            _, stderr = build.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            build.kill()
+            build.communicate()
+            raise
     except (OSError, subprocess.TimeoutExpired) as err:
         return f"{_FAILED} ({err}); {_OFF}"
-    if done.returncode != 0 or not partial.is_file():
-        lines = done.stderr.splitlines()
+    if build.returncode != 0 or not partial.is_file():
+        lines = stderr.splitlines()
         first_error = next((ln for ln in lines if "error" in ln), lines[0] if lines else "")
-        reason = first_error.strip()[:200] or f"{compiler} exited with {done.returncode}"
+        reason = first_error.strip()[:200] or f"{compiler} exited with {build.returncode}"
         return f"{_FAILED} ({reason}); {_OFF}"
     partial.chmod(0o700)  # whatever the umask: nobody else may change code we load
     os.replace(partial, target)
