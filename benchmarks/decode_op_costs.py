@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks import markdown
 from benchmarks.record import write_results
 from exporter.base import PROJECTIONS
 from exporter.lower import quantize_model, xnnpack_partitioners
@@ -198,6 +199,28 @@ def print_costs(folder: Path, cases: dict[str, Case], median: dict[str, float]) 
         "nobel_minus_base_ms": round((nobel - base) * 1e3, 2),
         "lora_pairs_ms": round(lora * 1e3, 2),
     }
+
+
+# --- the docs' table (benchmarks/tables.py puts it in its page) ---
+
+
+def decode_op_costs_table(report: dict) -> list[str]:
+    base, int4, lora = report["base_ms"], report["int4_linears_ms"], report["lora_pairs_ms"]
+    nobel = base + report["nobel_minus_base_ms"]
+    rest = nobel - int4 - lora
+    rows = [
+        ("whole `nobel.pte` (r=16 on all seven projections), position 40", f"{nobel:.2f}"),
+        (
+            f"its int4 linears: 210 in the layers + `lm_head` ({report['lm_head_ms']:.2f})",
+            f"{int4:.2f} ({int4 / nobel:.0%})",
+        ),
+        ("its 210 LoRA pairs (fp32)", f"{lora:.2f} ({lora / nobel:.0%})"),
+        ("**everything else**", f"**{rest:.2f} ({rest / nobel:.0%})**"),
+        ("`base.pte` (the same graph, every LoRA B zero)", f"{base:.2f}"),
+    ]
+    return markdown.head(["part of one decode step", "ms"]) + [
+        markdown.row(list(row)) for row in rows
+    ]
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks import markdown
 from benchmarks.record import write_results
 from lora_tui.demo.build import DEMO_ADAPTERS, DemoBuild, demo_folder, demo_quantization, eval_set
 
@@ -101,6 +102,58 @@ def main() -> int:
         },
     )
     return 0 if met.get("fp32", True) else 1
+
+
+# --- the docs' table (benchmarks/tables.py puts it in its page) ---
+
+
+def demo_eval_table(report: dict) -> list[str]:
+    """Each quantization's programs on both question sets, the change against fp32 beside
+    each score, and whether the row meets its targets."""
+    scores = report["scores"]
+    programs = ["base", "nobel", "executorch"]
+    lines = markdown.head(["questions", "foundation", *(f"`{p}`" for p in programs), "targets"])
+    for label, groups in scores.items():
+        for group, row in groups.items():
+            cells = []
+            for program in programs:
+                right, scored = row[program]
+                cell = f"{right}/{scored}"
+                if program == group:
+                    cell = f"**{cell} ({100 * right / scored:.1f}%)**"
+                reference = scores.get("fp32", {}).get(group, {}).get(program)
+                if label != "fp32" and reference is not None:
+                    cell += f" ({right - reference[0]:+d})"
+                cells.append(cell)
+            met = all(meets(p, group, *row[p]) for p in programs)
+            asked = row[programs[0]][1]
+            lines.append(
+                markdown.row([f"{group} ({asked})", label, *cells, "met" if met else "missed"])
+            )
+    return lines
+
+
+def ship_choice_table(
+    report: dict, speeds: dict, fidelity_8da4w: dict, fidelity_8da8w: dict
+) -> list[str]:
+    """The README's summary: each quantization's size and speed (``quantizations``), how
+    closely it follows fp32 PEFT (``quant_fidelity_MODE``) and what the adapters still
+    answer (``demo_eval``, which is ``report``)."""
+    fidelity = {"8da4w": fidelity_8da4w, "8da8w": fidelity_8da8w}
+    head = ["demo", "foundation.ptd", "decode (`nobel`)", "top-1 agreement with fp32 PEFT"]
+    lines = markdown.head([*head, "held-out questions right (`nobel` · `executorch`)"])
+    for label, groups in report["scores"].items():
+        speed = speeds["rows"][label]
+        agreement = "—"
+        if label.split()[0] in fidelity:
+            rows = fidelity[label.split()[0]]["teacher_forced"]
+            own = [f"{r['top1_agreement']:.1%}" for r in rows if r["adapter"] == r["program"]]
+            agreement = " · ".join(own)
+        right = " · ".join("{}/{}".format(*groups[name][name]) for name in ("nobel", "executorch"))
+        size = f"{speed['foundation_mb']:,.1f} MB ({speed.get('foundation_vs_fp32', 1):.2f}×)"
+        decode = f"{speed['decode_tok_s']} tok/s ({speed.get('decode_vs_fp32', 1):.2f}×)"
+        lines.append(markdown.row([label, size, decode, agreement, f"**{right}**"]))
+    return lines
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks import markdown
 from benchmarks.record import write_results
 from exporter import prebuilt
 from exporter.pipeline import DEFAULT_MAX_CONTEXT, ExportRequest, run_export
@@ -74,6 +75,18 @@ def main() -> None:
         phases = {phase: round(value, 1) for phase, value in result.phase_seconds.items()}
         runs[title] = {"total_s": round(total, 1), "phases_s": phases}
     write_results("export_bench", {"max_context": DEFAULT_MAX_CONTEXT, "runs": runs})
+
+
+# --- the docs' table (benchmarks/tables.py puts it in its page) ---
+
+
+def export_bench_table(report: dict) -> list[str]:
+    lines = markdown.head(["", "total", "its phases"])
+    for title, run in report["runs"].items():
+        slow = sorted(run["phases_s"].items(), key=lambda item: -item[1])[:3]
+        phases = ", ".join(f"{name} {seconds} s" for name, seconds in slow)
+        lines.append(markdown.row([title, f"**{run['total_s']} s**", phases]))
+    return lines
 
 
 if __name__ == "__main__":

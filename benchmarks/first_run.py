@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import platform
 import tempfile
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import psutil
 
+from benchmarks import markdown
 from lora_tui.format import QUANTIZE_MODES
 
 STARTED = psutil.Process().create_time()  # the interpreter's start, as a user's command
@@ -124,6 +126,39 @@ def main() -> None:
     suffix = "" if args.quantize == "none" else f"_{args.quantize}"
     warm = "" if report["cache_was_empty"] else "_warm"  # a later run: the build is reused
     write_results(f"first_run{suffix}{warm}", report)
+
+
+# --- the docs' table (benchmarks/tables.py puts it in its page) ---
+
+
+def first_run_table(report: dict) -> list[str]:
+    began = list(report["build_phases_began_s"].items())  # in the order they began
+    template = next(
+        ((a[0], b[1] - a[1]) for a, b in itertools.pairwise(began) if "template" in a[0]), None
+    )
+    how = (
+        "unpacking the shipped" if template and template[0].startswith("unpack") else "lowering the"
+    )
+    pss = report["tool_pss_mib"]  # none read where a process of the tree had no PSS
+    tool = f"{report['tool_rss_mib']:,.0f} MiB / " + (f"{pss:,.0f} MiB" if pss else "n/a")
+    rows = [
+        ("the app on screen", f"{report['app_on_screen_s']} s"),
+        ("the build hands the programs over", f"{report['build_done_s']} s"),
+        (f"  of which {how} template", f"{template[1]:.1f} s" if template else "—"),
+        ("the first adapter pane ready", f"{report['first_adapter_ready_s']} s"),
+        ("**its first answer**", f"**{report['first_answer_s']} s**"),
+        ("every pane ready", f"{report['every_pane_ready_s']} s"),
+        (
+            "app process RSS, at most during the build",
+            f"{report['app_rss_during_build_max_mib']} MiB",
+        ),
+        ("app process RSS after", f"{report['app_rss_after_mib']} MiB"),
+        (f"whole tool RSS / PSS ({report['tool_processes']} processes)", tool),
+        ("torch imported by the app process", "yes" if report["app_imported_torch"] else "no"),
+    ]
+    cache = "an empty cache" if report["cache_was_empty"] else "the build in the cache"
+    lines = markdown.head([f"from `lora-tui` starting, {cache}", report["quantize"]])
+    return lines + [markdown.row(list(row)) for row in rows]
 
 
 if __name__ == "__main__":

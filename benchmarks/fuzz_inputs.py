@@ -39,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks import markdown
 from benchmarks.fuzz_fixtures import Fixtures, build_fixtures
 from benchmarks.fuzz_kinds import APP_RESULTS, BIN, KINDS, Kind, command, prepare
 from benchmarks.record import write_results
@@ -455,6 +456,44 @@ def list_mutations(args: argparse.Namespace, fixtures: Fixtures, scratch: Path) 
             _, mutation = prepare(kind, fixtures, case, index, case_rng(args.seed, kind, index))
             print(f"{kind.name}:{index} {kind.command_for(index)}: {mutation}")
             shutil.rmtree(case)
+
+
+# --- the docs' table (benchmarks/tables.py puts it in its page) ---
+
+
+INPUT_KINDS = {
+    "manifest": "`manifest.json`",
+    "adapter_config": "`adapter_config.json`",
+    "config": "base `config.json`",
+    "gguf": "GGUF header",
+    "tokenizer": "`tokenizer.json`, `tokenizer_config.json`",
+    "prompts": "prompt set (`.jsonl`)",
+    "results": "results file (`.jsonl`)",
+}
+
+
+INPUT_VERDICTS = ("refused in one line", "handled", "traceback", "hang", "out of memory")
+
+
+def fuzz_inputs_table(report: dict) -> list[str]:
+    header = [
+        "input",
+        "read by",
+        "cases",
+        *INPUT_VERDICTS[:2],
+        *(f"**{v}**" for v in INPUT_VERDICTS[2:]),
+    ]
+    lines = markdown.head(header)
+    for kind, entry in report["kinds"].items():
+        commands = ", ".join(f"`{c}`" for c in entry["by_command"])
+        counts = [entry["verdicts"][v] for v in INPUT_VERDICTS]
+        lines.append(markdown.row([INPUT_KINDS.get(kind, kind), commands, entry["cases"], *counts]))
+    totals = [report["totals"][v] for v in INPUT_VERDICTS]
+    cases = sum(entry["cases"] for entry in report["kinds"].values())
+    lines.append(
+        markdown.row(["**total**", "", cases, *totals[:2], *(f"**{n}**" for n in totals[2:])])
+    )
+    return lines
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from benchmarks import markdown
 from benchmarks.record import write_results
 from tests.support.damage import KINDS, FuzzEngine, damage
 
@@ -66,6 +67,31 @@ def main() -> None:
         listed = ", ".join(f"{k} {n}" for k, n in kinds.items())
         print(f"  {verdict:<18} {counts[verdict]:4d}  {listed}")
     write_results("fuzz_programs", report)
+
+
+# --- the docs' table (benchmarks/tables.py puts it in its page) ---
+
+
+FUZZ_VERDICTS = {
+    "rejected": "rejected in one line",
+    "crashed a child": "crashed a pre-flight child, rejected in one line",
+    "loaded": "loaded and ran (bits flipped in weight values)",
+    "took down healthy": "**took down the healthy adapters**",
+    "hung": "**hung**",
+}
+
+
+DAMAGE_KINDS = {"delegate": "delegate blob", "named-data": "LoRA weights", "cut": "cut short"}
+
+
+def fuzz_programs_table(report: dict) -> list[str]:
+    lines = markdown.head(["outcome", "copies", "by kind of damage"])
+    for verdict, label in FUZZ_VERDICTS.items():
+        row = report["verdicts"][verdict]
+        kinds = ", ".join(f"{DAMAGE_KINDS.get(k, k)} {n}" for k, n in row["by_kind"].items())
+        copies = f"**{row['copies']}**" if label.startswith("**") else row["copies"]
+        lines.append(markdown.row([label, copies, kinds]))
+    return lines
 
 
 if __name__ == "__main__":

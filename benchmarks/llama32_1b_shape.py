@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from benchmarks import markdown
 from benchmarks.memory import bench
 from benchmarks.record import write_results
 from lora_tui.format import FOUNDATION_FILE
@@ -193,6 +194,59 @@ def main() -> None:
     }
     print(json.dumps(report, indent=2))
     write_results("llama32_1b_shape", report)
+
+
+# --- the docs' table (benchmarks/tables.py puts it in its page) ---
+
+
+def llama32_1b_shape_table(report: dict) -> list[str]:
+    first, second = report["adapters"]
+    budget = 1.5 * (second["adapter_weights_mib"] + second["kv_cache_mib"])
+    rows = [
+        ("first export (foundation + template + `a.pte`)", f"{report['first_export_s']} s", ""),
+        (
+            "exporter's peak RSS (`ru_maxrss` of the `lora-export` process)",
+            f"**{report['first_export_peak_gib']} GiB**",
+            "≤ 12 GiB",
+        ),
+        (
+            "adding the second adapter (`lora-export` again, a template fill)",
+            f"**{report['add_adapter_s']} s** (peak RSS {report['add_adapter_peak_gib']} GiB)",
+            "≤ 60 s",
+        ),
+        (
+            "`foundation.ptd` / each `.pte`",
+            f"{report['foundation_gb']} GB / {report['program_mb']} MB",
+            "",
+        ),
+        (
+            "first program loaded (`lora-tui bench`)",
+            f"+{first['increment_mib']:.0f} MiB RSS, +{first['true_increment_mib']:.0f} MiB PSS",
+            "",
+        ),
+        (
+            "**second program: true (PSS) added cost**",
+            f"**+{second['true_increment_mib']:.1f} MiB** (RSS +{second['increment_mib']:.0f} MiB)",
+            f"≤ 1.5 × (LoRA {second['adapter_weights_mib']:.1f} + KV {second['kv_cache_mib']:.1f})"
+            f" = {budget:.1f} MiB",
+        ),
+        (
+            "pre-flight / load of the second program",
+            f"{second['check_s']:.1f} s / {second['load_s']:.1f} s",
+            "",
+        ),
+        (
+            "decode, 32 new tokens",
+            " and ".join(f"{a['decode_tok_s']:.2f}" for a in report["adapters"]) + " tok/s",
+            "",
+        ),
+        (
+            "time to first token",
+            " and ".join(f"{a['ttft_s']:.2f} s" for a in report["adapters"]),
+            "",
+        ),
+    ]
+    return markdown.head(["", "measured", "target"]) + [markdown.row(list(row)) for row in rows]
 
 
 if __name__ == "__main__":

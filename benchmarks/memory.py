@@ -19,6 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from benchmarks import markdown
 from benchmarks.record import write_results
 
 
@@ -59,6 +60,42 @@ def main() -> None:
                 f"true {row['true_increment_mib']} MiB, {row['decode_tok_s']} tok/s"
             )
     write_results("memory" if mode == "none" else f"memory_{mode}", report)
+
+
+# --- the docs' table (benchmarks/tables.py puts it in its page) ---
+
+
+def memory_table(report: dict) -> list[str]:
+    head = [
+        "program",
+        "sharing on: RSS after load",
+        "+RSS",
+        "**true cost (+PSS)**",
+        "LoRA + KV",
+        "check",
+        "load",
+        "decode",
+        "sharing off: +RSS",
+        "sharing off: true cost",
+    ]
+    lines = markdown.head(head)
+    pairs = zip(report["sharing_on"]["adapters"], report["sharing_off"]["adapters"], strict=True)
+    for on, off in pairs:
+        own = (on["adapter_weights_mib"] or 0) + (on["kv_cache_mib"] or 0)
+        cells = [
+            on["name"],
+            f"{on['rss_after_load_mib']:,.0f} MiB",
+            f"{on['increment_mib']:+.0f} MiB",
+            f"**{on['true_increment_mib']:+.0f} MiB**",
+            f"{own:.1f} MiB",
+            f"{on['check_s']:.2f} s",
+            f"{on['load_s']:.2f} s",
+            f"{on['decode_tok_s']} tok/s",
+            f"{off['increment_mib']:+.0f} MiB",
+            f"{off['true_increment_mib']:+.0f} MiB",
+        ]
+        lines.append(markdown.row(cells))
+    return lines
 
 
 if __name__ == "__main__":

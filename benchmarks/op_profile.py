@@ -22,11 +22,13 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
 import torch
 
+from benchmarks import markdown
 from benchmarks.record import write_results
 
 PREFILL = 32
@@ -114,6 +116,62 @@ def main() -> int:
     report["programs"] = programs
     write_results("op_profile", report)
     return 0
+
+
+# --- the docs' table (benchmarks/tables.py puts it in its page) ---
+
+
+# The rows of the per-operator profile: each a label and the ETDump events it sums.
+XNN_FP32_GEMM = "XNNPACK Fully Connected (NC, F32) GEMM"
+
+
+XNN_INT4_GEMM = "XNNPACK Fully Connected (NC, QD8, F32, QB4W) GEMM"
+
+
+XNN_TRANSPOSE = "XNNPACK Transpose (ND, X32)"
+
+
+SDPA = "llama::custom_sdpa.out"
+
+
+def op_profile_table(report: dict) -> list[str]:
+    programs = report["programs"]
+    header = ["a decode step", *(f"`{label}`" for label in programs)]
+    lines = markdown.head(header)
+
+    def summed(row: dict, names: list[str]) -> tuple[float, int]:
+        events = [row["events"][n] for n in names if n in row["events"]]
+        return sum(e["ms"] for e in events), sum(e["calls"] for e in events)
+
+    def cell(row: dict, names: list[str]) -> str:
+        ms, calls = summed(row, names)
+        return f"{ms:.2f} ms ({calls})" if calls else "—"
+
+    def xnnpack(row: dict) -> list[str]:
+        return [name for name in row["events"] if name.startswith("XNNPACK ")]
+
+    def other_xnnpack(row: dict) -> str:
+        rest = [n for n in xnnpack(row) if n not in (XNN_FP32_GEMM, XNN_INT4_GEMM, XNN_TRANSPOSE)]
+        return cell(row, rest)
+
+    def delegate_own(row: dict) -> str:
+        inside = summed(row, ["DELEGATE_CALL"])
+        return f"{inside[0] - summed(row, xnnpack(row))[0]:.2f} ms ({inside[1]} calls)"
+
+    rows: list[tuple[str, Callable[[dict], str]]] = [
+        ("**whole step** (tracer off)", lambda r: f"**{r['step_ms_untraced']:.2f} ms**"),
+        ("whole step, traced", lambda r: cell(r, ["Method::execute"])),
+        ("XNNPACK fp32 GEMMs (calls)", lambda r: cell(r, [XNN_FP32_GEMM])),
+        ("XNNPACK int4 GEMMs", lambda r: cell(r, [XNN_INT4_GEMM])),
+        ("XNNPACK transposes", lambda r: cell(r, [XNN_TRANSPOSE])),
+        ("other XNNPACK operators", other_xnnpack),
+        ("delegate calls, beyond their operators", delegate_own),
+        ("kernels outside XNNPACK, dispatch included", lambda r: cell(r, ["OPERATOR_CALL"])),
+        ("of which `custom_sdpa`", lambda r: cell(r, [SDPA])),
+    ]
+    for label, make in rows:
+        lines.append(markdown.row([label, *(make(row) for row in programs.values())]))
+    return lines
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks import markdown
 from benchmarks.record import write_results
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # as the CLI does, before torch loads
@@ -217,6 +218,37 @@ def main() -> int:
     print(json.dumps(report, indent=2))
     write_results("parallel_panes", report)
     return 0
+
+
+# --- the docs' table (benchmarks/tables.py puts it in its page) ---
+
+
+LAYOUT_LABELS = {
+    "one process": "one process, the panes take turns (`--threads 2`)",
+    "a lane per pane": "**a lane per pane, a core each (two panes now)**",
+    "two lanes, every core each": "a lane per pane, every core each (not taken)",
+}
+
+
+def parallel_panes_table(report: dict) -> list[str]:
+    folders = report["folders"]
+    header = ["layout"]
+    for mode in folders:
+        header += [f"{mode} alone", f"{mode} both at once (wall / decode)", f"{mode} second adds"]
+    lines = markdown.head(header)
+    for key, label in LAYOUT_LABELS.items():
+        cells = [label]
+        for table in folders.values():
+            row = table[key]
+            ratios = (row["together_vs_one_alone"], row["together_decode_vs_one_alone"])
+            cells += [
+                f"{row['alone_tok_s']} tok/s",
+                f"{row['together_tok_s']} / {row['together_decode_tok_s']} "
+                f"({ratios[0]:.2f}× / {ratios[1]:.2f}×)",
+                f"+{row['second_added_pss_mib']} MiB ({row['second_added_vs_lora_plus_kv']:.2f}×)",
+            ]
+        lines.append(markdown.row(cells))
+    return lines
 
 
 if __name__ == "__main__":

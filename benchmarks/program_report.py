@@ -23,6 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks import markdown
 from benchmarks.record import write_results
 
 
@@ -120,6 +121,29 @@ def main() -> int:
             print(f"  {count:>5}  {name}")
     write_results("program_report", {"programs": rows})
     return 0
+
+
+# --- the docs' table (benchmarks/tables.py puts it in its page) ---
+
+
+def program_report_table(report: dict) -> list[str]:
+    rows = report["programs"]
+    header = [
+        "program",
+        "delegate calls",
+        "kernel calls outside XNNPACK",
+        "a layer (each)",
+        "XNNPACK operators (transposes)",
+    ]
+    lines = markdown.head(header)
+    for row in rows:
+        per_layer = f"{row['delegate_calls_per_layer']} / {row['kernel_calls_per_layer']}"
+        name = "/".join(Path(row["program"]).parts[-2:])
+        xnnpack = row["xnnpack_operators"]
+        operators = f"{sum(xnnpack.values())} ({xnnpack.get('XNNStaticTranspose', 0)})"
+        cells = [f"`{name}`", row["delegate_calls"], row["kernel_calls"], per_layer, operators]
+        lines.append(markdown.row(cells))
+    return lines
 
 
 if __name__ == "__main__":

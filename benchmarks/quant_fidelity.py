@@ -27,7 +27,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.decode_vs_peft import load_peft
+from benchmarks import markdown
+from benchmarks.peft_reference import load_peft
 from benchmarks.record import write_results
 from exporter.smollm2 import fetch_smollm2_gguf
 from lora_tui.common.native_output import native_output_to
@@ -167,6 +168,31 @@ def eval_scores(host: ModelHost, mode: str, programs: dict[str, Path]) -> dict:
         verdict = "beats" if own > base else "DOES NOT beat"
         print(f"{name} {mode} {verdict} the {mode} base on its own questions ({own} vs {base})")
     return by_set
+
+
+# --- the docs' table (benchmarks/tables.py puts it in its page) ---
+
+
+def quant_fidelity_table(report: dict) -> list[str]:
+    mode = report["quantization"]
+    head = [
+        "fp32 PEFT adapter",
+        "program",
+        "top-1 agreement",
+        "mean KL",
+        "positions",
+        "the adapter's eval questions right",
+    ]
+    lines = markdown.head(head)
+    for row in report["teacher_forced"]:
+        adapter, program = row["adapter"], row["program"]
+        agreement = f"{row['top1_agreement']:.1%}"
+        right, asked = report["eval"][adapter][program]
+        if program == adapter:
+            agreement, right = f"**{agreement}**", f"**{right}**"
+        cells = [f"`{adapter}`", f"`{program}` {mode}", agreement, f"{row['mean_kl']:.3f}"]
+        lines.append(markdown.row([*cells, row["positions"], f"{right}/{asked}"]))
+    return lines
 
 
 if __name__ == "__main__":

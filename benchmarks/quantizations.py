@@ -16,6 +16,7 @@ import argparse
 import statistics
 from pathlib import Path
 
+from benchmarks import markdown
 from benchmarks.memory import bench
 from benchmarks.record import write_results
 
@@ -73,6 +74,35 @@ def main() -> None:
             row["foundation_vs_fp32"] = round(row["foundation_mb"] / fp32["foundation_mb"], 3)
     report = {"program": PROGRAM, "new_tokens": args.tokens, "rounds": args.rounds, "rows": rows}
     write_results("quantizations", report)
+
+
+# --- the docs' table (benchmarks/tables.py puts it in its page) ---
+
+
+def quantizations_table(report: dict) -> list[str]:
+    head = [
+        "`nobel`",
+        "foundation.ptd",
+        "nobel.pte",
+        "decode",
+        "TTFT",
+        "opened alone: +PSS (foundation included)",
+    ]
+    lines = markdown.head(head)
+    for label, row in report["rows"].items():
+        lines.append(
+            markdown.row(
+                [
+                    label,
+                    f"{row['foundation_mb']:,.1f} MB ({row.get('foundation_vs_fp32', 1):.2f}×)",
+                    f"{row['program_mb']:.1f} MB",
+                    f"**{row['decode_tok_s']} tok/s** ({row.get('decode_vs_fp32', 1):.2f}×)",
+                    f"{row['ttft_s']:.3f} s",
+                    f"+{row['true_cost_mib']:,} MiB",
+                ]
+            )
+        )
+    return lines
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import markdown
 from benchmarks.demo_eval import MAX_NEW_TOKENS
 from benchmarks.record import RESULTS_DIR, write_results
 from lora_tui.demo.build import DEMO_ADAPTERS, DemoBuild, demo_folder, eval_questions, eval_set
@@ -72,6 +73,22 @@ def main() -> int:
         },
     )
     return 0 if same and len(keys) == len(records) == total else 1
+
+
+# --- the docs' table (benchmarks/tables.py puts it in its page) ---
+
+
+def ray_resume_table(report: dict) -> list[str]:
+    same = "yes" if report["same_scores_as_local"] else "**no**"
+    rows = [
+        ("answers in the sweep (3 programs × 116 questions)", report["answers"]),
+        ("saved when the driver was killed (SIGKILL)", report["saved_before_kill"]),
+        ("lines in the file after `--resume`", report["lines"]),
+        ("distinct (prompt, program SHA-256, settings)", report["distinct"]),
+        ("`--resume` run, cluster start included", f"{report['resume_s']} s"),
+        ("scores the same as the local run's (`demo_eval.json`, fp32)", same),
+    ]
+    return markdown.head(["", ""]) + [markdown.row(list(row)) for row in rows]
 
 
 if __name__ == "__main__":

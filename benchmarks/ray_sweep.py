@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import markdown
 from benchmarks.record import write_results
 from lora_tui.demo.build import DEMO_ADAPTERS, DemoBuild, demo_folder, eval_questions
 
@@ -82,6 +83,20 @@ def main() -> None:
     print(f"the same answers in every run: {same}")
     report = {"prompts": len(rows), "programs": len(build.programs), "tokens": args.tokens}
     write_results("ray_sweep", {**report, "same_answers": same, "runs": figures})
+
+
+# --- the docs' table (benchmarks/tables.py puts it in its page) ---
+
+
+def ray_sweep_table(report: dict) -> list[str]:
+    runs = report["runs"]
+    local = next(iter(runs.values()))["answers_per_s"]
+    lines = markdown.head(["", "answers", "wall time", "answers/s", "against the local eval"])
+    for label, run in runs.items():
+        ratio = f"{run['answers_per_s'] / local:.2f}×"
+        cells = [label, run["answers"], f"{run['seconds']} s", run["answers_per_s"], ratio]
+        lines.append(markdown.row(cells))
+    return lines
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import argparse
 import time
 from pathlib import Path
 
+from benchmarks import markdown
 from benchmarks.record import write_results
 from lora_tui.common.native_output import native_output_to
 from lora_tui.engine import GenerationSettings, ModelHost, ReplyDone
@@ -107,6 +108,24 @@ def main() -> None:
         "kv_cache_mib": round(allowed, 1),
     }
     write_results("soak", report)
+
+
+# --- the docs' table (benchmarks/tables.py puts it in its page) ---
+
+
+def soak_table(report: dict) -> list[str]:
+    warm = report["warm_up_turns"]
+    rows = [
+        ("RSS after load", f"{report['rss_after_load_mib']} MiB"),
+        (f"after {warm} warm-up turns", f"{report['rss_after_warm_up_mib']} MiB"),
+        (f"after {report['turns']} turns", f"{report['rss_final_mib']} MiB"),
+        ("**growth after the warm-up**", f"**{report['growth_after_warm_up_mib']} MiB**"),
+        ("the KV cache (the bound)", f"{report['kv_cache_mib']} MiB"),
+        ("turns that left old messages out", report["turns_with_context_notices"]),
+        ("errors", report["errors"]),
+    ]
+    lines = markdown.head(["", Path(report["program"]).name])
+    return lines + [markdown.row(list(row)) for row in rows]
 
 
 if __name__ == "__main__":

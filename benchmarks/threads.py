@@ -32,6 +32,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks import markdown
 from benchmarks.record import write_results
 
 PROMPT = "Tell me a story about a robot."
@@ -180,6 +181,31 @@ def main() -> int:
     print(json.dumps(report, indent=2))
     write_results("threads", report)
     return 0
+
+
+# --- the docs' table (benchmarks/tables.py puts it in its page) ---
+
+
+THREAD_SETTINGS = {
+    "before": "before: OpenMP and XNNPACK a thread per core",
+    "OMP_NUM_THREADS=1": "**`OMP_NUM_THREADS=1`, XNNPACK every core (the default now)**",
+    "set_num_threads(1)": "`torch.set_num_threads(1)` after torch loads",
+    "--threads 1": "`OMP_NUM_THREADS=1`, `--threads 1`",
+}
+
+
+def threads_table(report: dict) -> list[str]:
+    programs = report["programs"]
+    modes = [name.removeprefix("nobel ") for name in programs]
+    header = ["setting", *(f"{m} {what}" for m in modes for what in ("decode", "TTFT"))]
+    lines = markdown.head(header)
+    for key, label in THREAD_SETTINGS.items():
+        cells = [label]
+        for table in programs.values():
+            row = table[key]
+            cells += [f"{row['decode_tok_s']} tok/s", f"{row['ttft_s']:.3f} s"]
+        lines.append(markdown.row(cells))
+    return lines
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from pathlib import Path
 from textual import events
 from textual.widgets import Input
 
+from benchmarks import markdown
 from benchmarks.record import write_results
 from lora_tui.engine import GenerationSettings
 from lora_tui.engine.foundations import FoundationPrograms
@@ -107,6 +108,15 @@ def main() -> None:
         "max_ms": round(latencies[-1], 1),
     }
     write_results("ui_latency_idle" if args.idle else "ui_latency", report)
+
+
+# --- the docs' table (benchmarks/tables.py puts it in its page) ---
+
+
+def ui_latency_table(report: dict) -> list[str]:
+    what = f"{report['while']} ({', '.join(report['programs'])}, {report['presses']} presses)"
+    cells = [what, f"{report['p50_ms']} ms", f"**{report['p95_ms']} ms**", f"{report['max_ms']} ms"]
+    return [*markdown.head(["", "p50", "p95", "max"]), markdown.row(cells)]
 
 
 if __name__ == "__main__":

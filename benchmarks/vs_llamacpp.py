@@ -43,10 +43,10 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.decode_vs_peft import load_peft  # the fp32 PEFT reference
+from benchmarks import markdown
 from benchmarks.export_bench import make_adapter  # an r=16 adapter on all projections
+from benchmarks.peft_reference import load_peft  # the fp32 PEFT reference
 from benchmarks.record import write_results
-from benchmarks.tables import VS_LLAMACPP_RATIOS
 from exporter.pipeline import DEFAULT_MAX_CONTEXT, ExportRequest, run_export
 from exporter.smollm2 import fetch_smollm2_gguf
 from lora_tui.common.native_output import native_output_to
@@ -429,6 +429,61 @@ def print_targets(rows: dict[str, Speed], sizes: dict[str, int]) -> None:
         print(f"{label:<38}{value:>7.2f}   target {sense} {target:<4} {'met' if met else 'MISSED'}")
     for label in QUANTIZATIONS:
         print(f"{label} decode / PEFT eager: {ratio(f'lora-tui {label}', 'PEFT eager'):.1f}x")
+
+
+# --- the docs' table (benchmarks/tables.py puts it in its page) ---
+
+
+VS_LLAMACPP_RATIOS = [  # (what, ours, theirs, target): issue 26's decode targets
+    ("8da4w decode / llama.cpp Q4_1 + LoRA", "lora-tui 8da4w", "llama.cpp Q4_1 + LoRA", 1.5),
+    ("fp32 decode / llama.cpp F32 + LoRA", "lora-tui fp32", "llama.cpp F32 + LoRA", 1.0),
+    ("fp32 decode / PEFT eager", "lora-tui fp32", "PEFT eager", 3.0),
+    ("engine / bare loop, 8da4w", "lora-tui 8da4w", "  bare forward loop, 8da4w", 0.9),
+    ("engine / bare loop, fp32", "lora-tui fp32", "  bare forward loop, fp32", 0.9),
+    ("lora-export / export_llm program, 8da4w", "lora-tui 8da4w", "export_llm 8da4w", 0.95),
+    ("lora-export / export_llm program, fp32", "lora-tui fp32", "export_llm fp32", 0.95),
+    ("two panes / one pane, 8da4w", "lora-tui 8da4w, two panes", "lora-tui 8da4w", 1.4),
+    ("two panes / one pane, fp32", "lora-tui fp32, two panes", "lora-tui fp32", 1.1),
+]
+
+
+def vs_llamacpp_table(report: dict) -> list[str]:
+    rows = report["rows"]
+    lines = markdown.head(["", "decode tok/s", "prefill tok/s", "TTFT"])
+    for name, speed in rows.items():
+        label = f"**{name}**" if name.startswith("lora-tui") else name.strip()
+        prefill = speed["prompt_tokens"] / speed["ttft_s"]
+        cells = [label, f"{speed['decode_tok_s']:.1f}", f"{prefill:.1f}"]
+        lines.append(markdown.row([*cells, f"{speed['ttft_s'] * 1000:.0f} ms"]))
+    for what, ours, theirs, target in VS_LLAMACPP_RATIOS:
+        ratio = rows[ours]["decode_tok_s"] / rows[theirs]["decode_tok_s"]
+        verdict = "met" if ratio >= target else "**missed**"
+        lines.append(
+            markdown.row([f"{what} (target ≥ {target}×)", f"{ratio:.2f}×: {verdict}", "", ""])
+        )
+    return lines
+
+
+def speed_summary_table(report: dict) -> list[str]:
+    """The README's summary of ``vs_llamacpp``: decode per quantization, one pane and two,
+    beside export_llm's program of the same adapter and llama.cpp with the same LoRA."""
+    rows = report["rows"]
+    runs = {  # label: the rows at 8da4w and at fp32
+        "lora-tui, one pane": ("lora-tui 8da4w", "lora-tui fp32"),
+        "lora-tui, two panes at once (summed)": (
+            "lora-tui 8da4w, two panes",
+            "lora-tui fp32, two panes",
+        ),
+        "`export_llm`'s program of the same adapter, same engine": (
+            "export_llm 8da4w",
+            "export_llm fp32",
+        ),
+        "llama.cpp with the same LoRA": ("llama.cpp Q4_1 + LoRA", "llama.cpp F32 + LoRA"),
+    }
+    lines = markdown.head(["decode, tok/s", "8da4w (llama.cpp: Q4_1)", "fp32 (llama.cpp: F32)"])
+    for label, keys in runs.items():
+        lines.append(markdown.row([label, *(f"{rows[key]['decode_tok_s']:.1f}" for key in keys)]))
+    return lines
 
 
 if __name__ == "__main__":
