@@ -44,10 +44,14 @@ APP_RESULTS = "app.jsonl"  # the app opens it once its checks before launch pass
 EXPORT_RESULTS = """
 import sys
 from pathlib import Path
+from lora_tui.format.errors import ArtifactError
 from lora_tui.judging.results import EXPORT_FORMATS, ResultsWriter
 
 failed = []
-writer = ResultsWriter(Path(sys.argv[1]), lambda text, ok: ok or failed.append(text))
+try:  # the app checks the file the same way before it starts, and says so in one line
+    writer = ResultsWriter(Path(sys.argv[1]), lambda text, ok: ok or failed.append(text))
+except ArtifactError as err:
+    sys.exit(f"export results: {err}")
 for fmt in EXPORT_FORMATS:
     writer._export(fmt)
 writer.close()
