@@ -220,7 +220,7 @@ def test_results_file_parses_after_the_app_is_killed_mid_turn(
         os.close(leader)
     lines = results.read_text(encoding="utf-8").splitlines()
     assert all(isinstance(json.loads(line), dict) for line in lines)  # whole lines only
-    assert {r["adapter"] for r in read_results(results)} == {"full", "partial"}
+    assert {r.adapter for r in read_results(results)} == {"full", "partial"}
 
 
 def _drain(fd: int) -> None:
