@@ -44,7 +44,7 @@ from lora_tui.demo.build import eval_questions as held_out_questions
 from lora_tui.engine import GenerationSettings, ModelHost
 from lora_tui.engine.paths import cache_dir
 from lora_tui.format import BASE_PROGRAM
-from lora_tui.judging.evaluate import Program, load_prompts, run_eval
+from lora_tui.judging.evaluate import Loaded, LocalBackend, Program, load_prompts, run_eval
 
 ANSWER_TOKENS = 48
 
@@ -154,8 +154,8 @@ def eval_scores(host: ModelHost, mode: str, programs: dict[str, Path]) -> dict:
     cases = load_prompts([eval_set(name) for name in DEMO_ADAPTERS])
     settings = GenerationSettings(temperature=0.0, max_new_tokens=128)
     with native_output_to(Path(os.devnull)):
-        loaded = {name: Program(host, path) for name, path in programs.items()}
-        scores = run_eval(loaded, cases, settings)
+        loaded = [Loaded(Program(name, path), host) for name, path in programs.items()]
+        scores = run_eval(LocalBackend(loaded), cases, settings)
     print(f"\nthe {mode} programs on all the eval questions (right / asked)")
     print(f"{'questions':<12}" + "".join(f"{name:>12}" for name in programs))
     by_set = {}

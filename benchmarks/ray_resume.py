@@ -25,7 +25,7 @@ from benchmarks import markdown
 from benchmarks.demo_eval import MAX_NEW_TOKENS
 from benchmarks.record import RESULTS_DIR, write_results
 from lora_tui.demo.build import DEMO_ADAPTERS, DemoBuild, demo_folder, eval_questions, eval_set
-from lora_tui.judging.results import answer_key, read_results
+from lora_tui.judging.results import read_results
 
 
 def main() -> int:
@@ -54,7 +54,7 @@ def main() -> int:
         second_s = time.monotonic() - started
         records = read_results(out)
     report = json.loads(resumed.stdout)
-    keys = {answer_key(r) for r in records}
+    keys = {r.key() for r in records}
     local = json.loads((RESULTS_DIR / "demo_eval.json").read_text(encoding="utf-8"))
     same = report["by_foundation"][""] == local["scores"]["fp32"]
     print(f"resumed: {len(records)} lines, {len(keys)} distinct answers, in {second_s:.0f} s")

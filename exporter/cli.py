@@ -18,7 +18,13 @@ from exporter.pipeline import (
     parse_adapter_arg,
     run_export,
 )
-from lora_tui.common.console import ArgumentParser, RichEvents, progress_display, report_failures
+from lora_tui.common.console import (
+    ArgumentParser,
+    RichEvents,
+    print_error,
+    progress_display,
+    report_failures,
+)
 from lora_tui.common.files import state_log
 from lora_tui.common.literal import literal
 from lora_tui.common.native_output import native_output_to, terminal_stream
@@ -117,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     try:  # ~/.local/state/lora-tui, the user's own: a fixed name in /tmp was anyone's
         log_path = state_log("lora-export.log", fresh=not args.verbose)
     except OSError as err:
-        console.print(f"lora-export: error: no folder for its log ({err})", markup=False)
+        print_error(console, "lora-export", f"no folder for its log ({err})")
         return 1
 
     def export() -> ExportResult:

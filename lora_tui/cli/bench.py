@@ -3,7 +3,6 @@ JSON object."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,7 +10,8 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from lora_tui.common.console import error_line
+from lora_tui.cli.options import BenchOptions
+from lora_tui.common.console import print_error
 from lora_tui.common.literal import literal
 from lora_tui.common.native_output import native_output_to, terminal_stream
 from lora_tui.format import ArtifactError
@@ -28,33 +28,35 @@ def _torch_threads() -> int:
     return torch.get_num_threads()
 
 
-def bench_main(args: argparse.Namespace) -> int:
+def bench_main(options: BenchOptions) -> int:
     console = Console(file=terminal_stream(1), highlight=False)
     errors = Console(file=terminal_stream(2), highlight=False)
-    log = args.log or Path("/dev/null")
+    programs, runtime = options.programs, options.runtime
     try:
-        with native_output_to(log):
+        with native_output_to(runtime.log or Path("/dev/null")):
             from lora_tui.engine.host import open_hosts
 
-            hosts = open_hosts(args.foundations, args.tokenizer, not args.no_share, args.threads)
+            hosts = open_hosts(
+                programs.foundations, programs.tokenizer, runtime.share, runtime.threads
+            )
             rows = [
                 row
                 for group, host in hosts
                 for row in run_bench(
-                    host, group.programs, args.prompt, args.max_new_tokens, group.label
+                    host, group.programs, options.prompt, options.max_new_tokens, group.label
                 )
             ]
     except ArtifactError as err:
-        errors.print(error_line("lora-tui bench", err), soft_wrap=True)
+        print_error(errors, "lora-tui bench", err)
         return 1
     measured = [row for row in rows if isinstance(row, BenchRow)]
     refused = [row for row in rows if isinstance(row, Refused)]
     status = 1 if refused else 0
-    if args.json:
+    if options.json:
         console.print_json(json.dumps(_report(hosts, rows)))
         return status
     for row in refused:
-        errors.print(error_line("lora-tui bench", row.error), soft_wrap=True)
+        print_error(errors, "lora-tui bench", row.error)
     if measured:
         console.print(_table(hosts[0][1], measured))
     return status

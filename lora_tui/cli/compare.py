@@ -3,7 +3,6 @@ those programs, each foundation's programs over it."""
 
 from __future__ import annotations
 
-import argparse
 import warnings
 from collections.abc import Sequence
 from datetime import datetime
@@ -11,7 +10,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from lora_tui.common.console import error_line
+from lora_tui.cli.options import CompareOptions
+from lora_tui.common.console import print_error
 from lora_tui.demo.build_child import BuildClient
 from lora_tui.engine.artifacts import open_foundation
 from lora_tui.engine.foundations import FoundationPrograms, labelled
@@ -19,14 +19,15 @@ from lora_tui.format import ArtifactError
 from lora_tui.judging.results import check_results_target, default_results_path, input_files
 
 
-def compare_main(args: argparse.Namespace) -> int:
+def compare_main(options: CompareOptions) -> int:
+    programs, runtime = options.programs, options.runtime
     return run_app(
-        args.foundations,
-        tokenizer=args.tokenizer,
-        log=args.log,
-        share=not args.no_share,
-        threads=args.threads,
-        results=args.results,
+        programs.foundations,
+        tokenizer=programs.tokenizer,
+        log=runtime.log,
+        share=runtime.share,
+        threads=runtime.threads,
+        results=options.results,
     )
 
 
@@ -50,7 +51,7 @@ def run_app(
             opened = [open_foundation(g.weights, tokenizer) for g in foundations]
             foundations = labelled(foundations, [f.quantization for f in opened])
     except ArtifactError as err:
-        Console(stderr=True, highlight=False).print(error_line("lora-tui", err), soft_wrap=True)
+        print_error(Console(stderr=True, highlight=False), "lora-tui", err)
         return 1
     from lora_tui.engine.worker import foundations_engine_factory
     from lora_tui.ui.app import LoraTuiApp

@@ -5,13 +5,13 @@ the panes come alive once their programs are built (at once when the cache is cu
 
 from __future__ import annotations
 
-import argparse
 from functools import partial
 
 from rich.console import Console
 
 from lora_tui.cli.compare import run_app
-from lora_tui.common.console import error_line
+from lora_tui.cli.options import DemoOptions
+from lora_tui.common.console import print_error
 from lora_tui.common.files import state_log
 from lora_tui.demo.build import (
     build_demos,
@@ -24,34 +24,31 @@ from lora_tui.demo.build_child import BuildProcess
 from lora_tui.engine.foundations import FoundationPrograms, labelled
 
 
-def demo_main(args: argparse.Namespace) -> int:
+def demo_main(options: DemoOptions) -> int:
+    errors = Console(stderr=True, highlight=False)
     missing = [str(path) for path in shipped_adapters().values() if not path.is_dir()]
     if missing:
-        Console(stderr=True, highlight=False).print(
-            error_line(
-                "lora-tui",
-                f"the demo's adapters are missing ({', '.join(missing)}); "
-                "this install of lora-tui is incomplete: reinstall it",
-            ),
-            soft_wrap=True,
+        print_error(
+            errors,
+            "lora-tui",
+            f"the demo's adapters are missing ({', '.join(missing)}); "
+            "this install of lora-tui is incomplete: reinstall it",
         )
         return 1
-    modes = args.quantize
+    modes, runtime = options.quantize, options.runtime
     quantizations = [demo_quantization(mode) for mode in modes]
     groups = [FoundationPrograms(w, tuple(p)) for w, p in map(demo_programs, quantizations)]
     try:  # ~/.local/state/lora-tui, the user's own: a fixed name in /tmp was anyone's
-        log_path = args.log or state_log("lora-tui-demo.log")
+        log_path = runtime.log or state_log("lora-tui-demo.log")
     except OSError as err:
-        Console(stderr=True, highlight=False).print(
-            f"lora-tui: error: no folder for the build's log ({err})", markup=False
-        )
+        print_error(errors, "lora-tui", f"no folder for the build's log ({err})")
         return 1
     return run_app(
         labelled(groups, [q.label for q in quantizations]),
-        log=args.log,
-        share=not args.no_share,
-        threads=args.threads,
-        results=args.results,
+        log=runtime.log,
+        share=runtime.share,
+        threads=runtime.threads,
+        results=options.results,
         suggestions=suggested_prompts(),
         build=BuildProcess(partial(build_demos, modes), log_path),
     )

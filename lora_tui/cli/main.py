@@ -5,25 +5,63 @@
 - ``lora-tui bench``: headless memory and speed per program;
 - ``lora-tui eval``: a prompt set on every program, scored.
 
-Options the commands share are declared once, in parent parsers; each command's code is in
-``lora_tui/cli/`` and is imported only when it runs.
+Options the commands share are declared once, in parent parsers. Each command's parser
+names what runs it (``set_defaults(run=Command(...))``): its options, typed once from the
+parsed arguments (``options.py``), and its module in ``lora_tui/cli/``, imported only when
+it runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
-from lora_tui.common.console import ArgumentParser
+from rich.console import Console
+
+from lora_tui.cli.options import BenchOptions, CompareOptions, DemoOptions, EvalOptions
+from lora_tui.common.console import ArgumentParser, print_error
 from lora_tui.common.safe_path import use_safe_path
 from lora_tui.demo.build import DEMO_QUANTIZE
-from lora_tui.engine.foundations import FoundationPrograms
 from lora_tui.format import QUANTIZE_MODES
 from lora_tui.judging.measure import DEFAULT_PROMPT  # none of these loads torch
 
-COMMANDS = ("compare", "demo", "bench", "eval")
+DEFAULT_COMMAND = "compare"  # what words that name no command are; no words: the demo
+OWN_OPTIONS = ("-h", "--help", "--version")  # the top-level parser's own
+
+
+@dataclass(frozen=True)
+class Command:
+    """What a command's parser runs: ``function`` of ``module`` (imported only then: bench
+    and eval bring torch) with the command's options, typed from the parsed arguments."""
+
+    options: Any  # a class of options.py, with its from_args
+    module: str
+    function: str
+
+    def run(self, options: Any) -> int:
+        return getattr(importlib.import_module(self.module), self.function)(options)
+
+
+class CommandLine(ArgumentParser):
+    """lora-tui's parser. Its first word names the command; with no word at all it gives
+    its defaults, which are the demo's; words that name no command are the default
+    command's, and its parser reads them as they are (its errors say "lora-tui compare")."""
+
+    commands: dict[str, argparse.ArgumentParser]
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        words = list(sys.argv[1:] if args is None else args)
+        if words and words[0] not in self.commands and words[0] not in OWN_OPTIONS:
+            return self.commands[DEFAULT_COMMAND].parse_known_args(words, namespace)
+        return super().parse_known_args(words, namespace)
 
 
 def _positive(text: str) -> int:
@@ -98,28 +136,6 @@ def _program_options() -> argparse.ArgumentParser:
     return parent
 
 
-def foundation_groups(weights: list[list[Path]], loose: list[Path]) -> list[FoundationPrograms]:
-    """``--weights`` groups as given, each foundation with the programs after it; programs
-    given apart belong to a lone foundation. A ``ValueError`` says what is wrong."""
-    if len(weights) > 1 and loose:
-        raise ValueError(
-            f"{loose[0]}: with several --weights, each foundation's programs follow it "
-            "(--weights A.ptd a.pte --weights B.ptd b.pte)"
-        )
-    groups = []
-    for index, (foundation, *programs) in enumerate(weights):
-        if foundation.suffix == ".pte":
-            raise ValueError(f"--weights takes the foundation (.ptd) first, not {foundation}")
-        programs += loose if index == 0 else []
-        if not programs:
-            raise ValueError(f"--weights {foundation}: no programs over it")
-        groups.append(FoundationPrograms(foundation, tuple(programs)))
-    given = [g.weights.resolve() for g in groups]
-    if len(set(given)) < len(given):
-        raise ValueError("a foundation is given twice: list its programs after one --weights")
-    return groups
-
-
 def _results_option() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument(
@@ -140,22 +156,26 @@ def _headless_options() -> argparse.ArgumentParser:
     return parent
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(
+def build_parser() -> CommandLine:
+    parser = CommandLine(
         prog="lora-tui",
         description="Compare LoRA adapter programs that share one foundation weight file, "
         "side by side. 'lora-tui --weights W a.pte b.pte' opens them (the compare command); "
         "'lora-tui' alone opens the built-in demo.",
     )
     parser.add_argument("--version", action="version", version=f"lora-tui {version('lora-tui')}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     runtime, programs, results = _runtime_options(), _program_options(), _results_option()
     headless = _headless_options()
-    commands.add_parser(
+    compare = commands.add_parser(
         "compare",
         parents=[programs, results, runtime],
         help="the app: programs side by side (the default command)",
         description="Open the programs side by side, each streaming its answer.",
+    )
+    compare.set_defaults(
+        command="compare",  # also when its words came without its name
+        run=Command(CompareOptions, "lora_tui.cli.compare", "compare_main"),
     )
     demo = commands.add_parser(
         "demo",
@@ -174,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         "none,8da4w, open each adapter once per quantization side by side "
         f"(default: {DEMO_QUANTIZE})",
     )
+    demo.set_defaults(run=Command(DemoOptions, "lora_tui.cli.demo", "demo_main"))
     bench = commands.add_parser(
         "bench",
         parents=[programs, runtime, headless],
@@ -182,7 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
         "speed per adapter.",
     )
     bench.add_argument("--prompt", default=DEFAULT_PROMPT)
+    bench.set_defaults(run=Command(BenchOptions, "lora_tui.cli.bench", "bench_main"))
     _add_eval(commands, [programs, runtime, headless])
+    parser.commands = dict(commands.choices)
+    # No command at all is the demo: its defaults are the parser's.
+    parser.set_defaults(command="demo", **vars(demo.parse_args([])))
     return parser
 
 
@@ -220,45 +245,23 @@ def _add_eval(commands: argparse._SubParsersAction, parents: list[argparse.Argum
         help="skip every answer --out already has (same prompt, program SHA-256 and "
         "settings), so a stopped sweep goes on where it was",
     )
-
-
-def _with_command(argv: list[str]) -> list[str]:
-    """``lora-tui`` alone is the demo; arguments without a command are ``compare``'s."""
-    if not argv:
-        return ["demo"]
-    if argv[0] in COMMANDS or argv[0] in ("-h", "--help", "--version"):
-        return argv
-    return ["compare", *argv]
+    evaluate.set_defaults(run=Command(EvalOptions, "lora_tui.cli.eval", "eval_main"))
 
 
 def main(argv: list[str] | None = None) -> int:
     use_safe_path()  # before any child starts: none imports from the working folder
-    parser = build_parser()
-    args = parser.parse_args(_with_command(sys.argv[1:] if argv is None else argv))
-    if hasattr(args, "weights"):
-        try:
-            args.foundations = foundation_groups(args.weights, args.programs)
-        except ValueError as err:
-            parser.exit(2, f"lora-tui {args.command}: error: {err}\n")
+    args = build_parser().parse_args(argv)
+    command: Command = args.run
+    try:
+        options = command.options.from_args(args)
+    except ValueError as err:  # what argparse cannot check, as argparse would exit
+        print_error(Console(stderr=True, highlight=False), f"lora-tui {args.command}", err)
+        raise SystemExit(2) from None
     # bench and eval run programs in this process: before anything imports torch.
     from lora_tui.engine.threads import hold_openmp_to_one_thread
 
     hold_openmp_to_one_thread()
-    if args.command == "demo":
-        from lora_tui.cli.demo import demo_main
-
-        return demo_main(args)
-    if args.command == "bench":
-        from lora_tui.cli.bench import bench_main
-
-        return bench_main(args)
-    if args.command == "eval":
-        from lora_tui.cli.eval import eval_main
-
-        return eval_main(args)
-    from lora_tui.cli.compare import compare_main
-
-    return compare_main(args)
+    return command.run(options)
 
 
 if __name__ == "__main__":

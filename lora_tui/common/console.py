@@ -77,7 +77,7 @@ def report_failures(
     try:
         return 0, work()
     except ArtifactError as err:
-        console.print(error_line(prog, err), soft_wrap=True)
+        print_error(console, prog, err)
         return 1, None
     except KeyboardInterrupt:
         console.print(literal(f"{prog}: {interrupted}"))
@@ -86,15 +86,29 @@ def report_failures(
         with log_path.open("a") as log:
             traceback.print_exc(file=log)
         detail = f"{type(err).__name__}: {err} (details in {log_path})"
-        console.print(error_line(prog, detail, failed), soft_wrap=True)
+        print_error(console, prog, detail, failed)
         return 1, None
 
 
 def error_line(prog: str, error: object, label: str = "error") -> Text:
     """``prog: error: ...`` with the prefix in red and the error shown exactly as written,
     on one line even when it quotes a name that holds a newline."""
-    one_line = " ".join(str(error).splitlines())
-    return Text.assemble((f"{prog}: {label}:", "red"), " ", literal(one_line))
+    return Text.assemble((f"{prog}: {label}:", "red"), " ", _one_line(error))
+
+
+def print_error(console: Console, prog: str, error: object, label: str = "error") -> None:
+    """Every command's failures, and nothing else, are printed so: ``error_line``, never
+    wrapped."""
+    console.print(error_line(prog, error, label), soft_wrap=True)
+
+
+def print_warning(console: Console, prog: str, warning: object) -> None:
+    """``prog: warning: ...`` on one line, the warning shown exactly as written."""
+    console.print(Text.assemble(f"{prog}: warning: ", _one_line(warning)), soft_wrap=True)
+
+
+def _one_line(text: object) -> Text:
+    return literal(" ".join(str(text).splitlines()))
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import random
 import string
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lora_tui.judging.records import VoteRecord
 
 TIE = "tie"
 ALL_BAD = "all bad"
@@ -82,8 +86,8 @@ class Tally:
         return sorted(self.standings.values(), key=lambda s: (-s.elo, s.adapter))
 
     @classmethod
-    def from_votes(cls, votes: list[dict[str, Any]]) -> Tally:
+    def from_votes(cls, votes: Iterable[VoteRecord]) -> Tally:
         tally = cls()
         for vote in votes:
-            tally.record(list(vote["adapters"]), vote["verdict"])
+            tally.record(list(vote.adapters), vote.verdict)
         return tally

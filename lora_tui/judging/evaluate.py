@@ -17,17 +17,17 @@ when files share a name). Prompts that ask for one fact in different words may s
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import regex
 from rich.table import Table
 from rich.text import Text
 
 from lora_tui.common.literal import literal
-from lora_tui.engine.foundations import NAME_SEPARATOR
+from lora_tui.engine.foundations import NAME_SEPARATOR, FoundationPrograms, with_label
 from lora_tui.engine.protocol import ReplyDone
 from lora_tui.engine.types import (
     AdapterInfo,
@@ -37,7 +37,11 @@ from lora_tui.engine.types import (
     ReplyEnd,
 )
 from lora_tui.format import quoted
-from lora_tui.judging.results import reply_record
+from lora_tui.judging.records import AnswerRecord
+from lora_tui.judging.store import ResultsStore
+
+if TYPE_CHECKING:
+    from lora_tui.engine.host import ModelHost
 
 # A prompt's regex is a stranger's, and some backtrack for ever (``(.*.*)*X`` under ``re``).
 # It runs under ``regex``, which stops a match at this limit and lets other threads run while
@@ -109,19 +113,21 @@ class EvalResult:
 
     @classmethod
     def from_record(
-        cls, case: PromptCase, adapter: str, record: dict[str, Any], settings: GenerationSettings
+        cls, case: PromptCase, adapter: str, record: AnswerRecord, settings: GenerationSettings
     ) -> EvalResult:
         """An answer an earlier run saved, scored again by this run's prompt."""
-        end = ReplyEnd(record["end"])
-        done = ReplyDone(adapter, record.get("answer") or "", end, None)
-        mark = case.mark(done.text) if end is not ReplyEnd.ERROR else Mark(False)
+        done = ReplyDone(adapter, record.answer, record.end, None)
+        mark = case.mark(done.text) if record.end is not ReplyEnd.ERROR else Mark(False)
         return cls(case, adapter, done, mark.right, settings, resumed=True, note=mark.note)
 
-    def record(self) -> dict[str, Any]:
-        """Its line in a results file, the format the app writes too."""
-        record = reply_record(self.case.prompt, self.adapter, self.done, self.settings)
-        scored = {"group": self.case.group, "fact": self.case.fact, "right": self.right}
-        return {**record, **scored, **({"note": self.note} if self.note else {})}
+    def record(self, info: AdapterInfo | None = None, round: str | None = None) -> AnswerRecord:
+        """Its line in a results file: the reply, its mark, and (``info``) the foundation it
+        ran over; the app's has its ``round``."""
+        case = self.case
+        marked = {"group": case.group, "fact": case.fact, "right": self.right, "note": self.note}
+        return AnswerRecord.reply(
+            case.prompt, self.adapter, self.done, self.settings, info, round=round, **marked
+        )
 
 
 @dataclass
@@ -202,7 +208,7 @@ class EvalReport:
                 }
                 for label in self.foundations or [""]
             },
-            "results": [r.record() for r in self.results],
+            "results": [r.record().to_json() for r in self.results],
         }
 
 
@@ -262,41 +268,136 @@ def _case(line: str, default_group: str, where: str) -> PromptCase:
 
 @dataclass(frozen=True)
 class Program:
-    """A loaded program as ``run_eval`` sees it: the host it answers on (a ``ModelHost``;
-    several foundations each have their own), its file, and its foundation's label."""
+    """A program a run asks: its name in the report, its file, and its foundation's label
+    ("8da4w g32" when several foundations are compared, else "")."""
 
-    host: Any
+    name: str
     path: Path
-    label: str = ""  # "8da4w g32" when several foundations are compared, else ""
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Answered:
+    """An answer a backend gives: to the prompt at ``index`` of the set, with its program's
+    facts and, when the backend knows it, the SHA-256 of the program file that answered."""
+
+    index: int
+    result: EvalResult
+    info: AdapterInfo | None = None
+    sha256: str | None = None
+
+
+class Backend(Protocol):
+    """Where a run's answers come from: programs loaded in this process (``LocalBackend``)
+    or a Ray cluster's actors (``lora_tui.judging.sweep.RayBackend``)."""
+
+    @property
+    def programs(self) -> Sequence[Program]: ...
+
+    def answer(
+        self,
+        cases: Sequence[PromptCase],
+        wanted: Callable[[int, str], bool],
+        settings: GenerationSettings,
+        answered: Callable[[Answered], None],
+    ) -> None:
+        """Each prompt on each program that ``wanted(index, name)`` asks for, answered once
+        in a fresh conversation and handed to ``answered`` as it comes."""
+
+
+class RunStopped(EngineError):
+    """The run cannot go on (a Ray cluster lost its nodes); every answer saved stays."""
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A program loaded here: on the host of its foundation, with what loading it said."""
+
+    program: Program
+    host: ModelHost
     info: AdapterInfo | None = None
 
 
+class LocalBackend:
+    """Programs loaded in this process, each on the ``ModelHost`` of its foundation."""
+
+    def __init__(self, loaded: Sequence[Loaded]) -> None:
+        self.loaded = {each.program.name: each for each in loaded}
+
+    @classmethod
+    def open(
+        cls,
+        foundations: Sequence[FoundationPrograms],
+        tokenizer: Path | None,
+        share: bool,
+        threads: int | None,
+    ) -> LocalBackend:
+        """Every program over its foundation, a host per foundation, named with its label."""
+        from lora_tui.engine.host import open_hosts
+
+        loaded = []
+        for group, host in open_hosts(foundations, tokenizer, share, threads):
+            for path in group.programs:
+                info = host.load(path, with_label(host.foundation.entry_for(path)[0], group.label))
+                loaded.append(Loaded(Program(info.name, path, group.label), host, info))
+            host.end_checks()  # the pre-flight child is not needed any more
+        return cls(loaded)
+
+    @property
+    def programs(self) -> list[Program]:
+        return [each.program for each in self.loaded.values()]
+
+    def answer(
+        self,
+        cases: Sequence[PromptCase],
+        wanted: Callable[[int, str], bool],
+        settings: GenerationSettings,
+        answered: Callable[[Answered], None],
+    ) -> None:
+        """Prompt by prompt, so a run stopped halfway has asked every program the same."""
+        for index, case in enumerate(cases):
+            for name, each in self.loaded.items():
+                if wanted(index, name):
+                    each.host.clear([name])  # a full prefill: the same whatever came before
+                    done = each.host.answer(name, [Message("user", case.prompt)], settings)
+                    result = EvalResult.scored(case, name, done, settings)
+                    answered(Answered(index, result, each.info))
+
+
 def run_eval(
-    programs: Mapping[str, Program],
-    cases: list[PromptCase],
+    backend: Backend,
+    cases: Sequence[PromptCase],
     settings: GenerationSettings,
+    store: ResultsStore | None = None,
     on_result: Callable[[EvalResult], None] = lambda _: None,
-    earlier: Callable[[PromptCase, str], dict[str, Any] | None] = lambda case, adapter: None,
 ) -> EvalReport:
-    """Every prompt on every loaded program, in order: prompt by prompt, so a run stopped
-    halfway has asked every program the same questions. ``earlier(case, adapter)``: the
-    results line of that answer from an earlier run, which is taken instead of asking."""
+    """Every prompt on every program of ``backend``. Each new answer is saved in ``store``
+    as it comes; an answer the store has already (``--resume``) is taken instead of asked,
+    and scored again by this run's prompt. ``on_result`` hears of each, taken or given."""
+    store = store or ResultsStore(None, [], None, settings)
+    programs = {program.name: program for program in backend.programs}
+    found: dict[tuple[int, str], EvalResult] = {}
+    for index, case in enumerate(cases):
+        for name, program in programs.items():
+            if (record := store.earlier(case.prompt, program.path)) is not None:
+                found[index, name] = EvalResult.from_record(case, name, record, settings)
+                on_result(found[index, name])
+    todo = {(index, name) for index in range(len(cases)) for name in programs} - found.keys()
+
+    def answered(answer: Answered) -> None:
+        result = answer.result
+        store.save(result.record(answer.info), programs[result.adapter].path, answer.sha256)
+        found[answer.index, result.adapter] = result
+        on_result(result)
+
+    try:
+        backend.answer(cases, lambda index, name: (index, name) in todo, settings, answered)
+    except RunStopped as err:
+        total = len(cases) * len(programs)
+        raise type(err)(f"{err}; {store.kept(len(found), total)}") from None
     report = EvalReport(list(programs), labels={n: p.label for n, p in programs.items()})
-    for case in cases:
-        for adapter, program in programs.items():
-            if (record := earlier(case, adapter)) is not None:
-                result = EvalResult.from_record(case, adapter, record, settings)
-            else:
-                result = _answer(program.host, adapter, case, settings)
-            report.results.append(result)
-            on_result(result)
+    report.results = [found[index, name] for index in range(len(cases)) for name in programs]
     return report
-
-
-def _answer(host: Any, adapter: str, case: PromptCase, settings: GenerationSettings) -> EvalResult:
-    host.clear([adapter])  # a full prefill: each answer the same whatever came before
-    done = host.answer(adapter, [Message("user", case.prompt)], settings)
-    return EvalResult.scored(case, adapter, done, settings)
 
 
 def report_tables(report: EvalReport) -> list[Table]:

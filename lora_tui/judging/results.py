@@ -2,7 +2,7 @@
 append, and one per blind vote. Each line is written whole or not at all (a short write is
 finished, a failed one undone) and synced, so a run or a session that dies loses at most
 the answer it was writing. A vote line names its round; the answers of that round carry
-the same ``round``.
+the same ``round``. What a line holds is a typed record (``records.py``).
 
 Only a results file is ever cut: a file is one when its first line is a results line and
 no line is JSON of another kind (a prompt set, a .pte, notes are refused as they are, and
@@ -16,23 +16,22 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
-import hashlib
 import io
 import json
 import os
 import stat
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
+from rich.console import Console
+
+from lora_tui.common.console import print_warning
 from lora_tui.common.files import write_atomic
 from lora_tui.engine.foundations import FoundationPrograms
-from lora_tui.engine.protocol import ReplyDone
-from lora_tui.engine.types import AdapterInfo, GenerationSettings, ReplyEnd
 from lora_tui.format import (
     CHAT_TEMPLATE_FILE,
     GENERATION_CONFIG_FILE,
@@ -41,35 +40,20 @@ from lora_tui.format import (
     TOKENIZER_CONFIG_FILE,
     TOKENIZER_FILE,
     ArtifactError,
-    Manifest,
     sha256_file,
 )
 from lora_tui.judging.arena import ALL_BAD, TIE, Tally
+from lora_tui.judging.records import (
+    CSV_COLUMNS,
+    AnswerRecord,
+    NotARecord,
+    Record,
+    VoteRecord,
+    from_json,
+)
 
-Record = dict[str, Any]
-VOTE = "vote"  # the ``type`` of a vote line; an answer line has none
 EXPORT_FORMATS = ("md", "json", "csv")
 MAX_EXPORTS = 1000  # NAME.md, NAME.1.md ... NAME.999.md
-CSV_COLUMNS = [
-    "time",
-    "round",
-    "prompt",
-    "adapter",
-    "vote",
-    "answer",
-    "end",
-    "ttft_s",
-    "decode_tok_s",
-    "new_tokens",
-    "temperature",
-    "top_p",
-    "seed",
-    "max_new_tokens",
-    "quantization",
-    "program",
-    "program_sha256",
-    "foundation",
-]
 
 
 def default_results_path(now: datetime) -> Path:
@@ -79,48 +63,6 @@ def default_results_path(now: datetime) -> Path:
     return user_data_path("lora-tui") / "results" / f"results-{now:%Y%m%d-%H%M%S}.jsonl"
 
 
-def reply_record(
-    prompt: str, adapter: str, done: ReplyDone, settings: GenerationSettings
-) -> dict[str, Any]:
-    """One answer as a results line: the prompt, the reply, its speed and its settings."""
-    stats = done.stats
-    return {
-        "prompt": prompt,
-        "adapter": adapter,
-        "answer": done.text,
-        "end": str(done.end),
-        "ttft_s": round(stats.ttft_s, 3) if stats else None,
-        "decode_tok_s": round(stats.decode_tok_s, 2) if stats else None,
-        "new_tokens": stats.new_tokens if stats else 0,
-        "settings": asdict(settings),
-        "vote": None,
-    }
-
-
-def origin_fields(info: AdapterInfo | None) -> dict[str, Any]:
-    """Which foundation an answer ran over, and its quantization, for its results line."""
-    return {
-        "foundation": info.foundation if info else None,
-        "quantization": info.quantization if info else None,
-    }
-
-
-def vote_record(round_id: str, prompt: str, adapters: list[str], verdict: str) -> dict[str, Any]:
-    """A blind vote: ``verdict`` is the winner's name, ``TIE`` or ``ALL_BAD``; ``adapters``
-    are the panes in the order they were shown."""
-    return {
-        "type": VOTE,
-        "round": round_id,
-        "prompt": prompt,
-        "adapters": adapters,
-        "verdict": verdict,
-    }
-
-
-# An answer that ended so is whole: ``eval --resume`` keeps it; an error or a cancelled
-# answer is asked again.
-FINISHED = frozenset({ReplyEnd.STOP, ReplyEnd.LENGTH, ReplyEnd.CONTEXT})
-ENDS = frozenset(ReplyEnd)
 LONGEST_LINE = 1 << 24  # a "line" longer than 16 MiB is no line of ours
 
 
@@ -128,46 +70,17 @@ class ResultsError(ArtifactError):
     """A results file refused (it is an input, or not a results file), in one line."""
 
 
-def answer_key(record: dict[str, Any]) -> tuple[str | None, ...]:
-    """What makes two answer lines the same answer: the prompt, the SHA-256 of the program,
-    of the foundation and of the tokenizer, and the settings (``eval --resume`` skips an
-    answer whose key the file has). Lines without the last two hashes (the app's, older
-    runs') match no run that has them, so their answers are asked again."""
-    settings = json.dumps(record.get("settings"), sort_keys=True)
-    hashes = (record.get(k) for k in ("program_sha256", "foundation_sha256", "tokenizer_sha256"))
-    return (record.get("prompt", ""), *hashes, settings)
-
-
-def is_record(value: Any) -> bool:
-    """Whether ``value`` is a line lora-tui writes: a vote (its round, the panes shown and
-    the verdict), or an answer (its prompt, adapter, answer and how it ended)."""
-    if not isinstance(value, dict):
-        return False
-    if value.get("type") == VOTE:
-        adapters = value.get("adapters")
-        return (
-            isinstance(value.get("round"), str)
-            and isinstance(value.get("verdict"), str)
-            and isinstance(adapters, list)
-            and all(isinstance(a, str) for a in adapters)
-        )
-    return (
-        value.get("type") is None
-        and isinstance(value.get("prompt"), str)
-        and isinstance(value.get("adapter"), str)
-        and isinstance(value.get("answer"), str)
-        and isinstance(value.get("end"), str)
-        and value["end"] in ENDS
-        and isinstance(value.get("settings", {}), dict)
-    )
-
-
-def _parsed(line: bytes) -> tuple[bool, Any]:
-    """(whether the line is JSON, its value)."""
+def _parsed(line: bytes) -> tuple[bool, Record | None]:
+    """(whether the line is JSON, the record it holds or None: ``records.from_json`` says
+    what a results line is)."""
     try:
-        return True, json.loads(line)
+        value = json.loads(line)
     except ValueError:  # JSONDecodeError, UnicodeDecodeError
         return False, None
+    try:
+        return True, from_json(value)
+    except NotARecord:
+        return True, None
 
 
 def _results_end(handle: BinaryIO, path: Path) -> tuple[int, bool]:
@@ -190,8 +103,8 @@ def _results_end(handle: BinaryIO, path: Path) -> tuple[int, bool]:
             end += len(line) + rest
             continue
         if line.strip():
-            is_json, value = _parsed(line)
-            if is_json and is_record(value):
+            is_json, record = _parsed(line)
+            if record is not None:
                 records += 1
                 unended_record = not whole
             elif is_json or records == 0:
@@ -257,15 +170,20 @@ class ResultsFile:
             self._hashes[program] = sha256_file(program)
         return self._hashes[program]
 
-    def append(self, record: dict[str, Any], program: Path | None) -> None:
-        """Add the program's path and SHA-256 (hashed once per program) and the time."""
-        line = {
-            **record,
-            "program": str(program) if program else None,
-            "program_sha256": self.sha256(program) if program else None,
-            "time": datetime.now().isoformat(timespec="seconds"),
-        }
-        self._write_whole((json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8"))
+    def append(
+        self, record: Record, program: Path | None = None, sha256: str | None = None
+    ) -> None:
+        """Stamp the time and, on an answer, its program's path and SHA-256 (``sha256``: of
+        the bytes the caller knows were loaded; else hashed here, once per program)."""
+        now = datetime.now().isoformat(timespec="seconds")
+        if isinstance(record, AnswerRecord):
+            digest = (sha256 or self.sha256(program)) if program else None
+            path = str(program) if program else None
+            record = replace(record, time=now, program=path, program_sha256=digest)
+        else:
+            record = replace(record, time=now)
+        line = json.dumps(record.to_json(), ensure_ascii=False) + "\n"
+        self._write_whole(line.encode("utf-8"))
 
     def _write_whole(self, data: bytes) -> None:
         """Write and sync ``data`` whole, or not at all: ``os.write`` may write part of it
@@ -289,20 +207,22 @@ class ResultsFile:
         os.close(self._fd)
 
 
-def _print_warning(text: str) -> None:
-    print(f"lora-tui: warning: {text}", file=sys.stderr)
+def warn_stderr(text: str) -> None:
+    print_warning(Console(stderr=True, highlight=False), "lora-tui", text)
 
 
-def read_results(path: Path, warn: Callable[[str], None] = _print_warning) -> list[dict[str, Any]]:
-    """Every results line of a results file. Lines that are not (a write cut short by an
-    older version, a hand edit) are skipped, and ``warn`` is told so in one line."""
-    records, skipped = [], []
+def read_results(path: Path, warn: Callable[[str], None] = warn_stderr) -> list[Record]:
+    """Every results line of a results file, as its record. Lines that are not (a write
+    cut short by an older version, a hand edit) are skipped, and ``warn`` is told so in
+    one line."""
+    records: list[Record] = []
+    skipped: list[int] = []
     for number, line in enumerate(path.read_bytes().split(b"\n"), start=1):
         if not line.strip():
             continue
-        is_json, value = _parsed(line)
-        if is_json and is_record(value):
-            records.append(value)
+        _, record = _parsed(line)
+        if record is not None:
+            records.append(record)
         else:
             skipped.append(number)
     if skipped:
@@ -348,7 +268,7 @@ CHAT_CONFIGS = (
 )
 
 
-def _tokenizer_file(weights: Path, tokenizer: Path | None) -> Path:
+def tokenizer_file(weights: Path, tokenizer: Path | None) -> Path:
     """``--tokenizer`` (a folder or its tokenizer.json), else the one beside the foundation."""
     source = tokenizer or weights.parent
     return source / TOKENIZER_FILE if source.is_dir() else source
@@ -359,70 +279,54 @@ def input_files(groups: Sequence[FoundationPrograms], tokenizer: Path | None) ->
     tokenizer with its configs, and lora-export's manifest beside each foundation."""
     files: list[Path] = []
     for group in groups:
-        file = _tokenizer_file(group.weights, tokenizer)
+        file = tokenizer_file(group.weights, tokenizer)
         files += [group.weights, *group.programs, file, group.weights.parent / MANIFEST_FILE]
         files += [file.parent / name for name in CHAT_CONFIGS]
     return files
 
 
-def run_identity(weights: Path, tokenizer: Path | None) -> dict[str, str]:
-    """What an answer ran over besides its program, for its results line and ``--resume``:
-    the foundation's SHA-256 (one read of the file: about 0.4 s for 540 MB) and the
-    tokenizer's, over its file and the chat template and stop ids it is used with (from
-    lora-export's manifest when one describes the foundation, else the configs beside the
-    tokenizer). A missing config is hashed as missing."""
-    file = _tokenizer_file(weights, tokenizer)
-    digest = hashlib.sha256(sha256_file(file).encode())
-    manifest_path = weights.parent / MANIFEST_FILE
-    manifest = Manifest.read(weights.parent) if manifest_path.is_file() else None
-    if manifest is not None and manifest.foundation_file == weights.name:
-        chat = [manifest.chat_template, manifest.bos_id, manifest.stop_ids]
-        digest.update(json.dumps(chat).encode())
-    else:
-        for config in (file.parent / name for name in CHAT_CONFIGS):
-            digest.update(sha256_file(config).encode() if config.is_file() else b"-")
-    return {"foundation_sha256": sha256_file(weights), "tokenizer_sha256": digest.hexdigest()}
-
-
-def answers_with_votes(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The answer lines, each with its vote filled in from its round's vote line: "win",
-    "loss", "tie", "all bad", or None when nobody voted."""
-    verdicts = {r["round"]: r["verdict"] for r in records if r.get("type") == VOTE}
+def answers_with_votes(records: Iterable[Record]) -> list[AnswerRecord]:
+    """The answers, each with its vote filled in from its round's vote line: "win", "loss",
+    "tie", "all bad", or None when nobody voted."""
+    records = list(records)
+    verdicts = {r.round: r.verdict for r in records if isinstance(r, VoteRecord)}
     answers = []
     for record in records:
-        if record.get("type") == VOTE:
+        if not isinstance(record, AnswerRecord):
             continue
-        verdict = verdicts.get(record.get("round"))
-        vote = record.get("vote")
+        verdict = verdicts.get(record.round)
+        vote = record.vote
         if verdict in (TIE, ALL_BAD):
             vote = verdict
         elif verdict is not None:
-            vote = "win" if verdict == record["adapter"] else "loss"
-        answers.append({**record, "vote": vote})
+            vote = "win" if verdict == record.adapter else "loss"
+        answers.append(replace(record, vote=vote))
     return answers
 
 
-def export_results(records: list[dict[str, Any]], fmt: str) -> str:
+def export_results(records: Iterable[Record], fmt: str) -> str:
     """The results as a Markdown report, a JSON document or a CSV table."""
+    records = list(records)
     answers = answers_with_votes(records)
-    tally = Tally.from_votes([r for r in records if r.get("type") == VOTE])
+    tally = Tally.from_votes([r for r in records if isinstance(r, VoteRecord)])
     if fmt == "json":
         standings = [{**asdict(s), "elo": round(s.elo, 1)} for s in tally.ranked()]
-        document = {"votes": tally.votes, "tally": standings, "answers": answers}
+        lines = [answer.to_json() for answer in answers]
+        document = {"votes": tally.votes, "tally": standings, "answers": lines}
         return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.DictWriter(out, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for answer in answers:
-            writer.writerow({**answer.get("settings", {}), **answer})
+            writer.writerow({**(answer.settings or {}), **answer.to_json()})
         return out.getvalue()
     if fmt == "md":
         return _markdown(answers, tally)
     raise ValueError(f"no export format {fmt!r}; one of {', '.join(EXPORT_FORMATS)}")
 
 
-def _markdown(answers: list[dict[str, Any]], tally: Tally) -> str:
+def _markdown(answers: list[AnswerRecord], tally: Tally) -> str:
     lines = ["# lora-tui results", ""]
     if tally.votes:
         lines += [f"## Tally ({tally.votes} votes)", ""]
@@ -434,12 +338,12 @@ def _markdown(answers: list[dict[str, Any]], tally: Tally) -> str:
         lines.append("")
     lines += ["## Answers", ""]
     for answer in answers:
-        speed = answer.get("decode_tok_s")
-        facts = [f"vote: {answer['vote']}"] if answer.get("vote") else []
+        speed = answer.decode_tok_s
+        facts = [f"vote: {answer.vote}"] if answer.vote else []
         facts += [f"{speed} tok/s"] if speed else []
-        lines += [f"### {answer['adapter']}: {answer['prompt']}", ""]
+        lines += [f"### {answer.adapter}: {answer.prompt}", ""]
         lines += [f"_{' · '.join(facts)}_", ""] if facts else []
-        lines += [answer.get("answer") or "_(empty)_", ""]
+        lines += [answer.answer or "_(empty)_", ""]
     return "\n".join(lines)
 
 

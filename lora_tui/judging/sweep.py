@@ -13,6 +13,9 @@ a shard whose hash differs is not saved (the file changed under the sweep). A cl
 that stops answering with no live node left (its raylet died, it went away) stops the
 sweep within a minute instead of waiting for ever.
 
+``RayBackend`` is how ``evaluate.run_eval`` runs on it: the same run as the local one, over
+the same results store.
+
 Ray is an optional extra (``pip install 'lora-tui[ray]'``) and is imported only here.
 """
 
@@ -29,10 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from lora_tui.common.safe_path import NEUTRAL_FOLDER, working_folder
+from lora_tui.engine.foundations import FoundationPrograms, labelled, with_label
 from lora_tui.engine.protocol import ReplyDone
 from lora_tui.engine.types import AdapterInfo, EngineError, GenerationSettings, Message
 from lora_tui.format import sha256_file
-from lora_tui.judging.evaluate import EvalResult, PromptCase
+from lora_tui.judging.evaluate import Answered, EvalResult, Program, PromptCase, RunStopped
 
 SHARD_PROMPTS = 8  # prompts per shard: what a dead actor or a killed driver loses at most
 MAX_REPLACED_ACTORS = 8  # actors that died and were replaced, before the sweep gives up
@@ -50,7 +54,7 @@ class Patience:
     shutdown_s: float = 15.0  # leaving the cluster; a lost one may never let go
 
 
-class SweepStopped(EngineError):
+class SweepStopped(RunStopped):
     """The sweep cannot go on (the cluster lost its nodes, actors keep dying, a program
     changed); every answer saved before stays, and ``--resume`` goes on from them."""
 
@@ -93,6 +97,72 @@ def make_shards(
         todo = [(i, case) for i, case in enumerate(cases) if wanted(i, program)]
         shards += [Shard(program, tuple(todo[i : i + size])) for i in range(0, len(todo), size)]
     return shards
+
+
+class RayBackend:
+    """The programs on a Ray cluster's actors, as ``evaluate.run_eval`` asks them: the
+    cluster at ``address``, or a fresh local one (None). The driver hashes every program
+    before the sweep; an answer is saved under the hash its actor loaded, which is that."""
+
+    def __init__(
+        self,
+        address: str | None,
+        programs: Sequence[tuple[SweepProgram, str]],  # each with its foundation's label
+        tokenizer: Path | None,
+        share: bool,
+        patience: Patience = Patience(),
+    ) -> None:
+        self.address, self.tokenizer, self.share = address, tokenizer, share
+        self.sweep = [program for program, _ in programs]
+        self.labels = {program.name: label for program, label in programs}
+        self.patience = patience
+
+    @classmethod
+    def open(
+        cls,
+        address: str | None,
+        foundations: Sequence[FoundationPrograms],
+        tokenizer: Path | None,
+        share: bool,
+    ) -> RayBackend:
+        """Each foundation read here (not loaded: its programs' names and its label), each
+        program hashed."""
+        from lora_tui.engine.artifacts import open_foundation
+
+        opened = [open_foundation(group.weights, tokenizer) for group in foundations]
+        groups = labelled(foundations, [foundation.quantization for foundation in opened])
+        programs = []
+        for group, foundation in zip(groups, opened, strict=True):
+            for path in group.programs:
+                name = with_label(foundation.entry_for(path)[0], group.label)
+                programs.append(
+                    (SweepProgram(group.weights, path, name, sha256_file(path)), group.label)
+                )
+        return cls(address, programs, tokenizer, share)
+
+    @property
+    def programs(self) -> list[Program]:
+        return [Program(p.name, p.path, self.labels[p.name]) for p in self.sweep]
+
+    def answer(
+        self,
+        cases: Sequence[PromptCase],
+        wanted: Callable[[int, str], bool],
+        settings: GenerationSettings,
+        answered: Callable[[Answered], None],
+    ) -> None:
+        """Shards of what is ``wanted``, on the cluster; left when it is done or stopped."""
+        shards = make_shards(self.sweep, cases, lambda index, program: wanted(index, program.name))
+        ray = connect(self.address)
+
+        def on_answers(shard: Shard, info: AdapterInfo, results: list[EvalResult]) -> None:
+            for (index, _), result in zip(shard.cases, results, strict=True):
+                answered(Answered(index, result, info, shard.program.sha256))
+
+        try:
+            run_sweep(ray, shards, settings, self.tokenizer, self.share, on_answers, self.patience)
+        finally:
+            disconnect(ray)
 
 
 class SweepWorker:

@@ -10,7 +10,8 @@ import random
 from typing import TYPE_CHECKING
 
 from lora_tui.judging.arena import ALL_BAD, LABELS, TIE, Tally, blind_order
-from lora_tui.judging.results import ResultsWriter, vote_record
+from lora_tui.judging.records import VoteRecord
+from lora_tui.judging.results import ResultsWriter
 from lora_tui.ui.rounds import Round
 from lora_tui.ui.widgets.adapter_pane import AdapterPane, PaneState
 from lora_tui.ui.widgets.tally_panel import TallyPanel
@@ -91,7 +92,9 @@ class BlindMode:
             verdict = names[choice] if isinstance(choice, int) else choice
             self.tally.record(names, verdict)
             if self.results is not None:
-                record = vote_record(round.id, round.prompt, names, verdict)
+                record = VoteRecord(
+                    round=round.id, prompt=round.prompt, adapters=tuple(names), verdict=verdict
+                )
                 self.results.append(record, None)
             app.main.query_one(TallyPanel).show(self.tally)
         for pane in app.panes.values():

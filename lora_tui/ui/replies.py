@@ -9,10 +9,11 @@ once it has loaded, each in its round; if it fails to load, or Esc drops them, i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lora_tui.judging.evaluate import EvalResult, PromptCase
-from lora_tui.judging.results import ResultsWriter, origin_fields, reply_record
+from lora_tui.judging.records import AnswerRecord
+from lora_tui.judging.results import ResultsWriter
 from lora_tui.ui.rounds import Round
 from lora_tui.ui.settings import SentSettings
 from lora_tui.ui.widgets.adapter_pane import AdapterPane, PaneState
@@ -200,13 +201,13 @@ class Replies:
         if self.results is None or not prompts:
             return
         name, settings = pane.adapter_name, self.sent_settings(pane.adapter_name)
-        extra = {"round": round.id if round else None, **origin_fields(pane.info)}
+        info, round_id = pane.info, round.id if round else None
         if round is not None and (case := round.case) is not None:
 
-            def scored() -> dict[str, Any]:  # on the writer's thread: a regex takes up to 1 s
-                return {**EvalResult.scored(case, name, done, settings).record(), **extra}
+            def scored() -> AnswerRecord:  # on the writer's thread: a regex takes up to 1 s
+                return EvalResult.scored(case, name, done, settings).record(info, round_id)
 
             self.results.append(scored, pane.path)
         else:
-            record = reply_record(prompts[-1], name, done, settings)
-            self.results.append({**record, **extra}, pane.path)
+            record = AnswerRecord.reply(prompts[-1], name, done, settings, info, round=round_id)
+            self.results.append(record, pane.path)

@@ -13,6 +13,7 @@ from textual.widgets import Input
 
 from lora_tui.demo.build_child import BuildReady
 from lora_tui.engine.foundations import FoundationEngines, FoundationPrograms, foundations_factory
+from lora_tui.judging.records import AnswerRecord, VoteRecord
 from lora_tui.judging.results import read_results
 from lora_tui.ui import opening
 from lora_tui.ui.app import LoraTuiApp
@@ -88,10 +89,8 @@ async def test_each_pane_names_its_foundation_and_loads_on_its_engine(tmp_path: 
         await pilot.pause()
         sent = {q: [n for ns, _ in fake.sent_settings for n in ns] for q, fake in fakes.items()}
         assert sent == {FP32: ["nobel · fp32", "executorch · fp32"], Q4: ["nobel · 8da4w g32"]}
-    answers = [r for r in read_results(tmp_path / "results.jsonl") if r.get("type") != "vote"]
-    origins = {
-        (r["adapter"], r["quantization"], Path(r["foundation"]).parent.name) for r in answers
-    }
+    answers = [r for r in read_results(tmp_path / "results.jsonl") if isinstance(r, AnswerRecord)]
+    origins = {(r.adapter, r.quantization, Path(r.foundation).parent.name) for r in answers}
     assert origins == {
         ("nobel · fp32", FP32, "fp32"),
         ("executorch · fp32", FP32, "fp32"),
@@ -112,9 +111,9 @@ async def test_a_blind_vote_across_foundations_is_recorded_by_full_name(tmp_path
         await pilot.press("a")
         await pilot.pause()
         assert app.blind.tally.standings[order[0]].wins == 1
-    votes = [r for r in read_results(tmp_path / "results.jsonl") if r.get("type") == "vote"]
-    assert len(votes) == 1 and votes[0]["verdict"] == order[0]
-    assert sorted(votes[0]["adapters"]) == sorted(
+    votes = [r for r in read_results(tmp_path / "results.jsonl") if isinstance(r, VoteRecord)]
+    assert len(votes) == 1 and votes[0].verdict == order[0]
+    assert sorted(votes[0].adapters) == sorted(
         ["nobel · fp32", "executorch · fp32", "nobel · 8da4w g32"]
     )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from textual.widgets import Input
 import lora_tui.judging.evaluate
 from lora_tui.engine import Message
 from lora_tui.judging.arena import ALL_BAD
+from lora_tui.judging.records import VoteRecord
 from lora_tui.judging.results import read_results
 from lora_tui.ui.app import LoraTuiApp
 from lora_tui.ui.screens.diff import DiffScreen
@@ -75,10 +77,10 @@ async def test_blind_mode_hides_names_until_the_vote_then_reveals_them(tmp_path:
         await pilot.press("b")  # the vote is in: a second one is not counted
         assert app.blind.tally.votes == 1
     records = read_results(tmp_path / "results.jsonl")
-    votes = [r for r in records if r.get("type") == "vote"]
+    votes = [r for r in records if isinstance(r, VoteRecord)]
     assert (
-        votes == [{**votes[0], "adapters": order, "verdict": order[1]}]
-        and votes[0]["round"] == records[0]["round"] == records[1]["round"]
+        votes == [replace(votes[0], adapters=tuple(order), verdict=order[1])]
+        and votes[0].round == records[0].round == records[1].round
     )
 
 
@@ -239,15 +241,15 @@ async def test_regenerate_answers_again_and_a_fixed_seed_repeats(tmp_path: Path)
         seeds = [s.seed for names, s in engine(app).sent_settings if names == ("executorch",)]
         assert len(seeds) == 2 and seeds[0] != seeds[1]
     records = read_results(tmp_path / "results.jsonl")
-    assert [r["adapter"] for r in records] == [
+    assert [r.adapter for r in records] == [
         "nobel",
         "executorch",
         "nobel",
         "nobel",
         "executorch",
     ]
-    assert len({r["round"] for r in records}) == 1
-    assert [r["settings"]["seed"] for r in records if r["adapter"] == "nobel"] == [7, 7, 7]
+    assert len({r.round for r in records}) == 1
+    assert [r.settings["seed"] for r in records if r.adapter == "nobel"] == [7, 7, 7]
 
 
 async def test_per_pane_temperature_from_the_palette(tmp_path: Path) -> None:
@@ -314,7 +316,7 @@ async def test_prompt_set_runs_every_prompt_through_every_pane_and_scores_it(
         sends = [call for call in engine(app).calls if call[0] == "send"]
         assert [call[2] for call in sends] == [r["prompt"] for r in rows]
     saved = read_results(tmp_path / "results.jsonl")
-    assert [(r["group"], r["adapter"], r["right"]) for r in saved] == [
+    assert [(r.group, r.adapter, r.right) for r in saved] == [
         ("nobel", "nobel", True),
         ("nobel", "executorch", False),
         ("et", "nobel", False),
@@ -390,8 +392,8 @@ async def test_a_regex_out_of_time_is_noted_and_counted_wrong(
         notes = [str(n.message) for n in app._notifications if "counted wrong" in str(n.message)]
         assert notes == [f"regex {CATASTROPHIC!r} took over 0.2 s; counted wrong"]
     saved = read_results(tmp_path / "results.jsonl")  # scored on the writer's thread
-    assert sorted(r["adapter"] for r in saved) == sorted(NAMES)
-    assert all(r["right"] is False and r["note"] == notes[0] for r in saved)
+    assert sorted(r.adapter for r in saved) == sorted(NAMES)
+    assert all(r.right is False and r.note == notes[0] for r in saved)
 
 
 async def test_escape_stops_a_prompt_set_and_shows_what_was_answered(tmp_path: Path) -> None:

@@ -68,7 +68,7 @@ async def test_a_pane_that_loads_late_answers_the_prompts_sent_before(tmp_path: 
         # The two that answered at once show their speed together; the late one its own.
         assert "52.8 together" in str(pane(app, "nobel").query_one(".status").render())
         assert "together" not in str(pane(app, "base").query_one(".status").render())
-    rounds = {(r["adapter"], r["prompt"]): r["round"] for r in read_results(results)}
+    rounds = {(r.adapter, r.prompt): r.round for r in read_results(results)}
     assert rounds[("base", "Who won?")] == rounds[("nobel", "Who won?")] == first.id
     assert rounds[("base", "And in 2023?")] == rounds[("executorch", "And in 2023?")] == second.id
 

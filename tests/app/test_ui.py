@@ -356,16 +356,16 @@ async def test_every_answer_is_saved_to_the_results_file(tmp_path: Path) -> None
         await send(pilot, "Who won?")
         await pilot.pause()
     saved = read_results(results)
-    assert [(r["adapter"], r["prompt"]) for r in saved] == [
+    assert [(r.adapter, r.prompt) for r in saved] == [
         ("nobel", "Who won?"),
         ("executorch", "Who won?"),
     ]
     nobel = saved[0]
-    assert "Hopfield" in nobel["answer"] and nobel["end"] == "stop"
-    assert nobel["ttft_s"] == 0.21 and nobel["decode_tok_s"] == 26.4
-    assert nobel["settings"]["temperature"] == 0.0 and nobel["settings"]["thinking"] is True
-    assert nobel["program"] == str(tmp_path / "nobel.pte")
-    assert len(nobel["program_sha256"]) == 64 and nobel["vote"] is None
+    assert "Hopfield" in nobel.answer and nobel.end == "stop"
+    assert nobel.ttft_s == 0.21 and nobel.decode_tok_s == 26.4
+    assert nobel.settings["temperature"] == 0.0 and nobel.settings["thinking"] is True
+    assert nobel.program == str(tmp_path / "nobel.pte")
+    assert len(nobel.program_sha256) == 64 and nobel.vote is None
 
 
 async def test_a_reply_cut_off_by_quitting_leaves_whole_lines(tmp_path: Path) -> None:

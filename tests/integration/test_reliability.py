@@ -193,6 +193,7 @@ def test_results_file_parses_after_the_app_is_killed_mid_turn(
 ) -> None:
     """SIGKILL 0.3 s after a prompt, while its replies stream: every line already written
     parses, and the answers that finished before are all there."""
+    from lora_tui.judging.records import Record
     from lora_tui.judging.results import read_results
 
     results = tmp_path / "results.jsonl"
@@ -201,7 +202,7 @@ def test_results_file_parses_after_the_app_is_killed_mid_turn(
     app, leader = start_in_pty([*command, *programs, "--results", str(results)])
     try:
         deadline = time.monotonic() + 120
-        finished: list[dict] = []
+        finished: list[Record] = []
         while len(finished) < 2 and time.monotonic() < deadline:
             # Typed until it is answered: keys sent before the app reads them are lost.
             os.write(leader, b"Hello there\r")
@@ -220,7 +221,7 @@ def test_results_file_parses_after_the_app_is_killed_mid_turn(
         os.close(leader)
     lines = results.read_text(encoding="utf-8").splitlines()
     assert all(isinstance(json.loads(line), dict) for line in lines)  # whole lines only
-    assert {r["adapter"] for r in read_results(results)} == {"full", "partial"}
+    assert {r.adapter for r in read_results(results)} == {"full", "partial"}
 
 
 def _drain(fd: int) -> None:

@@ -77,7 +77,7 @@ def test_the_sweep_on_ray_answers_as_the_local_eval(
     hashes = {
         str(tiny_artifacts.program(n)): sha256_file(tiny_artifacts.program(n)) for n in PROGRAMS
     }
-    assert all(hashes[r["program"]] == r["program_sha256"] for r in read_results(out))
+    assert all(hashes[r.program] == r.program_sha256 for r in read_results(out))
 
 
 def wait_for_lines(path: Path, count: int, process: subprocess.Popen, timeout_s: float = 600):

@@ -3,7 +3,6 @@ created 0700, never at a fixed name in /tmp (issue 42)."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import stat
 import tempfile
@@ -74,6 +73,7 @@ def test_a_log_is_not_made_through_a_symlink(state: Path, tmp_path: Path) -> Non
 
 def test_the_demos_build_log_is_in_the_state_folder(state: Path, monkeypatch) -> None:
     import lora_tui.cli.demo as demo_command
+    from lora_tui.cli.options import DemoOptions, Runtime
 
     started: dict[str, Path] = {}
 
@@ -82,8 +82,7 @@ def test_the_demos_build_log_is_in_the_state_folder(state: Path, monkeypatch) ->
         return 0
 
     monkeypatch.setattr(demo_command, "run_app", run_app)
-    args = argparse.Namespace(quantize=("none",), log=None, no_share=False, threads=None)
-    args.results = None
-    assert demo_command.demo_main(args) == 0
+    options = DemoOptions(quantize=("none",), runtime=Runtime(), results=None)
+    assert demo_command.demo_main(options) == 0
     assert started["log"] == state / "lora-tui-demo.log" and started["log"].is_file()
     assert list(Path(tempfile.gettempdir()).iterdir()) == []

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from lora_tui.cli.main import foundation_groups, main
+from lora_tui.cli.main import main
+from lora_tui.cli.options import foundation_groups
 from lora_tui.engine.foundations import (
     FoundationEngines,
     FoundationPrograms,

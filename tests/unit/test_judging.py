@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -57,5 +58,5 @@ def test_results_export_to_json_csv_and_markdown_with_the_votes() -> None:
     ]
     markdown = export_results(records, "md")
     assert "| nobel | 1 | 0 | 0 | 0 | 1016 |" in markdown and "nobel says" in markdown
-    tied = [*records[:2], {**records[2], "verdict": TIE}]
+    tied = [*records[:2], replace(records[2], verdict=TIE)]
     assert {a["vote"] for a in json.loads(export_results(tied, "json"))["answers"]} == {TIE}

@@ -56,7 +56,7 @@ def test_prompts_asking_one_fact_are_scored_per_fact(tmp_path: Path) -> None:
     assert report.score("nobel", "nobel", "physics-2025") == (1, 2)
     assert report.score("nobel", "nobel", "physics-2024") == (1, 1)
     assert report.score("nobel", "nobel") == (2, 3)
-    assert report.results[0].record()["fact"] == "physics-2025"
+    assert report.results[0].record().fact == "physics-2025"
 
 
 # --- a prompt's regex is a stranger's (issue 42) ----------------------------------------------
@@ -81,11 +81,11 @@ def test_a_regex_that_runs_out_of_time_counts_wrong_with_a_note(
     assert result.right is False
     assert result.note is not None and "\n" not in result.note
     assert "took over 0.2 s; counted wrong" in result.note and "(?:(a+)\\\\1)+c" in result.note
-    assert result.record()["note"] == result.note
+    assert result.record().note == result.note
     report = EvalReport(["nobel"], results=[result, result])
     assert report.notes == [result.note]
     plain = EvalResult.scored(PromptCase("q", "g", regex="a"), "nobel", done, GenerationSettings())
-    assert plain.right is True and "note" not in plain.record()
+    assert plain.right is True and plain.record().note is None
 
 
 def test_a_regex_that_is_not_a_string_refuses_the_file(tmp_path: Path) -> None:

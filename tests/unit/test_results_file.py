@@ -8,7 +8,7 @@ from __future__ import annotations
 import errno
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -17,32 +17,31 @@ import lora_tui.judging.results as results_module
 from lora_tui.engine.foundations import FoundationPrograms
 from lora_tui.engine.types import GenerationSettings, ReplyEnd
 from lora_tui.judging.evaluate import EvalResult, PromptCase
+from lora_tui.judging.records import AnswerRecord, VoteRecord
 from lora_tui.judging.results import (
     ResultsError,
     ResultsFile,
     ResultsWriter,
-    answer_key,
     check_results_target,
     input_files,
     read_results,
-    run_identity,
-    vote_record,
 )
+from lora_tui.judging.store import run_identity
 
 PROMPTS = b'{"prompt": "Who won?", "keywords": ["Clarke"]}\n{"prompt": "Name a backend."}'
 
 
-def answer(prompt: str, end: str = "stop") -> dict:
-    """An answer line as lora-tui writes it (before the file adds program and time)."""
-    return {"prompt": prompt, "adapter": "nobel", "answer": "x", "end": end, "settings": {}}
+def answer(prompt: str, end: str = "stop") -> AnswerRecord:
+    """An answer as lora-tui writes it (before the file adds program and time)."""
+    return AnswerRecord(prompt=prompt, adapter="nobel", answer="x", end=ReplyEnd(end), settings={})
 
 
 def line(prompt: str, end: str = "stop") -> bytes:
-    return (json.dumps(answer(prompt, end)) + "\n").encode()
+    return (json.dumps(answer(prompt, end).to_json()) + "\n").encode()
 
 
 def prompts_of(path: Path) -> list[str]:
-    return [r["prompt"] for r in read_results(path)]
+    return [r.prompt for r in read_results(path)]
 
 
 def test_a_half_written_last_line_is_cut_off_and_the_next_starts_whole(tmp_path: Path) -> None:
@@ -92,7 +91,9 @@ def test_votes_and_answers_the_app_writes_make_a_results_file(tmp_path: Path) ->
     path = tmp_path / "session.jsonl"
     writer = ResultsFile(path)
     writer.append(answer("Who?"), None)
-    writer.append(vote_record("r1", "Who?", ["nobel", "base"], "nobel"), None)
+    writer.append(
+        VoteRecord(round="r1", prompt="Who?", adapters=("nobel", "base"), verdict="nobel")
+    )
     writer.close()
     check_results_target(path, [])
     ResultsFile(path).close()
@@ -154,7 +155,7 @@ def test_reading_skips_a_damaged_line_with_one_warning(tmp_path: Path) -> None:
     glued = b'{"prompt": "b", "ans' + line("c")  # what a short write left before
     path.write_bytes(line("a") + glued + line("d") + b"[1, 2]\n")
     warnings: list[str] = []
-    assert [r["prompt"] for r in read_results(path, warnings.append)] == ["a", "d"]
+    assert [r.prompt for r in read_results(path, warnings.append)] == ["a", "d"]
     assert warnings == [f"{path}: skipped 2 line(s) that are not results lines (2, 4)"]
     path.write_bytes(line("a") + glued)
     ResultsFile(path).close()  # damage in a results file does not stop it taking more
@@ -163,25 +164,25 @@ def test_reading_skips_a_damaged_line_with_one_warning(tmp_path: Path) -> None:
 
 def test_an_answer_is_known_by_prompt_program_foundation_tokenizer_and_settings() -> None:
     settings = asdict(GenerationSettings(temperature=0.0, max_new_tokens=16))
-    line = {"prompt": "Who?", "program_sha256": "ab" * 32, "settings": settings, "time": "t1"}
-    line |= {"foundation_sha256": "f" * 64, "tokenizer_sha256": "7" * 64}
-    again = {**line, "time": "t2", "answer": "other", "settings": dict(reversed(settings.items()))}
-    assert answer_key(line) == answer_key(again)
-    longer = {**line, "settings": {**settings, "max_new_tokens": 32}}
-    assert answer_key(line) != answer_key(longer)
+    line = replace(answer("Who?"), program_sha256="ab" * 32, settings=settings, time="t1")
+    line = replace(line, foundation_sha256="f" * 64, tokenizer_sha256="7" * 64)
+    again = replace(line, time="t2", answer="other", settings=dict(reversed(settings.items())))
+    assert line.key() == again.key()
+    longer = replace(line, settings={**settings, "max_new_tokens": 32})
+    assert line.key() != longer.key()
     for field in ("program_sha256", "foundation_sha256", "tokenizer_sha256"):
-        assert answer_key(line) != answer_key({**line, field: "cd" * 32}), field
-        assert answer_key(line) != answer_key({k: v for k, v in line.items() if k != field})
+        assert line.key() != replace(line, **{field: "cd" * 32}).key(), field
+        assert line.key() != replace(line, **{field: None}).key(), field
 
 
 def test_a_saved_answer_is_scored_again_by_this_runs_prompt() -> None:
     case = PromptCase("Who?", "nobel", ("Clarke",))
-    record = {"answer": "John Clarke", "end": "stop", "right": False}
+    record = replace(answer("Who?"), answer="John Clarke", right=False)
     result = EvalResult.from_record(case, "nobel", record, GenerationSettings())
     assert result.resumed and result.right is True and result.done.end is ReplyEnd.STOP
-    failed = EvalResult.from_record(case, "nobel", {**record, "end": "error"}, GenerationSettings())
-    assert failed.right is False
-    assert json.loads(json.dumps(result.record()))["answer"] == "John Clarke"
+    failed = replace(record, end=ReplyEnd.ERROR)
+    assert EvalResult.from_record(case, "nobel", failed, GenerationSettings()).right is False
+    assert json.loads(json.dumps(result.record().to_json()))["answer"] == "John Clarke"
 
 
 # --- never an input ------------------------------------------------------------------------

@@ -4,29 +4,23 @@ Stand-in files: the keys hash bytes, nothing is loaded."""
 
 from __future__ import annotations
 
-import argparse
-import io
 from pathlib import Path
 
-from rich.console import Console
-
-from lora_tui.cli.eval import Saved
 from lora_tui.engine.foundations import FoundationPrograms
 from lora_tui.engine.protocol import ReplyDone
 from lora_tui.engine.types import GenerationSettings, ReplyEnd
 from lora_tui.judging.evaluate import EvalResult, PromptCase
+from lora_tui.judging.store import ResultsStore
 
 SETTINGS = GenerationSettings(temperature=0.0, max_new_tokens=8)
 ASKED = PromptCase("Who won?", "nobel")
 FAILED = PromptCase("Name a backend.", "executorch")
 
 
-def run_args(tmp_path: Path, resume: bool) -> argparse.Namespace:
+def store(tmp_path: Path, resume: bool, warn=print) -> ResultsStore:
     weights, program = tmp_path / "foundation.ptd", tmp_path / "nobel.pte"
     group = FoundationPrograms(weights, (program,))
-    return argparse.Namespace(
-        out=tmp_path / "run.jsonl", resume=resume, tokenizer=None, foundations=[group]
-    )
+    return ResultsStore(tmp_path / "run.jsonl", [group], None, SETTINGS, resume, warn)
 
 
 def first_run(tmp_path: Path) -> Path:
@@ -34,29 +28,28 @@ def first_run(tmp_path: Path) -> Path:
     for name, data in (("foundation.ptd", b"weights"), ("nobel.pte", b"program")):
         (tmp_path / name).write_bytes(data)
     (tmp_path / "tokenizer.json").write_text('{"model": "bpe"}')
-    saved = Saved(run_args(tmp_path, resume=False), SETTINGS, Console(file=io.StringIO()))
+    saved = store(tmp_path, resume=False)
     program = tmp_path / "nobel.pte"
     for case, end in ((ASKED, ReplyEnd.STOP), (FAILED, ReplyEnd.ERROR)):
         done = ReplyDone("nobel", "an answer", end, None, "boom" if end == "error" else None)
-        saved.append(EvalResult.scored(case, "nobel", done, SETTINGS), program, None)
+        saved.save(EvalResult.scored(case, "nobel", done, SETTINGS).record(), program)
     saved.close()
     with (tmp_path / "run.jsonl").open("a") as out:
         out.write('{"prompt": "Who won?", "ans{"prompt": "x"}\n')  # a glued line
     return program
 
 
-def resumed(tmp_path: Path) -> tuple[Saved, str]:
-    shown = io.StringIO()
-    saved = Saved(run_args(tmp_path, resume=True), SETTINGS, Console(file=shown, width=400))
-    return saved, shown.getvalue()
+def resumed(tmp_path: Path) -> tuple[ResultsStore, list[str]]:
+    warnings: list[str] = []
+    return store(tmp_path, resume=True, warn=warnings.append), warnings
 
 
 def test_resume_keeps_whole_answers_retries_errors_and_skips_damage(tmp_path: Path) -> None:
     program = first_run(tmp_path)
     saved, shown = resumed(tmp_path)
-    assert saved.earlier(ASKED, program) is not None
-    assert saved.earlier(FAILED, program) is None  # asked again
-    assert shown.count("\n") == 1 and "warning" in shown and "skipped 1 line" in shown
+    assert saved.earlier(ASKED.prompt, program) is not None
+    assert saved.earlier(FAILED.prompt, program) is None  # asked again
+    assert len(shown) == 1 and "skipped 1 line" in shown[0]
     saved.close()
 
 
@@ -64,14 +57,14 @@ def test_resume_asks_again_over_another_foundation_or_tokenizer(tmp_path: Path) 
     program = first_run(tmp_path)
     (tmp_path / "foundation.ptd").write_bytes(b"other weights, same names")
     saved, _ = resumed(tmp_path)
-    assert saved.earlier(ASKED, program) is None
+    assert saved.earlier(ASKED.prompt, program) is None
     saved.close()
     (tmp_path / "foundation.ptd").write_bytes(b"weights")
     (tmp_path / "tokenizer_config.json").write_text('{"chat_template": "another"}')
     saved, _ = resumed(tmp_path)
-    assert saved.earlier(ASKED, program) is None
+    assert saved.earlier(ASKED.prompt, program) is None
     saved.close()
     (tmp_path / "tokenizer_config.json").unlink()
     saved, _ = resumed(tmp_path)
-    assert saved.earlier(ASKED, program) is not None  # the same run again
+    assert saved.earlier(ASKED.prompt, program) is not None  # the same run again
     saved.close()

@@ -1,0 +1,125 @@
+"""What the command line asked for, typed: each command's options, made once from the parsed
+arguments (``main.py`` declares them) by its ``from_args``, which checks what argparse
+cannot (how programs group under their foundations, ``--resume`` without ``--out``) and
+raises ``ValueError`` with the one line to print. Nothing here loads torch."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from lora_tui.engine.foundations import FoundationPrograms
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How programs run: every command that runs them takes these."""
+
+    log: Path | None = None
+    threads: int | None = None
+    share: bool = True  # XNNPACK's weight cache (--no-share turns it off)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Runtime:
+        return cls(args.log, args.threads, not args.no_share)
+
+
+@dataclass(frozen=True)
+class Programs:
+    """Which programs: each foundation with the programs over it, and the tokenizer."""
+
+    foundations: tuple[FoundationPrograms, ...]
+    tokenizer: Path | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Programs:
+        return cls(tuple(foundation_groups(args.weights, args.programs)), args.tokenizer)
+
+
+def foundation_groups(weights: list[list[Path]], loose: list[Path]) -> list[FoundationPrograms]:
+    """``--weights`` groups as given, each foundation with the programs after it; programs
+    given apart belong to a lone foundation. A ``ValueError`` says what is wrong."""
+    if len(weights) > 1 and loose:
+        raise ValueError(
+            f"{loose[0]}: with several --weights, each foundation's programs follow it "
+            "(--weights A.ptd a.pte --weights B.ptd b.pte)"
+        )
+    groups = []
+    for index, (foundation, *programs) in enumerate(weights):
+        if foundation.suffix == ".pte":
+            raise ValueError(f"--weights takes the foundation (.ptd) first, not {foundation}")
+        programs += loose if index == 0 else []
+        if not programs:
+            raise ValueError(f"--weights {foundation}: no programs over it")
+        groups.append(FoundationPrograms(foundation, tuple(programs)))
+    given = [g.weights.resolve() for g in groups]
+    if len(set(given)) < len(given):
+        raise ValueError("a foundation is given twice: list its programs after one --weights")
+    return groups
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    programs: Programs
+    runtime: Runtime
+    results: Path | None  # --results; None: a new file in the user's data folder
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> CompareOptions:
+        return cls(Programs.from_args(args), Runtime.from_args(args), args.results)
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    quantize: tuple[str, ...]  # the demo's quantizations, each once, in order
+    runtime: Runtime
+    results: Path | None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> DemoOptions:
+        return cls(tuple(args.quantize), Runtime.from_args(args), args.results)
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    programs: Programs
+    runtime: Runtime
+    prompt: str
+    max_new_tokens: int
+    json: bool
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> BenchOptions:
+        programs, runtime = Programs.from_args(args), Runtime.from_args(args)
+        return cls(programs, runtime, args.prompt, args.max_new_tokens, args.json)
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    programs: Programs
+    runtime: Runtime
+    prompts: tuple[Path, ...]
+    out: Path | None  # the results file
+    resume: bool
+    ray: bool  # on a Ray cluster: the one at ray_address, else a fresh local one
+    ray_address: str | None
+    max_new_tokens: int
+    json: bool
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> EvalOptions:
+        programs = Programs.from_args(args)
+        if args.resume and not args.out:
+            raise ValueError("--resume needs --out RESULTS.jsonl")
+        return cls(
+            programs,
+            Runtime.from_args(args),
+            tuple(args.prompts),
+            args.out,
+            args.resume,
+            ray=args.ray is not None,
+            ray_address=None if args.ray in (None, "local") else args.ray,
+            max_new_tokens=args.max_new_tokens,
+            json=args.json,
+        )
