@@ -3,7 +3,6 @@ JSON object."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,7 +52,7 @@ def bench_main(options: BenchOptions) -> int:
     refused = [row for row in rows if isinstance(row, Refused)]
     status = 1 if refused else 0
     if options.json:
-        console.print_json(json.dumps(_report(hosts, rows)))
+        console.print_json(data=_report(hosts, rows), ensure_ascii=True)  # no raw controls
         return status
     for row in refused:
         print_error(errors, "lora-tui bench", row.error)

@@ -5,7 +5,6 @@ store (``judging/store.py``); this module picks them, shows the progress and pri
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +56,8 @@ def eval_main(options: EvalOptions) -> int:
     for note in report.notes:  # marks that may be wrong (a regex that ran out of time)
         print_warning(errors, PROG, note)
     if options.json:
-        console.print_json(json.dumps(report.as_json(), ensure_ascii=False))
+        # Escaped to ASCII: a prompt's C1 controls (\x9b is CSI) must not reach the terminal.
+        console.print_json(data=report.as_json(), ensure_ascii=True)
         return 0
     for table in report_tables(report):
         console.print(table)
