@@ -293,7 +293,7 @@ def _handle(host: ModelHost, command: object) -> list[EngineEvent]:
             if command.checked is not None:
                 host.accept_check(path, *command.checked)
             info = host.load(path, command.name)
-            return [Loaded(info.name, info)]
+            return [Loaded(info.name, info), *host.probed(info.name)]
         except Exception as err:  # EngineError, or anything the runtime raised
             return [LoadFailed(name, command.path, one_line(err))]
     names = (command.adapter,) if isinstance(command, Send) else getattr(command, "names", None)
