@@ -42,6 +42,7 @@ from lora_tui.engine.protocol import (
     Load,
     Loaded,
     LoadFailed,
+    Probed,
     ReplyDone,
     Send,
     Shutdown,
@@ -283,7 +284,7 @@ def _serve(conn: Connection, host: ModelHost, step_limit_s: float) -> None:
             conn.send(events)
 
 
-def _handle(host: ModelHost, command: object) -> list[EngineEvent]:
+def _handle(host: ModelHost, command: object) -> list[EngineEvent | Probed]:
     """Carry out one command. Whatever goes wrong becomes an event for the adapters it
     concerns; nothing ends the worker."""
     if isinstance(command, Load):

@@ -21,6 +21,7 @@ from tests.support.artifacts import ALL_TARGETS, MAX_CONTEXT, TinyArtifacts
 from tests.support.tiny import build_adapter
 
 GREEDY = GenerationSettings(temperature=0.0, max_new_tokens=16)
+LOADS_S = 600.0  # four checks and loads on two cores shared with other work: a real margin
 UNTRAINED = "all its lora_B weights are zero (PEFT's initial value: saved before training?)"
 
 
@@ -74,11 +75,11 @@ def test_an_untrained_adapter_loaded_beside_the_base_is_flagged_with_no_change(
     try:
         for name in ("zero", "full", "base", "partial"):  # the base after an adapter, too
             engine.load(with_zero.program(name))
-        got = events.wait_for(lambda got: sum(isinstance(e, Loaded) for e in got) == 4)
+        got = events.wait_for(lambda got: sum(isinstance(e, Loaded) for e in got) == 4, LOADS_S)
         # A NoEffect comes with the base's Loaded or the adapter's, whichever is later.
         hello = [Message("user", "Hello there")]
         engine.send({"zero": hello}, GREEDY)
-        got = events.wait_for(lambda got: any(isinstance(e, ReplyDone) for e in got))
+        got = events.wait_for(lambda got: any(isinstance(e, ReplyDone) for e in got), LOADS_S)
     finally:
         engine.close()
     assert [e for e in got if isinstance(e, NoEffect)] == [NoEffect("zero", "base", 0.0)]
@@ -92,7 +93,7 @@ def test_without_a_base_program_nothing_is_probed_against(
     try:
         engine.load(with_zero.program("zero"))
         engine.send({"zero": [Message("user", "Hello")]}, GREEDY)
-        got = events.wait_for(lambda got: any(isinstance(e, ReplyDone) for e in got))
+        got = events.wait_for(lambda got: any(isinstance(e, ReplyDone) for e in got), LOADS_S)
     finally:
         engine.close()
     assert not any(isinstance(e, NoEffect) for e in got)
