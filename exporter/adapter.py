@@ -51,6 +51,9 @@ class Adapter:
     weights: dict[str, torch.Tensor]  # ExecuTorch names (layers.N.attention.wq.lora_a.weight ...)
     source_sha256: str
     size_bytes: int  # adapter_model.safetensors on disk
+    # Why the adapter may do nothing, or less than meant, in one line (None: no doubt):
+    # its weights all zero, or target_modules naming no module of the base.
+    warning: str | None = None
 
     def manifest_entry(self) -> dict[str, Any]:
         return {
@@ -132,7 +135,9 @@ def load_adapter(name: str, directory: Path, shape: LlamaShape) -> Adapter:
     # Every shape and rank is checked from the file's header, before any tensor is read or
     # padded: a rank of 65536 over a 576-wide base is refused, not allocated.
     plan = _plan(safetensors_shapes(weights_path), settings, shape, weights_path)
-    weights, targets, rank = _convert(read_safetensors(weights_path), plan, shape)
+    raw = read_safetensors(weights_path)
+    weights, targets, rank = _convert(raw, plan, shape)
+    doubts = [_zero_weights(raw, plan), _unmatched_targets(config.get("target_modules"), shape)]
     digest = hashlib.sha256()
     for part in (config_path, weights_path):
         digest.update(part.read_bytes())
@@ -146,7 +151,63 @@ def load_adapter(name: str, directory: Path, shape: LlamaShape) -> Adapter:
         weights=weights,
         source_sha256=digest.hexdigest(),
         size_bytes=weights_path.stat().st_size,
+        warning="; ".join(d for d in doubts if d) or None,
     )
+
+
+def _zero_weights(
+    raw: dict[str, torch.Tensor], plan: dict[tuple[int, str], _Planned]
+) -> str | None:
+    """Why the adapter adds exactly nothing, if it does: in every module it adapts, A or B
+    (or the scale) is zero. PEFT starts every lora_B at zero, so an adapter saved before
+    training exports, loads and answers as the base does."""
+    if all(not raw[p.lora_b].any() for p in plan.values()):
+        return "all its lora_B weights are zero (PEFT's initial value: saved before training?)"
+    if all(not raw[p.lora_a].any() for p in plan.values()):
+        return "all its lora_A weights are zero"
+    if all(not (p.scale and raw[p.lora_a].any() and raw[p.lora_b].any()) for p in plan.values()):
+        return "each module it adapts has a zero lora_A, lora_B or scale"
+    return None
+
+
+def _unmatched_targets(targets: Any, shape: LlamaShape) -> str | None:
+    """Which of adapter_config's target_modules name no module of the base, matched as PEFT
+    matches them (a list: a module's name or the end of it after a dot; a string: a
+    regular expression for the whole name, or "all-linear"). PEFT ignores a name that
+    matches nothing as long as another matches, so a typo there is silently not trained."""
+    modules = [
+        f"model.layers.{layer}.{'self_attn' if p[0] in 'qkvo' else 'mlp'}.{p}"
+        for layer in range(shape.n_layers)
+        for p in PROJECTIONS
+    ]
+    if isinstance(targets, str):
+        if targets == "all-linear" or _any_fullmatch(targets, modules):
+            return None
+        return f"its target_modules {quoted(targets)} match no module of the base"
+    names = [t for t in targets or () if isinstance(t, str)]
+    missing = [t for t in names if not any(m == t or m.endswith(f".{t}") for m in modules)]
+    if not missing:
+        return None
+    which = ", ".join(quoted(t) for t in missing[:4]) + (", ..." if len(missing) > 4 else "")
+    if len(missing) == len(names):
+        return f"none of its target_modules names a module of the base ({which})"
+    matched = len(names) - len(missing)
+    return f"{matched} of its {len(names)} target_modules name a module of the base (not {which})"
+
+
+def _any_fullmatch(pattern: str, names: list[str]) -> bool:
+    """PEFT's ``re.fullmatch(target_modules, name)``, with a time limit: the pattern is a
+    stranger's. One that does not compile or runs out of time matches nothing."""
+    deadline = time.monotonic() + PATTERN_SECONDS
+    try:
+        compiled = regex.compile(pattern)
+        for name in names:
+            left = deadline - time.monotonic()
+            if left <= 0 or compiled.fullmatch(name, timeout=left) is not None:
+                return left > 0
+    except (regex.error, RecursionError, TimeoutError):
+        pass
+    return False
 
 
 def _refuse_unsupported(config: dict[str, Any], origin: Path) -> None:
@@ -253,6 +314,17 @@ def _pairs(
 ) -> dict[tuple[int, str], dict[str, str]]:
     """{(layer, projection): {"A": its key, "B": its key}} from PEFT's weight names."""
     pairs: dict[tuple[int, str], dict[str, str]] = {}
+    if (
+        shapes
+        and not any(_KEY.match(key) for key in shapes)
+        and _why(first := next(iter(shapes))) == _OTHER
+    ):
+        # Not one weight for a module of the base: an error rather than a warning and a
+        # program that answers as the base does (it would hold no LoRA weight at all).
+        raise ExportError(
+            f"{origin}: none of its {len(shapes)} weights is for a module of the base, "
+            f"such as {quoted(first, 80)} ({_OTHER}): an adapter for another model?"
+        )
     for key in shapes:
         match = _KEY.match(key)
         if match is None:
@@ -333,4 +405,7 @@ def _why(key: str) -> str:
         return "LoRA bias is not supported"
     if "embed_tokens" in key or "lm_head" in key or "lora_embedding" in key:
         return "only q,k,v,o,gate,up,down projections can be adapted"
-    return "not a LoRA weight of a Llama q,k,v,o,gate,up,down projection"
+    return _OTHER
+
+
+_OTHER = "not a LoRA weight of a Llama q,k,v,o,gate,up,down projection"

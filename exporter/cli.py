@@ -154,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     console.print(size_table(result))
     for phase, seconds in result.phase_seconds.items():
         console.print(literal(f"{phase}: {seconds:.1f} s", "dim"))  # "fill NAME.pte": text
+    for name, warning in result.warnings.items():  # names and target names are text
+        console.print(literal(f"warning: {name}: {warning}", "yellow"), soft_wrap=True)
     return 0
 
 

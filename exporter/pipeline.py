@@ -60,6 +60,7 @@ class ExportResult:
     built: list[str]  # program names written in this run
     reused_foundation: bool
     phase_seconds: dict[str, float] = field(default_factory=dict)
+    warnings: dict[str, str] = field(default_factory=dict)  # adapter name -> why it may do nothing
 
 
 class Events(Protocol):
@@ -143,7 +144,9 @@ class _Export:
             )
         finally:
             shutil.rmtree(self.staging, ignore_errors=True)
-        return ExportResult(manifest, [n for n, _ in programs], existing is not None, self.timings)
+        doubts = {a.name: a.warning for a in adapters if a.warning}
+        built = [n for n, _ in programs]
+        return ExportResult(manifest, built, existing is not None, self.timings, doubts)
 
     def build(self, name: str, adapter: Adapter | None) -> ProgramEntry:
         """One program into the staging folder: the base's lowered, an adapter's filled into

@@ -11,12 +11,15 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+import torch
+
 from lora_tui.engine.artifacts import Foundation, open_foundation
 from lora_tui.engine.foundations import FoundationPrograms, labelled
 from lora_tui.engine.loading import ProgramFacts, load_module, warm_up
 from lora_tui.engine.memory import MIB, MemorySample, sample, sample_tree
 from lora_tui.engine.preflight import CHECKER_MODULE, Preflight
-from lora_tui.engine.protocol import ReplyDone
+from lora_tui.engine.probe import probe_tokens
+from lora_tui.engine.protocol import Probed, ReplyDone
 from lora_tui.engine.session import AdapterSession, Event, Reply
 from lora_tui.engine.sharing import configure_sharing
 from lora_tui.engine.threads import configure_threads, resize_after_fork
@@ -149,9 +152,12 @@ class ModelHost:
         before = self.measure()
         started = time.perf_counter()
         module = load_module(pte, self.foundation.path)
-        warm_up(module, pte, self.foundation.path)
         chat = self.foundation.chat.for_program(list(facts.eos_ids), facts.bos_id)
+        probe = probe_tokens(chat.tokenizer, facts.bos_id, facts.vocab_size)
+        # The warm-up is the probe: a few tokens cost about what one does.
+        logits = warm_up(module, pte, self.foundation.path, probe[: facts.max_prefill])
         session = AdapterSession(name, module, chat, facts)
+        session.probe = _probe(session, probe, logits)
         load_s = time.perf_counter() - started
         after = self.measure()
         info = AdapterInfo(
@@ -176,6 +182,14 @@ class ModelHost:
         self.sessions[name] = session
         self.infos[name] = info
         return info
+
+    def probed(self, name: str) -> list[Probed]:
+        """The load probe of ``name`` (once), for the router to compare with the base's."""
+        session, info = self.sessions.get(name), self.infos.get(name)
+        if session is None or info is None or session.probe is None:
+            return []
+        (tokens, logits), session.probe = session.probe, None
+        return [Probed(name, info.kind == "base", tokens, logits)]
 
     def _breakdown(
         self, pte: Path, facts: ProgramFacts, entry: ProgramEntry | None
@@ -260,6 +274,19 @@ class ModelHost:
         """Run one adapter's reply to the end; how it ended, its text and its speed."""
         events = self.generate(name, messages, settings)
         return [e for e in events if isinstance(e, ReplyDone)][-1]
+
+
+def _probe(
+    session: AdapterSession, tokens: list[int], logits: torch.Tensor
+) -> tuple[tuple[int, ...], bytes]:
+    """The probe's last logits, run on where the warm-up left off (a program that takes
+    fewer tokens at once than the probe has). The session's cache stays empty, so the first
+    reply prefills from position 0, over what the probe left, as after any warm-up."""
+    step = session.facts.max_prefill
+    for start in range(step, len(tokens), step):
+        logits = session.forward(tokens[start : start + step], start)
+    last = logits.reshape(-1, logits.shape[-1])[-1].to(torch.float32)
+    return tuple(tokens), last.contiguous().numpy().tobytes()
 
 
 def _file_key(path: Path) -> tuple[Path, int, int]:

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lora_tui.common.lifetime import die_with_parent
+from lora_tui.engine.probe import NoEffectWatch
 from lora_tui.engine.protocol import (
     Cancel,
     Clear,
@@ -53,6 +54,7 @@ from lora_tui.engine.protocol import (
     Load,
     LoadFailed,
     Piece,
+    Probed,
     ReplyDone,
     Send,
     Shutdown,
@@ -124,6 +126,7 @@ class Router:
         self.step_limit_s = step_limit_s
         self.lanes: list[Lane] = []
         self.seed: AdapterSession | None = None  # held so its packed weights stay cached
+        self.no_effect = NoEffectWatch()  # each program's load probe, against the base's
         # Adapters being checked, each with the commands for it that arrived meanwhile.
         self.checking: dict[str, list[object]] = {}
         self._to_check: queue.SimpleQueue[tuple[Load, str] | None] = queue.SimpleQueue()
@@ -182,6 +185,7 @@ class Router:
             elif (lane := self.owners.get(name)) is not None:
                 if isinstance(command, Unload):
                     lane.adapters.pop(name, None)
+                    self.no_effect.forget(name)
                 else:
                     lane.replies.setdefault(name, [])
                 _tell(lane, command)
@@ -309,10 +313,13 @@ class Router:
 
     def forward(self, lane: Lane) -> None:
         try:
-            events: list[EngineEvent] = lane.conn.recv()
+            received: list[EngineEvent | Probed] = lane.conn.recv()
         except (EOFError, OSError):
             self._lane_ended(lane)
             return
+        events = [e for e in received if not isinstance(e, Probed)]
+        for probe in (e for e in received if isinstance(e, Probed)):
+            events += self.no_effect.probed(probe)
         for event in events:
             if isinstance(event, Piece) and event.adapter in lane.replies:
                 lane.replies[event.adapter].append(event.text)
@@ -320,6 +327,7 @@ class Router:
                 lane.replies.pop(event.adapter, None)
             elif isinstance(event, LoadFailed):
                 lane.adapters.pop(event.adapter, None)
+                self.no_effect.forget(event.adapter)
         self.app.send(events)
 
     def _lane_ended(self, lane: Lane) -> None:
@@ -329,6 +337,8 @@ class Router:
         if code != -STUCK:
             self.app.send([EngineFailed(f"engine lane exited ({_describe(code)})")])
             raise EOFError  # one lane's programs are gone: restart the engine
+        for name in lane.adapters:
+            self.no_effect.forget(name)
         self.app.send(self._stopped(lane))
 
     def _stopped(self, lane: Lane) -> list[EngineEvent]:

@@ -4,6 +4,7 @@ method meta and constant methods give. The pre-flight checker and the engine bot
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,12 +36,12 @@ def position_input(pos: int) -> torch.Tensor:
     return torch.tensor([pos], dtype=torch.long)
 
 
-def warm_up(module: Any, pte: Path, ptd: Path) -> torch.Tensor:
-    """Run one token: loads the method and packs its weights now, so load time and memory
-    are measured at load. Position 0 is overwritten by the first real prefill. Returns the
-    logits."""
+def warm_up(module: Any, pte: Path, ptd: Path, tokens: Sequence[int] = (0,)) -> torch.Tensor:
+    """Run ``tokens`` from position 0: loads the method and packs its weights now, so load
+    time and memory are measured at load. What they leave in the KV cache is overwritten by
+    the first real prefill, which starts at 0 too. Returns the logits."""
     try:
-        return module.forward([token_input([0]), position_input(0)])[0]
+        return module.forward([token_input(list(tokens)), position_input(0)])[0]
     except RuntimeError as err:
         # NotFound (0x20) or InvalidExternalData (0x24): a weight the program names is not in
         # the .ptd, or not as the program expects it.

@@ -79,7 +79,24 @@ class ReplyDone:
     forgotten: int = 0
 
 
-AdapterEvent = Loaded | LoadFailed | Piece | ReplyDone
+@dataclass(frozen=True)
+class NoEffect:
+    """The adapter's logits on the load probe (``probe.py``) equal those of the base program
+    over the same foundation, within the engine's tolerance: it answers as the base does
+    (an untrained adapter, all-zero lora_B, the wrong target names). Sent once per load."""
+
+    adapter: str
+    base: str  # the base program's name
+    max_logit_change: float  # the largest absolute change the adapter made to a logit
+
+    @property
+    def warning(self) -> str:
+        """The one line its pane shows."""
+        change = f"{self.max_logit_change:.1e}" if self.max_logit_change else "0.0"
+        return f"no effect: its logits equal {self.base}'s (largest change {change})"
+
+
+AdapterEvent = Loaded | LoadFailed | Piece | ReplyDone | NoEffect
 EngineEvent = EngineReady | EngineFailed | AdapterEvent
 
 
@@ -123,6 +140,17 @@ class Clear:
 @dataclass(frozen=True)
 class Shutdown:
     pass
+
+
+@dataclass(frozen=True)
+class Probed:
+    """From a lane to its router, right after a program loads: its last logits on the probe,
+    for the router to compare with the base program's (never sent on to the UI)."""
+
+    adapter: str
+    base: bool  # the program is a base (its manifest entry's kind)
+    tokens: tuple[int, ...]  # the probe it ran
+    logits: bytes  # float32, one per token of the vocabulary
 
 
 # --- to and from the pre-flight checker (preflight.py) --------------------------------------

@@ -41,6 +41,8 @@ class AdapterSession:
     facts: ProgramFacts
     cached: list[int] = field(default_factory=list)  # tokens whose K/V sit at positions 0..n-1
     last_reply_tokens: list[int] = field(default_factory=list)
+    # The load probe's tokens and last logits (float32 bytes), until the host hands them on.
+    probe: tuple[tuple[int, ...], bytes] | None = None
 
     def forward(self, tokens: list[int], pos: int) -> torch.Tensor:
         outputs = self.module.forward([token_input(tokens), position_input(pos)])

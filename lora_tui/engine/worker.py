@@ -42,6 +42,7 @@ from lora_tui.engine.protocol import (
     Load,
     Loaded,
     LoadFailed,
+    Probed,
     ReplyDone,
     Send,
     Shutdown,
@@ -283,7 +284,7 @@ def _serve(conn: Connection, host: ModelHost, step_limit_s: float) -> None:
             conn.send(events)
 
 
-def _handle(host: ModelHost, command: object) -> list[EngineEvent]:
+def _handle(host: ModelHost, command: object) -> list[EngineEvent | Probed]:
     """Carry out one command. Whatever goes wrong becomes an event for the adapters it
     concerns; nothing ends the worker."""
     if isinstance(command, Load):
@@ -293,7 +294,7 @@ def _handle(host: ModelHost, command: object) -> list[EngineEvent]:
             if command.checked is not None:
                 host.accept_check(path, *command.checked)
             info = host.load(path, command.name)
-            return [Loaded(info.name, info)]
+            return [Loaded(info.name, info), *host.probed(info.name)]
         except Exception as err:  # EngineError, or anything the runtime raised
             return [LoadFailed(name, command.path, one_line(err))]
     names = (command.adapter,) if isinstance(command, Send) else getattr(command, "names", None)

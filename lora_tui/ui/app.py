@@ -94,8 +94,7 @@ class LoraTuiApp(LiteralNotices, App[int]):
         self.transcript_dir, self.cursor_blink = transcript_dir or Path.cwd(), cursor_blink
         self.memory_interval_s, self.tool_memory = memory_interval_s, tool_memory
         self.panes: dict[str, AdapterPane] = {}
-        self.main = MainScreen()
-        self.pieces = PieceBuffer()
+        self.main, self.pieces = MainScreen(), PieceBuffer()
         self.build = (
             PendingBuild(build, self.panes.values, self.supervisor.start, self.notify)
             if build
@@ -225,6 +224,8 @@ class LoraTuiApp(LiteralNotices, App[int]):
             self.replies.load_failed(pane, event.error)
         elif isinstance(event, events.ReplyDone):
             await self.replies.finish_reply(pane, event)
+        elif isinstance(event, events.NoEffect):  # it answers as the base does
+            pane.notice(event.warning)
 
     def _from_writer(self, text: str, ok: bool) -> None:
         severity = "information" if ok else "error"

@@ -178,3 +178,27 @@ async def test_a_build_that_fails_quoting_a_path_says_so_as_written(tmp_path: Pa
         assert "build failed: /cache/x[/]/foundation.ptd: cut short" in shown
         assert "/cache/x[/]/foundation.ptd: cut short" in toasts(app)
         assert_no_controls(shown)
+
+
+async def test_an_adapter_that_does_nothing_says_so_in_its_pane_as_written(
+    tmp_path: Path,
+) -> None:
+    """Issue 44: the engine's NoEffect (its load probe gave the base's logits) becomes one
+    line in that adapter's pane, the base's name as written; the other panes show none."""
+    base = "base[v2]"
+    app = make_app(["zero", "nobel", base], tmp_path, no_effect={"zero": (base, 0.0)})
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        warning = "no effect: its logits equal base[v2]'s (largest change 0.0)"
+        notices = {
+            name: [str(n.render()) for n in pane(app, name).query(".notice")]
+            for name in ("zero", "nobel", base)
+        }
+        assert notices == {"zero": [warning], "nobel": [], base: []}
+        app.selected = 0
+        await pilot.press("f2")  # the pane maximized: the warning on one line of the screen
+        await pilot.pause()
+        assert warning in screen_text(app)
+        await pilot.press("f2")
+        await send(pilot, "Hello")  # the warning is no part of what the adapter is sent
+        assert [m.role for m in pane(app, "zero").messages()] == ["user", "assistant"]

@@ -11,7 +11,15 @@ from pathlib import Path
 
 from exporter.base import PROJECTIONS
 from lora_tui.engine.memory import MemorySample
-from lora_tui.engine.protocol import EngineEvent, EngineReady, Loaded, LoadFailed, Piece, ReplyDone
+from lora_tui.engine.protocol import (
+    EngineEvent,
+    EngineReady,
+    Loaded,
+    LoadFailed,
+    NoEffect,
+    Piece,
+    ReplyDone,
+)
 from lora_tui.engine.types import (
     AdapterInfo,
     GenerationSettings,
@@ -63,15 +71,18 @@ class FakeEngine:
         foundation_mib: float = 513.4,
         quantization: str | None = None,
         replies: Mapping[str, str] | None = None,
+        no_effect: Mapping[str, tuple[str, float]] | None = None,
     ) -> None:
         """``foundation``, ``foundation_mib`` and ``quantization``: what it runs over (its
         programs' quantization is "8da4w g32" for names starting "q-" unless given).
-        ``replies``: adapter name -> its answer, over the fixed ``REPLIES``."""
+        ``replies``: adapter name -> its answer, over the fixed ``REPLIES``. ``no_effect``:
+        adapter name -> (base, largest logit change): its load is followed by ``NoEffect``."""
         self.on_event = on_event
         self.foundation, self.quantization = foundation, quantization
         self.hold = hold
         self.replies = {**REPLIES, **(replies or {})}
         self.fail = fail or {}
+        self.no_effect = no_effect or {}
         self.slow_loads = slow_loads  # loads wait for finish_loads()
         self.late = frozenset(late)  # these adapters' loads wait for finish_loads()
         self.waiting: list[tuple[Path, str]] = []
@@ -145,6 +156,8 @@ class FakeEngine:
                 ),
             )
         )
+        if name in self.no_effect:  # as the engine's load probe finds it
+            self.on_event(NoEffect(name, *self.no_effect[name]))
 
     def unload(self, name: str) -> None:
         self.calls.append(("unload", name))

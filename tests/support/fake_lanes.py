@@ -9,12 +9,13 @@ until it is cancelled, or hang a step for ever.
 from __future__ import annotations
 
 import time
+from array import array
 from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 from lora_tui.engine.lanes import Router
-from lora_tui.engine.protocol import Piece, ReplyDone
+from lora_tui.engine.protocol import Piece, Probed, ReplyDone
 from lora_tui.engine.types import (
     AdapterInfo,
     EngineError,
@@ -45,6 +46,7 @@ class FakeHost:
     * ``slow*``: its check waits until a file named like it with ``.go`` exists;
     * ``stuck*``: the first step of its reply never returns;
     * ``endless*``: its reply streams until it is cancelled;
+    * ``base*``: a base program; ``zero*``: its load probe gives the base's logits;
     * any other: answers "hello" in two pieces.
 
     A program that does not exist fails its check, as a missing file does.
@@ -89,6 +91,13 @@ class FakeHost:
         )
         self.sessions[name], self.infos[name] = pte, info
         return info
+
+    def probed(self, name: str) -> list[Probed]:
+        """A load probe: ``base*`` programs are bases, ``zero*`` ones give the base's logits
+        and the others a logit 0.5 off."""
+        program = self.sessions[name].stem
+        logits = array("f", [1.0, -2.0, 0.5 if program.startswith(("base", "zero")) else 1.0])
+        return [Probed(name, program.startswith("base"), (1, 5, 7), logits.tobytes())]
 
     def unload(self, name: str) -> list[Event]:
         self.sessions.pop(name, None)

@@ -234,9 +234,11 @@ def build_adapter(
     alpha: float = 16,
     targets: list[str] | None = None,
     seed: int = 1,
+    trained: bool = True,
     **lora_kwargs: Any,
 ) -> Path:
-    """A PEFT adapter with random (non-zero) A and B over the base in ``base_dir``."""
+    """A PEFT adapter with random (non-zero) A and B over the base in ``base_dir``; with
+    ``trained=False``, as PEFT makes it before training (random A, every B zero)."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
@@ -257,7 +259,7 @@ def build_adapter(
     torch.manual_seed(seed)
     with torch.no_grad():
         for name, param in model.named_parameters():
-            if "lora_" in name:
+            if "lora_" in name and trained:
                 param.normal_(0.0, 0.1)
     model.save_pretrained(directory, safe_serialization=True)
     return directory

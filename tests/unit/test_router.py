@@ -19,9 +19,12 @@ from lora_tui.engine.protocol import (
     Load,
     Loaded,
     LoadFailed,
+    NoEffect,
+    Probed,
     ReplyDone,
     Send,
     Shutdown,
+    Unload,
 )
 from lora_tui.engine.types import GenerationSettings, Message, ReplyEnd
 from tests.support import fake_lanes
@@ -154,3 +157,26 @@ def test_a_step_that_never_returns_is_that_panes_error(tmp_path: Path) -> None:
     assert [e.text for e in done if e.adapter == "fine"] == ["hello", "hello"]
     [failed] = [e for e in got if isinstance(e, LoadFailed)]
     assert failed.adapter == "stuck" and failed.path == stuck  # it is unloaded: load it again
+
+
+def test_an_adapter_whose_probe_equals_the_bases_is_flagged_once(tmp_path: Path) -> None:
+    """Issue 44: each load's probe goes to the router, never to the app; an adapter in any
+    lane whose logits equal the base program's gets one NoEffect, loaded before the base or
+    after it, and a trained one none. With the base unloaded, nothing is compared."""
+    zero, base, trained, late = programs(tmp_path, "zero", "base", "trained", "zero_late")
+    with router(max_lanes=2) as app:
+        events = Events(app)
+        app.send(Load(zero))  # before any base: nothing to compare with yet
+        events.wait_for(loaded("zero"))
+        app.send(Load(base))
+        app.send(Load(trained))
+        events.wait_for(lambda got: loaded("base")(got) and loaded("trained")(got))
+        app.send(Unload("base"))
+        app.send(Load(late))  # no base open any more
+        got = events.wait_for(loaded("zero_late"))
+    assert not any(isinstance(e, Probed) for e in got)
+    flagged = [e for e in got if isinstance(e, NoEffect)]
+    assert flagged == [NoEffect("zero", "base", 0.0)]
+    # The base's Loaded comes first, so the pane it names is known when the warning comes.
+    kinds = [(type(e).__name__, e.adapter) for e in got if isinstance(e, Loaded | NoEffect)]
+    assert kinds.index(("NoEffect", "zero")) > kinds.index(("Loaded", "base"))
