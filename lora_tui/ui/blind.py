@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from lora_tui.judging.arena import ALL_BAD, LABELS, TIE, Tally, blind_order
 from lora_tui.judging.results import ResultsWriter, vote_record
-from lora_tui.ui.rounds import Round
+from lora_tui.judging.rounds import Round
 from lora_tui.ui.widgets.adapter_pane import AdapterPane, PaneState
 from lora_tui.ui.widgets.tally_panel import TallyPanel
 from lora_tui.ui.widgets.vote_bar import MAX_PANES, VoteBar

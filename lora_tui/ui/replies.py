@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from lora_tui.judging.evaluate import EvalResult, PromptCase
 from lora_tui.judging.results import ResultsWriter, origin_fields, reply_record
-from lora_tui.ui.rounds import Round
+from lora_tui.judging.rounds import Round
 from lora_tui.ui.settings import SentSettings
 from lora_tui.ui.widgets.adapter_pane import AdapterPane, PaneState
 
