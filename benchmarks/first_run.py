@@ -61,7 +61,7 @@ async def first_answer(app, report: dict) -> None:
         app.broadcast = False
         app.main.prompt.value = PROMPT
         await pilot.press("enter")
-        while pane.last_reply is None:
+        while pane.conversation.last_reply is None:
             await pilot.pause(0.1)
         report["first_answer_s"] = since_start()
         report["first_answer_by"] = pane.adapter_name

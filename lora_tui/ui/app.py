@@ -300,12 +300,13 @@ class LoraTuiApp(LiteralNotices, App[int]):
         self.main.prompt.focus()
 
     def action_diff(self) -> None:
-        answered = [p for p in self.panes.values() if p.last_reply is not None]
+        replies = {p: p.conversation.last_reply for p in self.panes.values()}
+        answered = [p for p, reply in replies.items() if reply is not None]
         if len(answered) < 2:
             self.notify("the diff needs two panes with an answer", severity="warning")
             return
         left = answered.index(self.selected_pane) if self.selected_pane in answered else 0
-        self.push_screen(DiffScreen([(p.shown_name, p.last_reply or "") for p in answered], left))
+        self.push_screen(DiffScreen([(p.shown_name, replies[p] or "") for p in answered], left))
 
     async def action_regenerate(self, every_pane: bool) -> None:
         """Answer the last prompt again, in the selected pane or in all of them."""
@@ -320,7 +321,7 @@ class LoraTuiApp(LiteralNotices, App[int]):
             await pane.clear()
 
     def action_save_transcript(self) -> None:
-        panes = [(p.adapter_name, p.turns) for p in self.panes.values()]
+        panes = [(p.adapter_name, p.conversation.turns) for p in self.panes.values()]
         try:
             self.notify(save_transcript(panes, self.transcript_dir), title="transcript")
         except OSError as err:
@@ -328,7 +329,7 @@ class LoraTuiApp(LiteralNotices, App[int]):
 
     def action_copy_last_reply(self) -> None:
         pane = self.selected_pane
-        reply = pane.last_reply if pane else None
+        reply = pane.conversation.last_reply if pane else None
         if pane is None or reply is None:
             self.notify("the selected adapter has not replied yet", severity="warning")
             return

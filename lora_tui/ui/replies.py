@@ -167,7 +167,7 @@ class Replies:
         self.answering.update(dict.fromkeys(by_name, round))
         overrides = {name: pane.overrides for name, pane in by_name.items()}
         for settings, group in self.sent.group(self.app.settings, overrides).items():
-            engine.send({name: by_name[name].messages() for name in group}, settings)
+            engine.send({name: by_name[name].conversation.messages for name in group}, settings)
 
     def sent_settings(self, adapter: str) -> GenerationSettings:
         return self.sent.of(adapter, self.app.settings)
@@ -196,7 +196,7 @@ class Replies:
                 self._round_over(round)
 
     def _record(self, pane: AdapterPane, done: ReplyDone, round: Round | None) -> None:
-        prompts = [t.text for t in pane.turns if t.role == "user"]
+        prompts = pane.conversation.prompts
         if self.results is None or not prompts:
             return
         name, settings = pane.adapter_name, self.sent_settings(pane.adapter_name)

@@ -225,15 +225,18 @@ async def test_regenerate_answers_again_and_a_fixed_seed_repeats(tmp_path: Path)
         nobel = app.panes["nobel"]
         nobel.set_override("seed", 7)
         await send(pilot, "Who won?")
-        first = nobel.last_reply
+        first = nobel.conversation.last_reply
         await pilot.press("ctrl+r")  # the selected pane: nobel
         await pilot.pause()
         # The same conversation again, less the reply it replaces.
         assert engine(app).calls[-1] == ("send", ("nobel",), "Who won?")
         assert engine(app).conversations["nobel"] == [Message("user", "Who won?")]
-        assert nobel.last_reply == first and "seed 7" in (first or "")
-        assert [t.role for t in nobel.turns] == ["user", "assistant"]  # replaced, not added
-        assert len(nobel.conversation.query(".user-message")) == 1
+        assert nobel.conversation.last_reply == first and "seed 7" in (first or "")
+        assert [t.role for t in nobel.conversation.turns] == [
+            "user",
+            "assistant",
+        ]  # replaced, not added
+        assert len(nobel.scroll_view.query(".user-message")) == 1
         await pilot.press("f5")  # every pane; executorch draws a new seed each time
         await pilot.pause()
         seeds = [s.seed for names, s in engine(app).sent_settings if names == ("executorch",)]

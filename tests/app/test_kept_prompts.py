@@ -17,7 +17,7 @@ from tests.support.pilot import SIZE, engine, make_app, notifications, pane, sen
 
 def shown(app, name: str) -> str:
     """The plain lines a pane's conversation shows (prompts, notes, errors)."""
-    return "\n".join(str(w.render()) for w in pane(app, name).conversation.query(Static))
+    return "\n".join(str(w.render()) for w in pane(app, name).scroll_view.query(Static))
 
 
 def sends(app) -> list[tuple]:
@@ -116,7 +116,9 @@ async def test_a_pane_whose_load_fails_says_it_missed_the_prompt(tmp_path: Path)
         executorch = pane(app, "executorch")
         assert executorch.state is PaneState.ERROR
         assert "not sent: this adapter failed to load" in shown(app, "executorch")
-        assert any(t.role == "notice" and "Who won?" in t.text for t in executorch.turns)
+        assert any(
+            t.role == "notice" and "Who won?" in t.text for t in executorch.conversation.turns
+        )
         assert round.finished.is_set() and round.adapters == ["nobel"]  # it dropped out
         assert sends(app) == [("send", ("nobel",), "Who won?")]
 
@@ -169,7 +171,7 @@ async def test_clearing_drops_what_a_loading_pane_kept(tmp_path: Path) -> None:
         engine(app).finish_loads()
         await pilot.pause()
         assert sends(app) == [("send", ("nobel",), "Who won?")]
-        assert pane(app, "executorch").turns == []
+        assert pane(app, "executorch").conversation.turns == []
 
 
 async def test_the_selected_pane_keeps_a_prompt_while_it_loads(tmp_path: Path) -> None:
@@ -185,8 +187,8 @@ async def test_the_selected_pane_keeps_a_prompt_while_it_loads(tmp_path: Path) -
         for _ in range(2):
             await pilot.pause()
         assert sends(app) == [("send", ("executorch",), "What is a .pte?")]
-        assert pane(app, "executorch").last_reply == REPLIES["executorch"]
-        assert pane(app, "nobel").turns == []
+        assert pane(app, "executorch").conversation.last_reply == REPLIES["executorch"]
+        assert pane(app, "nobel").conversation.turns == []
 
 
 async def test_blind_mode_still_waits_for_every_adapter(tmp_path: Path) -> None:

@@ -60,7 +60,9 @@ async def test_names_errors_prompts_and_answers_show_as_written(tmp_path: Path) 
         assert shown.count(PROMPT_SHOWN) == 3 and shown.count(ANSWER_SHOWN) == 3
         assert f"{STYLE}  " in shown  # the memory panel's row of it
         assert_no_controls(shown)
-        assert pane(app, ESCAPED).turns[0].text == PROMPT  # what is sent is what was typed
+        assert (
+            pane(app, ESCAPED).conversation.turns[0].text == PROMPT
+        )  # what is sent is what was typed
 
         await pilot.press("ctrl+b")  # the prompt bar names the selected pane
         await pilot.pause()

@@ -21,8 +21,11 @@ async def test_send_goes_to_every_adapter(tmp_path: Path) -> None:
         await pilot.pause()
         await send(pilot, "Who won?")
         assert ("send", ("nobel", "executorch"), "Who won?") in engine(app).calls
-        assert pane(app, "nobel").last_reply and "Hopfield" in pane(app, "nobel").last_reply
-        assert ".pte" in (pane(app, "executorch").last_reply or "")
+        assert (
+            pane(app, "nobel").conversation.last_reply
+            and "Hopfield" in pane(app, "nobel").conversation.last_reply
+        )
+        assert ".pte" in (pane(app, "executorch").conversation.last_reply or "")
         assert app.query_one("#prompt", Input).value == ""
         assert pane(app, "nobel").state == "ready"
         status = str(pane(app, "nobel").query_one(".status").render())
@@ -51,7 +54,7 @@ async def test_send_to_the_selected_adapter_only(tmp_path: Path) -> None:
         assert "→ executorch" in str(app.query_one("#target").render())
         await send(pilot, "What is a .pte?")
         assert ("send", ("executorch",), "What is a .pte?") in engine(app).calls
-        assert pane(app, "nobel").turns == []
+        assert pane(app, "nobel").conversation.turns == []
 
 
 async def test_keys_switch_between_adapters(tmp_path: Path) -> None:
@@ -113,7 +116,9 @@ async def test_escape_cancels_and_keeps_the_partial_reply(tmp_path: Path) -> Non
         assert ("cancel", None) in engine(app).calls
         nobel = pane(app, "nobel")
         assert nobel.state == "cancelled"
-        assert nobel.turns[-1].note == "cancelled" and nobel.turns[-1].text.startswith("The 2024")
+        assert nobel.conversation.turns[-1].note == "cancelled" and nobel.conversation.turns[
+            -1
+        ].text.startswith("The 2024")
 
 
 async def test_load_another_program_while_running(tmp_path: Path) -> None:
@@ -173,7 +178,7 @@ async def test_clear_forgets_conversations(tmp_path: Path) -> None:
         await pilot.press("ctrl+l")  # while it answers: the cancelled reply arrives after
         await pilot.pause()
         assert ("clear", None) in engine(app).calls
-        assert pane(app, "nobel").turns == []
+        assert pane(app, "nobel").conversation.turns == []
         engine(app).hold = False
         await send(pilot, "Hello")
         assert engine(app).conversations["nobel"] == [Message("user", "Hello")]

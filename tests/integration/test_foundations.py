@@ -114,7 +114,9 @@ async def test_the_app_runs_each_foundation_on_its_own_engine(
         }
         assert len(app.main.memory_panel.foundations) == 2
         await send(pilot, "Say something.")
-        await wait_for(pilot, lambda: all(p.last_reply is not None for p in app.panes.values()))
+        await wait_for(
+            pilot, lambda: all(p.conversation.last_reply is not None for p in app.panes.values())
+        )
         sample = app.engine.memory()
         assert sample is not None and sample.processes >= 4  # two workers, each with a lane
 
@@ -133,4 +135,6 @@ async def test_a_foundation_opened_from_the_palette_runs_beside_the_first(
         await wait_for(pilot, lambda: name in app.main.memory_panel.adapters)
         assert app.main.memory_panel.adapters[name].quantization == "8da4w g32"
         await send(pilot, "Say something.")
-        await wait_for(pilot, lambda: all(p.last_reply is not None for p in app.panes.values()))
+        await wait_for(
+            pilot, lambda: all(p.conversation.last_reply is not None for p in app.panes.values())
+        )

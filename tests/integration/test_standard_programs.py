@@ -100,10 +100,10 @@ async def test_app_answers_from_export_llm_and_lora_export_programs(
         app.settings = GenerationSettings(temperature=0.0, max_new_tokens=8)
         app.main.query_one("#prompt").value = PROMPTS[0]
         await pilot.press("enter")
-        await wait_for(pilot, lambda: all(p.last_reply for p in app.panes.values()))
+        await wait_for(pilot, lambda: all(p.conversation.last_reply for p in app.panes.values()))
         panes = app.panes
         assert set(panes) == {"full", "llm_full"}
-        assert panes["llm_full"].last_reply == panes["full"].last_reply
+        assert panes["llm_full"].conversation.last_reply == panes["full"].conversation.last_reply
         assert panes["llm_full"].border_subtitle == "rank unknown (no manifest)"
 
 
