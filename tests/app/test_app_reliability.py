@@ -20,7 +20,7 @@ async def test_enter_before_the_adapters_are_ready_keeps_the_prompt(tmp_path: Pa
         await send(pilot, "Who won?")
         assert not [c for c in engine(app).calls if c[0] == "send"]
         # Each pane keeps it (tests/app/test_kept_prompts.py) and answers once loaded.
-        notes = [str(n.render()) for p in app.panes.values() for n in p.query(".notice")]
+        notes = [str(n.render()) for p in app.main.panes.values() for n in p.query(".notice")]
         assert len(notes) == 2 and all("waiting for this adapter to load" in n for n in notes)
         engine(app).finish_loads()
         for _ in range(2):
@@ -134,7 +134,7 @@ async def test_a_100_kb_paste_is_sent_whole_and_the_app_stays_usable(tmp_path: P
         sent = [c for c in engine(app).calls if c[0] == "send"]
         assert len(sent[-1][2]) == len(huge.strip())
         await pilot.press("tab")
-        assert app.selected == 1
+        assert app.main.selected == 1
         assert pane(app, "nobel").conversation.last_reply
 
 
@@ -152,7 +152,7 @@ async def test_resizing_to_40x12_while_streaming(tmp_path: Path) -> None:
         await pilot.pause()
         await pilot.resize_terminal(*SIZE)
         await pilot.pause()
-        assert all(p.state == "cancelled" for p in app.panes.values())
+        assert all(p.state == "cancelled" for p in app.main.panes.values())
         assert app.main.query_one("#panes").styles.grid_size_columns == 2
 
 

@@ -51,21 +51,22 @@ async def test_killed_engine_is_replaced_and_the_next_prompt_prefills_the_kept_t
         tmp_path,
     )
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: all(p.state == "ready" for p in app.panes.values()))
+        await wait_for(pilot, lambda: all(p.state == "ready" for p in app.main.panes.values()))
         await send(pilot, "What is the capital of France?")
         await wait_for(
-            pilot, lambda: all(p.conversation.last_reply is not None for p in app.panes.values())
+            pilot,
+            lambda: all(p.conversation.last_reply is not None for p in app.main.panes.values()),
         )
-        await wait_for(pilot, lambda: all(p.state == "ready" for p in app.panes.values()))
+        await wait_for(pilot, lambda: all(p.state == "ready" for p in app.main.panes.values()))
         full = pane(app, "full")
         first_turns = list(full.conversation.turns)
         old_pid = worker_pid(app)
         os.kill(old_pid, signal.SIGKILL)
         await wait_for(pilot, lambda: app.engine is not None and worker_pid(app) != old_pid)
         assert any("engine process exited" in n for n in notifications(app))
-        await wait_for(pilot, lambda: all(p.state == "ready" for p in app.panes.values()))
+        await wait_for(pilot, lambda: all(p.state == "ready" for p in app.main.panes.values()))
         assert full.conversation.turns == first_turns  # the conversation is still on screen
-        app.settings = GenerationSettings(temperature=0.0, max_new_tokens=6)
+        app.session.settings = GenerationSettings(temperature=0.0, max_new_tokens=6)
         await send(pilot, "And of Italy?")
         await wait_for(pilot, lambda: full.state == "ready" and len(full.conversation.turns) == 4)
         assert full.last_stats and full.last_stats.reused_tokens == 0  # a new KV cache...

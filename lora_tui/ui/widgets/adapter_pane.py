@@ -10,6 +10,7 @@ from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
 from textual.reactive import var
 from textual.widgets import Markdown, ProgressBar, Static
 
@@ -56,6 +57,11 @@ class AdapterPane(Vertical):
     ``adapter_name``."""
 
     ALLOW_MAXIMIZE = True
+
+    class Failed(Message):
+        """It will not answer (its load, its build or its engine failed): the prompts it
+        kept are missed."""
+
     # Watched, not repainting: the watchers update the status line, which is all that changes.
     state = var(PaneState.LOADING)
     selected = var(False)
@@ -214,6 +220,7 @@ class AdapterPane(Vertical):
         self.detail = ""
         self.state = PaneState.ERROR
         self.scroll_view.mount(Static(literal(error), classes="error-text"))
+        self.post_message(self.Failed())
 
     async def keep(self, user_text: str) -> None:
         """A prompt it cannot answer yet (it is still loading, or answers one kept before):
