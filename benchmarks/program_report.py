@@ -118,7 +118,7 @@ def main() -> int:
         )
         for name, count in row["kernels"].items():  # type: ignore[union-attr]
             print(f"  {count:>5}  {name}")
-    write_results("program_report", rows)
+    write_results("program_report", {"programs": rows})
     return 0
 
 

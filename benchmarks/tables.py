@@ -69,7 +69,9 @@ def parallel_panes_table(report: dict) -> list[str]:
     return lines
 
 
-def program_report_table(rows: list) -> list[str]:
+def program_report_table(report: dict | list) -> list[str]:
+    # Files from before provenance hold the rows alone.
+    rows = report["programs"] if isinstance(report, dict) else report
     header = [
         "program",
         "delegate calls",
@@ -497,12 +499,44 @@ def fuzz_programs_table(report: dict) -> list[str]:
     return lines
 
 
+INPUT_KINDS = {
+    "manifest": "`manifest.json`",
+    "adapter_config": "`adapter_config.json`",
+    "config": "base `config.json`",
+    "gguf": "GGUF header",
+    "tokenizer": "`tokenizer.json`, `tokenizer_config.json`",
+    "prompts": "prompt set (`.jsonl`)",
+    "results": "results file (`.jsonl`)",
+}
+INPUT_VERDICTS = ("refused in one line", "handled", "traceback", "hang", "out of memory")
+
+
+def fuzz_inputs_table(report: dict) -> list[str]:
+    header = [
+        "input",
+        "read by",
+        "cases",
+        *INPUT_VERDICTS[:2],
+        *(f"**{v}**" for v in INPUT_VERDICTS[2:]),
+    ]
+    lines = _head(header)
+    for kind, entry in report["kinds"].items():
+        commands = ", ".join(f"`{c}`" for c in entry["by_command"])
+        counts = [entry["verdicts"][v] for v in INPUT_VERDICTS]
+        lines.append(_row([INPUT_KINDS.get(kind, kind), commands, entry["cases"], *counts]))
+    totals = [report["totals"][v] for v in INPUT_VERDICTS]
+    cases = sum(entry["cases"] for entry in report["kinds"].values())
+    lines.append(_row(["**total**", "", cases, *totals[:2], *(f"**{n}**" for n in totals[2:])]))
+    return lines
+
+
 TABLES: dict[str, Callable[..., list[str]]] = {
     "demo_eval": demo_eval_table,
     "ship_choice": ship_choice_table,
     "ray_sweep": ray_sweep_table,
     "ray_resume": ray_resume_table,
     "fuzz_programs": fuzz_programs_table,
+    "fuzz_inputs": fuzz_inputs_table,
     "decode_op_costs": decode_op_costs_table,
     "vs_llamacpp": vs_llamacpp_table,
     "speed_summary": speed_summary_table,

@@ -85,9 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def size_table(result: ExportResult, out: Path) -> Table:
+def size_table(result: ExportResult) -> Table:
     manifest = result.manifest
-    table = Table(title=literal(f"Artifacts in {out}"), title_justify="left")
+    table = Table()
     table.add_column("file")
     table.add_column("size", justify="right")
     table.add_column("adapter safetensors", justify="right")
@@ -143,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     if result is None:
         return code
-    console.print(size_table(result, args.out))
+    # The folder on a line of its own: a table's title wraps at the table's width.
+    console.print(literal(f"Artifacts in {args.out}"), soft_wrap=True)
+    console.print(size_table(result))
     for phase, seconds in result.phase_seconds.items():
         console.print(literal(f"{phase}: {seconds:.1f} s", "dim"))  # "fill NAME.pte": text
     return 0
