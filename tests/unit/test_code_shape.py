@@ -67,3 +67,21 @@ def test_the_apps_own_actions_are_its_app_wide_keys() -> None:
     own = {name.removeprefix("action_") for name in vars(LoraTuiApp) if name.startswith("action_")}
     bound = {binding.action.removeprefix("app.").split("(")[0] for binding in APP_BINDINGS}
     assert own <= bound, own - bound
+
+
+def test_no_part_of_the_ui_but_the_app_is_handed_the_app() -> None:
+    # Features that took the app wrote into it (``app.broadcast = True``, ``app.sub_title``):
+    # a part is handed what it uses (the panes, a notify, a way to show a dialog) instead,
+    # so no module of the UI but app.py names the app's class or Textual's.
+    knows = []
+    for path in sorted((ROOT / "lora_tui" / "ui").rglob("*.py")):
+        if path.name == "app.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module in (
+                "textual.app",
+                "lora_tui.ui.app",
+            ):
+                if any(alias.name in ("App", "LoraTuiApp") for alias in node.names):
+                    knows.append(str(path.relative_to(ROOT)))
+    assert knows == []

@@ -3,8 +3,8 @@ prompt set to run, and the settings they change (the session's temperature, repl
 and thinking switch, a pane's own temperature or seed).
 
 Each answer is checked (``settings.py``); one that is not valid is a notice saying what is
-allowed. Esc changes nothing. The dialogs show over the app's screen and change only the
-session's settings or the pane they are asked about."""
+allowed. Esc changes nothing. The dialogs are handed how to show a question and a notice,
+never the app, and change only the session's settings or the pane they are asked about."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
-
-from textual.app import App
 
 from lora_tui.ui.opening import parse_paths
 from lora_tui.ui.screens.ask import AskScreen
@@ -27,29 +25,8 @@ from lora_tui.ui.settings import (
 from lora_tui.ui.widgets.adapter_pane import AdapterPane
 
 T = TypeVar("T")
-
-
-def ask(
-    app: App[Any],
-    screen: AskScreen,
-    parse: Callable[[str], T],
-    apply: Callable[[T], object],
-    empty_too: bool = False,
-) -> None:
-    """Ask in a dialog; ``parse`` the answer and ``apply`` it, or say in a notice why it is
-    not valid. Esc (and an empty answer, unless ``empty_too``) changes nothing."""
-
-    def answered(answer: str | None) -> None:
-        if answer is None or (not answer and not empty_too):
-            return
-        try:
-            value = parse(answer)
-        except ValueError as err:
-            app.notify(str(err), severity="error")  # the app's notices are text, not markup
-            return
-        apply(value)
-
-    app.push_screen(screen, answered)
+# Shows a question's screen and calls back with its answer (None: Esc): ``push_screen``.
+Show = Callable[[AskScreen, Callable[[str | None], None]], Any]
 
 
 def can_think(panes: Iterable[AdapterPane]) -> bool:
@@ -59,16 +36,41 @@ def can_think(panes: Iterable[AdapterPane]) -> bool:
 
 class Dialogs:
     def __init__(
-        self, app: Callable[[], App[Any]], session: Session, panes: Mapping[str, AdapterPane]
+        self,
+        show: Show,
+        notify: Callable[..., None],
+        session: Session,
+        panes: Mapping[str, AdapterPane],
     ) -> None:
-        """``app()``: the running app, which shows the dialogs and the notices; ``panes``:
+        """``show`` a question's screen, ``notify`` what was changed or refused; ``panes``:
         the main screen's."""
-        self.app, self.session, self.panes = app, session, panes
+        self.show, self.notify, self.session, self.panes = show, notify, session, panes
+
+    def ask(
+        self,
+        screen: AskScreen,
+        parse: Callable[[str], T],
+        apply: Callable[[T], object],
+        empty_too: bool = False,
+    ) -> None:
+        """Ask in a dialog; ``parse`` the answer and ``apply`` it, or say in a notice why it is
+        not valid. Esc (and an empty answer, unless ``empty_too``) changes nothing."""
+
+        def answered(answer: str | None) -> None:
+            if answer is None or (not answer and not empty_too):
+                return
+            try:
+                value = parse(answer)
+            except ValueError as err:
+                self.notify(str(err), severity="error")  # text, not markup (notices.py)
+                return
+            apply(value)
+
+        self.show(screen, answered)
 
     def temperature(self) -> None:
         current = self.session.settings.temperature
-        ask(
-            self.app(),
+        self.ask(
             AskScreen("Temperature (0 = greedy):", str(current)),
             parse_temperature,
             lambda value: self.update(temperature=value),
@@ -76,8 +78,7 @@ class Dialogs:
 
     def max_tokens(self) -> None:
         current = self.session.settings.max_new_tokens
-        ask(
-            self.app(),
+        self.ask(
             AskScreen("Max new tokens per reply:", str(current)),
             parse_max_tokens,
             lambda value: self.update(max_new_tokens=value),
@@ -94,8 +95,7 @@ class Dialogs:
             "empty: a new one each reply):",
         }[setting]
         parse = parse_pane_temperature if setting == "temperature" else parse_seed
-        ask(
-            self.app(),
+        self.ask(
             AskScreen(question, str(pane.overrides.get(setting, ""))),
             lambda answer: parse(answer) if answer else None,
             lambda value: pane.set_override(setting, value),
@@ -110,13 +110,13 @@ class Dialogs:
         else:
             question = "Load adapter programs (.pte) over a foundation already open:"
             placeholder = "path/to/adapter.pte …"
-        ask(self.app(), AskScreen(question, placeholder=placeholder), parse_paths, load)
+        self.ask(AskScreen(question, placeholder=placeholder), parse_paths, load)
 
     def prompt_set(self, run: Callable[[Path], object]) -> None:
         """A prompt set to run through every pane."""
         question = "Run a prompt set (JSON Lines, as lora-tui eval reads) through every pane:"
         screen = AskScreen(question, placeholder="path/to/prompts.jsonl")
-        ask(self.app(), screen, lambda answer: Path(answer).expanduser(), run)
+        self.ask(screen, lambda answer: Path(answer).expanduser(), run)
 
     def toggle_thinking(self) -> None:
         self.update(thinking=not self.session.settings.thinking)
@@ -127,7 +127,7 @@ class Dialogs:
         settings = self.session.settings = replace(self.session.settings, **changes)
         shown = can_think(self.panes.values())
         thinking = f", thinking {'on' if settings.thinking else 'off'}" if shown else ""
-        self.app().notify(
+        self.notify(
             f"temperature {settings.temperature}, max new tokens {settings.max_new_tokens}"
             + thinking,
             title="settings",

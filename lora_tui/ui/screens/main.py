@@ -67,7 +67,9 @@ class MainScreen(LiteralNotices, Screen[None]):
         self.panes: dict[str, AdapterPane] = {}  # in the order they show
         self.blind = BlindSession()
         self.replies = Replies(self.panes, session, self._round_over, self.notify)
-        self.dialogs = Dialogs(lambda: self.app, session, self.panes)
+        # A dialog shows over the app when asked, after this screen is mounted.
+        show = lambda screen, answered: self.app.push_screen(screen, answered)  # noqa: E731
+        self.dialogs = Dialogs(show, self.notify, session, self.panes)
         self.pieces = PieceBuffer()
 
     def compose(self) -> ComposeResult:
