@@ -42,12 +42,12 @@ async def shoot(question: str, out: Path, modes: list[str], adapters: list[str])
         suggestions=suggested_prompts(),
     )
     async with app.run_test(size=(150, 36)) as pilot:
-        while any(p.state == "loading" for p in app.panes.values()):
+        while any(p.state == "loading" for p in app.main.panes.values()):
             await asyncio.sleep(0.2)
         app.main.query_one("#prompt", Input).value = question
         await pilot.press("enter")
         await asyncio.sleep(1.0)
-        while any(p.state == "generating" for p in app.panes.values()):
+        while any(p.state == "generating" for p in app.main.panes.values()):
             await asyncio.sleep(0.2)
         await asyncio.sleep(1.5)  # the memory panel's next sample
         app.save_screenshot(str(out.name), str(out.parent))

@@ -47,10 +47,10 @@ async def first_answer(app, report: dict) -> None:
     async with app.run_test(size=(160, 40)) as pilot:
         await pilot.pause()
         report["app_on_screen_s"] = since_start()
-        app.settings = GenerationSettings(temperature=0.0, max_new_tokens=32)
-        adapters = [p for name, p in app.panes.items() if name != "base"]
+        app.session.settings = GenerationSettings(temperature=0.0, max_new_tokens=32)
+        adapters = [p for name, p in app.main.panes.items() if name != "base"]
         while not any(p.state is PaneState.READY for p in adapters):
-            if any(p.state is PaneState.ERROR for p in app.panes.values()):
+            if any(p.state is PaneState.ERROR for p in app.main.panes.values()):
                 raise SystemExit(f"the build or a load failed: see {report['log']}")
             app_rss.append(own.memory_info().rss / MIB)
             await pilot.pause(0.2)
@@ -59,15 +59,15 @@ async def first_answer(app, report: dict) -> None:
         report["first_adapter_ready_s"] = since_start()
         report["app_rss_during_build_max_mib"] = round(max(app_rss, default=0.0), 1)
         pane = next(p for p in adapters if p.state is PaneState.READY)
-        app.selected = list(app.panes.values()).index(pane)
-        app.broadcast = False
+        app.main.selected = list(app.main.panes.values()).index(pane)
+        app.main.broadcast = False
         app.main.prompt.value = PROMPT
         await pilot.press("enter")
-        while pane.last_reply is None:
+        while pane.conversation.last_reply is None:
             await pilot.pause(0.1)
         report["first_answer_s"] = since_start()
         report["first_answer_by"] = pane.adapter_name
-        while any(p.state is not PaneState.READY for p in app.panes.values()):
+        while any(p.state is not PaneState.READY for p in app.main.panes.values()):
             await pilot.pause(0.2)
         report["every_pane_ready_s"] = since_start()
         await pilot.pause(2.0)

@@ -45,27 +45,27 @@ async def measure(
     app = LoraTuiApp(programs, factory, settings=GenerationSettings(max_new_tokens=400))
     latencies: list[float] = []
     async with app.run_test(size=(140, 40)) as pilot:
-        while not app.panes or any(p.state == "loading" for p in app.panes.values()):
+        while not app.main.panes or any(p.state == "loading" for p in app.main.panes.values()):
             await asyncio.sleep(0.2)
         prompt = app.main.query_one("#prompt", Input)
 
         async def keep_generating() -> None:
             if idle:
                 return
-            if all(p.state != "generating" for p in app.panes.values()):
+            if all(p.state != "generating" for p in app.main.panes.values()):
                 prompt.value = PROMPT
                 await pilot.press("enter")
 
         await keep_generating()
         await asyncio.sleep(1.0)  # let the replies get going
         refreshed = asyncio.Event()
-        select_step = app.action_select_step
+        select_step = app.main.action_select_step
 
         def select_and_watch(step: int) -> None:
             select_step(step)
             app.call_after_refresh(refreshed.set)
 
-        app.action_select_step = select_and_watch  # type: ignore[method-assign]
+        app.main.action_select_step = select_and_watch  # type: ignore[method-assign]
         for _ in range(presses):
             await keep_generating()
             refreshed.clear()
@@ -74,7 +74,7 @@ async def measure(
             await refreshed.wait()
             latencies.append((time.perf_counter() - started) * 1000)
             await asyncio.sleep(0.05)
-        generating = sum(p.state == "generating" for p in app.panes.values())
+        generating = sum(p.state == "generating" for p in app.main.panes.values())
         print(f"adapters generating at the end: {generating}")
     return latencies
 

@@ -93,6 +93,13 @@ class PromptCase:
         return Mark(found is not None)
 
 
+def score(case: PromptCase, answer: str, end: ReplyEnd) -> Mark:
+    """How an answer scores: by its prompt's keywords and regex, and wrong when its reply
+    failed. The one place an answer is scored (``eval``, ``--resume`` and the app alike); it
+    may take ``REGEX_SECONDS``, so call it off an event loop."""
+    return Mark(False) if end is ReplyEnd.ERROR else case.mark(answer)
+
+
 @dataclass
 class EvalResult:
     case: PromptCase
@@ -107,8 +114,8 @@ class EvalResult:
     def scored(
         cls, case: PromptCase, adapter: str, done: ReplyDone, settings: GenerationSettings
     ) -> EvalResult:
-        """A reply just given, marked by the prompt's keywords and regex (wrong on error)."""
-        mark = case.mark(done.text) if done.error is None else Mark(False)
+        """A reply just given, scored (``score``)."""
+        mark = score(case, done.text, done.end)
         return cls(case, adapter, done, mark.right, settings, note=mark.note)
 
     @classmethod
@@ -117,7 +124,7 @@ class EvalResult:
     ) -> EvalResult:
         """An answer an earlier run saved, scored again by this run's prompt."""
         done = ReplyDone(adapter, record.answer, record.end, None)
-        mark = case.mark(done.text) if record.end is not ReplyEnd.ERROR else Mark(False)
+        mark = score(case, done.text, record.end)
         return cls(case, adapter, done, mark.right, settings, resumed=True, note=mark.note)
 
     def record(self, info: AdapterInfo | None = None, round: str | None = None) -> AnswerRecord:

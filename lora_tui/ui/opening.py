@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lora_tui.engine.artifacts import open_foundation
 from lora_tui.engine.foundations import with_label
+from lora_tui.engine.protocol import EngineClient
 from lora_tui.format import ArtifactError
 
-if TYPE_CHECKING:
-    from lora_tui.ui.workbench import Workbench
+AddProgram = Callable[[Path, str | None], Awaitable[None]]
 
 
 def parse_paths(answer: str) -> list[Path]:
@@ -28,22 +28,28 @@ def parse_paths(answer: str) -> list[Path]:
         raise ValueError(f"cannot read the paths: {err}") from None
 
 
-async def open_programs(app: Workbench, paths: list[Path]) -> None:
+async def open_programs(
+    paths: list[Path],
+    engine: EngineClient | None,
+    add_program: AddProgram,
+    notify: Callable[..., None],
+) -> None:
     """``a.pte b.pte``: panes over the foundations open. ``W.ptd a.pte …``: W opened first,
-    in an engine of its own, and its programs named with its quantization."""
+    in an engine of its own, and its programs named with its quantization.
+    ``add_program(path, name)`` makes a pane and loads its program (``name`` None: its file's)."""
     if not paths or paths[0].suffix != ".ptd":
         for path in paths:
-            await app.add_program(path)
+            await add_program(path, None)
         return
     weights, programs = paths[0], paths[1:]
-    if app.engine is None:
-        app.notify("no engine is running", severity="error")
+    if engine is None:
+        notify("no engine is running", severity="error")
         return
     try:
         foundation = await asyncio.to_thread(open_foundation, weights)  # reads the manifest
-        label = app.engine.open_foundation(weights, foundation.quantization, programs)
+        label = engine.open_foundation(weights, foundation.quantization, programs)
     except (ArtifactError, ValueError) as err:
-        app.notify(str(err), title="open foundation", severity="error", timeout=15)
+        notify(str(err), title="open foundation", severity="error", timeout=15)
         return
     for program in programs:
-        await app.add_program(program, with_label(program.stem, label))
+        await add_program(program, with_label(program.stem, label))

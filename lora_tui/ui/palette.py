@@ -2,15 +2,17 @@
 unloading programs, settings, blind mode and judging, results, transcripts and the demo's
 suggested questions.
 
-Each command is an action string the app runs, as a key binding's is; the list is built from
-a ``PaletteState`` the app hands over, so nothing here reaches into the app. Titles and help
-name adapters (files' names) and prompts: they are shown as written, never as markup."""
+Each command calls what it does directly: an action of the main screen (the one its key
+runs, if it has a key), one of its dialogs, or an app-wide action. A new command is one more
+``Command`` here, beside the screen's method it calls. Titles and help name adapters (files'
+names) and prompts: they are shown as written, never as markup."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.content import Content
@@ -18,123 +20,124 @@ from textual.fuzzy import Matcher
 
 from lora_tui.common.literal import printable
 from lora_tui.judging.results import EXPORT_FORMATS
+from lora_tui.ui.screens.dialogs import can_think
+from lora_tui.ui.screens.main import MainScreen
 
 
 @dataclass(frozen=True)
 class Command:
     title: str
     help: str
-    action: str  # as in a Binding: "diff", "regenerate(False)", "unload('nobel')"
-
-
-@dataclass(frozen=True)
-class PaletteState:
-    """What the palette's list depends on, as the app is now."""
-
-    panes: list[str]
-    selected: str | None  # the selected pane's shown name
-    blind: bool
-    can_think: bool
-    thinking: bool
-    suggestions: dict[str, list[str]] = field(default_factory=dict)
-
-
-class PaletteSource(Protocol):
-    def palette_state(self) -> PaletteState: ...
+    run: Callable[[], object]  # called as it is; the palette awaits what it returns
 
 
 FORMAT_NAMES = {"md": "Markdown", "json": "JSON", "csv": "CSV"}
 
 
-def app_commands(state: PaletteState) -> list[Command]:
+def main_screen_commands(screen: MainScreen) -> list[Command]:
     """What the palette offers now: unload and thinking depend on what is loaded, and blind
     mode hides the commands that name adapters."""
-    return [*_pane_commands(state), *_session_commands(state), *_suggestions(state)]
+    return [*_pane_commands(screen), *_session_commands(screen), *_suggestions(screen)]
 
 
-def _pane_commands(state: PaletteState) -> list[Command]:
-    selected = state.selected or "the selected pane"
+def _pane_commands(screen: MainScreen) -> list[Command]:
+    pane = screen.selected_pane
+    selected = pane.shown_name if pane else "the selected pane"
+    dialogs, blind = screen.dialogs, screen.blind.on
     return [
-        Command("Load adapter program", "Add a .pte over a foundation open", "load_program"),
+        Command("Load adapter program", "Add a .pte over a foundation open", screen.load_programs),
         Command(
             "Open foundation",
             "Another .ptd and programs over it, beside the others (another quantization)",
-            "load_program(True)",
+            partial(screen.load_programs, foundation=True),
         ),
         *(
-            Command(f"Unload {name}", f"Free {name}'s memory", f"unload({name!r})")
-            for name in ([] if state.blind else state.panes)
+            Command(f"Unload {name}", f"Free {name}'s memory", partial(screen.unload, name))
+            for name in ([] if blind else list(screen.panes))
         ),
         Command(
-            f"Blind mode {'off' if state.blind else 'on'}",
+            f"Blind mode {'off' if blind else 'on'}",
             "Hide names, shuffle the panes per prompt, vote, then reveal (F3)",
-            "toggle_blind",
+            screen.action_toggle_blind,
         ),
         Command(
-            "Diff answers", "Word diff of the selected pane's answer with another's (F4)", "diff"
+            "Diff answers",
+            "Word diff of the selected pane's answer with another's (F4)",
+            screen.action_diff,
         ),
         Command(
             "Regenerate selected",
             f"Answer the last prompt again in {selected} (Ctrl+R)",
-            "regenerate(False)",
+            partial(screen.action_regenerate, False),
         ),
         Command(
-            "Regenerate all", "Answer the last prompt again in every pane (F5)", "regenerate(True)"
+            "Regenerate all",
+            "Answer the last prompt again in every pane (F5)",
+            partial(screen.action_regenerate, True),
         ),
         Command(
             f"Set temperature for {selected}",
             "This pane's own temperature, over the app's",
-            "set_pane_setting('temperature')",
+            partial(dialogs.pane_setting, pane, "temperature"),
         ),
         Command(
             f"Set seed for {selected}",
             "A fixed seed makes a sampled reply repeat on regenerate",
-            "set_pane_setting('seed')",
+            partial(dialogs.pane_setting, pane, "seed"),
         ),
     ]
 
 
-def _session_commands(state: PaletteState) -> list[Command]:
+def _session_commands(screen: MainScreen) -> list[Command]:
+    dialogs, settings = screen.dialogs, screen.session.settings
     commands = [
         Command(
             "Run prompt set…",
             "Every prompt of a JSONL file through all panes, then the scores",
-            "run_prompt_set",
+            screen.run_prompt_set,
         ),
         *(
             Command(
                 f"Export results as {FORMAT_NAMES[fmt]}",
                 "Every answer with its vote, and the tally, next to the results file",
-                f"export_results({fmt!r})",
+                partial(screen.export_results, fmt),
             )
             for fmt in EXPORT_FORMATS
         ),
-        Command("Clear conversations", "Forget every conversation", "clear"),
-        Command("Save transcript", "Write all conversations as Markdown", "save_transcript"),
-        Command("Toggle broadcast", "Send to all adapters or the selected one", "toggle_broadcast"),
-        Command("Set temperature", "0 is greedy", "set_temperature"),
-        Command("Set max new tokens", "Longest reply, in tokens", "set_max_tokens"),
-        Command("Copy last reply", "The selected adapter's last reply", "copy_last_reply"),
+        Command("Clear conversations", "Forget every conversation", screen.action_clear),
+        Command(
+            "Save transcript",
+            "Write all conversations as Markdown",
+            partial(screen.app.run_action, "save_transcript"),  # the app's, as Ctrl+S
+        ),
+        Command(
+            "Toggle broadcast",
+            "Send to all adapters or the selected one",
+            screen.action_toggle_broadcast,
+        ),
+        Command("Set temperature", "0 is greedy", dialogs.temperature),
+        Command("Set max new tokens", "Longest reply, in tokens", dialogs.max_tokens),
+        Command("Copy last reply", "The selected adapter's last reply", screen.copy_last_reply),
     ]
-    if state.can_think:
+    if can_think(screen.panes.values()):
         commands.append(
             Command(
-                f"Toggle thinking (now {'on' if state.thinking else 'off'})",
+                f"Toggle thinking (now {'on' if settings.thinking else 'off'})",
                 "Let a model with a thinking switch (Qwen3) think before it answers",
-                "toggle_thinking",
+                dialogs.toggle_thinking,
             )
         )
     return commands
 
 
-def _suggestions(state: PaletteState) -> list[Command]:
+def _suggestions(screen: MainScreen) -> list[Command]:
     return [
         Command(
             f"Ask: {prompt}",
             f"A question the {name} adapter was trained for",
-            f"suggest({prompt!r})",
+            partial(screen.put_prompt, prompt),
         )
-        for name, prompts in state.suggestions.items()
+        for name, prompts in screen.session.suggestions.items()
         for prompt in prompts
     ]
 
@@ -158,15 +161,13 @@ def help_text(command: Command) -> Any:
 
 class LoraTuiCommands(Provider):
     def _commands(self) -> list[Command]:
-        return app_commands(cast(PaletteSource, self.app).palette_state())
-
-    def _run(self, command: Command) -> Callable[[], Awaitable[bool]]:
-        return lambda: self.app.run_action(command.action)  # the palette awaits it
+        screen = self.screen  # the screen the palette was opened over
+        return main_screen_commands(screen) if isinstance(screen, MainScreen) else []
 
     async def discover(self) -> Hits:
         for command in self._commands():
             shown = Content(printable(command.title))
-            yield DiscoveryHit(shown, self._run(command), shown.plain, help_text(command))
+            yield DiscoveryHit(shown, command.run, shown.plain, help_text(command))
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
@@ -175,4 +176,4 @@ class LoraTuiCommands(Provider):
             score = matcher.match(title)
             if score > 0:
                 shown = highlighted(matcher, title)
-                yield Hit(score, shown, self._run(command), title, help_text(command))
+                yield Hit(score, shown, command.run, title, help_text(command))

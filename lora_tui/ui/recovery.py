@@ -1,7 +1,7 @@
-"""What the app does when its engine process dies: end the replies it was giving, start a
-new engine (unless the supervisor says it keeps dying) and load the healthy panes into it.
-Each pane's next prompt carries its whole conversation, as always, so the new engine
-prefills it: a pane never waits on a dead engine."""
+"""What the main screen does when its engine process dies: end the replies it was giving,
+start a new engine (unless the supervisor says it keeps dying) and load the healthy panes
+into it. Each pane's next prompt carries its whole conversation, as always, so the new
+engine prefills it: a pane never waits on a dead engine."""
 
 from __future__ import annotations
 

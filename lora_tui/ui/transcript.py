@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 
 from lora_tui.common.files import write_text_atomic
-from lora_tui.ui.widgets.adapter_pane import Turn
+from lora_tui.engine.conversation import NOTICE, Turn
 
 
 def save_transcript(panes: list[tuple[str, list[Turn]]], folder: Path) -> str:
@@ -28,7 +28,7 @@ def transcript_markdown(panes: list[tuple[str, list[Turn]]], when: datetime) -> 
         if not turns:
             lines += ["_(no messages)_", ""]
         for turn in turns:
-            if turn.role == "notice":
+            if turn.role == NOTICE:
                 lines += [f"> {turn.text}", ""]
                 continue
             heading = "**You**" if turn.role == "user" else f"**{name}**"

@@ -20,7 +20,7 @@ async def test_enter_before_the_adapters_are_ready_keeps_the_prompt(tmp_path: Pa
         await send(pilot, "Who won?")
         assert not [c for c in engine(app).calls if c[0] == "send"]
         # Each pane keeps it (tests/app/test_kept_prompts.py) and answers once loaded.
-        notes = [str(n.render()) for p in app.panes.values() for n in p.query(".notice")]
+        notes = [str(n.render()) for p in app.main.panes.values() for n in p.query(".notice")]
         assert len(notes) == 2 and all("waiting for this adapter to load" in n for n in notes)
         engine(app).finish_loads()
         for _ in range(2):
@@ -43,15 +43,22 @@ async def test_a_dead_engine_is_replaced_and_conversations_are_kept(tmp_path: Pa
         assert len(app.engines) == 2 and ("close",) in first.calls
         nobel = pane(app, "nobel")
         assert nobel.state == "ready"  # loaded into the new engine, not left generating
-        assert [t.role for t in nobel.turns] == ["user", "assistant", "user", "assistant"]
-        assert nobel.turns[-1].note.startswith("error: engine process exited")
-        assert nobel.turns[-1].text.startswith("The 2024")  # what had streamed in is kept
+        assert [t.role for t in nobel.conversation.turns] == [
+            "user",
+            "assistant",
+            "user",
+            "assistant",
+        ]
+        assert nobel.conversation.turns[-1].note.startswith("error: engine process exited")
+        assert nobel.conversation.turns[-1].text.startswith(
+            "The 2024"
+        )  # what had streamed in is kept
         loads = [c for c in app.engines[1].calls if c[0] == "load"]
         assert [c[2] for c in loads] == ["nobel", "executorch"]
         assert any("started a new one" in n for n in notifications(app))
         app.engines[1].hold = False
         await send(pilot, "Still there?")
-        assert nobel.last_reply.startswith("The 2024")
+        assert nobel.conversation.last_reply.startswith("The 2024")
         # The new engine gets the conversation with the next prompt; the exchange the dead
         # engine broke off is shown but not answered from.
         sent = app.engines[1].conversations["nobel"]
@@ -84,7 +91,7 @@ async def test_saving_into_a_missing_folder_says_why_and_loses_nothing(tmp_path:
         await pilot.press("ctrl+s")
         await pilot.pause()
         assert any("could not save" in n and "No such file" in n for n in notifications(app))
-        assert len(pane(app, "nobel").turns) == 2
+        assert len(pane(app, "nobel").conversation.turns) == 2
 
 
 async def test_saving_onto_a_full_disk_leaves_no_half_file(tmp_path: Path, monkeypatch) -> None:
@@ -115,7 +122,7 @@ async def test_saving_onto_a_full_disk_leaves_no_half_file(tmp_path: Path, monke
         await pilot.pause()
         assert any("No space left" in n for n in notifications(app))
         assert list(tmp_path.iterdir()) == []  # no transcript, no partial file
-        assert len(pane(app, "nobel").turns) == 2
+        assert len(pane(app, "nobel").conversation.turns) == 2
 
 
 async def test_a_100_kb_paste_is_sent_whole_and_the_app_stays_usable(tmp_path: Path) -> None:
@@ -127,8 +134,8 @@ async def test_a_100_kb_paste_is_sent_whole_and_the_app_stays_usable(tmp_path: P
         sent = [c for c in engine(app).calls if c[0] == "send"]
         assert len(sent[-1][2]) == len(huge.strip())
         await pilot.press("tab")
-        assert app.selected == 1
-        assert pane(app, "nobel").last_reply
+        assert app.main.selected == 1
+        assert pane(app, "nobel").conversation.last_reply
 
 
 async def test_resizing_to_40x12_while_streaming(tmp_path: Path) -> None:
@@ -145,7 +152,7 @@ async def test_resizing_to_40x12_while_streaming(tmp_path: Path) -> None:
         await pilot.pause()
         await pilot.resize_terminal(*SIZE)
         await pilot.pause()
-        assert all(p.state == "cancelled" for p in app.panes.values())
+        assert all(p.state == "cancelled" for p in app.main.panes.values())
         assert app.main.query_one("#panes").styles.grid_size_columns == 2
 
 
@@ -163,12 +170,12 @@ async def test_what_the_context_left_out_is_not_sent_again(tmp_path: Path) -> No
         await pilot.pause()
         await send(pilot, "Thanks")
         nobel = pane(app, "nobel")
-        assert [t.text for t in nobel.turns if t.role == "user"] == [
+        assert [t.text for t in nobel.conversation.turns if t.role == "user"] == [
             "Who won?",
             "And in 2025?",
             "Thanks",
         ]  # the pane still shows every turn, and says what happened
-        assert any(t.role == "notice" and "left out" in t.text for t in nobel.turns)
+        assert any(t.role == "notice" and "left out" in t.text for t in nobel.conversation.turns)
         assert [m.content for m in fake.conversations["nobel"]][::2] == ["And in 2025?", "Thanks"]
 
         # Full again at the next turn: the pane counts it, and does not say it again.
@@ -177,5 +184,5 @@ async def test_what_the_context_left_out_is_not_sent_again(tmp_path: Path) -> No
         fake.on_event(ReplyDone("nobel", "Bye!", ReplyEnd.STOP, None, None, forgotten=2))
         fake.running.clear()
         await pilot.pause()
-        assert sum(t.role == "notice" for t in nobel.turns) == 1
+        assert sum(t.role == "notice" for t in nobel.conversation.turns) == 1
         assert "4 left out" in str(nobel.query_one(".status").render())

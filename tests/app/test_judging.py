@@ -13,7 +13,7 @@ import pytest
 from textual.widgets import Input
 
 import lora_tui.judging.evaluate
-from lora_tui.engine import Message
+from lora_tui.engine import Message, ReplyDone, ReplyEnd
 from lora_tui.judging.arena import ALL_BAD
 from lora_tui.judging.records import VoteRecord
 from lora_tui.judging.results import read_results
@@ -23,9 +23,9 @@ from lora_tui.ui.screens.scores import ScoresScreen
 from lora_tui.ui.widgets.memory_panel import MemoryPanel
 from lora_tui.ui.widgets.tally_panel import TallyPanel
 from lora_tui.ui.widgets.vote_bar import VoteBar
-from tests.support.fake_engine import REPLIES
+from tests.support.fake_engine import FIXED_STATS, REPLIES
 from tests.support.judging import NAMES
-from tests.support.pilot import SIZE, engine, make_app, send
+from tests.support.pilot import SIZE, engine, make_app, notifications, send
 from tests.support.real_app import wait_for
 
 # --- the arithmetic ---------------------------------------------------------------------------
@@ -44,12 +44,12 @@ def saving_app(tmp_path: Path, names: list[str] = NAMES, **options) -> LoraTuiAp
 
 def blind_app(tmp_path: Path, names: list[str] = NAMES, **options) -> LoraTuiApp:
     app = saving_app(tmp_path, names, **options)
-    app.blind.rng = random.Random(4)  # a fixed shuffle, for stable snapshots
+    app.main.blind.rng = random.Random(4)  # a fixed shuffle, for stable snapshots
     return app
 
 
 def titles(app: LoraTuiApp) -> list[str]:
-    return [str(pane.border_title) + str(pane.border_subtitle) for pane in app.panes.values()]
+    return [str(pane.border_title) + str(pane.border_subtitle) for pane in app.main.panes.values()]
 
 
 async def test_blind_mode_hides_names_until_the_vote_then_reveals_them(tmp_path: Path) -> None:
@@ -58,7 +58,7 @@ async def test_blind_mode_hides_names_until_the_vote_then_reveals_them(tmp_path:
         await pilot.pause()
         await pilot.press("f3")
         await pilot.pause()
-        assert app.blind.on and not app.query_one(MemoryPanel).display
+        assert app.main.blind.on and not app.query_one(MemoryPanel).display
         assert app.query_one(TallyPanel).display
         await send(pilot, "Who won the 2024 Nobel Prize in Physics?")
         await pilot.pause()
@@ -67,15 +67,15 @@ async def test_blind_mode_hides_names_until_the_vote_then_reveals_them(tmp_path:
         assert shown[0].startswith("[1] A") and shown[1].startswith("[2] B")
         bar = app.query_one(VoteBar)
         assert bar.display and bar.has_focus  # every answer is in: time to vote
-        order = list(app.panes)  # the adapters behind A and B
+        order = list(app.main.panes)  # the adapters behind A and B
         await pilot.press("b")
         await pilot.pause()
         assert not bar.display and app.query_one("#prompt", Input).has_focus
         assert titles(app)[1].startswith(f"[2] B = {order[1]}")
-        standings = app.blind.tally.standings
+        standings = app.main.blind.tally.standings
         assert (standings[order[1]].wins, standings[order[0]].losses) == (1, 1)
         await pilot.press("b")  # the vote is in: a second one is not counted
-        assert app.blind.tally.votes == 1
+        assert app.main.blind.tally.votes == 1
     records = read_results(tmp_path / "results.jsonl")
     votes = [r for r in records if isinstance(r, VoteRecord)]
     assert (
@@ -98,10 +98,12 @@ async def test_blind_mode_leaves_out_an_adapter_that_failed_to_load(tmp_path: Pa
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("f3", "ctrl+b")  # all/one stays "all" in blind mode
-        assert app.broadcast
+        assert app.main.broadcast
         await send(pilot, "Who won?")
         await pilot.pause()
-        assert app.replies.round is not None and sorted(app.replies.round.adapters) == sorted(NAMES)
+        assert app.main.replies.rounds.last is not None and sorted(
+            app.main.replies.rounds.last.adapters
+        ) == sorted(NAMES)
         assert app.query_one(VoteBar).display
 
 
@@ -109,24 +111,24 @@ async def test_blind_mode_shuffles_the_panes_for_every_prompt(tmp_path: Path) ->
     app = blind_app(tmp_path, ["base", "nobel", "executorch"])
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        await app.action_toggle_blind()
+        await app.main.action_toggle_blind()
         orders = []
         for number in range(6):
             await send(pilot, f"Question {number}")
             await pilot.pause()
-            orders.append(tuple(app.panes))
+            orders.append(tuple(app.main.panes))
             grid = app.main.query_one("#panes")
             assert [pane.adapter_name for pane in grid.children] == list(orders[-1])
             await pilot.press("t")  # a tie
             await pilot.pause()
         assert len(set(orders)) > 1
-        assert app.blind.tally.votes == 6
-        assert all(s.ties == 6 for s in app.blind.tally.standings.values())
+        assert app.main.blind.tally.votes == 6
+        assert all(s.ties == 6 for s in app.main.blind.tally.standings.values())
         # Blind mode off: names again, the memory panel back, the tally kept.
         await pilot.press("f3")
         await pilot.pause()
-        assert all(name in title for name, title in zip(app.panes, titles(app), strict=True))
-        assert app.query_one(MemoryPanel).display and app.blind.tally.votes == 6
+        assert all(name in title for name, title in zip(app.main.panes, titles(app), strict=True))
+        assert app.query_one(MemoryPanel).display and app.main.blind.tally.votes == 6
 
 
 async def test_blind_mode_from_the_palette_and_export_from_it(tmp_path: Path) -> None:
@@ -137,7 +139,7 @@ async def test_blind_mode_from_the_palette_and_export_from_it(tmp_path: Path) ->
         await pilot.pause(0.5)
         await pilot.press("enter")
         await pilot.pause()
-        assert app.blind.on
+        assert app.main.blind.on
         await send(pilot, "Who won?")
         await pilot.pause()
         await pilot.press("x")  # all bad
@@ -208,7 +210,7 @@ async def test_diff_needs_two_answers_and_compares_the_selected_one(tmp_path: Pa
         await pilot.press("f4")
         assert not isinstance(app.screen, DiffScreen)  # nothing answered yet
         await send(pilot, "Hello")
-        app.selected = 1
+        app.main.selected = 1
         await pilot.press("f4")
         await pilot.pause()
         screen = app.screen
@@ -223,19 +225,22 @@ async def test_regenerate_answers_again_and_a_fixed_seed_repeats(tmp_path: Path)
     app = saving_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        app.settings = app.settings.__class__(temperature=0.8, max_new_tokens=32)
-        nobel = app.panes["nobel"]
+        app.session.settings = app.session.settings.__class__(temperature=0.8, max_new_tokens=32)
+        nobel = app.main.panes["nobel"]
         nobel.set_override("seed", 7)
         await send(pilot, "Who won?")
-        first = nobel.last_reply
+        first = nobel.conversation.last_reply
         await pilot.press("ctrl+r")  # the selected pane: nobel
         await pilot.pause()
         # The same conversation again, less the reply it replaces.
         assert engine(app).calls[-1] == ("send", ("nobel",), "Who won?")
         assert engine(app).conversations["nobel"] == [Message("user", "Who won?")]
-        assert nobel.last_reply == first and "seed 7" in (first or "")
-        assert [t.role for t in nobel.turns] == ["user", "assistant"]  # replaced, not added
-        assert len(nobel.conversation.query(".user-message")) == 1
+        assert nobel.conversation.last_reply == first and "seed 7" in (first or "")
+        assert [t.role for t in nobel.conversation.turns] == [
+            "user",
+            "assistant",
+        ]  # replaced, not added
+        assert len(nobel.scroll_view.query(".user-message")) == 1
         await pilot.press("f5")  # every pane; executorch draws a new seed each time
         await pilot.pause()
         seeds = [s.seed for names, s in engine(app).sent_settings if names == ("executorch",)]
@@ -256,16 +261,16 @@ async def test_per_pane_temperature_from_the_palette(tmp_path: Path) -> None:
     app = make_app(NAMES, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        app.selected = 1
-        app.action_set_pane_setting("temperature")
+        app.main.selected = 1
+        app.main.dialogs.pane_setting(app.main.selected_pane, "temperature")
         await pilot.pause()
         app.screen.query_one(Input).value = "1.2"
         await pilot.press("enter")
         await pilot.pause()
-        assert "T 1.2" in str(app.panes["executorch"].query_one(".status").content)
-        app.action_set_pane_setting("temperature")
+        assert "T 1.2" in str(app.main.panes["executorch"].query_one(".status").content)
+        app.main.dialogs.pane_setting(app.main.selected_pane, "temperature")
         await pilot.press("escape")  # Esc keeps it
-        assert app.panes["executorch"].overrides == {"temperature": 1.2}
+        assert app.main.panes["executorch"].overrides == {"temperature": 1.2}
         await send(pilot, "Hello")
         sent = dict(engine(app).sent_settings)
         assert sent[("nobel",)].temperature == 0.0
@@ -277,7 +282,7 @@ async def test_per_pane_temperature_from_the_palette(tmp_path: Path) -> None:
 
 async def start_prompt_set(pilot, prompts: Path) -> None:
     """ "Run prompt set…", as the palette does it: the dialog, the path, Enter."""
-    pilot.app.action_run_prompt_set()
+    pilot.app.main.run_prompt_set()
     await pilot.pause()
     pilot.app.screen.query_one(Input).value = str(prompts)
     await pilot.press("enter")
@@ -404,9 +409,43 @@ async def test_escape_stops_a_prompt_set_and_shows_what_was_answered(tmp_path: P
         await pilot.pause()
         await start_prompt_set(pilot, prompts)
         await pilot.pause()
-        assert all(pane.state == "generating" for pane in app.panes.values())
+        assert all(pane.state == "generating" for pane in app.main.panes.values())
         await pilot.press("escape")
         await wait_for_scores(pilot)
         assert isinstance(app.screen, ScoresScreen) and app.screen.report.results == []
         assert "0 of 2 prompts" in app.screen.title_text
         assert [call[2] for call in engine(app).calls if call[0] == "send"] == ["one"]
+
+
+async def test_a_pane_unloaded_during_a_prompt_set_leaves_it_and_the_set_goes_on(
+    tmp_path: Path,
+) -> None:
+    # The set looked up every starting pane's reply in each round: a pane unloaded (or whose
+    # reload failed after an engine restart) had none, and the run ended in a KeyError.
+    prompts = tmp_path / "set.jsonl"
+    rows = [
+        {"prompt": "Who won physics in 2024?", "keywords": ["Hopfield"], "group": "nobel"},
+        {"prompt": "What is a .pte file?", "keywords": [".pte"], "group": "et"},
+    ]
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    app = make_app([*NAMES, "base"], tmp_path, hold=True)  # the first prompt's replies wait
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await start_prompt_set(pilot, prompts)
+        fake = engine(app)
+        await wait_for(pilot, lambda: len(fake.running) == 3)
+        await app.main.unload("base")
+        fake.hold = False  # the second prompt is answered at once
+        for name in list(fake.running):  # base's reply arrives after its pane has gone
+            del fake.running[name]
+            fake.on_event(ReplyDone(name, REPLIES.get(name, ""), ReplyEnd.STOP, FIXED_STATS))
+        await wait_for(pilot, lambda: isinstance(app.screen, ScoresScreen), timeout_s=30)
+        report = app.screen.report
+        assert report.adapters == NAMES and "2 of 2 prompts" in app.screen.title_text
+        assert report.score("nobel", "nobel") == (1, 1) and report.score("et", "executorch") == (
+            1,
+            1,
+        )
+        assert any("base stopped answering" in n for n in notifications(app))
+        sends = [call for call in fake.calls if call[0] == "send"]
+        assert [call[1] for call in sends] == [("nobel", "executorch", "base"), tuple(NAMES)]

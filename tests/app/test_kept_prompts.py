@@ -17,7 +17,7 @@ from tests.support.pilot import SIZE, engine, make_app, notifications, pane, sen
 
 def shown(app, name: str) -> str:
     """The plain lines a pane's conversation shows (prompts, notes, errors)."""
-    return "\n".join(str(w.render()) for w in pane(app, name).conversation.query(Static))
+    return "\n".join(str(w.render()) for w in pane(app, name).scroll_view.query(Static))
 
 
 def sends(app) -> list[tuple]:
@@ -34,9 +34,9 @@ async def test_a_pane_that_loads_late_answers_the_prompts_sent_before(tmp_path: 
         await pilot.pause()
         assert pane(app, "base").state is PaneState.LOADING
         await send(pilot, "Who won?")
-        first = app.replies.round
+        first = app.main.replies.rounds.last
         await send(pilot, "And in 2023?")  # a second one before it has loaded: kept in order
-        second = app.replies.round
+        second = app.main.replies.rounds.last
         assert sends(app) == [
             ("send", ("nobel", "executorch"), "Who won?"),
             ("send", ("nobel", "executorch"), "And in 2023?"),
@@ -107,7 +107,7 @@ async def test_a_pane_whose_load_fails_says_it_missed_the_prompt(tmp_path: Path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await send(pilot, "Who won?")
-        round = app.replies.round
+        round = app.main.replies.rounds.last
         assert round is not None and not round.finished.is_set()
         assert "waiting for this adapter to load" in shown(app, "executorch")
 
@@ -116,7 +116,9 @@ async def test_a_pane_whose_load_fails_says_it_missed_the_prompt(tmp_path: Path)
         executorch = pane(app, "executorch")
         assert executorch.state is PaneState.ERROR
         assert "not sent: this adapter failed to load" in shown(app, "executorch")
-        assert any(t.role == "notice" and "Who won?" in t.text for t in executorch.turns)
+        assert any(
+            t.role == "notice" and "Who won?" in t.text for t in executorch.conversation.turns
+        )
         assert round.finished.is_set() and round.adapters == ["nobel"]  # it dropped out
         assert sends(app) == [("send", ("nobel",), "Who won?")]
 
@@ -126,7 +128,7 @@ async def test_escape_drops_the_prompts_a_loading_pane_kept(tmp_path: Path) -> N
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await send(pilot, "Who won?")
-        round = app.replies.round
+        round = app.main.replies.rounds.last
         assert round is not None
         assert "waiting for this adapter to load" in shown(app, "executorch")
         await pilot.press("escape")
@@ -149,7 +151,7 @@ async def test_an_engine_that_dies_during_the_load_drops_what_the_pane_kept(
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await send(pilot, "Who won?")
-        round = app.replies.round
+        round = app.main.replies.rounds.last
         engine(app).on_event(EngineFailed("engine process exited (-9)"))
         for _ in range(2):
             await pilot.pause()
@@ -169,7 +171,7 @@ async def test_clearing_drops_what_a_loading_pane_kept(tmp_path: Path) -> None:
         engine(app).finish_loads()
         await pilot.pause()
         assert sends(app) == [("send", ("nobel",), "Who won?")]
-        assert pane(app, "executorch").turns == []
+        assert pane(app, "executorch").conversation.turns == []
 
 
 async def test_the_selected_pane_keeps_a_prompt_while_it_loads(tmp_path: Path) -> None:
@@ -177,7 +179,7 @@ async def test_the_selected_pane_keeps_a_prompt_while_it_loads(tmp_path: Path) -
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("tab", "ctrl+b")
-        assert app.broadcast is False
+        assert app.main.broadcast is False
         await send(pilot, "What is a .pte?")
         assert app.query_one("#prompt", Input).value == ""
         assert "waiting for this adapter to load" in shown(app, "executorch")
@@ -185,8 +187,8 @@ async def test_the_selected_pane_keeps_a_prompt_while_it_loads(tmp_path: Path) -
         for _ in range(2):
             await pilot.pause()
         assert sends(app) == [("send", ("executorch",), "What is a .pte?")]
-        assert pane(app, "executorch").last_reply == REPLIES["executorch"]
-        assert pane(app, "nobel").turns == []
+        assert pane(app, "executorch").conversation.last_reply == REPLIES["executorch"]
+        assert pane(app, "nobel").conversation.turns == []
 
 
 async def test_blind_mode_still_waits_for_every_adapter(tmp_path: Path) -> None:
@@ -195,7 +197,7 @@ async def test_blind_mode_still_waits_for_every_adapter(tmp_path: Path) -> None:
         await pilot.pause()
         await pilot.press("f3")
         await pilot.pause()
-        assert app.blind.on
+        assert app.main.blind.on
         await send(pilot, "Who won?")
         assert any("blind mode waits" in n for n in notifications(app))
         assert app.query_one("#prompt", Input).value == "Who won?"  # kept in the input

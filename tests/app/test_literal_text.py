@@ -60,7 +60,9 @@ async def test_names_errors_prompts_and_answers_show_as_written(tmp_path: Path) 
         assert shown.count(PROMPT_SHOWN) == 3 and shown.count(ANSWER_SHOWN) == 3
         assert f"{STYLE}  " in shown  # the memory panel's row of it
         assert_no_controls(shown)
-        assert pane(app, ESCAPED).turns[0].text == PROMPT  # what is sent is what was typed
+        assert (
+            pane(app, ESCAPED).conversation.turns[0].text == PROMPT
+        )  # what is sent is what was typed
 
         await pilot.press("ctrl+b")  # the prompt bar names the selected pane
         await pilot.pause()
@@ -81,7 +83,9 @@ async def test_the_palette_names_adapters_as_written(tmp_path: Path) -> None:
         assert_no_controls(shown)
         await pilot.press("escape")
         await pilot.pause()
-        app.action_set_pane_setting("temperature")  # the selected pane, by name
+        app.main.dialogs.pane_setting(
+            app.main.selected_pane, "temperature"
+        )  # the selected pane, by name
         await pilot.pause()
         assert isinstance(app.screen, AskScreen)
         assert f"Temperature for {BRACKETS} only" in screen_text(app)
@@ -95,8 +99,8 @@ async def test_notifications_quote_paths_errors_and_names_as_written(tmp_path: P
         await pilot.pause()
         await send(pilot, PROMPT)
         app.action_save_transcript()
-        app.selected = 1
-        app.action_copy_last_reply()
+        app.main.selected = 1
+        app.main.copy_last_reply()
         app.engines[0].on_event(EngineFailed("engine died [/] \x1b[2J"))
         await pilot.pause()
         said = notifications(app)
@@ -121,7 +125,7 @@ async def test_a_prompt_set_with_markup_in_its_prompts_is_scored_and_shown(
     app = strange_app(tmp_path, [BRACKETS, STYLE])
     async with app.run_test(size=(160, 50)) as pilot:
         await pilot.pause()
-        app.action_run_prompt_set()
+        app.main.run_prompt_set()
         await pilot.pause()
         app.screen.query_one(Input).value = str(prompts)
         await pilot.press("enter")

@@ -21,8 +21,11 @@ async def test_send_goes_to_every_adapter(tmp_path: Path) -> None:
         await pilot.pause()
         await send(pilot, "Who won?")
         assert ("send", ("nobel", "executorch"), "Who won?") in engine(app).calls
-        assert pane(app, "nobel").last_reply and "Hopfield" in pane(app, "nobel").last_reply
-        assert ".pte" in (pane(app, "executorch").last_reply or "")
+        assert (
+            pane(app, "nobel").conversation.last_reply
+            and "Hopfield" in pane(app, "nobel").conversation.last_reply
+        )
+        assert ".pte" in (pane(app, "executorch").conversation.last_reply or "")
         assert app.query_one("#prompt", Input).value == ""
         assert pane(app, "nobel").state == "ready"
         status = str(pane(app, "nobel").query_one(".status").render())
@@ -47,27 +50,27 @@ async def test_send_to_the_selected_adapter_only(tmp_path: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("tab", "ctrl+b")
-        assert app.broadcast is False
+        assert app.main.broadcast is False
         assert "→ executorch" in str(app.query_one("#target").render())
         await send(pilot, "What is a .pte?")
         assert ("send", ("executorch",), "What is a .pte?") in engine(app).calls
-        assert pane(app, "nobel").turns == []
+        assert pane(app, "nobel").conversation.turns == []
 
 
 async def test_keys_switch_between_adapters(tmp_path: Path) -> None:
     app = make_app(["a", "b", "c"], tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        assert app.selected == 0 and pane(app, "a").selected
+        assert app.main.selected == 0 and pane(app, "a").selected
         await pilot.press("tab")
-        assert app.selected == 1 and pane(app, "b").selected and not pane(app, "a").selected
+        assert app.main.selected == 1 and pane(app, "b").selected and not pane(app, "a").selected
         await pilot.press("shift+tab", "shift+tab")
-        assert app.selected == 2
+        assert app.main.selected == 2
         await pilot.press("alt+1")
-        assert app.selected == 0
+        assert app.main.selected == 0
         app.set_focus(None)
         await pilot.press("2")  # digits select when the prompt is not focused
-        assert app.selected == 1
+        assert app.main.selected == 1
 
 
 async def test_switching_redraws_only_what_changed(tmp_path: Path, monkeypatch) -> None:
@@ -86,7 +89,7 @@ async def test_switching_redraws_only_what_changed(tmp_path: Path, monkeypatch) 
         monkeypatch.setattr(Compositor, "render_full_update", counting)
         await pilot.press("tab", "tab", "ctrl+b", "ctrl+b")
         await pilot.pause()
-        assert app.selected == 0 and app.broadcast
+        assert app.main.selected == 0 and app.main.broadcast
         assert full_renders == []
 
 
@@ -113,14 +116,16 @@ async def test_escape_cancels_and_keeps_the_partial_reply(tmp_path: Path) -> Non
         assert ("cancel", None) in engine(app).calls
         nobel = pane(app, "nobel")
         assert nobel.state == "cancelled"
-        assert nobel.turns[-1].note == "cancelled" and nobel.turns[-1].text.startswith("The 2024")
+        assert nobel.conversation.turns[-1].note == "cancelled" and nobel.conversation.turns[
+            -1
+        ].text.startswith("The 2024")
 
 
 async def test_load_another_program_while_running(tmp_path: Path) -> None:
     app = make_app(["nobel"], tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        app.action_load_program()
+        app.main.load_programs()
         await pilot.pause()
         assert isinstance(app.screen, AskScreen)
         app.screen.query_one(Input).value = "/artifacts/executorch.pte"
@@ -145,7 +150,7 @@ async def test_unload_frees_the_pane(tmp_path: Path) -> None:
         await pilot.press("enter")
         await pilot.pause()
         assert ("unload", "nobel") in engine(app).calls
-        assert list(app.panes) == ["executorch"]
+        assert list(app.main.panes) == ["executorch"]
         assert set(app.query_one(MemoryPanel).adapters) == {"executorch"}
 
 
@@ -173,7 +178,7 @@ async def test_clear_forgets_conversations(tmp_path: Path) -> None:
         await pilot.press("ctrl+l")  # while it answers: the cancelled reply arrives after
         await pilot.pause()
         assert ("clear", None) in engine(app).calls
-        assert pane(app, "nobel").turns == []
+        assert pane(app, "nobel").conversation.turns == []
         engine(app).hold = False
         await send(pilot, "Hello")
         assert engine(app).conversations["nobel"] == [Message("user", "Hello")]
@@ -209,16 +214,16 @@ async def test_settings_from_the_palette(tmp_path: Path) -> None:
     app = make_app(["nobel"], tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        app.action_set_temperature()
+        app.main.dialogs.temperature()
         await pilot.pause()
         app.screen.query_one(Input).value = "0.7"
         await pilot.press("enter")
-        app.action_set_max_tokens()
+        app.main.dialogs.max_tokens()
         await pilot.pause()
         app.screen.query_one(Input).value = "64"
         await pilot.press("enter")
         await pilot.pause()
-        assert (app.settings.temperature, app.settings.max_new_tokens) == (0.7, 64)
+        assert (app.session.settings.temperature, app.session.settings.max_new_tokens) == (0.7, 64)
         await send(pilot, "Hi")
 
 
@@ -297,7 +302,7 @@ def test_snapshot_thinking_folded(snap_compare, tmp_path: Path) -> None:
 
     async def run_before(pilot) -> None:
         await pilot.pause()
-        pilot.app.action_toggle_thinking()
+        pilot.app.main.dialogs.toggle_thinking()
         await send(pilot, "Capital of France?")
         await pilot.pause()
 
@@ -306,9 +311,9 @@ def test_snapshot_thinking_folded(snap_compare, tmp_path: Path) -> None:
 
 
 def system_command_titles(app: LoraTuiApp) -> list[str]:
-    from lora_tui.ui.palette import app_commands
+    from lora_tui.ui.palette import main_screen_commands
 
-    return [command.title for command in app_commands(app.palette_state())]
+    return [command.title for command in main_screen_commands(app.main)]
 
 
 async def test_thinking_is_off_until_toggled_and_then_folded(tmp_path: Path) -> None:
@@ -324,7 +329,7 @@ async def test_thinking_is_off_until_toggled_and_then_folded(tmp_path: Path) -> 
         assert engine(app).last_settings.thinking is False
         assert not pane(app, "qwen3").query(ThinkingBlock)
 
-        app.action_toggle_thinking()
+        app.main.dialogs.toggle_thinking()
         assert "Toggle thinking (now on)" in system_command_titles(app)
         await send(pilot, "And again?")
         await pilot.pause()
@@ -352,7 +357,7 @@ async def test_every_answer_is_saved_to_the_results_file(tmp_path: Path) -> None
     app = make_app(["nobel", "executorch"], tmp_path, results_path=results, program_dir=tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        app.action_toggle_thinking()  # not a thinking model: the setting is saved as it is
+        app.main.dialogs.toggle_thinking()  # not a thinking model: the setting is saved as it is
         await send(pilot, "Who won?")
         await pilot.pause()
     saved = read_results(results)

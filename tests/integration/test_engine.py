@@ -123,7 +123,7 @@ def test_follow_up_reuses_the_cache_and_matches_a_full_prefill(host: ModelHost) 
     reused_tokens = host.sessions["full"].last_reply_tokens
 
     host.clear(["full"])  # same conversation, empty KV cache: full re-prefill
-    _, again = run_reply(host, "full", "And of Italy?", chat=Conversation(history))
+    _, again = run_reply(host, "full", "And of Italy?", chat=Conversation.of(history))
     assert again.stats and again.stats.reused_tokens == 0
     assert host.sessions["full"].last_reply_tokens == reused_tokens
 

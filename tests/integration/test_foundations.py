@@ -107,14 +107,17 @@ async def test_the_app_runs_each_foundation_on_its_own_engine(
     async with app.run_test(size=SIZE) as pilot:
         names = ["full · fp32", "full · 8da4w g32"]
         await wait_for(pilot, lambda: all(n in app.main.memory_panel.adapters for n in names))
-        assert list(app.panes) == names
+        assert list(app.main.panes) == names
         assert {i.quantization for i in app.main.memory_panel.adapters.values()} == {
             "fp32",
             "8da4w g32",
         }
         assert len(app.main.memory_panel.foundations) == 2
         await send(pilot, "Say something.")
-        await wait_for(pilot, lambda: all(p.last_reply is not None for p in app.panes.values()))
+        await wait_for(
+            pilot,
+            lambda: all(p.conversation.last_reply is not None for p in app.main.panes.values()),
+        )
         sample = app.engine.memory()
         assert sample is not None and sample.processes >= 4  # two workers, each with a lane
 
@@ -128,9 +131,17 @@ async def test_a_foundation_opened_from_the_palette_runs_beside_the_first(
     app = real_foundations_app([group], tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: "full" in app.main.memory_panel.adapters)
-        await open_programs(app, [quantized / "foundation.ptd", quantized / "full.pte"])
+        await open_programs(
+            [quantized / "foundation.ptd", quantized / "full.pte"],
+            app.engine,
+            app.main.add_program,
+            app.notify,
+        )
         name = "full · 8da4w g32"
         await wait_for(pilot, lambda: name in app.main.memory_panel.adapters)
         assert app.main.memory_panel.adapters[name].quantization == "8da4w g32"
         await send(pilot, "Say something.")
-        await wait_for(pilot, lambda: all(p.last_reply is not None for p in app.panes.values()))
+        await wait_for(
+            pilot,
+            lambda: all(p.conversation.last_reply is not None for p in app.main.panes.values()),
+        )

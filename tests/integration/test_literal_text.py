@@ -129,11 +129,11 @@ async def test_the_app_opens_them_and_shows_names_errors_and_prompts_as_written(
     app = real_app(strange / "foundation.ptd", programs, tmp_path)
     async with app.run_test(size=(180, 50)) as pilot:
         settled = ("ready", "error")
-        await wait_for(pilot, lambda: all(p.state in settled for p in app.panes.values()))
+        await wait_for(pilot, lambda: all(p.state in settled for p in app.main.panes.values()))
         await send(pilot, PROMPTS[0]["prompt"])
-        await wait_for(pilot, lambda: all(p.state in settled for p in app.panes.values()))
+        await wait_for(pilot, lambda: all(p.state in settled for p in app.main.panes.values()))
         names = [shown for _, shown in PROGRAMS.values()]
-        assert [p.state for p in app.panes.values()] == ["ready"] * 3 + ["error"]
+        assert [p.state for p in app.main.panes.values()] == ["ready"] * 3 + ["error"]
         broken = pane(app, "broken[x] \x1b[31m")
         assert BROKEN_SHOWN in str(broken.query_one(".error-text").render())
         shown = screen_text(app)

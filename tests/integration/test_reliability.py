@@ -51,21 +51,24 @@ async def test_killed_engine_is_replaced_and_the_next_prompt_prefills_the_kept_t
         tmp_path,
     )
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: all(p.state == "ready" for p in app.panes.values()))
+        await wait_for(pilot, lambda: all(p.state == "ready" for p in app.main.panes.values()))
         await send(pilot, "What is the capital of France?")
-        await wait_for(pilot, lambda: all(p.last_reply is not None for p in app.panes.values()))
-        await wait_for(pilot, lambda: all(p.state == "ready" for p in app.panes.values()))
+        await wait_for(
+            pilot,
+            lambda: all(p.conversation.last_reply is not None for p in app.main.panes.values()),
+        )
+        await wait_for(pilot, lambda: all(p.state == "ready" for p in app.main.panes.values()))
         full = pane(app, "full")
-        first_turns = list(full.turns)
+        first_turns = list(full.conversation.turns)
         old_pid = worker_pid(app)
         os.kill(old_pid, signal.SIGKILL)
         await wait_for(pilot, lambda: app.engine is not None and worker_pid(app) != old_pid)
         assert any("engine process exited" in n for n in notifications(app))
-        await wait_for(pilot, lambda: all(p.state == "ready" for p in app.panes.values()))
-        assert full.turns == first_turns  # the conversation is still on screen
-        app.settings = GenerationSettings(temperature=0.0, max_new_tokens=6)
+        await wait_for(pilot, lambda: all(p.state == "ready" for p in app.main.panes.values()))
+        assert full.conversation.turns == first_turns  # the conversation is still on screen
+        app.session.settings = GenerationSettings(temperature=0.0, max_new_tokens=6)
         await send(pilot, "And of Italy?")
-        await wait_for(pilot, lambda: full.state == "ready" and len(full.turns) == 4)
+        await wait_for(pilot, lambda: full.state == "ready" and len(full.conversation.turns) == 4)
         assert full.last_stats and full.last_stats.reused_tokens == 0  # a new KV cache...
         assert full.last_stats.prompt_tokens > 30  # ...prefilled with the kept turns
         assert not psutil.pid_exists(old_pid) or psutil.Process(old_pid).status() == "zombie"
@@ -79,12 +82,12 @@ async def test_prompt_longer_than_the_context_is_an_error_in_its_pane(
         full = pane(app, "full")
         await wait_for(pilot, lambda: full.state == "ready")
         await send(pilot, "word " * (MAX_CONTEXT * 2))
-        await wait_for(pilot, lambda: full.state == "ready" and len(full.turns) == 2)
-        assert "context holds" in full.turns[-1].note
+        await wait_for(pilot, lambda: full.state == "ready" and len(full.conversation.turns) == 2)
+        assert "context holds" in full.conversation.turns[-1].note
         # Random weights emit byte tokens that are not whole UTF-8; they stream and show.
         await send(pilot, "Tell me about café ✓ 日本語")
-        await wait_for(pilot, lambda: full.state == "ready" and len(full.turns) == 4)
-        assert full.last_reply and full.turns[-1].note == ""
+        await wait_for(pilot, lambda: full.state == "ready" and len(full.conversation.turns) == 4)
+        assert full.conversation.last_reply and full.conversation.turns[-1].note == ""
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])

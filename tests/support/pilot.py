@@ -59,7 +59,7 @@ async def send(pilot, text: str) -> None:
 
 
 def pane(app: LoraTuiApp, name: str) -> AdapterPane:
-    return app.panes[name]
+    return app.main.panes[name]
 
 
 def notifications(app) -> list[str]:

@@ -23,7 +23,7 @@ def real_foundations_app(groups: list[FoundationPrograms], tmp_path: Path) -> Lo
     names = {p: g.name_of(p) for g in groups for p in g.programs}
     app = LoraTuiApp(programs, factory, names, transcript_dir=tmp_path, cursor_blink=False)
     app.animation_level = "none"
-    app.settings = GenerationSettings(temperature=0.0, max_new_tokens=12)
+    app.session.settings = GenerationSettings(temperature=0.0, max_new_tokens=12)
     return app
 
 

@@ -90,7 +90,7 @@ def test_the_app_never_imports_torch_and_stopping_ends_the_child(tmp_path: Path)
                 status = ""
                 for _ in range(600):
                     await pilot.pause(0.05)
-                    shown = app.panes["nobel"].query(".build-progress").first(Static)
+                    shown = app.main.panes["nobel"].query(".build-progress").first(Static)
                     status = str(shown.render()).replace("\\n", " ")
                     if "imported torch here" in status:
                         break

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from lora_tui.ui.app import LoraTuiApp
+from lora_tui.ui.keys import APP_BINDINGS, HELP_BINDINGS, MAIN_SCREEN_BINDINGS
 
 
 def test_every_binding_says_what_it_does() -> None:
     """The help screen is built from the bindings: one without a text would be missing."""
     from lora_tui.ui.screens.help import help_rows
 
-    for binding in LoraTuiApp.BINDINGS:
+    for binding in HELP_BINDINGS:
         assert binding.tooltip or binding.group, binding.key
-    keys = " ".join(keys for keys, _ in help_rows(LoraTuiApp.BINDINGS))
+    keys = " ".join(keys for keys, _ in help_rows(HELP_BINDINGS))
     assert "Alt+1…9 / 1…9" in keys and "F1 / ?" in keys
+
+
+def test_the_help_lists_every_key_of_the_app_and_the_main_screen() -> None:
+    bound = {id(binding) for binding in [*APP_BINDINGS, *MAIN_SCREEN_BINDINGS]}
+    assert {id(binding) for binding in HELP_BINDINGS} == bound
+    assert len(HELP_BINDINGS) == len(bound)
 
 
 def test_think_splitter_finds_tags_split_across_pieces() -> None:

@@ -5,19 +5,20 @@ as written: ``literal`` text, never markup, with no control character."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
 from textual.reactive import var
 from textual.widgets import Markdown, ProgressBar, Static
 
 from lora_tui.common.literal import literal, printable
 from lora_tui.demo.build_child import BuildProgress
+from lora_tui.engine.conversation import Conversation
 from lora_tui.engine.protocol import ReplyDone
-from lora_tui.engine.types import AdapterInfo, Message, ReplyEnd, ReplyStats
+from lora_tui.engine.types import AdapterInfo, ReplyEnd, ReplyStats
 from lora_tui.ui.widgets.thinking import ThinkingBlock, ThinkSplitter
 
 BUILDING = "Building its program (the first run only: later starts reuse it)"
@@ -50,20 +51,17 @@ class PaneState(StrEnum):
         }[self]
 
 
-@dataclass
-class Turn:
-    role: str
-    text: str
-    note: str = ""  # "cancelled", "error: ..."
-    end: ReplyEnd | None = None  # how a reply ended
-
-
 class AdapterPane(Vertical):
-    """Shows one adapter and owns its conversation (``turns``): each prompt is sent with the
-    conversation so far (``messages()``). The app routes engine events here by
+    """Shows one adapter and keeps its ``conversation`` (``engine/conversation.py``), which
+    says what each prompt is sent with. The main screen routes engine events here by
     ``adapter_name``."""
 
     ALLOW_MAXIMIZE = True
+
+    class Failed(Message):
+        """It will not answer (its load, its build or its engine failed): the prompts it
+        kept are missed."""
+
     # Watched, not repainting: the watchers update the status line, which is all that changes.
     state = var(PaneState.LOADING)
     selected = var(False)
@@ -73,8 +71,7 @@ class AdapterPane(Vertical):
         self.adapter_name = adapter_name
         self.path = path  # the program, to load it again into a new engine
         self.index = index
-        self.turns: list[Turn] = []
-        self.forgotten = 0  # the oldest messages the context no longer holds
+        self.conversation = Conversation()
         self.last_stats: ReplyStats | None = None
         self.together_tok_s: float | None = None  # with the panes that answered at once
         self.info: AdapterInfo | None = None
@@ -87,7 +84,7 @@ class AdapterPane(Vertical):
         self._streamed: list[str] = []  # its text so far
         self._splitter = ThinkSplitter()
         self._thinking: ThinkingBlock | None = None  # its <think> block, if it has one
-        self._kept: list[tuple[str, Static]] = []  # prompts kept to answer, each with its note
+        self._waiting: list[Static] = []  # the note under each prompt it keeps to answer
 
     def compose(self) -> ComposeResult:
         yield VerticalScroll(classes="conversation")
@@ -170,8 +167,8 @@ class AdapterPane(Vertical):
             parts.append(f"T {self.overrides['temperature']}")
         if "seed" in self.overrides:
             parts.append(f"seed {self.overrides['seed']}")
-        if self.forgotten:
-            parts.append(f"{self.forgotten} left out")
+        if self.conversation.forgotten:
+            parts.append(f"{self.conversation.forgotten} left out")
         if self.detail:
             parts.append(self.detail)
         # One fixed-height line: no layout pass, so a status change repaints just this line.
@@ -183,7 +180,8 @@ class AdapterPane(Vertical):
         return self.state in (PaneState.READY, PaneState.CANCELLED)
 
     @property
-    def conversation(self) -> VerticalScroll:
+    def scroll_view(self) -> VerticalScroll:
+        """Where the conversation shows."""
         return self.query_one(".conversation", VerticalScroll)
 
     # --- engine events ---------------------------------------------------------------------
@@ -192,7 +190,7 @@ class AdapterPane(Vertical):
         """Its program is not built yet: how far the build is, and how long it has taken."""
         if self.state is not PaneState.BUILDING:
             self.state = PaneState.BUILDING
-            self.conversation.mount(
+            self.scroll_view.mount(
                 Static(BUILDING, classes="build-progress"),
                 ProgressBar(show_eta=False, classes="build-progress"),
             )
@@ -214,14 +212,15 @@ class AdapterPane(Vertical):
         self.info = info
         self.state = PaneState.READY
         self._update_titles()
-        for _, note in self._kept:
+        for note in self._waiting:
             note.update(WAITING_IN_TURN)
 
     def failed(self, error: str) -> None:
         self.query(".build-progress").remove()
         self.detail = ""
         self.state = PaneState.ERROR
-        self.conversation.mount(Static(literal(error), classes="error-text"))
+        self.scroll_view.mount(Static(literal(error), classes="error-text"))
+        self.post_message(self.Failed())
 
     async def keep(self, user_text: str) -> None:
         """A prompt it cannot answer yet (it is still loading, or answers one kept before):
@@ -230,34 +229,35 @@ class AdapterPane(Vertical):
         waiting = WAITING_TO_LOAD if loading else WAITING_IN_TURN
         note = Static(waiting, classes="notice", markup=False)
         user = Static(literal(user_text), classes="user-message")
-        await self.conversation.mount(user, note)
-        self._kept.append((user_text, note))
-        self.conversation.anchor()
+        await self.scroll_view.mount(user, note)
+        self.conversation.keep(user_text)
+        self._waiting.append(note)
+        self.scroll_view.anchor()
 
     def missed(self, why: str) -> None:
         """The prompts it kept will not be answered: each says so where it waited."""
-        for text, note in self._kept:
+        self.conversation.missed(why)
+        for note in self._waiting:
             note.update(literal(f"not sent: {why}"))
-            self.turns.append(Turn("notice", f"not sent ({why}): {text}"))
-        self._kept.clear()
+        self._waiting.clear()
 
     async def start_reply(self, user_text: str) -> None:
         """Answer ``user_text``; if prompts were kept, it is the first of them (shown already,
         its reply goes in place of its note)."""
-        self.turns.append(Turn("user", user_text))
-        conversation = self.conversation
+        self.conversation.ask(user_text)
+        shown = self.scroll_view
         self._reply = Markdown(classes="assistant-message")
         self._streamed = []
         self._splitter = ThinkSplitter()
         self._thinking = None
-        if self._kept:
-            _, note = self._kept.pop(0)
-            await conversation.mount(self._reply, before=note)
+        if self._waiting:
+            note = self._waiting.pop(0)
+            await shown.mount(self._reply, before=note)
             await note.remove()
         else:
-            await conversation.mount(Static(literal(user_text), classes="user-message"))
-            await conversation.mount(self._reply)
-        conversation.anchor()
+            await shown.mount(Static(literal(user_text), classes="user-message"))
+            await shown.mount(self._reply)
+        shown.anchor()
         self.detail = ""
         self.together_tok_s = None
         self.state = PaneState.GENERATING
@@ -275,7 +275,7 @@ class AdapterPane(Vertical):
             if thinking:
                 if self._thinking is None:
                     self._thinking = ThinkingBlock()
-                    await self.conversation.mount(self._thinking, before=self._reply)
+                    await self.scroll_view.mount(self._thinking, before=self._reply)
                 self._thinking.append(printable(text))
             elif self._reply is not None:
                 if self._thinking is not None and not self._thinking.collapsed:
@@ -291,19 +291,13 @@ class AdapterPane(Vertical):
         if self._thinking is not None:
             self._thinking.finish()
         self._reply = self._thinking = None
-        note = {
-            ReplyEnd.CANCELLED: "cancelled",
-            ReplyEnd.ERROR: f"error: {done.error}",
-            ReplyEnd.CONTEXT: "stopped: context full",
-        }.get(done.end, "")
-        self.turns.append(Turn("assistant", done.text, note, done.end))
-        if done.forgotten and not self.forgotten:  # said once a conversation, not every turn
-            self.notice(CONTEXT_FULL)
-        self.forgotten += done.forgotten
+        note = self.conversation.answered(done).note
+        if done.forgotten and self.conversation.forgotten == done.forgotten:
+            self.notice(CONTEXT_FULL)  # said once a conversation, not every turn
         if done.stats:
             self.last_stats = done.stats
         if done.end is ReplyEnd.ERROR:
-            await self.conversation.mount(
+            await self.scroll_view.mount(
                 Static(literal(done.error or "error"), classes="error-text")
             )
         self.detail = note
@@ -338,47 +332,25 @@ class AdapterPane(Vertical):
     async def retract_last_exchange(self) -> str | None:
         """Take the last prompt and its reply off the pane, to answer it again; returns the
         prompt (None if there is nothing to answer again)."""
-        users = [i for i, t in enumerate(self.turns) if t.role == "user"]
-        if not users or not self.can_answer:
+        if not self.can_answer or (prompt := self.conversation.retract()) is None:
             return None
-        prompt = self.turns[users[-1]].text
-        del self.turns[users[-1] :]
-        shown = list(self.conversation.children)
+        shown = list(self.scroll_view.children)
         asked = [i for i, w in enumerate(shown) if w.has_class("user-message")]
         if asked:
-            await self.conversation.remove_children(shown[asked[-1] :])
+            await self.scroll_view.remove_children(shown[asked[-1] :])
         self.detail = ""
         return prompt
 
-    def messages(self) -> list[Message]:
-        """The conversation the adapter answers from: every exchange but those whose reply
-        failed and those the context no longer holds. A cancelled reply stays, as shown."""
-        kept: list[Message] = []
-        for turn in self.turns:
-            if turn.role == "user":
-                kept.append(Message("user", turn.text))
-            elif turn.end is ReplyEnd.ERROR:
-                kept.pop()  # its prompt goes with it
-            elif turn.role == "assistant":
-                kept.append(Message("assistant", turn.text))
-        return kept[self.forgotten :]
-
     def notice(self, text: str) -> None:
-        self.turns.append(Turn("notice", text))
-        self.conversation.mount(Static(literal(text), classes="notice"))
+        self.conversation.notice(text)
+        self.scroll_view.mount(Static(literal(text), classes="notice"))
 
     async def clear(self) -> None:
         self._reply = self._thinking = None
-        await self.conversation.remove_children()
-        self.turns.clear()
-        self._kept.clear()
-        self.forgotten = 0
+        await self.scroll_view.remove_children()
+        self.conversation.clear()
+        self._waiting.clear()
         self.detail = ""
         if self.state in (PaneState.CANCELLED, PaneState.GENERATING):
             self.state = PaneState.READY
         self._update_status()
-
-    @property
-    def last_reply(self) -> str | None:
-        replies = [t.text for t in self.turns if t.role == "assistant"]
-        return replies[-1] if replies else None

@@ -1,5 +1,5 @@
 """Blind mode's vote: once every anonymous answer is in, a key picks the better one, a
-tie or "all bad" (Esc skips). It posts ``Voted``; the app reveals the names."""
+tie or "all bad" (Esc skips). It posts ``Voted``; the main screen reveals the names."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from textual.message import Message
 from textual.widgets import Static
 
 from lora_tui.judging.arena import ALL_BAD, LABELS, TIE
+from lora_tui.judging.blind import MAX_ADAPTERS
 
-MAX_PANES = 9
 VOTE_FOR = Binding.Group("blind mode: vote for answer A, B, … (once all have answered)")
 
 
@@ -17,7 +17,7 @@ class VoteBar(Static):
     BINDINGS = [
         *[
             Binding(letter.lower(), f"vote({index})", show=False, group=VOTE_FOR)
-            for index, letter in enumerate(LABELS[:MAX_PANES])
+            for index, letter in enumerate(LABELS[:MAX_ADAPTERS])
         ],
         Binding("t", f"vote('{TIE}')", "Tie", tooltip="blind mode: vote a tie"),
         Binding("x", f"vote('{ALL_BAD}')", "All bad", tooltip="blind mode: vote all bad"),
