@@ -199,10 +199,10 @@ async def test_an_adapter_that_does_nothing_says_so_in_its_pane_as_written(
             for name in ("zero", "nobel", base)
         }
         assert notices == {"zero": [warning], "nobel": [], base: []}
-        app.selected = 0
+        app.main.selected = 0
         await pilot.press("f2")  # the pane maximized: the warning on one line of the screen
         await pilot.pause()
         assert warning in screen_text(app)
         await pilot.press("f2")
         await send(pilot, "Hello")  # the warning is no part of what the adapter is sent
-        assert [m.role for m in pane(app, "zero").messages()] == ["user", "assistant"]
+        assert [m.role for m in pane(app, "zero").conversation.messages] == ["user", "assistant"]

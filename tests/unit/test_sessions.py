@@ -92,7 +92,7 @@ def test_a_blind_round_asks_for_a_vote_once_then_reveals_the_names() -> None:
     reveal = blind.vote(round, 1)
     assert reveal is not None and reveal.verdict == order[1]
     assert reveal.summary == f"A = {order[0]}, B = {order[1]} · you voted B ({order[1]})"
-    assert reveal.record is not None and reveal.record["round"] == round.id
+    assert reveal.record is not None and reveal.record.round == round.id
     assert blind.tally.standings[order[1]].wins == 1
     assert blind.vote_due(round) is None and blind.vote(round, 0) is None  # voted already
 
