@@ -19,8 +19,14 @@ def load_module(pte: Path, ptd: Path) -> Any:
     import executorch.extension.llm.custom_ops.custom_ops  # noqa: F401  (registers custom_sdpa)
     import executorch.kernels.quantized  # noqa: F401  (quantized embeddings, as export_llm writes)
     from executorch.extension.pybindings.portable_lib import Verification, _load_for_executorch
+    from executorch.runtime import Runtime
 
     try:
+        # _load_for_executorch drops its program_verification (ExecuTorch 1.5's pybindings
+        # build the Module without it): a program with a flipped header byte loaded. The
+        # Runtime API passes it on, so the program alone is verified there first (a few ms;
+        # its weights in the .ptd are only named, and checked when the method loads).
+        Runtime.get().load_program(pte, verification=Verification.InternalConsistency)
         return _load_for_executorch(
             str(pte), data_path=str(ptd), program_verification=Verification.InternalConsistency
         )

@@ -23,6 +23,7 @@ import psutil
 import pytest
 
 from lora_tui.engine import EngineError, GenerationSettings, ModelHost
+from lora_tui.engine.loading import load_module
 from lora_tui.engine.preflight import CHECKER_MODULE
 from tests.support.artifacts import MAX_CONTEXT, TinyArtifacts
 from tests.support.damage import KINDS, FuzzEngine, damage
@@ -277,6 +278,18 @@ def test_damaged_programs_fail_alone(
                 assert path.name in outcome.detail and "\n" not in outcome.detail, outcome
             if kind in ("cut", "another model"):
                 assert outcome.verdict == "rejected", outcome
+
+
+def test_a_program_that_fails_verification_is_refused(bare_folder: Path, tmp_path: Path) -> None:
+    """A flipped byte in the flatbuffer's tables fails ExecuTorch's InternalConsistency
+    verification. _load_for_executorch alone ignores the verification it is asked for and
+    loaded this copy; load_module refuses it in one line that names it."""
+    data = bytearray((bare_folder / "full.pte").read_bytes())
+    data[64] ^= 0xFF  # inside the flatbuffer's tables, before any weight
+    program = tmp_path / "flipped.pte"
+    program.write_bytes(bytes(data))
+    with pytest.raises(EngineError, match=r"flipped\.pte: could not load"):
+        load_module(program, bare_folder / "foundation.ptd")
 
 
 def test_a_listed_program_with_a_flipped_weight_is_refused(
