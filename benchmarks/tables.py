@@ -39,9 +39,7 @@ class Table:
         names = self.sources or (name,)
         reports = [load(source) for source in names]
         lines = render(*reports)
-        provenances = [
-            report.get("provenance") if isinstance(report, dict) else None for report in reports
-        ]
+        provenances = [report.get("provenance") for report in reports]
         if len(names) == 1 or all(p == provenances[0] for p in provenances):
             return [*lines, "", measured(provenances[0])]
         return [
@@ -85,7 +83,7 @@ TABLES: dict[str, Table] = {
 }
 
 
-def load(name: str) -> dict | list:
+def load(name: str) -> dict:
     return json.loads((RESULTS_DIR / f"{name}.json").read_text(encoding="utf-8"))
 
 
