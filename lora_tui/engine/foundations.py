@@ -133,6 +133,10 @@ class FoundationEngines:
     def clear(self, names: list[str] | None = None) -> None:
         self._each("clear", names)
 
+    def use_base(self, name: str) -> None:
+        if (weights := self.owners.get(name)) is not None:
+            self.engines[weights].use_base(name)
+
     def memory(self) -> MemorySample | None:
         # Called from the memory panel's thread while the UI thread may open a foundation:
         # a copy of the engines (taken whole, under the GIL), not the dict as it changes.

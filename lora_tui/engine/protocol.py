@@ -96,7 +96,41 @@ class NoEffect:
         return f"no effect: its logits equal {self.base}'s (largest change {change})"
 
 
-AdapterEvent = Loaded | LoadFailed | Piece | ReplyDone | NoEffect
+@dataclass(frozen=True)
+class Departure:
+    """An adapter's finished reply, scored under the base program over the same foundation:
+    the base's log-probability of each token the adapter chose, and where the adapter first
+    chose otherwise than the base's greedy choice. Sent after the reply's ``ReplyDone``
+    (scoring runs when the base's lane has no reply under way), for the reply whose text is
+    ``"".join(pieces)``."""
+
+    adapter: str
+    base: str  # the base program's name
+    pieces: tuple[str, ...]  # each reply token's text, as it streamed ("" inside a character)
+    logprobs: tuple[float, ...]  # the base's natural-log probability of each token
+    departs_at: int | None  # index of the first token that is not the base's greedy one
+    base_choice: str  # the text of the base's own choice there ("" when none departs)
+    same_as_base: bool  # token for token the base's greedy reply, its end included
+
+    @property
+    def mean_logprob(self) -> float | None:
+        return sum(self.logprobs) / len(self.logprobs) if self.logprobs else None
+
+    @property
+    def summary(self) -> str:
+        """The one line a status shows: "same as base", or where it departs."""
+        if self.same_as_base:
+            return "same as base"
+        if self.departs_at is None:
+            return f"follows {self.base} to its last token, then goes on"
+        token = self.pieces[self.departs_at]
+        return (
+            f"departs from base at token {self.departs_at + 1} ({token.strip()!r}; "
+            f"{self.base} would say {self.base_choice.strip()!r})"
+        )
+
+
+AdapterEvent = Loaded | LoadFailed | Piece | ReplyDone | NoEffect | Departure
 EngineEvent = EngineReady | EngineFailed | AdapterEvent
 
 
@@ -138,6 +172,14 @@ class Clear:
 
 
 @dataclass(frozen=True)
+class UseBase:
+    """Score every other adapter of this foundation against ``name`` from now on (by
+    default the first program its manifest calls a base)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class Shutdown:
     pass
 
@@ -151,6 +193,25 @@ class Probed:
     base: bool  # the program is a base (its manifest entry's kind)
     tokens: tuple[int, ...]  # the probe it ran
     logits: bytes  # float32, one per token of the vocabulary
+
+
+@dataclass(frozen=True)
+class Replied:
+    """From a lane to its router after an adapter's reply ends whole: what it answered, in
+    tokens, for the router to have the base's lane score (never sent on to the UI)."""
+
+    adapter: str
+    prompt: tuple[int, ...]  # the prompt's tokens, chat template applied, as prefilled
+    reply: tuple[int, ...]  # the tokens it chose, its stop token left out
+    stopped: bool  # it ended on a stop token (else on its length)
+
+
+@dataclass(frozen=True)
+class Score:
+    """From the router to the base's lane: score ``replied`` under ``base``."""
+
+    base: str
+    replied: Replied
 
 
 # --- to and from the pre-flight checker (preflight.py) --------------------------------------
@@ -188,6 +249,9 @@ class FoundationEngine(Protocol):
 
     def cancel(self, names: list[str] | None = None) -> None: ...
     def clear(self, names: list[str] | None = None) -> None: ...
+    def use_base(self, name: str) -> None:
+        """Score the other adapters' replies against ``name`` (``Departure``)."""
+
     def memory(self) -> MemorySample | None: ...
     def close(self) -> None: ...
 

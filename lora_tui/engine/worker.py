@@ -47,6 +47,7 @@ from lora_tui.engine.protocol import (
     Send,
     Shutdown,
     Unload,
+    UseBase,
 )
 from lora_tui.engine.threads import available_cores, hold_openmp_to_one_thread, lane_layout
 from lora_tui.engine.types import EngineError, GenerationSettings, Message, ReplyEnd
@@ -196,6 +197,9 @@ class EngineProcess:
 
     def clear(self, names: list[str] | None = None) -> None:
         self._writer.send(Clear(tuple(names) if names is not None else None))
+
+    def use_base(self, name: str) -> None:
+        self._writer.send(UseBase(name))
 
     def close(self, timeout: float = 5.0) -> None:
         self._writer.send(Shutdown())

@@ -12,6 +12,7 @@ from pathlib import Path
 from exporter.base import PROJECTIONS
 from lora_tui.engine.memory import MemorySample
 from lora_tui.engine.protocol import (
+    Departure,
     EngineEvent,
     EngineReady,
     Loaded,
@@ -91,6 +92,8 @@ class FakeEngine:
         self.sent_settings: list[tuple[tuple[str, ...], GenerationSettings]] = []
         self.conversations: dict[str, list[Message]] = {}  # the last each adapter was sent
         self.loaded = 0
+        self.names: list[str] = []  # loaded, in order
+        self.base: str | None = None  # what replies are scored against (``Departure``)
         on_event(
             EngineReady(
                 Sharing(True, "XNNPACK weight cache on (confirmed)"),
@@ -119,6 +122,9 @@ class FakeEngine:
             self.on_event(LoadFailed(name, str(path), self.fail[name]))
             return
         self.loaded += 1
+        self.names.append(name)
+        if name == "base" and self.base is None:
+            self.base = name
         # RSS counts the foundation's mapped pages once per program; PSS splits them.
         increment = 663.0 if self.loaded == 1 else 156.0
         true_increment = 556.0 if self.loaded == 1 else 46.0
@@ -190,6 +196,35 @@ class FakeEngine:
                 self.running[name] = "".join(pieces)
             else:
                 self.on_event(ReplyDone(name, reply, ReplyEnd.STOP, FIXED_STATS))
+                self._depart(name, reply, settings)
+
+    def _depart(self, name: str, reply: str, settings: GenerationSettings) -> None:
+        """Score the reply against the base, word by word as the real engine does token by
+        token: a word the base's reply has at the same place is likely (log-probability
+        -0.1), any other unlikely (-4.0 after the first, -7.5 for the first)."""
+        if self.base is None or name == self.base or self.base not in self.names:
+            return
+        base_words = self._pieces(self.replies.get(self.base, DEFAULT_REPLY))
+        pieces = self._pieces(reply)
+        same = [i < len(base_words) and p == base_words[i] for i, p in enumerate(pieces)]
+        departs = next((i for i, s in enumerate(same) if not s), None)
+        logprobs = [-0.1 if s else (-7.5 if i == departs else -4.0) for i, s in enumerate(same)]
+        choice = base_words[departs] if departs is not None and departs < len(base_words) else ""
+        self.on_event(
+            Departure(
+                name,
+                self.base,
+                tuple(pieces),
+                tuple(logprobs),
+                departs,
+                choice,
+                departs is None and len(pieces) == len(base_words),
+            )
+        )
+
+    @staticmethod
+    def _pieces(reply: str) -> list[str]:
+        return [w if i == 0 else " " + w for i, w in enumerate(reply.split(" "))]
 
     def cancel(self, names: list[str] | None = None) -> None:
         self.calls.append(("cancel", names))
@@ -202,6 +237,10 @@ class FakeEngine:
     def clear(self, names: list[str] | None = None) -> None:
         self.calls.append(("clear", names))
         self.cancel(names)
+
+    def use_base(self, name: str) -> None:
+        self.calls.append(("use_base", name))
+        self.base = name
 
     def memory(self) -> MemorySample:
         return FIXED_MEMORY
