@@ -44,6 +44,9 @@ class ProgramSpec:
     lora_rank: int | None = None
     lora_targets: tuple[str, ...] = ()
     quantization: Quantization = FP32
+    # Every position's logits, not the last one's (export_llm's --generate_full_logits):
+    # the base program scores a reply in one prefill. Runners take the last row, as ever.
+    full_logits: bool = False
 
 
 @dataclass
@@ -369,6 +372,7 @@ def _build_model(spec: ProgramSpec, weights: dict[str, torch.Tensor]) -> torch.n
         max_seq_len=min(MAX_PREFILL, spec.max_context),
         max_context_len=spec.max_context,
         use_kv_cache=True,
+        generate_full_logits=spec.full_logits,
         use_sdpa_with_kv_cache_op=True,
         enable_dynamic_shape=True,
         # The adapter's per-module scale is folded into lora_b, so the layer's alpha/r is 1.

@@ -162,6 +162,7 @@ class _Export:
             lora_rank=adapter.rank if adapter else None,
             lora_targets=tuple(adapter.targets) if adapter else (),
             quantization=request.quantization,
+            full_logits=adapter is None,  # the base scores replies (lora_tui/engine/departure.py)
         )
         pte = self.staging / f"{name}.pte"
         if adapter is None:

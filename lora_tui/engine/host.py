@@ -14,12 +14,13 @@ from pathlib import Path
 import torch
 
 from lora_tui.engine.artifacts import Foundation, open_foundation
+from lora_tui.engine.departure import Scoring
 from lora_tui.engine.foundations import FoundationPrograms, labelled
 from lora_tui.engine.loading import ProgramFacts, load_module, warm_up
 from lora_tui.engine.memory import MIB, MemorySample, sample, sample_tree
 from lora_tui.engine.preflight import CHECKER_MODULE, Preflight
 from lora_tui.engine.probe import probe_tokens
-from lora_tui.engine.protocol import Probed, ReplyDone
+from lora_tui.engine.protocol import Departure, Probed, Replied, ReplyDone
 from lora_tui.engine.session import AdapterSession, Event, Reply
 from lora_tui.engine.sharing import configure_sharing
 from lora_tui.engine.threads import configure_threads, resize_after_fork
@@ -63,6 +64,10 @@ class ModelHost:
         self.sessions: dict[str, AdapterSession] = {}
         self.infos: dict[str, AdapterInfo] = {}
         self._replies: deque[Reply] = deque()
+        # Replies being scored under a base (``departure.py``), each base's on a second copy
+        # of its program, made at its first score and kept while the base stays.
+        self._scores: deque[Scoring] = deque()
+        self._scorers: dict[str, AdapterSession] = {}
         self._preflight = preflight or Preflight(log_path)
         # Programs that passed, by path, size and time of change: (facts, seconds it took).
         self._checked: dict[tuple[Path, int, int], tuple[ProgramFacts, float]] = {}
@@ -205,6 +210,8 @@ class ModelHost:
         events = self._stop_replies([name])
         self.sessions.pop(name, None)
         self.infos.pop(name, None)
+        if self._scorers.pop(name, None) is not None:
+            self._scores = deque(s for s in self._scores if s.base != name)
         return events
 
     def _stop_replies(self, names: list[str] | None) -> list[Event]:
@@ -243,17 +250,65 @@ class ModelHost:
 
     @property
     def busy(self) -> bool:
-        return bool(self._replies)
+        return bool(self._replies or self._scores)
 
-    def step(self) -> list[Event]:
-        """One unit of work for the next reply in turn (round-robin, token by token)."""
+    def step(self) -> list[Event | Replied | Departure]:
+        """One unit of work for the next reply in turn (round-robin, token by token); a
+        reply that ended whole is followed by what it ``Replied``. With no reply under way,
+        a step of scoring one under its base: scoring never holds up a reply."""
         if not self._replies:
-            return []
+            return self._score_step()
         reply = self._replies.popleft()
-        events = reply.step()
+        events: list[Event | Replied | Departure] = [*reply.step()]
         if not reply.done(events):
             self._replies.append(reply)
+        elif (replied := reply.session.last_replied) is not None:
+            events.append(replied)
         return events
+
+    # --- departure from the base ---------------------------------------------------------
+
+    def score(self, base: str, replied: Replied) -> None:
+        """Score ``replied`` under the base program ``base`` (loaded here), in the steps
+        after the replies under way; an earlier score of the same adapter still waiting
+        gives way to it."""
+        scorer = self.scorer(base)
+        if scorer is None or replied.adapter == base:
+            return
+        self._scores = deque(s for s in self._scores if s.adapter != replied.adapter)
+        self._scores.append(Scoring(scorer, base, replied))
+
+    def departure(self, base: str, adapter: str) -> Departure | None:
+        """Score ``adapter``'s last whole reply under ``base`` now (``eval``); None when it
+        has none, or the base is not loaded here."""
+        session, scorer = self.sessions.get(adapter), self.scorer(base)
+        if session is None or scorer is None or session.last_replied is None:
+            return None
+        scoring = Scoring(scorer, base, session.last_replied)
+        while not scoring.done:
+            if events := scoring.step():
+                return events[0]
+        return None
+
+    def scorer(self, base: str) -> AdapterSession | None:
+        """The copy of the base program replies are scored on (made at its first use);
+        None when ``base`` is not loaded here."""
+        if base not in self.sessions:
+            return None
+        if base not in self._scorers:
+            session, info = self.sessions[base], self.infos[base]
+            module = load_module(Path(info.path), self.foundation.path)
+            self._scorers[base] = AdapterSession(base, module, session.chat, session.facts)
+        return self._scorers[base]
+
+    def _score_step(self) -> list[Event | Replied | Departure]:
+        if not self._scores:
+            return []
+        scoring = self._scores[0]
+        events = scoring.step()
+        if scoring.done:
+            self._scores.popleft()
+        return list(events)
 
     def generate(
         self, name: str, messages: Sequence[Message], settings: GenerationSettings

@@ -55,10 +55,13 @@ from lora_tui.engine.protocol import (
     LoadFailed,
     Piece,
     Probed,
+    Replied,
     ReplyDone,
+    Score,
     Send,
     Shutdown,
     Unload,
+    UseBase,
 )
 from lora_tui.engine.types import EngineError, ReplyEnd
 from lora_tui.format import one_line
@@ -127,6 +130,9 @@ class Router:
         self.lanes: list[Lane] = []
         self.seed: AdapterSession | None = None  # held so its packed weights stay cached
         self.no_effect = NoEffectWatch()  # each program's load probe, against the base's
+        # What the other adapters are compared with: the first base program to load, or
+        # the program the UI names (``UseBase``).
+        self.base: str | None = None
         # Adapters being checked, each with the commands for it that arrived meanwhile.
         self.checking: dict[str, list[object]] = {}
         self._to_check: queue.SimpleQueue[tuple[Load, str] | None] = queue.SimpleQueue()
@@ -178,6 +184,9 @@ class Router:
             else:
                 self.checking[name] = []
                 self._to_check.put((command, name))
+        elif isinstance(command, UseBase):
+            self.base = command.name
+            self.app.send(self.no_effect.compare(self.base))
         elif isinstance(command, Unload | Send):
             name = command.name if isinstance(command, Unload) else command.adapter
             if name in self.checking:
@@ -185,7 +194,7 @@ class Router:
             elif (lane := self.owners.get(name)) is not None:
                 if isinstance(command, Unload):
                     lane.adapters.pop(name, None)
-                    self.no_effect.forget(name)
+                    self._forget(name)
                 else:
                     lane.replies.setdefault(name, [])
                 _tell(lane, command)
@@ -317,9 +326,14 @@ class Router:
         except (EOFError, OSError):
             self._lane_ended(lane)
             return
-        events = [e for e in received if not isinstance(e, Probed)]
+        events = [e for e in received if not isinstance(e, Probed | Replied)]
         for probe in (e for e in received if isinstance(e, Probed)):
-            events += self.no_effect.probed(probe)
+            if probe.base and self.base is None:
+                self.base = probe.adapter
+            self.no_effect.probed(probe)
+            events += self.no_effect.compare(self.base)
+        for replied in (e for e in received if isinstance(e, Replied)):
+            self._score(replied)
         for event in events:
             if isinstance(event, Piece) and event.adapter in lane.replies:
                 lane.replies[event.adapter].append(event.text)
@@ -327,8 +341,21 @@ class Router:
                 lane.replies.pop(event.adapter, None)
             elif isinstance(event, LoadFailed):
                 lane.adapters.pop(event.adapter, None)
-                self.no_effect.forget(event.adapter)
+                self._forget(event.adapter)
         self.app.send(events)
+
+    def _score(self, replied: Replied) -> None:
+        """Have the base's lane score an adapter's whole reply (``Departure``)."""
+        base = self.base
+        if base is None or replied.adapter == base or (lane := self.owners.get(base)) is None:
+            return
+        _tell(lane, Score(base, replied))
+
+    def _forget(self, name: str) -> None:
+        """``name`` is gone: its probe goes, and it is no longer the base."""
+        self.no_effect.forget(name)
+        if self.base == name:
+            self.base = None
 
     def _lane_ended(self, lane: Lane) -> None:
         self.lanes.remove(lane)

@@ -48,23 +48,28 @@ def largest_change(logits: bytes, base: bytes) -> float:
 @dataclass
 class NoEffectWatch:
     """The router's side: keeps each loaded program's probe and compares every adapter
-    with the base (the first base program loaded, while it stays), once per pair."""
+    with the base (the router's), once per pair."""
 
     tolerance: float = NO_EFFECT_TOLERANCE
     probes: dict[str, Probed] = field(default_factory=dict)
     compared: set[tuple[str, str]] = field(default_factory=set)  # (adapter, base)
 
-    def probed(self, probe: Probed) -> list[NoEffect]:
-        """Keep ``probe`` (a new load) and compare what can be: the adapters that do nothing."""
+    def probed(self, probe: Probed) -> None:
+        """Keep ``probe`` (a new load)."""
         self.forget(probe.adapter)
         self.probes[probe.adapter] = probe
-        base = next((p for p in self.probes.values() if p.base), None)
+
+    def compare(self, base_name: str | None) -> list[NoEffect]:
+        """Compare what can be with ``base_name``'s probe: the adapters that do nothing.
+        Other base programs are not compared (two bases are alike by design)."""
+        base = self.probes.get(base_name) if base_name is not None else None
         if base is None:
             return []  # no base program open: nothing to compare with
         notices = []
         for adapter in self.probes.values():
             pair = (adapter.adapter, base.adapter)
-            if adapter.base or pair in self.compared or adapter.tokens != base.tokens:
+            skip = adapter is base or adapter.base or adapter.tokens != base.tokens
+            if skip or pair in self.compared:
                 continue
             self.compared.add(pair)
             change = largest_change(adapter.logits, base.logits)

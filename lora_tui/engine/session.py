@@ -18,7 +18,7 @@ import torch
 
 from lora_tui.engine.chat import ChatFormat
 from lora_tui.engine.loading import ProgramFacts, position_input, token_input
-from lora_tui.engine.protocol import Piece, ReplyDone
+from lora_tui.engine.protocol import Piece, Replied, ReplyDone
 from lora_tui.engine.sampling import pick_token
 from lora_tui.engine.types import (
     EngineError,
@@ -41,6 +41,11 @@ class AdapterSession:
     facts: ProgramFacts
     cached: list[int] = field(default_factory=list)  # tokens whose K/V sit at positions 0..n-1
     last_reply_tokens: list[int] = field(default_factory=list)
+    # The last reply that ended whole (a stop token or its length), in tokens, to be
+    # scored under the base (``departure.py``); None after a cancelled or failed one.
+    last_replied: Replied | None = None
+    # Whether the program returns every position's logits (None: not seen yet).
+    full_logits: bool | None = None
     # The load probe's tokens and last logits (float32 bytes), until the host hands them on.
     probe: tuple[tuple[int, ...], bytes] | None = None
 
@@ -85,6 +90,7 @@ class Reply:
         return events
 
     def _failed(self, error: str) -> None:
+        self.session.last_replied = None
         name = self.session.name
         self.pending.append(ReplyDone(name, "", ReplyEnd.ERROR, None, error, self.forgotten))
 
@@ -115,7 +121,7 @@ class Reply:
         started = time.perf_counter()
         tokens = self._fit_context()
         # At least one token must run to give logits.
-        reused = min(_common_prefix(self.session.cached, tokens), len(tokens) - 1)
+        reused = min(common_prefix(self.session.cached, tokens), len(tokens) - 1)
         logits = yield from self._prefill(tokens, reused)
         prefill_s = max(time.perf_counter() - started, 1e-9)
         decoded = _Decoded()
@@ -137,6 +143,12 @@ class Reply:
             decode_tok_s=(new_tokens - 1) / decode_s if new_tokens > 1 and decode_s else 0.0,
         )
         end = ReplyEnd.CANCELLED if self.cancelled else decoded.end
+        whole = end in (ReplyEnd.STOP, ReplyEnd.LENGTH, ReplyEnd.CONTEXT)
+        self.session.last_replied = (
+            Replied(self.session.name, tuple(tokens), tuple(decoded.tokens), end == ReplyEnd.STOP)
+            if whole
+            else None
+        )
         self.pending.append(ReplyDone(self.session.name, reply, end, stats, None, self.forgotten))
 
     def _prefill(self, tokens: list[int], reused: int) -> Generator[None, None, Any]:
@@ -190,7 +202,7 @@ class _Decoded:
     end: ReplyEnd = ReplyEnd.LENGTH
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
+def common_prefix(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     for i in range(n):
         if a[i] != b[i]:

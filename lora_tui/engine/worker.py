@@ -16,6 +16,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -43,7 +44,9 @@ from lora_tui.engine.protocol import (
     Loaded,
     LoadFailed,
     Probed,
+    Replied,
     ReplyDone,
+    Score,
     Send,
     Shutdown,
     Unload,
@@ -288,7 +291,7 @@ def _serve(conn: Connection, host: ModelHost, step_limit_s: float) -> None:
             conn.send(events)
 
 
-def _handle(host: ModelHost, command: object) -> list[EngineEvent | Probed]:
+def _handle(host: ModelHost, command: object) -> list[EngineEvent | Probed | Replied]:
     """Carry out one command. Whatever goes wrong becomes an event for the adapters it
     concerns; nothing ends the worker."""
     if isinstance(command, Load):
@@ -301,6 +304,12 @@ def _handle(host: ModelHost, command: object) -> list[EngineEvent | Probed]:
             return [Loaded(info.name, info), *host.probed(info.name)]
         except Exception as err:  # EngineError, or anything the runtime raised
             return [LoadFailed(name, command.path, one_line(err))]
+    if isinstance(command, Score):
+        try:
+            host.score(command.base, command.replied)
+        except Exception as err:  # the scorer did not load: the reply goes unscored
+            print(f"scoring under {command.base}: {one_line(err)}", file=sys.stderr)
+        return []
     names = (command.adapter,) if isinstance(command, Send) else getattr(command, "names", None)
     try:
         if isinstance(command, Unload):

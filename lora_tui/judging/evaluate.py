@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -28,7 +28,7 @@ from rich.text import Text
 
 from lora_tui.common.literal import literal
 from lora_tui.engine.foundations import NAME_SEPARATOR, FoundationPrograms, with_label
-from lora_tui.engine.protocol import ReplyDone
+from lora_tui.engine.protocol import Departure, ReplyDone
 from lora_tui.engine.types import (
     AdapterInfo,
     EngineError,
@@ -109,6 +109,7 @@ class EvalResult:
     settings: GenerationSettings
     resumed: bool = False  # read back from a results file (``--resume``), not answered now
     note: str | None = None  # why the mark may be wrong (its regex ran out of time)
+    from_base: FromBase | None = None  # scored under the base program, when one is open
 
     @classmethod
     def scored(
@@ -125,16 +126,50 @@ class EvalResult:
         """An answer an earlier run saved, scored again by this run's prompt."""
         done = ReplyDone(adapter, record.answer, record.end, None)
         mark = score(case, done.text, record.end)
-        return cls(case, adapter, done, mark.right, settings, resumed=True, note=mark.note)
+        return cls(
+            case,
+            adapter,
+            done,
+            mark.right,
+            settings,
+            resumed=True,
+            note=mark.note,
+            from_base=FromBase.of_record(record),
+        )
 
     def record(self, info: AdapterInfo | None = None, round: str | None = None) -> AnswerRecord:
         """Its line in a results file: the reply, its mark, and (``info``) the foundation it
         ran over; the app's has its ``round``."""
         case = self.case
         marked = {"group": case.group, "fact": case.fact, "right": self.right, "note": self.note}
+        base = asdict(self.from_base) if self.from_base else {}
         return AnswerRecord.reply(
-            case.prompt, self.adapter, self.done, self.settings, info, round=round, **marked
+            case.prompt, self.adapter, self.done, self.settings, info, round=round, **marked, **base
         )
+
+
+@dataclass(frozen=True)
+class FromBase:
+    """An answer scored under the base program (a ``Departure``), as its results line has it."""
+
+    departs_at: int | None
+    same_as_base: bool
+    base_logprob: float | None  # the mean over its tokens
+
+    @classmethod
+    def of(cls, departure: Departure) -> FromBase:
+        mean = departure.mean_logprob
+        return cls(departure.departs_at, departure.same_as_base, _rounded(mean))
+
+    @classmethod
+    def of_record(cls, record: AnswerRecord) -> FromBase | None:
+        if record.same_as_base is None:
+            return None
+        return cls(record.departs_at, record.same_as_base, record.base_logprob)
+
+
+def _rounded(value: float | None) -> float | None:
+    return round(value, 4) if value is not None else None
 
 
 @dataclass
@@ -192,6 +227,16 @@ class EvalReport:
             table.setdefault(program, {})[label] = adapter
         return table
 
+    def from_base(self, adapter: str) -> tuple[int, int, float | None] | None:
+        """(answers the same as the base's, answers scored under it, the mean base
+        log-probability of its tokens over them); None when none was scored."""
+        scored = [r.from_base for r in self.results if r.adapter == adapter and r.from_base]
+        if not scored:
+            return None
+        logprobs = [s.base_logprob for s in scored if s.base_logprob is not None]
+        mean = sum(logprobs) / len(logprobs) if logprobs else None
+        return sum(s.same_as_base for s in scored), len(scored), _rounded(mean)
+
     def as_json(self) -> dict[str, Any]:
         return {
             "adapters": self.adapters,
@@ -214,6 +259,12 @@ class EvalReport:
                     for group in self.groups
                 }
                 for label in self.foundations or [""]
+            },
+            # Program -> how far its answers are from the base's, when a base was open.
+            "from_base": {
+                adapter: dict(zip(("same", "scored", "mean_logprob"), found, strict=True))
+                for adapter in self.adapters
+                if (found := self.from_base(adapter)) is not None
             },
             "results": [r.record().to_json() for r in self.results],
         }
@@ -330,6 +381,12 @@ class LocalBackend:
 
     def __init__(self, loaded: Sequence[Loaded]) -> None:
         self.loaded = {each.program.name: each for each in loaded}
+        # Each host's base program (the first a manifest calls one), that answers are
+        # scored under (``Departure``); the base's own answers too: "same as base".
+        self.bases: dict[int, str] = {}
+        for each in loaded:
+            if each.info is not None and each.info.kind == "base":
+                self.bases.setdefault(id(each.host), each.program.name)
 
     @classmethod
     def open(
@@ -368,6 +425,9 @@ class LocalBackend:
                     each.host.clear([name])  # a full prefill: the same whatever came before
                     done = each.host.answer(name, [Message("user", case.prompt)], settings)
                     result = EvalResult.scored(case, name, done, settings)
+                    if (base := self.bases.get(id(each.host))) is not None:
+                        departure = each.host.departure(base, name)
+                        result.from_base = FromBase.of(departure) if departure else None
                     answered(Answered(index, result, each.info))
 
 
@@ -441,7 +501,27 @@ def report_tables(report: EvalReport) -> list[Table]:
     for group in report.groups:
         cells = ["{}/{}".format(*report.score(group, adapter)) for adapter in report.adapters]
         totals.add_row(literal(group), *cells)
-    return [*tables, totals]
+    tables.append(totals)
+    if any(report.from_base(adapter) for adapter in report.adapters):
+        tables.append(_from_base_table(report))
+    return tables
+
+
+def _from_base_table(report: EvalReport) -> Table:
+    """How far each program's answers are from the base program's: how many are its greedy
+    answer token for token, and the base's mean log-probability of their tokens (0 is the
+    base's own certainty; the lower, the further)."""
+    table = Table(title="Distance from base", title_justify="left")
+    table.add_column("program")
+    table.add_column("same as base", justify="right")
+    table.add_column("mean base log-prob", justify="right")
+    for adapter in report.adapters:
+        if (found := report.from_base(adapter)) is None:
+            table.add_row(literal(adapter), "—", "—")
+            continue
+        same, scored, mean = found
+        table.add_row(literal(adapter), f"{same}/{scored}", "—" if mean is None else f"{mean:.2f}")
+    return table
 
 
 def _by_foundation_table(report: EvalReport) -> Table:

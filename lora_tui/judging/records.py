@@ -54,6 +54,12 @@ class AnswerRecord:
     program_sha256: str | None = None
     foundation_sha256: str | None = None  # eval's: what --resume knows a run by
     tokenizer_sha256: str | None = None
+    # eval's, with a base program open: the answer scored under the base (``Departure``):
+    # the index of its first token that is not the base's greedy choice, whether it is the
+    # base's greedy answer token for token, and the mean base log-probability of its tokens.
+    departs_at: int | None = None
+    same_as_base: bool | None = None
+    base_logprob: float | None = None
 
     @classmethod
     def reply(

@@ -61,6 +61,14 @@ def test_eval_scores_every_adapter_and_saves_every_answer(
         assert result["right"] == case.is_right(result["answer"]), result
     assert report["scores"]["prompts"]["full"]["scored"] == 2  # Tell and Say, not Unscored
     assert report["scores"]["easy"]["base"]["scored"] == 1
+    # Issue 44: with the base open, every answer is scored under it; the base's own are
+    # its greedy answers, the trained adapter's are not all of them.
+    from_base = report["from_base"]
+    assert from_base["base"]["same"] == from_base["base"]["scored"] == 4
+    assert from_base["full"]["scored"] == 4 and from_base["full"]["same"] < 4
+    assert from_base["full"]["mean_logprob"] < from_base["base"]["mean_logprob"] <= 0
+    assert all(r["same_as_base"] for r in results if r["adapter"] == "base")
+    assert all(isinstance(r["base_logprob"], float) for r in results)
 
     saved = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [(r["prompt"], r["adapter"]) for r in saved] == [

@@ -116,3 +116,16 @@ def test_the_probe_leaves_the_first_reply_as_it_was(tiny_artifacts: TinyArtifact
         without = host.answer("unprobed", [Message("user", text)], GREEDY)
         assert after_probe.text == without.text and after_probe.text
         host.clear()
+
+
+def test_an_untrained_adapters_reply_is_the_same_as_the_bases(with_zero: TinyArtifacts) -> None:
+    """Issue 44: its reply, scored under the base, is token for token the base's greedy one."""
+    host = ModelHost(with_zero.foundation)
+    for name in ("base", "zero"):
+        host.load(with_zero.program(name))
+    hello = [Message("user", "Tell me about the capital of France, please.")]
+    zero = host.answer("zero", hello, GREEDY)
+    departure = host.departure("base", "zero")
+    assert departure is not None and zero.text
+    assert departure.same_as_base and departure.summary == "same as base"
+    assert host.answer("base", hello, GREEDY).text == zero.text

@@ -15,7 +15,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from lora_tui.engine.lanes import Router
-from lora_tui.engine.protocol import Piece, Probed, ReplyDone
+from lora_tui.engine.protocol import Departure, Piece, Probed, Replied, ReplyDone
 from lora_tui.engine.types import (
     AdapterInfo,
     EngineError,
@@ -47,7 +47,8 @@ class FakeHost:
     * ``stuck*``: the first step of its reply never returns;
     * ``endless*``: its reply streams until it is cancelled;
     * ``base*``: a base program; ``zero*``: its load probe gives the base's logits;
-    * any other: answers "hello" in two pieces.
+    * any other: answers "hello" in two pieces (tokens 3 and 4, after a prompt of 1 and 2),
+      and a base scores it as departing at its second token, "lo", where it says "p".
 
     A program that does not exist fails its check, as a missing file does.
     """
@@ -57,6 +58,7 @@ class FakeHost:
         self.sessions: dict[str, Path] = {}
         self.infos: dict[str, AdapterInfo] = {}
         self.replies: list[tuple[str, Iterator[Event]]] = []
+        self.scores: list[tuple[str, Replied]] = []  # (base, reply): scored in a later step
         self.cancelled: set[str] = set()
         self._preflight = FakePreflight()
         self.measure = None
@@ -106,7 +108,11 @@ class FakeHost:
 
     @property
     def busy(self) -> bool:
-        return bool(self.replies)
+        return bool(self.replies or self.scores)
+
+    def score(self, base: str, replied: Replied) -> None:
+        if base in self.sessions:
+            self.scores.append((base, replied))
 
     def start(self, name: str, messages: Sequence[Message], settings: GenerationSettings) -> None:
         if name in self.sessions and all(n != name for n, _ in self.replies):
@@ -119,14 +125,20 @@ class FakeHost:
     def clear(self, names: list[str] | None = None) -> list[Event]:
         return []
 
-    def step(self) -> list[Event]:
+    def step(self) -> list[Event | Replied | Departure]:
         if not self.replies:
-            return []
+            if not self.scores:
+                return []
+            base, replied = self.scores.pop(0)
+            pieces = ("hel", "lo")
+            return [Departure(replied.adapter, base, pieces, (-0.2, -3.0), 1, "p", False)]
         name, reply = self.replies.pop(0)
         event = next(reply)
         if not isinstance(event, ReplyDone):
             self.replies.append((name, reply))
-        return [event]
+            return [event]
+        whole = event.end is ReplyEnd.STOP
+        return [event, Replied(name, (1, 2), (3, 4), True)] if whole else [event]
 
     def _reply(self, name: str, program: str) -> Iterator[Event]:
         if program.startswith("stuck"):

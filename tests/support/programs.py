@@ -24,18 +24,22 @@ def program_greedy(pte: Path, ptd: Path, prompt: list[int], steps: int, chunk: i
     def embed(tokens: list[int]) -> torch.Tensor:
         return torch.tensor([tokens], dtype=torch.long)  # token ids, as ExecuTorch's runners feed
 
+    def last_row(output: torch.Tensor) -> torch.Tensor:
+        # A base program returns every position's logits; an adapter's only the last.
+        return output.reshape(-1, output.shape[-1])[-1]
+
     pos = 0
     logits = None
     for start in range(0, len(prompt), chunk):
         piece = prompt[start : start + chunk]
-        logits = module.forward([embed(piece), torch.tensor([pos])])[0][0]
+        logits = last_row(module.forward([embed(piece), torch.tensor([pos])])[0])
         pos += len(piece)
     tokens, all_logits = [], []
     for _ in range(steps):
         all_logits.append(logits.clone())
         token = int(torch.argmax(logits))
         tokens.append(token)
-        logits = module.forward([embed([token]), torch.tensor([pos])])[0][0]
+        logits = last_row(module.forward([embed([token]), torch.tensor([pos])])[0])
         pos += 1
     return tokens, all_logits
 

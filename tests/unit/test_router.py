@@ -14,6 +14,7 @@ import psutil
 
 from lora_tui.engine.protocol import (
     Cancel,
+    Departure,
     EngineEvent,
     EngineFailed,
     Load,
@@ -21,10 +22,12 @@ from lora_tui.engine.protocol import (
     LoadFailed,
     NoEffect,
     Probed,
+    Replied,
     ReplyDone,
     Send,
     Shutdown,
     Unload,
+    UseBase,
 )
 from lora_tui.engine.types import GenerationSettings, Message, ReplyEnd
 from tests.support import fake_lanes
@@ -180,3 +183,38 @@ def test_an_adapter_whose_probe_equals_the_bases_is_flagged_once(tmp_path: Path)
     # The base's Loaded comes first, so the pane it names is known when the warning comes.
     kinds = [(type(e).__name__, e.adapter) for e in got if isinstance(e, Loaded | NoEffect)]
     assert kinds.index(("NoEffect", "zero")) > kinds.index(("Loaded", "base"))
+
+
+def departed(name: str) -> Callable[[list[EngineEvent]], bool]:
+    return lambda got: any(isinstance(e, Departure) and e.adapter == name for e in got)
+
+
+def test_a_reply_is_scored_in_the_bases_lane_after_it_ends(tmp_path: Path) -> None:
+    """Issue 44: an adapter's whole reply goes (as tokens, never to the app) to the lane of
+    the base program, which scores it; the Departure follows the reply's ReplyDone. The
+    base's own replies are not scored, and with no base open nothing is. ``UseBase`` names
+    another program the base."""
+    base, nobel, other = programs(tmp_path, "base", "nobel", "other")
+    with router(max_lanes=2) as app:
+        events = Events(app)
+        app.send(Load(nobel))
+        events.wait_for(loaded("nobel"))
+        app.send(Send("nobel", HELLO, SETTINGS))  # no base yet
+        events.wait_for(ended("nobel"))
+        app.send(Load(base))
+        app.send(Load(other))
+        events.wait_for(lambda got: loaded("base")(got) and loaded("other")(got))
+        app.send(Send("base", HELLO, SETTINGS))
+        app.send(Send("nobel", HELLO, SETTINGS))
+        got = events.wait_for(lambda got: departed("nobel")(got) and ended("base")(got))
+        assert not departed("base")(got)
+        app.send(UseBase("other"))
+        app.send(Send("nobel", HELLO, SETTINGS))
+        got = events.wait_for(lambda got: sum(isinstance(e, Departure) for e in got) == 2)
+    assert not any(isinstance(e, Replied) for e in got)
+    first, second = [e for e in got if isinstance(e, Departure)]
+    assert (first.adapter, first.base) == ("nobel", "base")
+    assert (second.adapter, second.base) == ("nobel", "other")
+    assert first.summary == "departs from base at token 2 ('lo'; base would say 'p')"
+    nobel_events = [type(e) for e in got if getattr(e, "adapter", "") == "nobel"]
+    assert nobel_events.index(Departure) > nobel_events.index(ReplyDone)
