@@ -166,6 +166,10 @@ class _Export:
         )
         pte = self.staging / f"{name}.pte"
         if adapter is None:
+            # The lowering the package ships for this base (every position's logits), else
+            # a fill of a template (the last position's only), else a lowering of its own.
+            if self.unpack(pte, {}, prebuilt.base_key(request.quantization), f"{name}.pte"):
+                return _entry(name, None, pte)
             if request.base_from_template and (lora_of := self._fill_base(pte)) is not None:
                 return _entry(name, None, pte, lora_of)
             self.lower(f"{name}.pte", spec, base.weights, pte)
@@ -182,7 +186,7 @@ class _Export:
         )
         if filled is None:
             filled = self.staging / template
-            if not self.unpack(filled, stand_ins):
+            if not self.unpack(filled, stand_ins, filled.stem, f"template {filled.stem}"):
                 self.lower(f"template {template.stem}", spec, {**base.weights, **stand_ins}, filled)
             if not _fill(filled, stand_ins, adapter.weights, pte):
                 raise ExportError(f"{name}: the lowered template could not be filled")
@@ -200,11 +204,12 @@ class _Export:
         filled = self.timed(f"fill {pte.name}", 1, lambda: _fill(template, stand_ins, zero_b, pte))
         return adapter if filled else None
 
-    def unpack(self, template: Path, stand_ins: Weights) -> bool:
-        """The template (and the foundation, if this folder has none yet) from the lowering
-        the package ships for this base, if it has one: seconds instead of minutes."""
+    def unpack(self, template: Path, stand_ins: Weights, key: str, label: str) -> bool:
+        """The program ``key`` names (a template, or the base program) and the foundation,
+        if this folder has none yet, from the lowering the package ships for this base, if
+        it has one: seconds instead of minutes."""
         request = self.request
-        shipped = prebuilt.find(template.stem, self.base, self.fingerprint, request.max_context)
+        shipped = prebuilt.find(key, self.base, self.fingerprint, request.max_context)
         if shipped is None:
             return False
         recipe, packed = shipped
@@ -221,7 +226,7 @@ class _Export:
                 return False
             return True
 
-        return self.timed(f"unpack template {template.stem}", 1, unpack)
+        return self.timed(f"unpack {label}", 1, unpack)
 
     def lower(self, label: str, spec: ProgramSpec, weights: Weights, pte: Path) -> None:
         lowered = self.timed(

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from exporter.base import BaseModel
-from exporter.splice import Weights, aligned_starts, fp32_bytes, template_for
+from exporter.splice import TEMPLATE_VERSION, Weights, aligned_starts, fp32_bytes, template_for
 from lora_tui.common.files import write_atomic, write_bytes_atomic
 from lora_tui.format import FP32, ArtifactError, Quantization, read_json_file
 
@@ -67,6 +67,13 @@ class Recipe:
 
 
 Shipped = tuple[Recipe, Path]  # a recipe and its packed template
+
+
+def base_key(quantization: Quantization) -> str:
+    """What the lowering of a base program (every position's logits) is known by, as a
+    template is by its rank and targets."""
+    quantized = "" if quantization == FP32 else f"-{quantization.slug}"
+    return f"v{TEMPLATE_VERSION}-base-full-logits{quantized}"
 
 
 def asset_stem(template_key: str, fingerprint: str, max_context: int) -> str:
@@ -252,32 +259,41 @@ def make_recipe(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Pack the template a ``lora-export`` folder holds for an adapter's rank and targets,
-    with the folder's foundation, into the package's shipped lowerings."""
+    """Pack the template a ``lora-export`` folder holds for an adapter's rank and targets
+    (or, with ``--base-program``, its base program), with the folder's foundation, into the
+    package's shipped lowerings."""
     import argparse
 
     from exporter.adapter import load_adapter
     from exporter.base import load_base
-    from lora_tui.format import Manifest
+    from lora_tui.format import BASE_PROGRAM, Manifest
 
     parser = argparse.ArgumentParser(prog="python -m exporter.prebuilt", description=main.__doc__)
     parser.add_argument("out", type=Path, help="a folder lora-export wrote")
     parser.add_argument("base", type=Path, help="the base it was exported from")
-    parser.add_argument("adapter", type=Path, help="an adapter of the template's shape")
+    parser.add_argument("adapter", type=Path, nargs="?", help="an adapter of the template's shape")
+    parser.add_argument("--base-program", action="store_true", help="pack its base program")
     args = parser.parse_args(argv)
+    if (args.adapter is None) != args.base_program:
+        parser.error("give an adapter, or --base-program")
     manifest = Manifest.read(args.out)
     base = load_base(args.base)
-    adapter = load_adapter(args.adapter.name, args.adapter, base.shape)
-    template, stand_ins = template_for(adapter, manifest.quantized)
+    if args.base_program:
+        program, stand_ins = Path(manifest.programs[BASE_PROGRAM].file), {}
+        key = base_key(manifest.quantized)
+    else:
+        adapter = load_adapter(args.adapter.name, args.adapter, base.shape)
+        program, stand_ins = template_for(adapter, manifest.quantized)
+        key = program.stem
     recipe, packed = make_recipe(
-        args.out / template,
+        args.out / program,
         args.out / manifest.foundation_file,
         stand_ins,
         base,
         manifest.max_context,
         manifest.quantized,
     )
-    stem = asset_stem(template.stem, manifest.base_fingerprint, manifest.max_context)
+    stem = asset_stem(key, manifest.base_fingerprint, manifest.max_context)
     LOWERED_DIR.mkdir(exist_ok=True)
     write_bytes_atomic(LOWERED_DIR / f"{stem}.pte.xz", packed)
     write_bytes_atomic(LOWERED_DIR / f"{stem}.json", recipe.to_json().encode())

@@ -54,15 +54,17 @@ def test_shipped_adapter_fits_smollm2(name: str) -> None:
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Both adapters exported as the demo exports them, lowered here, not unpacked from the
-    package's shipped lowering (which ``test_shipped_lowering_is_what_lowering_writes``
-    checks against this one)."""
+    """Both adapters and the base program exported as the demo exports them, lowered here,
+    not unpacked from the package's shipped lowering (which
+    ``test_shipped_lowering_is_what_lowering_writes`` checks against this one)."""
     gguf = fetch_smollm2_gguf(cache_dir() / "model")
     out = tmp_path_factory.mktemp("smollm2") / "out"
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(prebuilt, "LOWERED_DIR", tmp_path_factory.mktemp("nothing-shipped"))
-        result = run_export(ExportRequest(gguf, sorted(shipped_adapters().items()), out))
+        request = ExportRequest(gguf, sorted(shipped_adapters().items()), out, True)
+        result = run_export(request)
     assert any(phase.startswith("export template") for phase in result.phase_seconds)
+    assert "export base.pte" in result.phase_seconds
     return gguf, out
 
 
@@ -87,12 +89,13 @@ def test_shipped_lowering_is_what_lowering_writes(exported: tuple[Path, Path], t
     (after a version bump: ``python -m exporter.prebuilt`` on a fresh export)."""
     gguf, lowered = exported
     out = tmp_path / "out"
-    result = run_export(ExportRequest(gguf, sorted(shipped_adapters().items()), out))
+    result = run_export(ExportRequest(gguf, sorted(shipped_adapters().items()), out, True))
     phases = list(result.phase_seconds)
     assert not [p for p in phases if p.startswith("export")], phases
     assert [p for p in phases if p.startswith("unpack template")], phases
+    assert "unpack base.pte" in phases  # the base with every position's logits
     (template,) = (lowered / TEMPLATES_DIR).iterdir()
-    for name in (f"{TEMPLATES_DIR}/{template.name}", *sorted(shipped_adapters())):
+    for name in (f"{TEMPLATES_DIR}/{template.name}", "base", *sorted(shipped_adapters())):
         file = name if name.endswith(".pte") else f"{name}.pte"
         assert sha256_file(out / file) == sha256_file(lowered / file), file
     assert sha256_file(out / FOUNDATION_FILE) == sha256_file(lowered / FOUNDATION_FILE)
@@ -107,8 +110,9 @@ def test_shipped_quantized_lowering_unpacks(mode: str, tmp_path) -> None:
     back to lowering on a mismatch, which this test refuses."""
     gguf = fetch_smollm2_gguf(cache_dir() / "model")
     adapters = sorted(shipped_adapters().items())
-    request = ExportRequest(gguf, adapters, tmp_path / "out")
+    request = ExportRequest(gguf, adapters, tmp_path / "out", True)
     request.quantization = Quantization.named(mode)
     phases = list(run_export(request).phase_seconds)
     assert not [p for p in phases if p.startswith("export")], phases
     assert [p for p in phases if p.startswith("unpack template")], phases
+    assert "unpack base.pte" in phases
