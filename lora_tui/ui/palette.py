@@ -66,6 +66,22 @@ def _pane_commands(screen: MainScreen) -> list[Command]:
             screen.action_diff,
         ),
         Command(
+            f"Departure view {'off' if screen.departure_view else 'on'}",
+            "Shade each last reply by how unlikely the base found each token (F6)",
+            screen.action_toggle_departure,
+        ),
+        *(
+            []  # in blind mode it would name the pane
+            if blind or pane is None
+            else [
+                Command(
+                    f"Use {selected} as base",
+                    "Score the other panes' replies against this program from the next reply",
+                    partial(screen.use_as_base, pane),
+                )
+            ]
+        ),
+        Command(
             "Regenerate selected",
             f"Answer the last prompt again in {selected} (Ctrl+R)",
             partial(screen.action_regenerate, False),
