@@ -12,9 +12,10 @@ from textual.widgets import Markdown, Static
 
 from lora_tui.engine import EngineFailed
 from lora_tui.engine.protocol import Departure
-from lora_tui.ui.departure import BASE_NOTE, DEPARTS, NO_BASE, STEPS, shaded
+from lora_tui.ui.palette import main_screen_commands
 from lora_tui.ui.screens.diff import PARTS, DiffScreen
 from lora_tui.ui.screens.help import HelpScreen
+from lora_tui.ui.widgets.departure import BASE_NOTE, DEPARTS, NO_BASE, STEPS, shaded
 from tests.support.fake_engine import REPLIES
 from tests.support.pilot import SIZE, engine, make_app, notifications, pane, send
 
@@ -26,6 +27,10 @@ NOBEL_DEPARTS = "departs from base at token 9 ('**John'; base would say 'John')"
 def base_app(tmp_path: Path, names=("base", "nobel"), **options):
     replies = {"base": BASE_REPLY, **options.pop("replies", {})}
     return make_app(list(names), tmp_path, replies=replies, **options)
+
+
+def titles(app) -> list[str]:
+    return [command.title for command in main_screen_commands(app.main)]
 
 
 def status(app, name: str) -> str:
@@ -95,9 +100,11 @@ async def test_the_view_shades_the_tokens_and_names_the_departure_then_goes(
         note = base.query_one(".departure-note", Static)
         assert str(note.render()) == BASE_NOTE
         assert reply_markdown(app, "base").display
-        await pilot.press("f6")
+        assert "Departure view off" in titles(app)  # the palette turns it off too
+        await next(c for c in main_screen_commands(app.main) if c.title.startswith("Dep")).run()
         await pilot.pause()
         assert shown_departure(app, "nobel") is None and not base.query(".departure-note")
+        assert "Departure view on" in titles(app)
         assert reply_markdown(app, "nobel").display
         assert app.main.departure_view is False
 
@@ -135,8 +142,6 @@ async def test_without_a_base_the_view_says_why_in_one_line(tmp_path: Path) -> N
 
 
 async def test_use_as_base_from_the_palette_scores_the_others(tmp_path: Path) -> None:
-    from lora_tui.ui.palette import main_screen_commands
-
     app = make_app(["nobel", "executorch"], tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()

@@ -14,7 +14,7 @@ from textual.keys import key_to_character
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from lora_tui.ui.departure import legend
+from lora_tui.ui.widgets.departure import legend
 
 KEY_NAMES = {"escape": "Esc", "enter": "Enter", "tab": "Tab"}
 STATUS_LINE = (

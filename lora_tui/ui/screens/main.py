@@ -29,7 +29,6 @@ from lora_tui.judging.blind import BlindSession
 from lora_tui.judging.evaluate import EvalResult, load_prompts
 from lora_tui.judging.prompt_set import Ask, Done, PromptSetRun
 from lora_tui.judging.rounds import Round
-from lora_tui.ui.departure import NO_BASE
 from lora_tui.ui.keys import MAIN_SCREEN_BINDINGS
 from lora_tui.ui.messages import EngineEventArrived, PiecesReady
 from lora_tui.ui.notices import LiteralNotices
@@ -42,6 +41,7 @@ from lora_tui.ui.screens.scores import ScoresScreen
 from lora_tui.ui.session import Session
 from lora_tui.ui.streaming import PieceBuffer
 from lora_tui.ui.widgets.adapter_pane import AdapterPane, PaneState
+from lora_tui.ui.widgets.departure import NO_BASE
 from lora_tui.ui.widgets.memory_panel import MemoryPanel
 from lora_tui.ui.widgets.prompt_bar import PromptBar
 from lora_tui.ui.widgets.tally_panel import TallyPanel

@@ -19,7 +19,7 @@ from lora_tui.demo.build_child import BuildProgress
 from lora_tui.engine.conversation import Conversation
 from lora_tui.engine.protocol import Departure, ReplyDone
 from lora_tui.engine.types import AdapterInfo, ReplyEnd, ReplyStats
-from lora_tui.ui.departure import BASE_NOTE, shaded
+from lora_tui.ui.widgets.departure import BASE_NOTE, shaded
 from lora_tui.ui.widgets.thinking import ThinkingBlock, ThinkSplitter
 
 BUILDING = "Building its program (the first run only: later starts reuse it)"
