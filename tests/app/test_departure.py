@@ -100,6 +100,13 @@ async def test_the_view_shades_the_tokens_and_names_the_departure_then_goes(
         note = base.query_one(".departure-note", Static)
         assert str(note.render()) == BASE_NOTE
         assert reply_markdown(app, "base").display
+        # The next replies, the view still on: nobel's shaded as it is scored, the base's
+        # note under the base's new reply.
+        await send(pilot, "And in 2023?")
+        await pilot.pause()
+        assert len(pane(app, "nobel").query(".departure")) == 1
+        assert not reply_markdown(app, "nobel").display
+        assert len(base.query(".departure-note")) == 1
         assert "Departure view off" in titles(app)  # the palette turns it off too
         await next(c for c in main_screen_commands(app.main) if c.title.startswith("Dep")).run()
         await pilot.pause()

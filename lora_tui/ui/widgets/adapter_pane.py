@@ -319,6 +319,8 @@ class AdapterPane(Vertical):
         self.detail = note
         self.state = PaneState.CANCELLED if done.end is ReplyEnd.CANCELLED else PaneState.READY
         self._update_status()
+        if self.showing_departure and self.is_base:
+            await self._show_departure()  # the others' is shown when it is scored
         return True
 
     def show_together(self, tok_s: float) -> None:
