@@ -28,6 +28,7 @@ def compare_main(options: CompareOptions) -> int:
         share=runtime.share,
         threads=runtime.threads,
         results=options.results,
+        base=options.base,
     )
 
 
@@ -39,6 +40,7 @@ def run_app(
     share: bool = True,
     threads: int | None = None,
     results: Path | None = None,
+    base: str | None = None,
     suggestions: dict[str, list[str]] | None = None,
     build: BuildClient | None = None,
 ) -> int:
@@ -50,6 +52,8 @@ def run_app(
         if build is None:
             opened = [open_foundation(g.weights, tokenizer) for g in foundations]
             foundations = labelled(foundations, [f.quantization for f in opened])
+        if base is not None:
+            check_base(base, foundations)
     except ArtifactError as err:
         print_error(Console(stderr=True, highlight=False), "lora-tui", err)
         return 1
@@ -64,6 +68,15 @@ def run_app(
         suggestions=suggestions,
         results_path=results or default_results_path(datetime.now()),
         build=build,
+        base=base,
     )
     app.run()
     return app.return_code or 0
+
+
+def check_base(base: str, foundations: Sequence[FoundationPrograms]) -> None:
+    """``--base`` names one of the programs opened: its pane's name, its file or its path."""
+    names = [(g.name_of(p), str(p), p.name, p.stem) for g in foundations for p in g.programs]
+    if not any(base in ways for ways in names):
+        shown = ", ".join(ways[0] for ways in names)
+        raise ArtifactError(f"--base {base}: not a program opened here ({shown})")

@@ -49,6 +49,7 @@ def demo_main(options: DemoOptions) -> int:
         share=runtime.share,
         threads=runtime.threads,
         results=options.results,
+        base=options.base,
         suggestions=suggested_prompts(),
         build=BuildProcess(partial(build_demos, modes), log_path),
     )

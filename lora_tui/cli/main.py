@@ -148,6 +148,18 @@ def _results_option() -> argparse.ArgumentParser:
     return parent
 
 
+def _base_option() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--base",
+        metavar="PROGRAM",
+        help="score every other pane's reply against this program (its pane's name, file or "
+        "path) and show where each departs from it (F6); default: the program the manifest "
+        "calls the base",
+    )
+    return parent
+
+
 def _headless_options() -> argparse.ArgumentParser:
     """bench's and eval's: how long each answer may be, and the report's form."""
     parent = argparse.ArgumentParser(add_help=False)
@@ -166,10 +178,10 @@ def build_parser() -> CommandLine:
     parser.add_argument("--version", action="version", version=f"lora-tui {version('lora-tui')}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     runtime, programs, results = _runtime_options(), _program_options(), _results_option()
-    headless = _headless_options()
+    headless, base = _headless_options(), _base_option()
     compare = commands.add_parser(
         "compare",
-        parents=[programs, results, runtime],
+        parents=[programs, results, base, runtime],
         help="the app: programs side by side (the default command)",
         description="Open the programs side by side, each streaming its answer.",
     )
@@ -179,7 +191,7 @@ def build_parser() -> CommandLine:
     )
     demo = commands.add_parser(
         "demo",
-        parents=[results, runtime],
+        parents=[results, base, runtime],
         help="build (first run only) and open the built-in demo",
         description="Build (first run only) and open the demo: SmolLM2-135M-Instruct with "
         "its 'nobel' and 'executorch' adapters.",

@@ -64,10 +64,11 @@ class CompareOptions:
     programs: Programs
     runtime: Runtime
     results: Path | None  # --results; None: a new file in the user's data folder
+    base: str | None = None  # --base: the program the others are scored against
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> CompareOptions:
-        return cls(Programs.from_args(args), Runtime.from_args(args), args.results)
+        return cls(Programs.from_args(args), Runtime.from_args(args), args.results, args.base)
 
 
 @dataclass(frozen=True)
@@ -75,10 +76,11 @@ class DemoOptions:
     quantize: tuple[str, ...]  # the demo's quantizations, each once, in order
     runtime: Runtime
     results: Path | None
+    base: str | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> DemoOptions:
-        return cls(tuple(args.quantize), Runtime.from_args(args), args.results)
+        return cls(tuple(args.quantize), Runtime.from_args(args), args.results, args.base)
 
 
 @dataclass(frozen=True)

@@ -61,11 +61,13 @@ class LoraTuiApp(LiteralNotices, App[int]):
         results_path: Path | None = None,
         build: BuildClient | None = None,
         tool_memory: Callable[[], MemorySample] = lambda: sample_tree(os.getpid()),
+        base: str | None = None,
     ) -> None:
         """``names``: a program's pane name when not its file's (``nobel · 8da4w g32``, with
         several foundations). ``build``: the programs are still being built; their panes
         show its progress and the engine starts once it hands them over. ``tool_memory``:
-        the whole tool's memory (this process and every process under it)."""
+        the whole tool's memory (this process and every process under it). ``base``: the
+        program the others' replies are scored against (``--base``: its name, file or path)."""
         super().__init__()
         # The engine's events go to the main screen's panes, from the engine's reader thread.
         supervisor = EngineSupervisor(engine_factory, lambda event: self.main.from_engine(event))
@@ -75,6 +77,7 @@ class LoraTuiApp(LiteralNotices, App[int]):
             # Every answer is appended there (lora_tui/judging/results.py), off the UI thread.
             ResultsWriter(results_path, self._from_writer) if results_path else None,
             suggestions=suggestions or {},  # adapter name -> prompts to try, in the palette
+            base=base,
         )
         self.main = MainScreen(self.session)
         if build is not None:

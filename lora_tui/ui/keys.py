@@ -69,6 +69,14 @@ DIFF = Binding(
     priority=True,
     tooltip="word diff of the selected pane's last answer with another pane's",
 )
+DEPARTURE = Binding(
+    "f6",
+    "toggle_departure",
+    "Departure",
+    show=False,
+    priority=True,
+    tooltip="shade each last reply by how unlikely the base found each token (the legend below)",
+)
 AGAIN = Binding(
     "ctrl+r",
     "regenerate(False)",
@@ -107,6 +115,7 @@ MAIN_SCREEN_BINDINGS = [
     CANCEL,
     BLIND,
     DIFF,
+    DEPARTURE,
     AGAIN,
     AGAIN_ALL,
     CLEAR,
@@ -124,6 +133,7 @@ HELP_BINDINGS = [
     CANCEL,
     BLIND,
     DIFF,
+    DEPARTURE,
     AGAIN,
     AGAIN_ALL,
     CLEAR,

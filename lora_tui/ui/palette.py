@@ -65,6 +65,7 @@ def _pane_commands(screen: MainScreen) -> list[Command]:
             "Word diff of the selected pane's answer with another's (F4)",
             screen.action_diff,
         ),
+        *_base_commands(screen),
         Command(
             "Regenerate selected",
             f"Answer the last prompt again in {selected} (Ctrl+R)",
@@ -86,6 +87,27 @@ def _pane_commands(screen: MainScreen) -> list[Command]:
             partial(dialogs.pane_setting, pane, "seed"),
         ),
     ]
+
+
+def _base_commands(screen: MainScreen) -> list[Command]:
+    """The departure view, and the selected pane as the base (not in blind mode: it would
+    name the pane)."""
+    commands = [
+        Command(
+            f"Departure view {'off' if screen.departure_view else 'on'}",
+            "Shade each last reply by how unlikely the base found each token (F6)",
+            screen.action_toggle_departure,
+        )
+    ]
+    if (pane := screen.selected_pane) is not None and not screen.blind.on:
+        commands.append(
+            Command(
+                f"Use {pane.shown_name} as base",
+                "Score the other panes' replies against this program from the next reply",
+                partial(screen.use_as_base, pane),
+            )
+        )
+    return commands
 
 
 def _session_commands(screen: MainScreen) -> list[Command]:

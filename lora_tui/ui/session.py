@@ -1,7 +1,7 @@
 """What the app lends its main screen: the engine (through its supervisor, which replaces a
 dead one), a build the panes may wait on, the settings every reply starts from, the results
-file and the demo's suggested prompts. The app starts and stops what runs; the screen uses
-it."""
+file, the demo's suggested prompts and the base the user named (``--base``). The app starts
+and stops what runs; the screen uses it."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ class Session:
     results: ResultsWriter | None = None  # every answer and vote is a line there
     build: PendingBuild | None = None  # the programs are still being built
     suggestions: dict[str, list[str]] = field(default_factory=dict)  # adapter -> prompts
+    base: str | None = None  # --base: the program the others are scored against, once loaded
 
     @property
     def engine(self) -> EngineClient | None:

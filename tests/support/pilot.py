@@ -23,6 +23,7 @@ def make_app(
     results_path: Path | None = None,
     program_dir: Path = Path("/artifacts"),
     build: BuildClient | None = None,
+    base: str | None = None,
     **engine_options,
 ) -> LoraTuiApp:
     engines: list[FakeEngine] = []
@@ -42,6 +43,7 @@ def make_app(
         results_path=results_path,
         build=build,
         tool_memory=lambda: FIXED_TOOL_MEMORY,
+        base=base,
     )
     app.animation_level = "none"
     app.engines = engines  # type: ignore[attr-defined]

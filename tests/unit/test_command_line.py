@@ -64,3 +64,23 @@ def test_what_argparse_cannot_check_is_one_line_and_exit_2(ran, capsys) -> None:
         main(["eval", "--weights", "w.ptd", "a.pte", "--prompts", "p.jsonl", "--resume"])
     assert stop.value.code == 2 and ran == []
     assert capsys.readouterr().err == "lora-tui eval: error: --resume needs --out RESULTS.jsonl\n"
+
+
+def test_base_names_the_program_others_are_scored_against(ran) -> None:
+    main(["--weights", "w.ptd", "base.pte", "nobel.pte", "--base", "base.pte"])
+    main(["demo", "--base", "base"])
+    (_, compare), (_, demo) = ran
+    assert compare.base == "base.pte" and demo.base == "base"
+
+
+def test_a_base_that_names_no_program_opened_is_one_line() -> None:
+    from lora_tui.cli.compare import check_base
+    from lora_tui.format import ArtifactError
+
+    group = FoundationPrograms(Path("w/foundation.ptd"), (Path("w/base.pte"), Path("w/nobel.pte")))
+    for named in ("base", "base.pte", "w/base.pte"):
+        check_base(named, [group])
+    with pytest.raises(
+        ArtifactError, match=r"^--base mixed: not a program opened here \(base, nobel\)$"
+    ):
+        check_base("mixed", [group])

@@ -17,6 +17,7 @@ from lora_tui.common.literal import literal, printable
 
 REMOVED = "bold red strike"
 ADDED = "bold green"
+PARTS = "reverse"  # the first word where the two replies part
 
 
 def words(text: str) -> list[str]:
@@ -32,8 +33,25 @@ def _marked(text: Text, chunk: str, style: str) -> None:
     text.append(chunk[len(core) :])
 
 
+def parting(a: list[str], b: list[str]) -> int | None:
+    """The index of the first word where the two replies part (one may end there), or None
+    when they are the same word for word."""
+    for index, (mine, theirs) in enumerate(zip(a, b, strict=False)):  # one may be longer
+        if mine.rstrip() != theirs.rstrip():
+            return index
+    return None if len(a) == len(b) else min(len(a), len(b))
+
+
+def _mark_parting(text: Text, chunks: list[str], index: int) -> None:
+    """Mark the word at ``index`` (not the space after it): where the replies part."""
+    if index < len(chunks):
+        start = len("".join(chunks[:index]))
+        text.stylize(PARTS, start, start + len(chunks[index].rstrip()))
+
+
 def word_diff(left: str, right: str) -> tuple[Text, Text, float]:
-    """Both texts marked where they differ, and the share of words they have in common."""
+    """Both texts marked where they differ (and where they first part), and the share of
+    words they have in common."""
     a, b = words(left), words(right)
     matcher = SequenceMatcher(None, a, b, autojunk=False)
     shown_left, shown_right = Text(), Text()
@@ -44,7 +62,22 @@ def word_diff(left: str, right: str) -> tuple[Text, Text, float]:
             continue
         _marked(shown_left, "".join(a[a_start:a_end]), REMOVED)
         _marked(shown_right, "".join(b[b_start:b_end]), ADDED)
+    if (index := parting(a, b)) is not None:
+        _mark_parting(shown_left, a, index)
+        _mark_parting(shown_right, b, index)
     return shown_left, shown_right, matcher.ratio()
+
+
+def parting_line(left: str, right: str) -> str:
+    """Where the two replies part, in words, for the summary."""
+    a, b = words(left), words(right)
+    if (index := parting(a, b)) is None:
+        return "the same word for word"
+    return f"they part at word {index + 1} ({_said(a, index)} / {_said(b, index)})"
+
+
+def _said(chunks: list[str], index: int) -> str:
+    return repr(chunks[index].rstrip()) if index < len(chunks) else "its end"
 
 
 class DiffScreen(ModalScreen[None]):
@@ -83,10 +116,11 @@ class DiffScreen(ModalScreen[None]):
         )
         shown_left, shown_right, ratio = word_diff(printable(left_text), printable(right_text))
         more = " · Tab: the next pane" if len(self.answers) > 2 else ""
+        parts = parting_line(printable(left_text), printable(right_text))
         self.query_one("#diff-summary", Label).update(
             literal(
-                f"{left_label} vs {right_label}: {ratio:.0%} of the words in common{more}"
-                " · Esc closes"
+                f"{left_label} vs {right_label}: {ratio:.0%} of the words in common; "
+                f"{parts}{more} · Esc closes"
             )
         )
         self.query_one("#diff-left", VerticalScroll).border_title = literal(left_label)

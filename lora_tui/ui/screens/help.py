@@ -14,6 +14,8 @@ from textual.keys import key_to_character
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from lora_tui.ui.widgets.departure import legend
+
 KEY_NAMES = {"escape": "Esc", "enter": "Enter", "tab": "Tab"}
 STATUS_LINE = (
     "A pane's status line: TTFT (time to its first token), then that reply's own decode speed "
@@ -21,7 +23,8 @@ STATUS_LINE = (
     "same time, 'N together' follows: their speeds summed, what the machine gave them all "
     "(panes opened together answer in processes of their own, a share of the cores each). "
     "'N left out': the oldest messages of its conversation that no longer fit the context; "
-    "the pane still shows them but no longer sends them."
+    "the pane still shows them but no longer sends them. With a base program open, 'same as "
+    "base' or 'departs from base at token N' says where the reply first left the base's own."
 )
 
 
@@ -85,3 +88,4 @@ class HelpScreen(ModalScreen[None]):
             body.border_subtitle = "Esc closes · Ctrl+P opens the command palette"
             yield Static(table)
             yield Static(STATUS_LINE, id="help-status-line")
+            yield Static(legend(), id="help-departure-legend")

@@ -22,6 +22,7 @@ from textual.widgets import Footer, Header, Input
 from lora_tui.common.literal import printable
 from lora_tui.engine import protocol as events
 from lora_tui.engine.protocol import EngineEvent
+from lora_tui.engine.types import AdapterInfo
 from lora_tui.format import ArtifactError
 from lora_tui.judging.arena import LABELS
 from lora_tui.judging.blind import BlindSession
@@ -40,6 +41,7 @@ from lora_tui.ui.screens.scores import ScoresScreen
 from lora_tui.ui.session import Session
 from lora_tui.ui.streaming import PieceBuffer
 from lora_tui.ui.widgets.adapter_pane import AdapterPane, PaneState
+from lora_tui.ui.widgets.departure import NO_BASE
 from lora_tui.ui.widgets.memory_panel import MemoryPanel
 from lora_tui.ui.widgets.prompt_bar import PromptBar
 from lora_tui.ui.widgets.tally_panel import TallyPanel
@@ -71,6 +73,11 @@ class MainScreen(LiteralNotices, Screen[None]):
         show = lambda screen, answered: self.app.push_screen(screen, answered)  # noqa: E731
         self.dialogs = Dialogs(show, self.notify, session, self.panes)
         self.pieces = PieceBuffer()
+        # The base each foundation's replies are scored against (``Departure``): its first
+        # program the manifest calls a base, or the one the user chose, by foundation.
+        self.bases: dict[str, str] = {}
+        self.chosen_bases: set[str] = set()  # chosen (palette, --base): told to each engine
+        self.departure_view = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -140,6 +147,8 @@ class MainScreen(LiteralNotices, Screen[None]):
             engine.unload(name)
         await pane.remove()
         self.memory_panel.adapter_removed(name)
+        self.chosen_bases.discard(name)
+        self.bases = {f: base for f, base in self.bases.items() if base != name}
         self.replies.dropped(name)
         self.selected = min(self.selected, max(len(self.panes) - 1, 0))
         self._relayout()
@@ -228,6 +237,19 @@ class MainScreen(LiteralNotices, Screen[None]):
         shown = [(p.shown_name, replies[p] or "") for p in answered]
         self.app.push_screen(DiffScreen(shown, left))
 
+    async def action_toggle_departure(self) -> None:
+        """Each pane's last reply shaded by how unlikely the base found each token, or back
+        to its Markdown."""
+        if not self.departure_view and not self.bases:
+            self.notify(NO_BASE, severity="warning")
+            return
+        if not self.departure_view and self.blind.on:
+            self.notify("leave blind mode (F3) to see departures from the base", severity="warning")
+            return
+        self.departure_view = not self.departure_view
+        for pane in self.panes.values():
+            await pane.show_departure(self.departure_view)
+
     async def action_regenerate(self, every_pane: bool) -> None:
         """Answer the last prompt again, in the selected pane or in all of them."""
         panes = list(self.panes.values()) if every_pane else [self.selected_pane]
@@ -257,6 +279,8 @@ class MainScreen(LiteralNotices, Screen[None]):
             self.notify("names shown again; the tally is kept", title="blind mode off")
             return
         self.broadcast = True  # every pane answers every prompt
+        if self.departure_view:  # the base's note would tell which pane it is
+            await self.action_toggle_departure()
         await self.action_clear()  # what was said so far would give the names away
         for index, pane in enumerate(panes):
             pane.set_alias(LABELS[index])
@@ -355,6 +379,7 @@ class MainScreen(LiteralNotices, Screen[None]):
             return  # unloaded while the event was on its way
         elif isinstance(event, events.Loaded):
             self.memory_panel.adapter_loaded(event.info)
+            await self._base_loaded(pane, event.info)
             await self.replies.loaded(pane, event.info)  # then it answers what it kept
         elif isinstance(event, events.LoadFailed):
             pane.failed(event.error)
@@ -362,6 +387,8 @@ class MainScreen(LiteralNotices, Screen[None]):
             await self.replies.finish_reply(pane, event)
         elif isinstance(event, events.NoEffect):  # it answers as the base does
             pane.notice(event.warning)
+        elif isinstance(event, events.Departure):
+            await pane.departed(event)
 
     @on(AdapterPane.Failed)
     def _pane_failed(self) -> None:
@@ -377,6 +404,38 @@ class MainScreen(LiteralNotices, Screen[None]):
             ),
             foundation,
         )
+
+    async def use_as_base(self, pane: AdapterPane | None) -> None:
+        """Score the other panes of its foundation against ``pane``'s program from now on."""
+        if pane is None or pane.info is None:
+            self.notify("select a loaded pane to use as the base", severity="warning")
+            return
+        foundation = pane.info.foundation
+        others = {n for n in self.chosen_bases if self._foundation_of(n) == foundation}
+        self.chosen_bases = (self.chosen_bases - others) | {pane.adapter_name}
+        await self._base_loaded(pane, pane.info)
+        self.notify(f"{pane.adapter_name}'s replies are what the others are scored against now")
+
+    async def _base_loaded(self, pane: AdapterPane, info: AdapterInfo) -> None:
+        """A program loaded (or chosen): the base of its foundation if it is the one chosen
+        (the engine is told, again after a restart), else if it is the first base there."""
+        name, foundation = pane.adapter_name, info.foundation
+        wanted = self.session.base
+        if wanted is not None and wanted in (name, *_file_names(pane.path)):
+            self.chosen_bases.add(name)  # --base: chosen as it loads
+        if name in self.chosen_bases:
+            if (engine := self.session.engine) is not None:
+                engine.use_base(name)
+        elif info.kind != "base" or foundation in self.bases:
+            return  # not a base, or its foundation has one already
+        self.bases[foundation] = name
+        for other in self.panes.values():
+            other_is_base = other.adapter_name in self.bases.values()
+            await other.set_base(other_is_base)
+
+    def _foundation_of(self, name: str) -> str | None:
+        pane = self.panes.get(name)
+        return pane.info.foundation if pane is not None and pane.info is not None else None
 
     def copy_last_reply(self) -> None:
         pane = self.selected_pane
@@ -444,3 +503,8 @@ class MainScreen(LiteralNotices, Screen[None]):
         for name in step.left:
             why = f"{name} stopped answering; its scores are left out"
             self.notify(why, title="prompt set", severity="warning")
+
+
+def _file_names(path: Path | None) -> tuple[str, ...]:
+    """How ``--base`` may name a program: its path as given, its file's name or its stem."""
+    return () if path is None else (str(path), path.name, path.stem)

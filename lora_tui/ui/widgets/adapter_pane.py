@@ -17,8 +17,9 @@ from textual.widgets import Markdown, ProgressBar, Static
 from lora_tui.common.literal import literal, printable
 from lora_tui.demo.build_child import BuildProgress
 from lora_tui.engine.conversation import Conversation
-from lora_tui.engine.protocol import ReplyDone
+from lora_tui.engine.protocol import Departure, ReplyDone
 from lora_tui.engine.types import AdapterInfo, ReplyEnd, ReplyStats
+from lora_tui.ui.widgets.departure import BASE_NOTE, shaded
 from lora_tui.ui.widgets.thinking import ThinkingBlock, ThinkSplitter
 
 BUILDING = "Building its program (the first run only: later starts reuse it)"
@@ -85,6 +86,13 @@ class AdapterPane(Vertical):
         self._splitter = ThinkSplitter()
         self._thinking: ThinkingBlock | None = None  # its <think> block, if it has one
         self._waiting: list[Static] = []  # the note under each prompt it keeps to answer
+        # Its last reply scored under the base (the engine's ``Departure``), kept for that
+        # reply only; shown on the status line, and shaded token by token in the view.
+        self.departure: Departure | None = None
+        self.is_base = False  # the others' replies are scored against this program
+        self.showing_departure = False  # the departure view is on
+        self._last_reply: Markdown | None = None  # the last reply's Markdown, shown or hidden
+        self._departure_shown: Static | None = None  # what the view shows for it
 
     def compose(self) -> ComposeResult:
         yield VerticalScroll(classes="conversation")
@@ -136,6 +144,7 @@ class AdapterPane(Vertical):
         return f"{self.alias} = {self.adapter_name}" if self.revealed else self.alias
 
     def _update_titles(self) -> None:
+        self._update_status_if_mounted()  # blind mode hides the departure, which tells
         hotkey = f"{self.index}" if self.index <= 9 else "·"
         self.border_title = literal(f"[{hotkey}] {self.shown_name}")
         if self.alias is not None and not self.revealed:
@@ -153,8 +162,14 @@ class AdapterPane(Vertical):
             subtitle += f" · {self.info.quantization}"
         self.border_subtitle = literal(subtitle)  # the quantization is the manifest's
 
+    def _update_status_if_mounted(self) -> None:
+        if self.is_mounted:
+            self._update_status()
+
     def _update_status(self) -> None:
         parts = [f"{'▶ ' if self.selected else ''}{self.state.icon} {self.state}"]
+        if self.departure is not None and (self.alias is None or self.revealed):
+            parts.append(self.departure.summary)  # the model's tokens: literal, below
         if self.last_stats:
             stats = self.last_stats
             parts.append(f"TTFT {stats.ttft_s:.2f} s")
@@ -246,7 +261,8 @@ class AdapterPane(Vertical):
         its reply goes in place of its note)."""
         self.conversation.ask(user_text)
         shown = self.scroll_view
-        self._reply = Markdown(classes="assistant-message")
+        await self._forget_departure()  # it was the reply before this one's
+        self._reply = self._last_reply = Markdown(classes="assistant-message")
         self._streamed = []
         self._splitter = ThinkSplitter()
         self._thinking = None
@@ -303,6 +319,8 @@ class AdapterPane(Vertical):
         self.detail = note
         self.state = PaneState.CANCELLED if done.end is ReplyEnd.CANCELLED else PaneState.READY
         self._update_status()
+        if self.showing_departure and self.is_base:
+            await self._show_departure()  # the others' is shown when it is scored
         return True
 
     def show_together(self, tok_s: float) -> None:
@@ -334,6 +352,7 @@ class AdapterPane(Vertical):
         prompt (None if there is nothing to answer again)."""
         if not self.can_answer or (prompt := self.conversation.retract()) is None:
             return None
+        await self._forget_departure()
         shown = list(self.scroll_view.children)
         asked = [i for i, w in enumerate(shown) if w.has_class("user-message")]
         if asked:
@@ -347,10 +366,74 @@ class AdapterPane(Vertical):
 
     async def clear(self) -> None:
         self._reply = self._thinking = None
+        self.departure = self._last_reply = self._departure_shown = None
         await self.scroll_view.remove_children()
         self.conversation.clear()
         self._waiting.clear()
         self.detail = ""
         if self.state in (PaneState.CANCELLED, PaneState.GENERATING):
             self.state = PaneState.READY
+        self._update_status()
+
+    # --- departure from the base --------------------------------------------------------
+
+    async def departed(self, departure: Departure) -> bool:
+        """Its reply scored under the base: kept if it is the last reply shown and whole
+        (False: a newer reply has started, or the pane was cleared since)."""
+        finished = self.state is not PaneState.GENERATING
+        if not finished or self.conversation.last_reply != "".join(departure.pieces):
+            return False
+        self.departure = departure
+        self._update_status()
+        if self.showing_departure:
+            await self._show_departure()
+        return True
+
+    async def set_base(self, is_base: bool) -> None:
+        if is_base != self.is_base:
+            self.is_base = is_base
+            if self.showing_departure:
+                await self._show_departure()
+
+    async def show_departure(self, on: bool) -> None:
+        """The departure view on (the last reply's tokens shaded) or off (its Markdown)."""
+        self.showing_departure = on
+        await self._show_departure()
+
+    async def _show_departure(self) -> None:
+        """What the view shows under the last reply: its shaded tokens in place of its
+        Markdown, or for the base a note that nothing is scored against it."""
+        if self._departure_shown is not None:
+            await self._departure_shown.remove()
+            self._departure_shown = None
+        reply = self._last_reply
+        hidden = self.alias is not None and not self.revealed  # it would tell the base
+        if reply is not None:
+            reply.display = True
+        if not self.showing_departure or hidden:
+            return
+        if self.departure is not None and reply is not None:
+            text = shaded(self.departure)
+            text.append("\n\n")
+            text.append(printable(self.departure.summary), "italic")
+            self._departure_shown = Static(text, classes="departure")
+            reply.display = False
+        elif self.is_base:
+            self._departure_shown = Static(BASE_NOTE, classes="departure-note", markup=False)
+        else:
+            return
+        if reply is not None:
+            await self.scroll_view.mount(self._departure_shown, after=reply)
+        else:
+            await self.scroll_view.mount(self._departure_shown)
+
+    async def _forget_departure(self) -> None:
+        """A newer reply starts, or the last is taken back: its departure goes with it."""
+        self.departure = None
+        if self._departure_shown is not None:
+            await self._departure_shown.remove()
+            self._departure_shown = None
+        if self._last_reply is not None:
+            self._last_reply.display = True
+        self._last_reply = None
         self._update_status()
