@@ -4,10 +4,14 @@ runs, and which programs it reports, with lora-export faked (``tests/support/wat
 from __future__ import annotations
 
 import sys
+import types
 from pathlib import Path
 
 import pytest
 
+from lora_tui.cli.main import main
+from lora_tui.cli.options import CompareOptions, Watch
+from lora_tui.engine.foundations import FoundationPrograms
 from lora_tui.format import ArtifactError
 from lora_tui.watch.checkpoints import Completeness, checkpoint_folders
 from lora_tui.watch.export_child import export_command
@@ -198,3 +202,62 @@ def test_the_export_is_lora_export_in_a_fresh_safe_interpreter(
         "--adapter",
         f"nobel={tmp_path / 'runs' / 'nobel'}",
     ]
+
+
+@pytest.fixture
+def compared(monkeypatch: pytest.MonkeyPatch) -> list[CompareOptions]:
+    """compare's code replaced by one that notes the options it was given."""
+    calls: list[CompareOptions] = []
+    module = types.ModuleType("lora_tui.cli.compare")
+    module.compare_main = calls.append  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setattr("lora_tui.engine.threads.hold_openmp_to_one_thread", lambda: None)
+    return calls
+
+
+def test_watch_takes_a_run_folder_and_the_base_of_the_weights_folder(
+    tmp_path: Path, compared: list[CompareOptions]
+) -> None:
+    (base := tmp_path / "base").mkdir()
+    weights = export_folder(tmp_path / "out", base)
+    (run_dir := tmp_path / "runs" / "nobel").mkdir(parents=True)
+    main(["--weights", str(weights), "--watch", str(run_dir)])  # no program needed
+    (options,) = compared
+    assert options.watch == Watch(run_dir, base)
+    assert options.programs.foundations == (FoundationPrograms(weights, ()),)
+
+
+@pytest.mark.parametrize(
+    ("make", "extra", "error"),
+    [
+        (lambda run: None, [], "--watch {run}: not found (a training run's output folder)"),
+        (Path.touch, [], "--watch {run}: not a folder (a training run's output folder)"),
+        (Path.mkdir, [], "{out}/manifest.json: its base {base} is not here; pass --watch-base DIR"),
+        (Path.mkdir, ["--watch-base", "{base}"], "--watch-base {base}: not found"),
+    ],
+)
+def test_a_bad_watch_is_one_line_and_exit_2(
+    tmp_path: Path,
+    compared: list[CompareOptions],
+    capsys: pytest.CaptureFixture[str],
+    make,
+    extra,
+    error: str,
+) -> None:
+    names = {"run": tmp_path / "nobel", "out": tmp_path / "out", "base": tmp_path / "base"}
+    weights = export_folder(names["out"], names["base"])
+    make(names["run"])
+    words = [w.format(**names) for w in extra]
+    with pytest.raises(SystemExit) as stop:
+        main(["--weights", str(weights), "--watch", str(names["run"]), *words])
+    assert stop.value.code == 2 and compared == []
+    message = error.format(**names).replace(" DIR", " DIR, the base to export from")
+    assert capsys.readouterr().err == f"lora-tui compare: error: {message}\n"
+
+
+def test_without_watch_the_weights_still_need_programs(
+    tmp_path: Path, compared: list[CompareOptions], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["--weights", "w.ptd"])
+    assert "--weights w.ptd: no programs over it" in capsys.readouterr().err
