@@ -12,15 +12,28 @@ from rich.console import Console
 
 from lora_tui.cli.options import CompareOptions
 from lora_tui.common.console import print_error
+from lora_tui.common.files import state_log
 from lora_tui.demo.build_child import BuildClient
 from lora_tui.engine.artifacts import open_foundation
 from lora_tui.engine.foundations import FoundationPrograms, labelled
 from lora_tui.format import ArtifactError
 from lora_tui.judging.results import check_results_target, default_results_path, input_files
+from lora_tui.watch.export_child import ChildExport
+from lora_tui.watch.watcher import RunWatcher
 
 
 def compare_main(options: CompareOptions) -> int:
     programs, runtime = options.programs, options.runtime
+    watcher = None
+    if (watch := options.watch) is not None:
+        try:  # ~/.local/state/lora-tui, the user's own: a fixed name in /tmp was anyone's
+            log = runtime.log or state_log("lora-tui-watch.log")
+        except OSError as err:
+            print_error(Console(stderr=True, highlight=False), "lora-tui", f"no log ({err})")
+            return 1
+        export = ChildExport(log)
+        folder = programs.foundations[0].weights.parent
+        watcher = RunWatcher(watch.run_dir, folder, watch.base, export, stop_export=export.stop)
     return run_app(
         programs.foundations,
         tokenizer=programs.tokenizer,
@@ -29,6 +42,7 @@ def compare_main(options: CompareOptions) -> int:
         threads=runtime.threads,
         results=options.results,
         base=options.base,
+        watcher=watcher,
     )
 
 
@@ -43,6 +57,7 @@ def run_app(
     base: str | None = None,
     suggestions: dict[str, list[str]] | None = None,
     build: BuildClient | None = None,
+    watcher: RunWatcher | None = None,
 ) -> int:
     """Check each foundation here (one clear line if one is wrong), then run the app. With
     a ``build``, the programs are yet to be built: the app opens at once and shows it run."""
@@ -69,6 +84,7 @@ def run_app(
         results_path=results or default_results_path(datetime.now()),
         build=build,
         base=base,
+        watcher=watcher,
     )
     app.run()
     return app.return_code or 0

@@ -185,6 +185,7 @@ def build_parser() -> CommandLine:
         help="the app: programs side by side (the default command)",
         description="Open the programs side by side, each streaming its answer.",
     )
+    _add_watch(compare)
     compare.set_defaults(
         command="compare",  # also when its words came without its name
         run=Command(CompareOptions, "lora_tui.cli.compare", "compare_main"),
@@ -221,6 +222,24 @@ def build_parser() -> CommandLine:
     # No command at all is the demo: its defaults are the parser's.
     parser.set_defaults(command="demo", **vars(demo.parse_args([])))
     return parser
+
+
+def _add_watch(compare: argparse.ArgumentParser) -> None:
+    compare.add_argument(
+        "--watch",
+        type=Path,
+        metavar="RUN_DIR",
+        help="a training run's folder of checkpoint-N/ PEFT adapters: each exported into "
+        "the folder of --weights as training writes it (once its files are complete) and "
+        "opened as a pane, those exported already at start",
+    )
+    compare.add_argument(
+        "--watch-base",
+        type=Path,
+        metavar="DIR",
+        help="the base --watch exports from (default: the one the --weights folder's "
+        "manifest names)",
+    )
 
 
 def _add_eval(commands: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lora_tui.engine.foundations import FoundationPrograms
+from lora_tui.format import ArtifactError
+from lora_tui.watch.watcher import watch_base
 
 
 @dataclass(frozen=True)
@@ -33,13 +35,17 @@ class Programs:
     tokenizer: Path | None = None
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> Programs:
-        return cls(tuple(foundation_groups(args.weights, args.programs)), args.tokenizer)
+    def from_args(cls, args: argparse.Namespace, watching: bool = False) -> Programs:
+        groups = foundation_groups(args.weights, args.programs, watching)
+        return cls(tuple(groups), args.tokenizer)
 
 
-def foundation_groups(weights: list[list[Path]], loose: list[Path]) -> list[FoundationPrograms]:
+def foundation_groups(
+    weights: list[list[Path]], loose: list[Path], watching: bool = False
+) -> list[FoundationPrograms]:
     """``--weights`` groups as given, each foundation with the programs after it; programs
-    given apart belong to a lone foundation. A ``ValueError`` says what is wrong."""
+    given apart belong to a lone foundation (``watching``: a run's checkpoints will add
+    them, so none is needed). A ``ValueError`` says what is wrong."""
     if len(weights) > 1 and loose:
         raise ValueError(
             f"{loose[0]}: with several --weights, each foundation's programs follow it "
@@ -50,7 +56,7 @@ def foundation_groups(weights: list[list[Path]], loose: list[Path]) -> list[Foun
         if foundation.suffix == ".pte":
             raise ValueError(f"--weights takes the foundation (.ptd) first, not {foundation}")
         programs += loose if index == 0 else []
-        if not programs:
+        if not programs and not watching:
             raise ValueError(f"--weights {foundation}: no programs over it")
         groups.append(FoundationPrograms(foundation, tuple(programs)))
     given = [g.weights.resolve() for g in groups]
@@ -60,15 +66,44 @@ def foundation_groups(weights: list[list[Path]], loose: list[Path]) -> list[Foun
 
 
 @dataclass(frozen=True)
+class Watch:
+    """``--watch RUN_DIR``: a training run whose checkpoints are exported into the folder
+    of ``--weights`` as they come, each opened as a pane."""
+
+    run_dir: Path
+    base: Path  # what lora-export exports them from
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Watch | None:
+        if args.watch is None:
+            if args.watch_base is not None:
+                raise ValueError("--watch-base goes with --watch RUN_DIR")
+            return None
+        if not args.watch.is_dir():
+            why = "not a folder" if args.watch.exists() else "not found"
+            raise ValueError(f"--watch {args.watch}: {why} (a training run's output folder)")
+        if len(args.weights) > 1:
+            raise ValueError("--watch exports into the folder of one --weights, not several")
+        try:  # the folder's base, or --watch-base: one line now, not at the first checkpoint
+            base = watch_base(args.weights[0][0].parent, args.watch_base)
+        except ArtifactError as err:
+            raise ValueError(str(err)) from None
+        return cls(args.watch, base)
+
+
+@dataclass(frozen=True)
 class CompareOptions:
     programs: Programs
     runtime: Runtime
     results: Path | None  # --results; None: a new file in the user's data folder
     base: str | None = None  # --base: the program the others are scored against
+    watch: Watch | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> CompareOptions:
-        return cls(Programs.from_args(args), Runtime.from_args(args), args.results, args.base)
+        watch = Watch.from_args(args)
+        programs = Programs.from_args(args, watching=watch is not None)
+        return cls(programs, Runtime.from_args(args), args.results, args.base, watch)
 
 
 @dataclass(frozen=True)

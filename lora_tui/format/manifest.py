@@ -77,6 +77,7 @@ class ProgramEntry:
     source_sha256: str | None = None
     adapter_size_bytes: int | None = None
     sha256: str | None = None  # of the .pte itself, so a damaged copy is refused
+    step: int | None = None  # a training checkpoint's (checkpoint-N), when it was one
 
 
 @dataclass
@@ -210,6 +211,7 @@ _PROGRAM_FIELDS: dict[str, Callable[[Any], bool]] = {
     "source_sha256": _optional(_text),
     "adapter_size_bytes": _optional(_count),
     "sha256": _optional(_text),
+    "step": _optional(_count),
 }
 
 

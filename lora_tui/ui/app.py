@@ -35,6 +35,7 @@ from lora_tui.ui.screens.main import MainScreen
 from lora_tui.ui.session import Session
 from lora_tui.ui.transcript import save_transcript
 from lora_tui.ui.widgets.vote_bar import VoteBar
+from lora_tui.watch.watcher import RunWatcher
 
 MEMORY_INTERVAL_S = 1.0
 QUIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
@@ -62,12 +63,14 @@ class LoraTuiApp(LiteralNotices, App[int]):
         build: BuildClient | None = None,
         tool_memory: Callable[[], MemorySample] = lambda: sample_tree(os.getpid()),
         base: str | None = None,
+        watcher: RunWatcher | None = None,
     ) -> None:
         """``names``: a program's pane name when not its file's (``nobel · 8da4w g32``, with
         several foundations). ``build``: the programs are still being built; their panes
         show its progress and the engine starts once it hands them over. ``tool_memory``:
         the whole tool's memory (this process and every process under it). ``base``: the
-        program the others' replies are scored against (``--base``: its name, file or path)."""
+        program the others' replies are scored against (``--base``: its name, file or path).
+        ``watcher``: a training run whose new checkpoints open as panes (``--watch``)."""
         super().__init__()
         # The engine's events go to the main screen's panes, from the engine's reader thread.
         supervisor = EngineSupervisor(engine_factory, lambda event: self.main.from_engine(event))
@@ -78,6 +81,7 @@ class LoraTuiApp(LiteralNotices, App[int]):
             ResultsWriter(results_path, self._from_writer) if results_path else None,
             suggestions=suggestions or {},  # adapter name -> prompts to try, in the palette
             base=base,
+            watcher=watcher,
         )
         self.main = MainScreen(self.session)
         if build is not None:
@@ -105,6 +109,7 @@ class LoraTuiApp(LiteralNotices, App[int]):
             self.set_interval(1.0, build.tick)
         for program in self.programs:
             await self.main.add_program(program, self.names.get(program))
+        self.main.watch_run()  # once the engine is started: its programs open as panes
         engine_memory = lambda: self.engine.memory() if self.engine else None  # noqa: E731
         self.main.memory_panel.sample(engine_memory, self.tool_memory, self.memory_interval_s)
 
@@ -121,6 +126,8 @@ class LoraTuiApp(LiteralNotices, App[int]):
             loop.remove_signal_handler(signum)
         if self.session.build is not None:
             self.session.build.stop()  # it resumes at the next start
+        if self.session.watcher is not None:
+            self.session.watcher.stop()  # and the export under way: it publishes whole
         self.session.supervisor.close()
         if self.session.results is not None:
             self.session.results.close()

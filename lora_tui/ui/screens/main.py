@@ -9,6 +9,7 @@ does next is ``replies.py``'s, blind mode's and a prompt set's decisions are jud
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from textual import on
@@ -40,6 +41,14 @@ from lora_tui.ui.screens.diff import DiffScreen
 from lora_tui.ui.screens.scores import ScoresScreen
 from lora_tui.ui.session import Session
 from lora_tui.ui.streaming import PieceBuffer
+from lora_tui.ui.watching import (
+    CheckpointsExported,
+    CheckpointsExporting,
+    WatchFailed,
+    WatchMessage,
+    show_watched,
+    watch_in_thread,
+)
 from lora_tui.ui.widgets.adapter_pane import AdapterPane, PaneState
 from lora_tui.ui.widgets.departure import NO_BASE
 from lora_tui.ui.widgets.memory_panel import MemoryPanel
@@ -503,6 +512,20 @@ class MainScreen(LiteralNotices, Screen[None]):
         for name in step.left:
             why = f"{name} stopped answering; its scores are left out"
             self.notify(why, title="prompt set", severity="warning")
+
+    # --- a training run watched (--watch; watching.py) --------------------------------------
+
+    def watch_run(self) -> None:
+        """The watcher on a thread worker: its new programs come back as messages."""
+        if (watcher := self.session.watcher) is not None:
+            work = partial(watch_in_thread, watcher, self.post_message)
+            self.run_worker(work, name="watch", group="watch", thread=True)
+
+    @on(CheckpointsExporting)
+    @on(CheckpointsExported)
+    @on(WatchFailed)
+    async def _watched(self, message: WatchMessage) -> None:
+        await show_watched(message, self.panes.values(), self.add_program, self.notify)
 
 
 def _file_names(path: Path | None) -> tuple[str, ...]:
