@@ -12,10 +12,10 @@ On the demo's fp32 folder (built first if it is not there):
   program that is not loaded, so nothing is scored. The arms take turns round after round;
   the figure is the panes' summed decode speed, its median, and the ratio on/off.
 - **One reply:** a ``--reply``-token reply (a fixed text's tokens after a chat prompt)
-  scored under the base in this process: on the demo's base, which returns the last
-  position's logits (a forward per reply token), and on a base lowered with every
-  position's logits (what ``lora-export --base-program`` writes; lowered once into the
-  cache), against one prefill of the prompt and reply on the base.
+  scored under the demo's base in this process, which returns every position's logits (a
+  chunk of the reply per forward), and scored token by token as a base that returns the
+  last position's only must be (a forward per reply token), against one prefill of the
+  prompt and reply on the base.
 - **Memory:** the PSS this process grew by when the scorer (a second copy of the base
   program, for its own KV cache) was made, against the KV cache's size.
 
@@ -26,7 +26,6 @@ figures go to ``benchmarks/results/departure_cost.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -88,8 +87,8 @@ def streaming(folder: Path, scoring: bool, tokens: int) -> dict:
         engine.close()
 
 
-def one_reply(folder: Path, full_base: Path, reply_tokens: int, rounds: int) -> dict:
-    """Score one long reply under each base in this process, against a prefill of it."""
+def one_reply(folder: Path, reply_tokens: int, rounds: int) -> dict:
+    """Score one long reply under the base in this process, against a prefill of it."""
     from lora_tui.engine.departure import Scoring
     from lora_tui.engine.host import ModelHost
     from lora_tui.engine.memory import sample
@@ -97,14 +96,14 @@ def one_reply(folder: Path, full_base: Path, reply_tokens: int, rounds: int) -> 
 
     host = ModelHost(folder / "foundation.ptd")
     host.load(folder / "base.pte", "base")
-    host.load(full_base, "full base")
     chat = host.sessions["base"].chat
     prompt = chat.encode_chat([Message("user", PROMPTS[0])], False)
     reply = chat.tokenizer.encode(REPLY_TEXT, add_special_tokens=False).ids[:reply_tokens]
     replied = Replied("nobel", tuple(prompt), tuple(reply), False)
     before = sample()
-    scorers = {name: host.scorer(name) for name in ("base", "full base")}
+    scorer = host.scorer("base")
     after = sample()
+    assert scorer is not None
     manifest = host.foundation.manifest
     facts = host.sessions["base"].facts
     kv_mib = kv_cache_bytes(manifest.shape, facts.max_context) / 2**20 if manifest else None
@@ -117,46 +116,34 @@ def one_reply(folder: Path, full_base: Path, reply_tokens: int, rounds: int) -> 
             session.forward(tokens[start : start + 32], start)
         return time.perf_counter() - started
 
-    def score(name: str) -> float:
-        scorer = scorers[name]
+    def score(full_logits: bool) -> tuple[float, bool]:
         scorer.cached.clear()  # the prompt is scored too, as for a first reply
+        scorer.full_logits = None if full_logits else False  # None: found out, as in use
         started = time.perf_counter()
-        scoring = Scoring(scorer, name, replied)
+        scoring = Scoring(scorer, "base", replied)
         while not scoring.done:
             scoring.step()
-        return time.perf_counter() - started
+        return time.perf_counter() - started, bool(scorer.full_logits)
 
-    times: dict[str, list[float]] = {"prefill": [], "last-logits base": [], "full-logits base": []}
+    times: dict[str, list[float]] = {"prefill": [], "chunks": [], "token by token": []}
+    found_full = False
     for _ in range(rounds):
         times["prefill"].append(prefill())
-        times["last-logits base"].append(score("base"))
-        times["full-logits base"].append(score("full base"))
+        seconds, found_full = score(True)
+        times["chunks"].append(seconds)
+        times["token by token"].append(score(False)[0])
     medians = {k: round(statistics.median(v), 3) for k, v in times.items()}
     return {
         "prompt_tokens": len(prompt),
         "reply_tokens": len(reply),
+        "base_returns_every_position": found_full,
         "seconds": medians,
         "vs_prefill": {
             k: round(v / medians["prefill"], 2) for k, v in medians.items() if k != "prefill"
         },
-        "scorers_added_pss_mib": round((after.pss_mib or 0) - (before.pss_mib or 0), 1),
-        "scorers": 2,
+        "scorer_added_pss_mib": round((after.pss_mib or 0) - (before.pss_mib or 0), 1),
         "kv_cache_mib": round(kv_mib, 1) if kv_mib else None,
     }
-
-
-def full_logits_base(folder: Path) -> Path:
-    """The demo's base lowered with every position's logits, as lora-export lowers a base
-    program; made once into the cache beside the demo."""
-    from exporter.pipeline import ExportRequest, run_export
-    from lora_tui.demo.build import fetch_demo_base
-
-    out = folder.parent / f"{folder.name}-full-logits-base"
-    if not (out / "base.pte").is_file():
-        manifest = (folder / "manifest.json").read_text(encoding="utf-8")
-        max_context = json.loads(manifest)["max_context"]
-        run_export(ExportRequest(fetch_demo_base(), [], out, True, max_context))
-    return out / "base.pte"
 
 
 def main() -> int:
@@ -170,9 +157,6 @@ def main() -> int:
 
     folder = demo_folder()
     ensure_demo(folder, fetch_demo_base, shipped_adapters())
-    full_base = full_logits_base(folder)
-    # The full-logits base has its own foundation file beside it, but the same weights: the
-    # demo's foundation serves it (the names are the same, as for export_llm's programs).
     arms: dict[str, list[dict]] = {"scoring off": [], "scoring on": []}
     for round_number in range(args.rounds):
         for arm in arms:
@@ -183,7 +167,7 @@ def main() -> int:
         arm: round(statistics.median(r["decode_tok_s"] for r in runs), 1)
         for arm, runs in arms.items()
     }
-    reply = one_reply(folder, full_base, args.reply, args.rounds)
+    reply = one_reply(folder, args.reply, args.rounds)
     report = {
         "folder": str(folder),
         "rounds": args.rounds,
@@ -214,20 +198,20 @@ def departure_cost_table(report: dict) -> list[str]:
         markdown.row(["one prefill of prompt and reply", f"{seconds['prefill']} s"]),
         markdown.row(
             [
-                f"scoring a {reply['reply_tokens']}-token reply, full-logits base",
-                f"{seconds['full-logits base']} s ({ratio['full-logits base']}× the prefill)",
+                f"scoring a {reply['reply_tokens']}-token reply, a chunk per forward",
+                f"{seconds['chunks']} s ({ratio['chunks']}× the prefill)",
             ]
         ),
         markdown.row(
             [
-                f"scoring a {reply['reply_tokens']}-token reply, last-logits base",
-                f"{seconds['last-logits base']} s ({ratio['last-logits base']}× the prefill)",
+                "scoring it a token per forward (a last-logits base)",
+                f"{seconds['token by token']} s ({ratio['token by token']}× the prefill)",
             ]
         ),
         markdown.row(
             [
-                f"memory of {reply['scorers']} scorers (PSS), against one KV cache",
-                f"{reply['scorers_added_pss_mib']} MiB; KV cache {reply['kv_cache_mib']} MiB",
+                "memory of the scorer (PSS), against one KV cache",
+                f"{reply['scorer_added_pss_mib']} MiB; KV cache {reply['kv_cache_mib']} MiB",
             ]
         ),
     ]
