@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # the exporter (and torch with it) loads only when a build ru
 DEMO_ASSETS = Path(str(importlib.resources.files("lora_tui.demo") / "assets"))
 DEMO_ADAPTERS = ("nobel", "executorch")
 DEMO_QUANTIZE = "none"  # lora-tui demo --quantize's default; the README says why
-DEMO_VERSION = 4  # bump when the demo's export settings change, to rebuild old caches
+DEMO_VERSION = 5  # bump when the demo's export settings change, to rebuild old caches
 STAMP_FILE = "demo.json"
 SUGGESTIONS_PER_ADAPTER = 4
 
