@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # the exporter (and torch with it) loads only when a build ru
 DEMO_ASSETS = Path(str(importlib.resources.files("lora_tui.demo") / "assets"))
 DEMO_ADAPTERS = ("nobel", "executorch")
 DEMO_QUANTIZE = "none"  # lora-tui demo --quantize's default; the README says why
-DEMO_VERSION = 5  # bump when the demo's export settings change, to rebuild old caches
+DEMO_VERSION = 4  # bump when the demo's export settings change, to rebuild old caches
 STAMP_FILE = "demo.json"
 SUGGESTIONS_PER_ADAPTER = 4
 
@@ -290,6 +290,8 @@ def _is_complete(folder: Path, stamp: dict[str, object]) -> bool:
         manifest = Manifest.read(folder)
     except (OSError, ValueError, ArtifactError):
         return False
+    if any(e.kind == "adapter" and e.lora_b is None for e in manifest.programs.values()):
+        return False  # from before lora_B was located: refilled in seconds, so it can scale
     sizes = {manifest.foundation_file: manifest.foundation_size_bytes}
     sizes.update({entry.file: entry.size_bytes for entry in manifest.programs.values()})
     return (folder / MANIFEST_FILE).is_file() and all(
