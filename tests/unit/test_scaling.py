@@ -241,3 +241,17 @@ def test_the_palette_reads_an_adapter_and_a_scale() -> None:
         parse_adapter_scale("nobel 7", open_)
     with pytest.raises(ValueError, match="not a number"):
         parse_adapter_scale("nobel x", open_)
+
+
+def test_a_demo_cache_without_lora_b_locations_is_refilled(export_folder: Path) -> None:
+    """A demo built before lora-export located lora_B is not complete: its next start
+    refills the adapters (seconds), so the demo's adapters open at a scale."""
+    from lora_tui.demo.build import STAMP_FILE, _is_complete
+
+    stamp = {"version": "test"}
+    (export_folder / STAMP_FILE).write_text(json.dumps(stamp))
+    assert _is_complete(export_folder, stamp)
+    raw = json.loads((export_folder / "manifest.json").read_text())
+    raw["programs"]["nobel"].pop("lora_b")
+    (export_folder / "manifest.json").write_text(json.dumps(raw))
+    assert not _is_complete(export_folder, stamp)
