@@ -64,6 +64,8 @@ async def test_a_program_at_a_scale_opens_as_its_own_pane(
         assert scaled.state is PaneState.READY
         assert scaled.path is not None and scaled.path.is_relative_to(tmp_path / "cache")
         assert "nobel ×0.5" in str(scaled.border_title)
+        assert "LoRA ×0.5" in str(scaled.border_subtitle)
+        assert "LoRA" not in str(app.main.panes["nobel"].border_subtitle)
 
 
 async def test_open_at_scale_in_the_palette(
