@@ -14,7 +14,6 @@ the bytes and the names keep their lengths, so no offset in the file moves.
 from __future__ import annotations
 
 import hashlib
-import re
 import struct
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch
 
 from exporter.adapter import Adapter
 from lora_tui.format import FP32, Quantization
+from lora_tui.format.scaling import rename_constants
 
 LORA_B = ".lora_b."  # in the name of each LoRA B weight (``adapter.py``)
 TENSOR_ALIGNMENT = 16  # every tensor's data in a program starts at a multiple of this
@@ -130,8 +130,5 @@ def splice(
         if LORA_B in name:
             lora_b.append([start, len(new) // 4])
     lora_b.sort()
-    if not new_keys:
-        return bytes(program), lora_b
     # Every name in one pass over the program, not one pass (and one copy) per name.
-    any_old_key = re.compile(b"|".join(re.escape(old_key) for old_key in new_keys))
-    return any_old_key.sub(lambda match: new_keys[match.group()], program), lora_b
+    return rename_constants(program, new_keys), lora_b

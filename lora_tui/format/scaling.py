@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 import sys
 from array import array
 from collections.abc import Sequence
@@ -26,6 +25,8 @@ from collections.abc import Sequence
 from lora_tui.format.errors import ArtifactError
 
 FLOAT32_BYTES = 4
+NAME_LENGTH = 64  # an XNNPACK constant's name: its bytes' SHA-256 in hex
+_HEX_MASK = bytes(ord("h") if chr(i) in "0123456789abcdef" else ord(".") for i in range(256))
 MIN_SCALE, MAX_SCALE = -4.0, 4.0  # past these an adapter's push is noise, not a strength
 
 
@@ -67,19 +68,39 @@ def scale_program(pte: bytes, lora_b: Sequence[Sequence[int]], scale: float) -> 
         program[offset:end] = new
         if new != old:
             new_names[_xnnpack_name(old)] = _xnnpack_name(new)
-    if not new_names:
-        return bytes(program)
-    # Every name in one pass over the program, not one pass (and one copy) per name.
-    any_old_name = re.compile(b"|".join(re.escape(old) for old in new_names))
-    return any_old_name.sub(lambda match: new_names[match.group()], program)
+    return rename_constants(program, new_names)
+
+
+def rename_constants(program: bytearray, new_names: dict[bytes, bytes]) -> bytes:
+    """``program`` with every occurrence of each XNNPACK name (64 hex digits) replaced by
+    its new one, as one regex alternation of them would, in one pass over the file: the
+    hex runs of 64 or more are found in a mask of the file (milliseconds), and only they are
+    looked at. (An alternation of 210 names took 2.5 s over the demo's 20 MB program.)"""
+    mask = program.translate(_HEX_MASK)
+    run = b"h" * NAME_LENGTH
+    start = mask.find(run)
+    while start != -1:
+        end = mask.find(b".", start)
+        end = len(mask) if end == -1 else end
+        at = start
+        while at + NAME_LENGTH <= end:
+            new = new_names.get(bytes(program[at : at + NAME_LENGTH]))
+            if new is None:
+                at += 1
+                continue
+            program[at : at + NAME_LENGTH] = new
+            at += NAME_LENGTH
+        start = mask.find(run, end)
+    return bytes(program)
 
 
 def _scaled(data: bytes, scale: float) -> bytes:
+    if scale == 0.0:
+        return bytes(len(data))  # +0.0 everywhere, as the base's zero lora_B (not -0.0)
     values = array("f", data)
     if sys.byteorder == "big":  # a program's tensors are little-endian
         values.byteswap()
-    # ``+ 0.0`` turns the -0.0 of a negative weight times 0 into the base's +0.0.
-    scaled = array("f", [value * scale + 0.0 for value in values])
+    scaled = array("f", map(scale.__mul__, values))
     if sys.byteorder == "big":
         scaled.byteswap()
     return scaled.tobytes()
