@@ -255,3 +255,23 @@ def test_a_demo_cache_without_lora_b_locations_is_refilled(export_folder: Path) 
     raw["programs"]["nobel"].pop("lora_b")
     (export_folder / "manifest.json").write_text(json.dumps(raw))
     assert not _is_complete(export_folder, stamp)
+
+
+def test_a_results_line_records_the_scale_and_old_lines_read_without() -> None:
+    from lora_tui.engine.protocol import ReplyDone
+    from lora_tui.engine.types import AdapterInfo, GenerationSettings, MemoryBreakdown, ReplyEnd
+    from lora_tui.judging.records import AnswerRecord, from_json
+
+    info = AdapterInfo(
+        "nobel ×0.5", "nobel ×0.5.pte", "adapter", 16, ("q_proj",), 0.1, 0.2, 1.0, 2.0,
+        None, None, None, None, MemoryBreakdown(None, None, 1.0), scale=0.5,
+    )  # fmt: skip
+    done = ReplyDone("nobel ×0.5", "Clarke", ReplyEnd.STOP, None)
+    line = AnswerRecord.reply("Who?", "nobel ×0.5", done, GenerationSettings(), info).to_json()
+    assert line["scale"] == 0.5
+    assert from_json(json.loads(json.dumps(line))) == from_json(line)
+    old = {k: v for k, v in line.items() if k != "scale"}
+    record = from_json(old)
+    assert isinstance(record, AnswerRecord) and record.scale is None
+    with pytest.raises(ValueError, match="scale"):
+        from_json({**line, "scale": "half"})
