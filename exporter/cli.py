@@ -31,8 +31,11 @@ from lora_tui.common.native_output import native_output_to, terminal_stream
 from lora_tui.common.safe_path import use_safe_path
 from lora_tui.format import (
     DEFAULT_GROUP_SIZE,
+    MAX_SCALE,
+    MIN_SCALE,
     QUANTIZE_MODES,
     Quantization,
+    scale_label,
 )
 
 
@@ -68,6 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"KV-cache length in tokens (default {DEFAULT_MAX_CONTEXT})",
     )
+    _add_weight_options(parser)
+    parser.add_argument(
+        "--verbose", action="store_true", help="show ExecuTorch's own logs and warnings"
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('lora-tui')}")
+    return parser
+
+
+def _add_weight_options(parser: argparse.ArgumentParser) -> None:
+    """How the programs' weights are stored and at what LoRA strength."""
     parser.add_argument(
         "--quantize",
         choices=QUANTIZE_MODES,
@@ -85,10 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
         "8da8w has one scale per output channel",
     )
     parser.add_argument(
-        "--verbose", action="store_true", help="show ExecuTorch's own logs and warnings"
+        "--scale",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help=f"write each adapter at this strength: its lora_B times S ({MIN_SCALE:g} to "
+        f"{MAX_SCALE:g}; 0 is the base, 1 the adapter as trained). The program keeps the "
+        "adapter's name and its manifest entry records the scale; give NAME=DIR to keep "
+        "several strengths of one adapter in a folder",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version('lora-tui')}")
-    return parser
 
 
 def size_table(result: ExportResult) -> Table:
@@ -106,6 +124,8 @@ def size_table(result: ExportResult) -> Table:
     )
     for name, entry in manifest.programs.items():
         note = "built now" if name in result.built else "kept"
+        if entry.scale is not None:
+            note += f", {scale_label(entry.scale)}"
         adapter = _mib(entry.adapter_size_bytes) if entry.adapter_size_bytes else "—"
         table.add_row(literal(entry.file), _mib(entry.size_bytes), adapter, note)
     return table
@@ -134,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             base_program=args.base_program,
             max_context=args.max_context,
             quantization=Quantization.named(args.quantize, args.group_size),
+            scale=args.scale,
         )
         progress = progress_display(console)
         events = RichEvents(progress)

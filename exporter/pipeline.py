@@ -29,14 +29,18 @@ from lora_tui.format import (
     FP32,
     MANIFEST_FILE,
     TOKENIZER_FILE,
+    ArtifactError,
     Manifest,
     ProgramEntry,
     Quantization,
+    check_scale,
     foundation_id,
+    scale_program,
     sha256_file,
 )
 
 T = TypeVar("T")
+LoraB = list[list[int]]  # [byte offset, fp32 element count] of each lora_B tensor
 DEFAULT_MAX_CONTEXT = 2048  # a real conversation: ~10 ordinary turns at SmolLM2
 
 
@@ -52,6 +56,9 @@ class ExportRequest:
     # bit, and no lowering of its own), when this run fills one; else lowered. The demo's
     # choice: 20 MB instead of 0.4 MB and the same speed, for one lowering fewer.
     base_from_template: bool = False
+    # Every adapter's lora_B multiplied by this (``--scale``): the adapter at another
+    # strength, recorded in its manifest entry. The base program is the base at any scale.
+    scale: float = 1.0
 
 
 @dataclass
@@ -131,7 +138,11 @@ class _Export:
             programs.append((BASE_PROGRAM, None))
         if existing is not None:
             # Programs already built from the same source are kept as they are.
-            programs = [(n, a) for n, a in programs if not _up_to_date(existing, n, a, request.out)]
+            programs = [
+                (n, a)
+                for n, a in programs
+                if not _up_to_date(existing, n, a, request.out, request.scale)
+            ]
         request.out.mkdir(parents=True, exist_ok=True)
         self.staging = Path(tempfile.mkdtemp(prefix=".lora-export-", dir=request.out))
         try:
@@ -179,19 +190,26 @@ class _Export:
         lendable = [self.staging / template]
         if self.existing is not None:
             lendable.append(request.out / template)
-        filled = self.timed(
-            f"fill {name}.pte",
-            1,
-            lambda: next((p for p in lendable if _fill(p, stand_ins, adapter.weights, pte)), None),
-        )
+        scale = request.scale
+
+        def fill_lent() -> tuple[Path, LoraB] | None:
+            for lent in lendable:
+                if (lora_b := _fill(lent, stand_ins, adapter.weights, pte, scale)) is not None:
+                    return lent, lora_b
+            return None
+
+        filled = self.timed(f"fill {name}.pte", 1, fill_lent)
         if filled is None:
-            filled = self.staging / template
-            if not self.unpack(filled, stand_ins, filled.stem, f"template {filled.stem}"):
-                self.lower(f"template {template.stem}", spec, {**base.weights, **stand_ins}, filled)
-            if not _fill(filled, stand_ins, adapter.weights, pte):
+            lowered = self.staging / template
+            if not self.unpack(lowered, stand_ins, lowered.stem, f"template {lowered.stem}"):
+                self.lower(
+                    f"template {template.stem}", spec, {**base.weights, **stand_ins}, lowered
+                )
+            if (lora_b := _fill(lowered, stand_ins, adapter.weights, pte, scale)) is None:
                 raise ExportError(f"{name}: the lowered template could not be filled")
-        self.filled = filled, stand_ins, adapter
-        return _entry(name, adapter, pte)
+            filled = lowered, lora_b
+        self.filled = filled[0], stand_ins, adapter
+        return _entry(name, adapter, pte, lora_b=filled[1], scale=scale)
 
     def _fill_base(self, pte: Path) -> Adapter | None:
         """The base program from a template this run filled, with every LoRA B zero: its
@@ -202,7 +220,7 @@ class _Export:
         template, stand_ins, adapter = self.filled
         zero_b = {n: torch.zeros_like(w) if ".lora_b." in n else w for n, w in stand_ins.items()}
         filled = self.timed(f"fill {pte.name}", 1, lambda: _fill(template, stand_ins, zero_b, pte))
-        return adapter if filled else None
+        return adapter if filled is not None else None
 
     def unpack(self, template: Path, stand_ins: Weights, key: str, label: str) -> bool:
         """The program ``key`` names (a template, or the base program) and the foundation,
@@ -239,16 +257,19 @@ class _Export:
             self.timed("write foundation.ptd", 1, lambda: lowered.write_foundation(foundation))
 
 
-def _fill(template: Path, stand_ins: Weights, weights: Weights, pte: Path) -> bool:
-    """Write ``pte`` from ``template`` with these LoRA weights; False if it cannot."""
+def _fill(
+    template: Path, stand_ins: Weights, weights: Weights, pte: Path, scale: float = 1.0
+) -> LoraB | None:
+    """Write ``pte`` from ``template`` with these LoRA weights, lora_B times ``scale``;
+    returns where its lora_B tensors are, or None if it cannot."""
     if not template.is_file():
-        return False
+        return None
     try:
-        program = splice(template.read_bytes(), stand_ins, weights)
+        program, lora_b = splice(template.read_bytes(), stand_ins, weights)
     except SpliceError:
-        return False
-    write_bytes_atomic(pte, program)
-    return True
+        return None
+    write_bytes_atomic(pte, scale_program(program, lora_b, scale) if lora_b else program)
+    return lora_b
 
 
 def _check_request(request: ExportRequest) -> None:
@@ -270,6 +291,10 @@ def _check_request(request: ExportRequest) -> None:
             f"--group-size {quantization.group_size}: 8da8w keeps one scale per output "
             "channel (XNNPACK has no int8 weights in groups)"
         )
+    try:
+        check_scale(request.scale)
+    except ArtifactError as err:
+        raise ExportError(f"--{err}") from None  # "--scale nan: not a finite number"
     if request.out.exists() and not request.out.is_dir():
         raise ExportError(f"{request.out}: exists and is not a directory")
 
@@ -318,7 +343,9 @@ def _existing_manifest(
     return existing
 
 
-def _up_to_date(existing: Manifest, name: str, adapter: Adapter | None, out: Path) -> bool:
+def _up_to_date(
+    existing: Manifest, name: str, adapter: Adapter | None, out: Path, scale: float
+) -> bool:
     entry = existing.programs.get(name)
     if entry is None or not (out / entry.file).is_file():
         return False
@@ -326,14 +353,22 @@ def _up_to_date(existing: Manifest, name: str, adapter: Adapter | None, out: Pat
         return False
     if entry.sha256 and sha256_file(out / entry.file) != entry.sha256:
         return False  # damaged since: build it again
+    if adapter is not None and (entry.lora_b is None or (entry.scale or 1.0) != scale):
+        return False  # another strength, or from before lora_B was located: fill it again
     return entry.source_sha256 == (adapter.source_sha256 if adapter else None)
 
 
 def _entry(
-    name: str, adapter: Adapter | None, pte: Path, lora_of: Adapter | None = None
+    name: str,
+    adapter: Adapter | None,
+    pte: Path,
+    lora_of: Adapter | None = None,
+    lora_b: LoraB | None = None,
+    scale: float = 1.0,
 ) -> ProgramEntry:
     """``lora_of``: a base program filled from this adapter's template, which carries its
-    rank's (zero) LoRA weights, so its memory is told right."""
+    rank's (zero) LoRA weights, so its memory is told right. ``lora_b``: where an adapter's
+    lora_B tensors are in ``pte``; ``scale``: what they were multiplied by."""
     written = {"file": f"{name}.pte", "size_bytes": pte.stat().st_size, "sha256": sha256_file(pte)}
     if adapter is None:
         lora = {"rank": lora_of.rank, "target_modules": list(lora_of.targets)} if lora_of else {}
@@ -343,6 +378,8 @@ def _entry(
         adapter_size_bytes=adapter.size_bytes,
         **written,
         **adapter.manifest_entry(),
+        lora_b=lora_b,
+        scale=None if scale == 1.0 else scale,
     )
 
 

@@ -14,7 +14,6 @@ the bytes and the names keep their lengths, so no offset in the file moves.
 from __future__ import annotations
 
 import hashlib
-import re
 import struct
 from pathlib import Path
 
@@ -23,7 +22,9 @@ import torch
 
 from exporter.adapter import Adapter
 from lora_tui.format import FP32, Quantization
+from lora_tui.format.scaling import rename_constants
 
+LORA_B = ".lora_b."  # in the name of each LoRA B weight (``adapter.py``)
 TENSOR_ALIGNMENT = 16  # every tensor's data in a program starts at a multiple of this
 _STAND_IN_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # 2**64 / golden ratio, odd
 Weights = dict[str, torch.Tensor]
@@ -105,8 +106,10 @@ def aligned_starts(program: bytes, tensors: dict[str, bytes]) -> dict[str, list[
 
 def splice(
     template: bytes, stand_ins: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]
-) -> bytes:
-    """The template program with each stand-in tensor replaced by the adapter's."""
+) -> tuple[bytes, list[list[int]]]:
+    """The template program with each stand-in tensor replaced by the adapter's, and where
+    its lora_B tensors are ([byte offset, fp32 element count] each, by offset): what the
+    manifest records, so lora-tui can make the program at another strength."""
     if stand_ins.keys() != weights.keys():
         raise SpliceError("the adapter's LoRA tensors are not the template's")
     _check_whole(template)
@@ -114,6 +117,7 @@ def splice(
     olds = {name: fp32_bytes(stand_in) for name, stand_in in stand_ins.items()}
     starts = aligned_starts(template, olds)
     new_keys: dict[bytes, bytes] = {}  # each stand-in's XNNPACK name -> the adapter tensor's
+    lora_b: list[list[int]] = []
     for name, old in olds.items():
         new = fp32_bytes(weights[name])
         if len(old) != len(new):
@@ -123,8 +127,8 @@ def splice(
         start = starts[name][0]
         program[start : start + len(old)] = new
         new_keys[_xnnpack_name(old)] = _xnnpack_name(new)
-    if not new_keys:
-        return bytes(program)
+        if LORA_B in name:
+            lora_b.append([start, len(new) // 4])
+    lora_b.sort()
     # Every name in one pass over the program, not one pass (and one copy) per name.
-    any_old_key = re.compile(b"|".join(re.escape(old_key) for old_key in new_keys))
-    return any_old_key.sub(lambda match: new_keys[match.group()], program)
+    return rename_constants(program, new_keys), lora_b

@@ -125,7 +125,10 @@ def _program_options() -> argparse.ArgumentParser:
         nargs="*",
         type=Path,
         metavar="PROGRAM.pte",
-        help="more programs over a lone --weights (lora-export's or export_llm's)",
+        help="more programs over a lone --weights (lora-export's or export_llm's); "
+        "PROGRAM.pte@SCALE opens a lora-export adapter at another LoRA strength as a pane "
+        "of its own (nobel.pte@0.5: 'nobel ×0.5'; 0 is the base, 1 the adapter), here or "
+        "after --weights",
     )
     parent.add_argument(
         "--tokenizer",

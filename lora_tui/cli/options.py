@@ -1,7 +1,8 @@
 """What the command line asked for, typed: each command's options, made once from the parsed
 arguments (``main.py`` declares them) by its ``from_args``, which checks what argparse
-cannot (how programs group under their foundations, ``--resume`` without ``--out``) and
-raises ``ValueError`` with the one line to print. Nothing here loads torch."""
+cannot (how programs group under their foundations, ``--resume`` without ``--out``,
+a program's ``@SCALE``) and raises ``ValueError`` with the one line to print. A program
+asked for at a scale is made here, in the tool's cache. Nothing here loads torch."""
 
 from __future__ import annotations
 
@@ -58,11 +59,39 @@ def foundation_groups(
         programs += loose if index == 0 else []
         if not programs and not watching:
             raise ValueError(f"--weights {foundation}: no programs over it")
-        groups.append(FoundationPrograms(foundation, tuple(programs)))
+        groups.append(FoundationPrograms(foundation, tuple(map(program_at_scale, programs))))
     given = [g.weights.resolve() for g in groups]
     if len(set(given)) < len(given):
         raise ValueError("a foundation is given twice: list its programs after one --weights")
     return groups
+
+
+def split_scale(program: Path) -> tuple[Path, float | None]:
+    """``nobel.pte@0.5``: the program and the LoRA scale asked for (None: none). A file
+    whose own name has an ``@`` is that file. A ``ValueError`` says what is wrong."""
+    head, at, tail = str(program).rpartition("@")
+    if not at or program.exists() or "/" in tail:
+        return program, None
+    try:
+        return Path(head), float(tail)
+    except ValueError:
+        raise ValueError(
+            f"{program}: '{tail}' is not a scale (PROGRAM.pte@SCALE, as nobel.pte@0.5)"
+        ) from None
+
+
+def program_at_scale(program: Path) -> Path:
+    """The program to open for ``PROGRAM.pte[@SCALE]``: at a scale, a copy with its lora_B
+    scaled, made in the tool's cache now (well under a second; nothing loads torch)."""
+    source, scale = split_scale(program)
+    if scale is None:
+        return source
+    from lora_tui.engine.scaled import scaled_copy
+
+    try:
+        return scaled_copy(source, scale)
+    except ArtifactError as err:
+        raise ValueError(str(err)) from None
 
 
 @dataclass(frozen=True)

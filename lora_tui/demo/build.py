@@ -290,6 +290,8 @@ def _is_complete(folder: Path, stamp: dict[str, object]) -> bool:
         manifest = Manifest.read(folder)
     except (OSError, ValueError, ArtifactError):
         return False
+    if any(e.kind == "adapter" and e.lora_b is None for e in manifest.programs.values()):
+        return False  # from before lora_B was located: refilled in seconds, so it can scale
     sizes = {manifest.foundation_file: manifest.foundation_size_bytes}
     sizes.update({entry.file: entry.size_bytes for entry in manifest.programs.values()})
     return (folder / MANIFEST_FILE).is_file() and all(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lora_tui.engine.chat import ChatFormat
+from lora_tui.engine.scaled import scaled_entry
 from lora_tui.format import (
     MANIFEST_FILE,
     Manifest,
@@ -37,11 +38,12 @@ class Foundation:
         return self.manifest.quantized.label if self.manifest is not None else None
 
     def entry_for(self, program: Path) -> tuple[str, ProgramEntry | None]:
-        """The program's name, and its manifest entry when lora-export listed it here."""
+        """The program's name, and its manifest entry when lora-export listed it here (a
+        scaled copy of one in the cache: its source's entry, at its scale)."""
         found = self.manifest.program_named(program.name) if self.manifest else None
         if found and program.resolve().parent == self.path.resolve().parent:
             return found
-        return program.stem, None
+        return program.stem, scaled_entry(program, self.manifest, self.path)
 
 
 def open_foundation(weights: Path, tokenizer: Path | None = None) -> Foundation:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from lora_tui.engine.memory import MemorySample, summed
 from lora_tui.engine.protocol import EngineClient, EngineEvent, EngineFactory, FoundationEngine
+from lora_tui.engine.scaled import ScaledOrigin
 from lora_tui.engine.types import GenerationSettings, Message
 
 NAME_SEPARATOR = " · "  # "nobel · 8da4w g32"
@@ -110,9 +111,16 @@ class FoundationEngines:
 
     def load(self, path: Path, name: str | None = None) -> None:
         """Over its foundation: the one it was given with, else the one beside it (a
-        program the palette opens), else the first."""
-        beside = [w for w in self.engines if w.parent.resolve() == path.parent.resolve()]
-        weights = self.foundation_of.get(path) or (beside or list(self.engines))[0]
+        program the palette opens; a scaled copy's: the one beside its source), else the
+        first."""
+        origin = ScaledOrigin.beside(path)
+        home = Path(origin.source) if origin else path
+        beside = [w for w in self.engines if w.parent.resolve() == home.parent.resolve()]
+        weights = (
+            self.foundation_of.get(path)
+            or self.foundation_of.get(home)
+            or (beside or list(self.engines))[0]
+        )
         self.foundation_of[path] = weights  # a restarted engine loads it there again
         self.owners[name or path.stem] = weights
         self.engines[weights].load(path, name)

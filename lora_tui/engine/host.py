@@ -183,6 +183,7 @@ class ModelHost:
             can_think=session.chat.supports_thinking,
             quantization=self.foundation.quantization,
             foundation=str(self.foundation.path),
+            scale=entry.scale if entry else None,
         )
         self.sessions[name] = session
         self.infos[name] = info

@@ -56,6 +56,7 @@ class AdapterInfo:
     can_think: bool = False  # its chat template has a thinking switch (Qwen3)
     quantization: str | None = None  # "fp32", "8da4w g32"; None: unknown (no manifest)
     foundation: str = ""  # the foundation weight file it runs over
+    scale: float | None = None  # its lora_B times this (lora-export's manifest says); None: 1
 
     @property
     def increment_mib(self) -> float:

@@ -5,6 +5,7 @@ Everything both sides must agree on lives here and nowhere else:
 - ``program``: file names, ExecuTorch's ``.pte``/``.ptd`` headers, the constant methods;
 - ``tokenizer``: how BOS and stop ids and the chat template are found in a model's files;
 - ``manifest``: the optional manifest, quantization and the foundation's id;
+- ``scaling``: an adapter's program at another LoRA strength;
 - ``sizes``: LoRA and KV-cache bytes from a model's shape;
 - ``errors``: ``ArtifactError``, the root of every error shown to a person.
 
@@ -51,6 +52,14 @@ from lora_tui.format.program import (
     llm_constant_methods,
     program_extent,
 )
+from lora_tui.format.scaling import (
+    MAX_SCALE,
+    MIN_SCALE,
+    check_scale,
+    scale_label,
+    scale_program,
+    scaled_name,
+)
 from lora_tui.format.sizes import kv_cache_bytes, lora_weight_bytes, projection_features
 from lora_tui.format.tokenizer import (
     END_OF_TEXT_TOKENS,
@@ -77,7 +86,9 @@ __all__ = [
     "GENERATION_CONFIG_FILE",
     "MANIFEST_FILE",
     "MAX_CONTEXT_LEN",
+    "MAX_SCALE",
     "MAX_SEQ_LEN",
+    "MIN_SCALE",
     "MODEL_CONFIG_FILE",
     "N_LAYERS",
     "QUANTIZE_MODES",
@@ -92,6 +103,7 @@ __all__ = [
     "Quantization",
     "chat_template_of",
     "check_data_file",
+    "check_scale",
     "check_program_file",
     "foundation_id",
     "kv_cache_bytes",
@@ -102,6 +114,9 @@ __all__ = [
     "projection_features",
     "quoted",
     "read_json_file",
+    "scale_label",
+    "scale_program",
+    "scaled_name",
     "sha256_file",
     "special_ids",
 ]

@@ -78,6 +78,10 @@ class ProgramEntry:
     adapter_size_bytes: int | None = None
     sha256: str | None = None  # of the .pte itself, so a damaged copy is refused
     step: int | None = None  # a training checkpoint's (checkpoint-N), when it was one
+    # An adapter's lora_B tensors in the .pte: [byte offset, fp32 element count] each, so
+    # the program can be made at another strength (``scaling.py``). Absent before it existed.
+    lora_b: list[list[int]] | None = None
+    scale: float | None = None  # its lora_B multiplied by this (``--scale``); None: 1, as trained
 
 
 @dataclass
@@ -170,6 +174,10 @@ def _optional(kind: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return lambda value: value is None or kind(value)
 
 
+def _location(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(map(_count, value))
+
+
 def _shape(value: Any) -> bool:
     return isinstance(value, dict) and all(_positive(value.get(k)) for k in SHAPE_SIZES)
 
@@ -212,6 +220,8 @@ _PROGRAM_FIELDS: dict[str, Callable[[Any], bool]] = {
     "adapter_size_bytes": _optional(_count),
     "sha256": _optional(_text),
     "step": _optional(_count),
+    "lora_b": _optional(lambda value: isinstance(value, list) and all(map(_location, value))),
+    "scale": _optional(_finite),
 }
 
 

@@ -28,6 +28,7 @@ class BenchRow:
         return {
             "name": info.name,
             "quantization": info.quantization,
+            "scale": info.scale,
             "foundation": info.foundation,
             "rss_after_load_mib": round(info.rss_after_mib, 1),
             "increment_mib": round(info.increment_mib, 1),

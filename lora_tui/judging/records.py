@@ -49,6 +49,7 @@ class AnswerRecord:
     right: bool | None = None  # its mark (None: the prompt checks nothing)
     note: str | None = None  # and why the mark may be wrong (a regex out of time)
     quantization: str | None = None
+    scale: float | None = None  # the adapter's LoRA strength, when not as trained (None: 1)
     foundation: str | None = None  # the foundation file it ran over
     program: str | None = None
     program_sha256: str | None = None
@@ -85,6 +86,7 @@ class AnswerRecord:
             settings=asdict(settings),
             foundation=info.foundation if info else None,
             quantization=info.quantization if info else None,
+            scale=info.scale if info else None,
             **scored,
         )
 

@@ -1,5 +1,6 @@
-"""Programs opened from the palette: over a foundation already open, or over another
-foundation opened beside the others (each adapter at one more quantization)."""
+"""Programs opened from the palette: over a foundation already open, over another
+foundation opened beside the others (each adapter at one more quantization), or an
+adapter open already at another LoRA scale."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from lora_tui.engine.artifacts import open_foundation
 from lora_tui.engine.foundations import with_label
 from lora_tui.engine.protocol import EngineClient
+from lora_tui.engine.scaled import scaled_copy
 from lora_tui.format import ArtifactError
 
 AddProgram = Callable[[Path, str | None], Awaitable[None]]
@@ -53,3 +55,23 @@ async def open_programs(
         return
     for program in programs:
         await add_program(program, with_label(program.stem, label))
+
+
+async def open_at_scale(
+    program: Path,
+    pane_name: str,
+    scale: float,
+    add_program: AddProgram,
+    notify: Callable[..., None],
+) -> None:
+    """The adapter of a pane (``pane_name``, over ``program``) at ``scale``, in a pane of its
+    own ("nobel ×0.5", with its foundation's label as the pane's). The scaled copy is made
+    in the tool's cache off the UI's loop: a second or so for a big adapter."""
+    try:
+        copy = await asyncio.to_thread(scaled_copy, program, scale)
+    except ArtifactError as err:
+        notify(str(err), title="open at scale", severity="error", timeout=15)
+        return
+    # The pane's name is the program's with its label after it ("nobel · 8da4w g32").
+    label = pane_name[len(program.stem) :] if pane_name.startswith(program.stem) else ""
+    await add_program(copy, copy.stem + label)

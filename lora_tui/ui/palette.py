@@ -52,6 +52,18 @@ def _pane_commands(screen: MainScreen) -> list[Command]:
             partial(screen.load_programs, foundation=True),
         ),
         *(
+            []
+            if blind
+            else [
+                Command(
+                    "Open at scale…",
+                    "An adapter open, at another LoRA strength in a pane of its own "
+                    "(0 is the base, 1 the adapter)",
+                    screen.open_at_scale,
+                )
+            ]
+        ),
+        *(
             Command(f"Unload {name}", f"Free {name}'s memory", partial(screen.unload, name))
             for name in ([] if blind else list(screen.panes))
         ),

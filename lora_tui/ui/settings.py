@@ -6,9 +6,11 @@ line, what is allowed."""
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import replace
 
 from lora_tui.engine.types import GenerationSettings
+from lora_tui.format import MAX_SCALE, MIN_SCALE, ArtifactError, check_scale
 
 
 def parse_temperature(answer: str) -> float:
@@ -35,6 +37,21 @@ def parse_seed(answer: str) -> int:
     if value < 0:
         raise ValueError("seed: not a valid value")
     return value
+
+
+def parse_adapter_scale(answer: str, adapters: Iterable[str]) -> tuple[str, float]:
+    """``nobel 0.5``: an adapter open and the LoRA scale to open it at once more (the
+    adapter's name may hold spaces; the scale is the last word)."""
+    name, _, scale = answer.strip().rpartition(" ")
+    name = name.strip()
+    if name not in adapters:
+        raise ValueError(f"no adapter named '{name}' is open (ADAPTER SCALE, as: nobel 0.5)")
+    try:
+        return name, check_scale(float(scale))
+    except (ValueError, ArtifactError):
+        raise ValueError(
+            f"scale: '{scale}' is not a number from {MIN_SCALE:g} to {MAX_SCALE:g}"
+        ) from None
 
 
 def parse_pane_temperature(answer: str) -> float:

@@ -21,6 +21,7 @@ from lora_tui.engine.protocol import (
     Piece,
     ReplyDone,
 )
+from lora_tui.engine.scaled import ScaledOrigin
 from lora_tui.engine.types import (
     AdapterInfo,
     GenerationSettings,
@@ -159,6 +160,8 @@ class FakeEngine:
                     quantization=self.quantization
                     or ("8da4w g32" if name.startswith("q-") else None),
                     foundation=self.foundation,
+                    # A scaled copy's, as the engine reads it from beside the copy.
+                    scale=origin.scale if (origin := ScaledOrigin.beside(path)) else None,
                 ),
             )
         )

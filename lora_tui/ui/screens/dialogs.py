@@ -17,6 +17,7 @@ from lora_tui.ui.opening import parse_paths
 from lora_tui.ui.screens.ask import AskScreen
 from lora_tui.ui.session import Session
 from lora_tui.ui.settings import (
+    parse_adapter_scale,
     parse_max_tokens,
     parse_pane_temperature,
     parse_seed,
@@ -111,6 +112,19 @@ class Dialogs:
             question = "Load adapter programs (.pte) over a foundation already open:"
             placeholder = "path/to/adapter.pte …"
         self.ask(AskScreen(question, placeholder=placeholder), parse_paths, load)
+
+    def adapter_scale(self, selected: str | None, open_at: Callable[[str, float], object]) -> None:
+        """An adapter open and a LoRA scale to open it at in a pane of its own."""
+        question = (
+            "Open an adapter at another LoRA scale (0 is the base, 1 the adapter as "
+            "trained): ADAPTER SCALE"
+        )
+        screen = AskScreen(question, f"{selected} 0.5" if selected else "", "nobel 0.5")
+        self.ask(
+            screen,
+            lambda answer: parse_adapter_scale(answer, self.panes),
+            lambda chosen: open_at(*chosen),
+        )
 
     def prompt_set(self, run: Callable[[Path], object]) -> None:
         """A prompt set to run through every pane."""

@@ -33,7 +33,7 @@ from lora_tui.judging.rounds import Round
 from lora_tui.ui.keys import MAIN_SCREEN_BINDINGS
 from lora_tui.ui.messages import EngineEventArrived, PiecesReady
 from lora_tui.ui.notices import LiteralNotices
-from lora_tui.ui.opening import open_programs
+from lora_tui.ui.opening import open_at_scale, open_programs
 from lora_tui.ui.recovery import recover
 from lora_tui.ui.replies import Replies
 from lora_tui.ui.screens.dialogs import Dialogs
@@ -445,6 +445,20 @@ class MainScreen(LiteralNotices, Screen[None]):
     def _foundation_of(self, name: str) -> str | None:
         pane = self.panes.get(name)
         return pane.info.foundation if pane is not None and pane.info is not None else None
+
+    def open_at_scale(self) -> None:
+        """Ask for an adapter open and a scale, and open it at that scale in a new pane."""
+        pane = self.selected_pane
+
+        def open_at(name: str, scale: float) -> None:
+            source = self.panes[name]
+            if source.path is None:
+                self.notify(f"{name}: its program is not known", severity="error")
+                return
+            opening = open_at_scale(source.path, name, scale, self.add_program, self.notify)
+            self.run_worker(opening)
+
+        self.dialogs.adapter_scale(pane.adapter_name if pane else None, open_at)
 
     def copy_last_reply(self) -> None:
         pane = self.selected_pane

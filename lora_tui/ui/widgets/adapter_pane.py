@@ -19,6 +19,7 @@ from lora_tui.demo.build_child import BuildProgress
 from lora_tui.engine.conversation import Conversation
 from lora_tui.engine.protocol import Departure, ReplyDone
 from lora_tui.engine.types import AdapterInfo, ReplyEnd, ReplyStats
+from lora_tui.format import scale_label
 from lora_tui.ui.widgets.departure import BASE_NOTE, shaded
 from lora_tui.ui.widgets.thinking import ThinkingBlock, ThinkSplitter
 
@@ -158,6 +159,8 @@ class AdapterPane(Vertical):
             subtitle = f"r={self.info.rank} · {len(self.info.target_modules)} targets"
         else:
             subtitle = "rank unknown (no manifest)"
+        if self.info.scale is not None:  # a scaled copy, or lora-export --scale's program
+            subtitle += f" · LoRA {scale_label(self.info.scale)}"
         if self.info.quantization not in (None, "fp32"):
             subtitle += f" · {self.info.quantization}"
         self.border_subtitle = literal(subtitle)  # the quantization is the manifest's
