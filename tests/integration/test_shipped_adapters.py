@@ -12,17 +12,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from exporter import prebuilt
 from exporter.adapter import load_adapter
 from exporter.base import LlamaShape
 from exporter.pipeline import ExportRequest, run_export
 from exporter.smollm2 import fetch_smollm2_gguf
-from exporter.splice import TEMPLATES_DIR
+from exporter.splice import TEMPLATES_DIR, splice, template_for
 from lora_tui.demo.build import shipped_adapters
 from lora_tui.engine.paths import cache_dir
-from lora_tui.format import FOUNDATION_FILE, Quantization, sha256_file
-from tests.support.programs import chat_prompt, peft_greedy, program_greedy
+from lora_tui.format import FOUNDATION_FILE, FP32, Quantization, sha256_file
+from tests.support.programs import chat_prompt, load_program, peft_greedy, program_greedy
 
 SMOLLM2 = LlamaShape(
     dim=576,
@@ -54,17 +55,15 @@ def test_shipped_adapter_fits_smollm2(name: str) -> None:
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Both adapters and the base program exported as the demo exports them, lowered here,
-    not unpacked from the package's shipped lowering (which
-    ``test_shipped_lowering_is_what_lowering_writes`` checks against this one)."""
+    """Both adapters exported as the demo exports them, lowered here, not unpacked from the
+    package's shipped lowering (which ``test_shipped_lowering_is_what_lowering_writes``
+    checks against this one)."""
     gguf = fetch_smollm2_gguf(cache_dir() / "model")
     out = tmp_path_factory.mktemp("smollm2") / "out"
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(prebuilt, "LOWERED_DIR", tmp_path_factory.mktemp("nothing-shipped"))
-        request = ExportRequest(gguf, sorted(shipped_adapters().items()), out, True)
-        result = run_export(request)
+        result = run_export(ExportRequest(gguf, sorted(shipped_adapters().items()), out))
     assert any(phase.startswith("export template") for phase in result.phase_seconds)
-    assert "export base.pte" in result.phase_seconds
     return gguf, out
 
 
@@ -86,7 +85,10 @@ def test_shipped_adapter_export_matches_peft(exported: tuple[Path, Path], name: 
 def test_shipped_lowering_is_what_lowering_writes(exported: tuple[Path, Path], tmp_path) -> None:
     """The demo's first run unpacks the template and foundation the package ships instead of
     lowering them: they must be, byte for byte, what today's ExecuTorch and torch lower
-    (after a version bump: ``python -m exporter.prebuilt`` on a fresh export)."""
+    (after a version bump: ``python -m exporter.prebuilt`` on a fresh export). The base
+    program (every position's logits) unpacks too, checked against the SHA-256 of the
+    lowering it was packed from, as the quantized ones are: lowering it here as well would
+    add minutes."""
     gguf, lowered = exported
     out = tmp_path / "out"
     result = run_export(ExportRequest(gguf, sorted(shipped_adapters().items()), out, True))
@@ -95,10 +97,24 @@ def test_shipped_lowering_is_what_lowering_writes(exported: tuple[Path, Path], t
     assert [p for p in phases if p.startswith("unpack template")], phases
     assert "unpack base.pte" in phases  # the base with every position's logits
     (template,) = (lowered / TEMPLATES_DIR).iterdir()
-    for name in (f"{TEMPLATES_DIR}/{template.name}", "base", *sorted(shipped_adapters())):
+    for name in (f"{TEMPLATES_DIR}/{template.name}", *sorted(shipped_adapters())):
         file = name if name.endswith(".pte") else f"{name}.pte"
         assert sha256_file(out / file) == sha256_file(lowered / file), file
     assert sha256_file(out / FOUNDATION_FILE) == sha256_file(lowered / FOUNDATION_FILE)
+    # The base answers as the adapters' template does with every LoRA B zero, and returns
+    # a row of logits per position.
+    prompt = chat_prompt(gguf, QUESTIONS["nobel"])
+    tokens, _ = program_greedy(out / "base.pte", out / FOUNDATION_FILE, prompt, STEPS)
+    module = load_program(out / "base.pte", out / FOUNDATION_FILE)
+    rows = module.forward([torch.tensor([prompt[:4]]), torch.tensor([0])])[0]
+    assert rows.reshape(-1, rows.shape[-1]).shape[0] == 4
+    adapter = load_adapter("nobel", shipped_adapters()["nobel"], SMOLLM2)
+    _, stand_ins = template_for(adapter, FP32)
+    zero_b = {n: torch.zeros_like(w) if ".lora_b." in n else w for n, w in stand_ins.items()}
+    filled, _ = splice(template.read_bytes(), stand_ins, zero_b)
+    (tmp_path / "zero.pte").write_bytes(filled)
+    want, _ = program_greedy(tmp_path / "zero.pte", out / FOUNDATION_FILE, prompt, STEPS)
+    assert tokens == want
 
 
 @pytest.mark.slow  # reading the base and quantizing it: about a minute each
