@@ -2,10 +2,13 @@
 
     .venv/bin/python assets/screenshot.py [--question TEXT] [--out assets/demo.svg]
                                           [--quantize none,8da4w] [--adapters nobel]
+                                          [--departure]
 
 Runs the app headless over the demo's caches (``lora-tui demo --quantize ...`` builds
 them) with the real engines, sends the question to every adapter, waits for the replies
 and saves an SVG. Several quantizations open each adapter once per quantization.
+``--departure`` waits for each adapter's reply to be scored under the base and turns the
+departure view (F6) on first.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from lora_tui.ui.app import LoraTuiApp
 ASSETS = Path(__file__).resolve().parent
 
 
-async def shoot(question: str, out: Path, modes: list[str], adapters: list[str]) -> None:
+async def shoot(
+    question: str, out: Path, modes: list[str], adapters: list[str], departure: bool
+) -> None:
     quantizations = [demo_quantization(mode) for mode in modes]
     groups = []
     for quantization in quantizations:
@@ -49,6 +54,11 @@ async def shoot(question: str, out: Path, modes: list[str], adapters: list[str])
         await asyncio.sleep(1.0)
         while any(p.state == "generating" for p in app.main.panes.values()):
             await asyncio.sleep(0.2)
+        if departure:
+            scored = [p for p in app.main.panes.values() if not p.is_base]
+            while any(p.departure is None for p in scored):
+                await asyncio.sleep(0.2)
+            await pilot.press("f6")
         await asyncio.sleep(1.5)  # the memory panel's next sample
         app.save_screenshot(str(out.name), str(out.parent))
 
@@ -59,9 +69,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ASSETS / "demo.svg")
     parser.add_argument("--quantize", default="none", help="the demo's, comma-separated")
     parser.add_argument("--adapters", default="", help="only these programs, comma-separated")
+    parser.add_argument("--departure", action="store_true", help="with the departure view on")
     args = parser.parse_args()
     modes, adapters = args.quantize.split(","), [a for a in args.adapters.split(",") if a]
-    asyncio.run(shoot(args.question, args.out, modes, adapters))
+    asyncio.run(shoot(args.question, args.out, modes, adapters, args.departure))
 
 
 if __name__ == "__main__":
