@@ -53,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="[NAME=]ADAPTER_DIR",
-        help="PEFT adapter directory (repeatable); NAME defaults to its name",
+        help="PEFT adapter directory (repeatable); NAME defaults to its name. A training "
+        "run's folder of checkpoint-N/ adapters exports one program per complete checkpoint, "
+        "NAME-stepN",
     )
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument(
@@ -154,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     console.print(size_table(result))
     for phase, seconds in result.phase_seconds.items():
         console.print(literal(f"{phase}: {seconds:.1f} s", "dim"))  # "fill NAME.pte": text
+    for note in result.notes:  # a run's checkpoints not complete yet: done next time
+        console.print(literal(f"note: {note}", "dim"), soft_wrap=True)
     for name, warning in result.warnings.items():  # names and target names are text
         console.print(literal(f"warning: {name}: {warning}", "yellow"), soft_wrap=True)
     return 0

@@ -17,7 +17,7 @@ from typing import Protocol, TypeVar
 import torch
 
 from exporter import prebuilt
-from exporter.adapter import Adapter, load_adapter
+from exporter.adapter import Adapter, load_adapter, source_sha256
 from exporter.base import BaseModel, load_base
 from exporter.errors import ExportError
 from exporter.lower import ProgramSpec, lower_program
@@ -35,6 +35,7 @@ from lora_tui.format import (
     foundation_id,
     sha256_file,
 )
+from lora_tui.format.checkpoints import AdapterSource, adapter_sources
 
 T = TypeVar("T")
 DEFAULT_MAX_CONTEXT = 2048  # a real conversation: ~10 ordinary turns at SmolLM2
@@ -61,6 +62,7 @@ class ExportResult:
     reused_foundation: bool
     phase_seconds: dict[str, float] = field(default_factory=dict)
     warnings: dict[str, str] = field(default_factory=dict)  # adapter name -> why it may do nothing
+    notes: list[str] = field(default_factory=list)  # checkpoints skipped, one line each
 
 
 class Events(Protocol):
@@ -81,7 +83,8 @@ class SilentEvents:
 
 
 def parse_adapter_arg(value: str) -> tuple[str, Path]:
-    """``[NAME=]DIR``: the name defaults to the directory's name."""
+    """``[NAME=]DIR``: the name defaults to the directory's name. DIR is an adapter, or a
+    training run's folder of ``checkpoint-N/`` adapters (one program each)."""
     name, sep, directory = value.partition("=")
     path = Path(directory if sep else value)
     name = name if sep else path.resolve().name
@@ -93,19 +96,40 @@ def parse_adapter_arg(value: str) -> tuple[str, Path]:
 
 
 def run_export(request: ExportRequest, events: Events | None = None) -> ExportResult:
-    _check_request(request)
-    return _Export(request, events or SilentEvents()).run()
+    sources, notes = _adapter_sources(request)
+    _check_request(request, sources)
+    return _Export(request, sources, notes, events or SilentEvents()).run()
+
+
+def _adapter_sources(request: ExportRequest) -> tuple[list[AdapterSource], list[str]]:
+    """Every program each ``--adapter`` asks for: one, or a run's checkpoints; and a note
+    for each checkpoint that is not complete yet."""
+    sources: list[AdapterSource] = []
+    notes: list[str] = []
+    for name, path in request.adapters:
+        found, skipped = adapter_sources(name, path)
+        sources += found
+        notes += skipped
+    return sources, notes
 
 
 class _Export:
     """One run of lora-export: read, lower or fill each program into a staging folder, then
     publish it whole. Each phase is timed and reported to ``events``."""
 
-    def __init__(self, request: ExportRequest, events: Events) -> None:
-        self.request, self.events = request, events
+    def __init__(
+        self,
+        request: ExportRequest,
+        sources: list[AdapterSource],
+        notes: list[str],
+        events: Events,
+    ) -> None:
+        self.request, self.sources, self.notes, self.events = request, sources, notes, events
         self.timings: dict[str, float] = {}
         # A template this run filled, its stand-ins, and the adapter it was filled for.
         self.filled: tuple[Path, Weights, Adapter] | None = None
+        # Stand-ins by template: made once a run, however many checkpoints fill it.
+        self.stand_ins: dict[Path, Weights] = {}
 
     def timed(self, name: str, total: int, work: Callable[[], T]) -> T:
         self.events.phase(name, total)
@@ -118,20 +142,24 @@ class _Export:
     def run(self) -> ExportResult:
         request = self.request
         base = self.base = self.timed("read base", 1, lambda: load_base(request.base))
-        adapters = self.timed(
-            "read adapters",
-            len(request.adapters),
-            lambda: [_load_one(name, path, base, self.events) for name, path in request.adapters],
-        )
         fingerprint = self.fingerprint = self.timed("fingerprint base", 1, base.fingerprint)
         existing = self.existing = _existing_manifest(request, base, fingerprint)
         self.found_id = foundation_id(fingerprint, request.max_context, request.quantization)
-        programs: list[tuple[str, Adapter | None]] = [(a.name, a) for a in adapters]
-        if request.base_program:
-            programs.append((BASE_PROGRAM, None))
+        wanted = self.sources
         if existing is not None:
-            # Programs already built from the same source are kept as they are.
-            programs = [(n, a) for n, a in programs if not _up_to_date(existing, n, a, request.out)]
+            # Programs already built from the same source are kept as they are, their
+            # adapters not even read: a run's old checkpoints cost a hash each.
+            wanted = [s for s in wanted if not _up_to_date(existing, s.name, s.path, request.out)]
+        adapters = self.timed(
+            "read adapters",
+            len(wanted),
+            lambda: [_load_one(source, base, self.events) for source in wanted],
+        )
+        programs: list[tuple[str, Adapter | None]] = [(a.name, a) for a in adapters]
+        if request.base_program and not (
+            existing is not None and _up_to_date(existing, BASE_PROGRAM, None, request.out)
+        ):
+            programs.append((BASE_PROGRAM, None))
         request.out.mkdir(parents=True, exist_ok=True)
         self.staging = Path(tempfile.mkdtemp(prefix=".lora-export-", dir=request.out))
         try:
@@ -146,7 +174,9 @@ class _Export:
             shutil.rmtree(self.staging, ignore_errors=True)
         doubts = {a.name: a.warning for a in adapters if a.warning}
         built = [n for n, _ in programs]
-        return ExportResult(manifest, built, existing is not None, self.timings, doubts)
+        return ExportResult(
+            manifest, built, existing is not None, self.timings, doubts, list(self.notes)
+        )
 
     def build(self, name: str, adapter: Adapter | None) -> ProgramEntry:
         """One program into the staging folder: the base's lowered, an adapter's filled into
@@ -169,7 +199,7 @@ class _Export:
                 return _entry(name, None, pte, lora_of)
             self.lower(f"{name}.pte", spec, base.weights, pte)
             return _entry(name, None, pte)
-        template, stand_ins = template_for(adapter, request.quantization)
+        template, stand_ins = template_for(adapter, request.quantization, self.stand_ins)
         # Only a folder whose manifest checked out may lend its templates.
         lendable = [self.staging / template]
         if self.existing is not None:
@@ -245,13 +275,16 @@ def _fill(template: Path, stand_ins: Weights, weights: Weights, pte: Path) -> bo
     return True
 
 
-def _check_request(request: ExportRequest) -> None:
-    names = [name for name, _ in request.adapters]
+def _check_request(request: ExportRequest, sources: list[AdapterSource]) -> None:
+    names = [source.name for source in sources]
     if not names and not request.base_program:
         raise ExportError("nothing to export: give at least one --adapter or --base-program")
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:
-        raise ExportError(f"adapter name '{sorted(duplicates)[0]}' is given twice; use NAME=DIR")
+        raise ExportError(
+            f"adapter name '{sorted(duplicates)[0]}' is given twice (a run's checkpoints are "
+            "NAME-stepN); use NAME=DIR"
+        )
     if request.base_program and BASE_PROGRAM in names:
         raise ExportError("adapter name 'base' is reserved for --base-program; use NAME=DIR")
     if request.max_context < 16:
@@ -268,9 +301,10 @@ def _check_request(request: ExportRequest) -> None:
         raise ExportError(f"{request.out}: exists and is not a directory")
 
 
-def _load_one(name: str, path: Path, base: BaseModel, events: Events) -> Adapter:
-    adapter = load_adapter(name, path, base.shape)
-    events.advance(name)
+def _load_one(source: AdapterSource, base: BaseModel, events: Events) -> Adapter:
+    adapter = load_adapter(source.name, source.path, base.shape)
+    adapter.step = source.step
+    events.advance(source.name)
     return adapter
 
 
@@ -312,7 +346,9 @@ def _existing_manifest(
     return existing
 
 
-def _up_to_date(existing: Manifest, name: str, adapter: Adapter | None, out: Path) -> bool:
+def _up_to_date(existing: Manifest, name: str, source: Path | None, out: Path) -> bool:
+    """Whether ``out`` has this program, whole, built from the adapter files in ``source``
+    as they are now (``None``: the base program)."""
     entry = existing.programs.get(name)
     if entry is None or not (out / entry.file).is_file():
         return False
@@ -320,7 +356,12 @@ def _up_to_date(existing: Manifest, name: str, adapter: Adapter | None, out: Pat
         return False
     if entry.sha256 and sha256_file(out / entry.file) != entry.sha256:
         return False  # damaged since: build it again
-    return entry.source_sha256 == (adapter.source_sha256 if adapter else None)
+    if source is None or entry.source_sha256 is None:
+        return source is None and entry.source_sha256 is None
+    try:
+        return entry.source_sha256 == source_sha256(source)
+    except OSError:
+        return False  # read again, so the reader says what is wrong with it
 
 
 def _entry(

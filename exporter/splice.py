@@ -56,13 +56,19 @@ def template_weights(shapes: dict[str, torch.Size]) -> dict[str, torch.Tensor]:
     return weights
 
 
-def template_for(adapter: Adapter, quantization: Quantization) -> tuple[Path, Weights]:
+def template_for(
+    adapter: Adapter, quantization: Quantization, made: dict[Path, Weights] | None = None
+) -> tuple[Path, Weights]:
     """Where the template for this adapter's rank and targets lives in an output folder, and
-    the stand-in LoRA weights it was lowered with."""
+    the stand-in LoRA weights it was lowered with (taken from ``made`` when they are there,
+    and kept in it: a run's checkpoints share one template)."""
     quantized = "" if quantization == FP32 else f"-{quantization.slug}"
     key = f"v{TEMPLATE_VERSION}-r{adapter.rank}-{'.'.join(adapter.targets)}{quantized}"
-    stand_ins = template_weights({n: w.shape for n, w in adapter.weights.items()})
-    return Path(TEMPLATES_DIR) / f"{key}.pte", stand_ins
+    template = Path(TEMPLATES_DIR) / f"{key}.pte"
+    made = {} if made is None else made
+    if template not in made:
+        made[template] = template_weights({n: w.shape for n, w in adapter.weights.items()})
+    return template, made[template]
 
 
 def _check_whole(program: bytes) -> None:

@@ -1,0 +1,85 @@
+"""A training run's checkpoints through lora-export (issue 44): one program per complete
+``checkpoint-N/``, its step in the manifest, each filled into one template, and a run
+exported again builds only its new checkpoints."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from exporter import cli
+from exporter.pipeline import ExportRequest, run_export
+from lora_tui.format import Manifest
+from tests.support.artifacts import ALL_TARGETS, MAX_CONTEXT, TinyArtifacts
+from tests.support.programs import chat_prompt, peft_greedy, program_greedy
+from tests.support.tiny import build_adapter
+
+
+def test_a_run_s_checkpoints_export_as_one_program_each(
+    tiny_artifacts: TinyArtifacts,
+    tiny_base: Path,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(tiny_artifacts.out, out)  # its template: every checkpoint is a fill
+    run = tmp_path / "runs" / "nobel"
+    shutil.copytree(tiny_artifacts.adapters["full"], run / "checkpoint-100")
+    later = build_adapter(
+        tiny_base, run / "checkpoint-200", r=8, alpha=16, targets=ALL_TARGETS, seed=8
+    )
+    (run / "checkpoint-300").mkdir()  # training has begun to write it
+    shutil.copy(later / "adapter_config.json", run / "checkpoint-300")
+
+    capfd.readouterr()
+    args = ["--base", str(tiny_base), "--adapter", f"nobel={run}", "--out", str(out)]
+    code = cli.main([*args, "--max-context", str(MAX_CONTEXT)])
+    output = capfd.readouterr()
+    printed = output.out + output.err
+    assert code == 0, printed
+    assert "note: nobel: checkpoint-300 skipped (no adapter_model.safetensors yet)" in printed
+    assert "Traceback" not in printed
+
+    manifest = Manifest.read(out)
+    steps = {name: entry.step for name, entry in manifest.programs.items()}
+    assert steps == {
+        "full": None,
+        "partial": None,
+        "base": None,
+        "nobel-step100": 100,
+        "nobel-step200": 200,
+    }
+    assert manifest.programs["nobel-step200"].checkpoint_of("nobel-step200") == ("nobel", 200)
+    assert manifest.programs["nobel-step200"].source == str(run / "checkpoint-200")
+    # The same adapter filled into the same template is the same program, byte for byte.
+    assert (out / "nobel-step100.pte").read_bytes() == (out / "full.pte").read_bytes()
+    prompt = chat_prompt(tiny_base, "Hello")
+    want, _ = peft_greedy(tiny_base, later, prompt, 8)
+    got, _ = program_greedy(out / "nobel-step200.pte", out / "foundation.ptd", prompt, 8)
+    assert got == want
+
+    # Training goes on: exported again, only the checkpoint finished since is built.
+    shutil.copy(later / "adapter_model.safetensors", run / "checkpoint-300")
+    again = run_export(ExportRequest(tiny_base, [("nobel", run)], out, max_context=MAX_CONTEXT))
+    assert again.built == ["nobel-step300"] and again.notes == []
+    assert not [phase for phase in again.phase_seconds if phase.startswith("export")]
+    assert Manifest.read(out).programs["nobel-step300"].step == 300
+    assert (out / "nobel-step300.pte").read_bytes() == (out / "nobel-step200.pte").read_bytes()
+
+
+def test_a_folder_with_neither_adapter_nor_checkpoints_is_one_line(
+    tiny_base: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "runs" / "nobel"
+    empty.mkdir(parents=True)
+    capfd.readouterr()
+    code = cli.main(
+        ["--base", str(tiny_base), "--adapter", str(empty), "--out", str(tmp_path / "out")]
+    )
+    output = capfd.readouterr()
+    lines = [line for line in (output.out + output.err).splitlines() if line.strip()]
+    assert code != 0 and len(lines) == 1, lines
+    assert lines[0].startswith("lora-export: error:") and "checkpoint-N" in lines[0]
+    assert not (tmp_path / "out").exists()
