@@ -21,7 +21,15 @@ from exporter.adapter import Adapter, load_adapter, source_sha256
 from exporter.base import BaseModel, load_base
 from exporter.errors import ExportError
 from exporter.lower import ProgramSpec, lower_program
-from exporter.splice import TEMPLATES_DIR, SpliceError, Weights, splice, template_for
+from exporter.splice import (
+    TEMPLATES_DIR,
+    SpliceError,
+    TemplatePlan,
+    Weights,
+    fill,
+    plan_template,
+    template_for,
+)
 from lora_tui.common.files import write_atomic, write_bytes_atomic
 from lora_tui.format import (
     BASE_PROGRAM,
@@ -128,8 +136,10 @@ class _Export:
         self.timings: dict[str, float] = {}
         # A template this run filled, its stand-ins, and the adapter it was filled for.
         self.filled: tuple[Path, Weights, Adapter] | None = None
-        # Stand-ins by template: made once a run, however many checkpoints fill it.
+        # Stand-ins by template, and each template read and planned: made once a run,
+        # however many checkpoints fill it.
         self.stand_ins: dict[Path, Weights] = {}
+        self.plans: Plans = {}
 
     def timed(self, name: str, total: int, work: Callable[[], T]) -> T:
         self.events.phase(name, total)
@@ -207,13 +217,16 @@ class _Export:
         filled = self.timed(
             f"fill {name}.pte",
             1,
-            lambda: next((p for p in lendable if _fill(p, stand_ins, adapter.weights, pte)), None),
+            lambda: next(
+                (p for p in lendable if _fill(p, stand_ins, adapter.weights, pte, self.plans)),
+                None,
+            ),
         )
         if filled is None:
             filled = self.staging / template
             if not self.unpack(filled, stand_ins):
                 self.lower(f"template {template.stem}", spec, {**base.weights, **stand_ins}, filled)
-            if not _fill(filled, stand_ins, adapter.weights, pte):
+            if not _fill(filled, stand_ins, adapter.weights, pte, self.plans):
                 raise ExportError(f"{name}: the lowered template could not be filled")
         self.filled = filled, stand_ins, adapter
         return _entry(name, adapter, pte)
@@ -226,7 +239,9 @@ class _Export:
             return None
         template, stand_ins, adapter = self.filled
         zero_b = {n: torch.zeros_like(w) if ".lora_b." in n else w for n, w in stand_ins.items()}
-        filled = self.timed(f"fill {pte.name}", 1, lambda: _fill(template, stand_ins, zero_b, pte))
+        filled = self.timed(
+            f"fill {pte.name}", 1, lambda: _fill(template, stand_ins, zero_b, pte, self.plans)
+        )
         return adapter if filled else None
 
     def unpack(self, template: Path, stand_ins: Weights) -> bool:
@@ -263,13 +278,25 @@ class _Export:
             self.timed("write foundation.ptd", 1, lambda: lowered.write_foundation(foundation))
 
 
-def _fill(template: Path, stand_ins: Weights, weights: Weights, pte: Path) -> bool:
-    """Write ``pte`` from ``template`` with these LoRA weights; False if it cannot."""
-    if not template.is_file():
-        return False
+# A template file as it was when read (its size and mtime) -> its bytes and plan.
+Plans = dict[tuple[Path, int, int], tuple[bytes, TemplatePlan]]
+
+
+def _fill(template: Path, stand_ins: Weights, weights: Weights, pte: Path, plans: Plans) -> bool:
+    """Write ``pte`` from ``template`` with these LoRA weights; False if it cannot. The
+    template is read and planned once per run (``plans``), not once per adapter."""
     try:
-        program = splice(template.read_bytes(), stand_ins, weights)
-    except SpliceError:
+        seen = template.stat()
+    except OSError:
+        return False
+    key = (template.resolve(), seen.st_size, seen.st_mtime_ns)
+    try:
+        if key not in plans:
+            data = template.read_bytes()
+            plans[key] = data, plan_template(data, stand_ins)
+        data, plan = plans[key]
+        program = fill(data, plan, weights)
+    except (SpliceError, OSError):
         return False
     write_bytes_atomic(pte, program)
     return True
