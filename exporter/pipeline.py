@@ -11,6 +11,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -226,7 +227,8 @@ class _Export:
             filled = self.staging / template
             if not self.unpack(filled, stand_ins):
                 self.lower(f"template {template.stem}", spec, {**base.weights, **stand_ins}, filled)
-            if not _fill(filled, stand_ins, adapter.weights, pte, self.plans):
+            fill_now = partial(_fill, filled, stand_ins, adapter.weights, pte, self.plans)
+            if not self.timed(f"fill {name}.pte", 1, fill_now):
                 raise ExportError(f"{name}: the lowered template could not be filled")
         self.filled = filled, stand_ins, adapter
         return _entry(name, adapter, pte)
