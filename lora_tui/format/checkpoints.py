@@ -139,7 +139,10 @@ def adapter_sources(name: str, folder: Path) -> tuple[list[AdapterSource], list[
         why = incomplete(checkpoint.path)
         if why is None:
             program = checkpoint_program_name(name, checkpoint.step)
-            sources.append(AdapterSource(program, checkpoint.path, checkpoint.step))
+            # Absolute: the manifest's source then names the run from wherever it is read
+            # (eval finds a run's programs by it).
+            path = checkpoint.path.absolute()
+            sources.append(AdapterSource(program, path, checkpoint.step))
         else:
             notes.append(f"{name}: {checkpoint.path.name} skipped ({why})")
     if not sources:

@@ -66,6 +66,15 @@ def test_a_run_is_one_program_per_complete_checkpoint(tmp_path: Path) -> None:
     assert notes == []
 
 
+def test_a_checkpoint_s_source_is_absolute_wherever_the_run_was_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_adapter(tmp_path / "runs" / "nobel" / "checkpoint-200")
+    monkeypatch.chdir(tmp_path)
+    (source,), _ = adapter_sources("nobel", Path("runs/nobel"))
+    assert source.path == tmp_path / "runs" / "nobel" / "checkpoint-200"
+
+
 def test_a_final_adapter_at_the_top_of_the_run_is_exported_too(tmp_path: Path) -> None:
     write_adapter(tmp_path)  # Trainer's save_model at the end of training
     write_adapter(tmp_path / "checkpoint-200")

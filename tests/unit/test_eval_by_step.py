@@ -181,7 +181,7 @@ def test_an_export_folder_as_programs_is_every_program_it_lists(tmp_path: Path) 
 def test_a_run_folder_as_programs_is_its_checkpoints_by_step(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)  # sources as lora-export writes them: as they were given
+    monkeypatch.chdir(tmp_path)  # a relative source (a manifest from before absolute ones)
     out = export_folder(tmp_path / "out", Path("runs") / "nobel")
     run = tmp_path / "runs" / "nobel"
     run.mkdir(parents=True)
