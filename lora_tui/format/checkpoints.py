@@ -70,6 +70,8 @@ def incomplete(folder: Path) -> str | None:
     if not weights.is_file():
         if (folder / PICKLED_WEIGHTS).is_file():
             return f"only {PICKLED_WEIGHTS}: pickled adapters are not read"
+        if (folder / "model.safetensors").is_file():
+            return "a whole model's checkpoint, not a PEFT adapter's"
         return f"no {ADAPTER_WEIGHTS} yet"
     if not config.is_file():
         return f"no {ADAPTER_CONFIG} yet"

@@ -1,10 +1,14 @@
-"""A training run's checkpoints through lora-export (issue 44): one program per complete
+"""A training run's checkpoints (issue 44): lora-export makes one program per complete
 ``checkpoint-N/``, its step in the manifest, each filled into one template, and a run
-exported again builds only its new checkpoints."""
+exported again builds only its new checkpoints; eval scores them by step."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,7 @@ from exporter.pipeline import ExportRequest, run_export
 from lora_tui.format import Manifest
 from tests.support.artifacts import ALL_TARGETS, MAX_CONTEXT, TinyArtifacts
 from tests.support.programs import chat_prompt, peft_greedy, program_greedy
+from tests.support.prompts import write_prompts
 from tests.support.tiny import build_adapter
 
 
@@ -83,3 +88,54 @@ def test_a_folder_with_neither_adapter_nor_checkpoints_is_one_line(
     assert code != 0 and len(lines) == 1, lines
     assert lines[0].startswith("lora-export: error:") and "checkpoint-N" in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_eval_scores_a_run_s_checkpoints_by_step(
+    tiny_artifacts: TinyArtifacts, tiny_base: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(tiny_artifacts.out, out)
+    run = tmp_path / "runs" / "nobel"
+    shutil.copytree(tiny_artifacts.adapters["full"], run / "checkpoint-20")
+    shutil.copytree(tiny_artifacts.adapters["partial"], run / "checkpoint-10")
+    run_export(ExportRequest(tiny_base, [("nobel", run)], out, max_context=MAX_CONTEXT))
+    prompts = write_prompts(
+        tmp_path / "prompts.jsonl",
+        [
+            {"prompt": "Say something.", "regex": ".", "group": "any"},
+            {"prompt": "Name a capital.", "keywords": ["no-such-word-here"], "group": "none"},
+        ],
+    )
+    # The run's folder stands for its checkpoints' programs, by step.
+    args = ["--weights", str(out / "foundation.ptd"), str(run), "--prompts", str(prompts)]
+    args += ["--max-new-tokens", "4"]
+    as_json = subprocess.run(
+        lora_tui_eval([*args, "--json"]), capture_output=True, text=True, timeout=300
+    )
+    assert as_json.returncode == 0, as_json.stderr
+    report = json.loads(as_json.stdout)
+    assert report["adapters"] == ["nobel-step10", "nobel-step20"]
+    right = {
+        name: sum(r["right"] for r in report["results"] if r["adapter"] == name)
+        for name in report["adapters"]
+    }
+    assert report["by_step"] == {
+        "nobel": [[10, right["nobel-step10"], 2], [20, right["nobel-step20"], 2]]
+    }
+
+    shown = subprocess.run(
+        lora_tui_eval(args), capture_output=True, text=True, timeout=300, env=plain_env()
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "Scores by step" in shown.stdout and "Answered right by step (%)" in shown.stdout
+    assert "\x1b" not in shown.stdout  # not a terminal: plotext's colours are dropped
+    by_step = shown.stdout[shown.stdout.index("Scores by step") :]
+    assert by_step.index(" 10 ") < by_step.index(" 20 ")
+
+
+def lora_tui_eval(args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "lora_tui.cli", "eval", *args]
+
+
+def plain_env() -> dict[str, str]:
+    return {**os.environ, "COLUMNS": "100", "TERM": "dumb"}

@@ -139,9 +139,13 @@ def test_a_pickled_checkpoint_is_skipped_with_why(tmp_path: Path) -> None:
     pickled.mkdir()
     (pickled / "adapter_config.json").write_text("{}")
     (pickled / "adapter_model.bin").write_bytes(b"\x80")
+    whole = tmp_path / "checkpoint-3"  # a full fine-tune's Trainer checkpoint
+    whole.mkdir()
+    (whole / "model.safetensors").write_bytes(WEIGHTS)
     _, notes = adapter_sources("run", tmp_path)
     assert notes == [
-        "run: checkpoint-2 skipped (only adapter_model.bin: pickled adapters are not read)"
+        "run: checkpoint-2 skipped (only adapter_model.bin: pickled adapters are not read)",
+        "run: checkpoint-3 skipped (a whole model's checkpoint, not a PEFT adapter's)",
     ]
 
 
