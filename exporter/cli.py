@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import threading
 import warnings
 from importlib.metadata import version
 from pathlib import Path
 
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 from exporter.pipeline import (
     DEFAULT_MAX_CONTEXT,
+    WATCH_SECONDS,
     ExportRequest,
     ExportResult,
     parse_adapter_arg,
     run_export,
+    watch_export,
 )
 from lora_tui.common.console import (
     ArgumentParser,
@@ -32,6 +37,7 @@ from lora_tui.common.safe_path import use_safe_path
 from lora_tui.format import (
     DEFAULT_GROUP_SIZE,
     QUANTIZE_MODES,
+    ArtifactError,
     Quantization,
 )
 
@@ -87,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         "8da8w has one scale per output channel",
     )
     parser.add_argument(
+        "--watch",
+        action="store_true",
+        help="after exporting, keep watching the adapter folders and export each checkpoint "
+        f"a training run completes, every {WATCH_SECONDS:g} s, until Ctrl+C; the base is "
+        "read once",
+    )
+    parser.add_argument(
         "--verbose", action="store_true", help="show ExecuTorch's own logs and warnings"
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('lora-tui')}")
@@ -128,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         print_error(console, "lora-export", f"no folder for its log ({err})")
         return 1
 
-    def export() -> ExportResult:
+    def export() -> ExportResult | None:
         request = ExportRequest(
             base=args.base,
             adapters=[parse_adapter_arg(value) for value in args.adapter],
@@ -139,28 +152,77 @@ def main(argv: list[str] | None = None) -> int:
         )
         progress = progress_display(console)
         events = RichEvents(progress)
-        with progress:
-            if args.verbose:
-                return run_export(request, events)
-            with warnings.catch_warnings(), native_output_to(log_path):
+        with progress, contextlib.ExitStack() as quiet:
+            if not args.verbose:
+                quiet.enter_context(warnings.catch_warnings())
+                quiet.enter_context(native_output_to(log_path))
                 warnings.simplefilter("ignore")
-                return run_export(request, events)
+            if args.watch:
+                _watch(request, events, progress, console)
+                return None
+            return run_export(request, events)
 
     code, result = report_failures(
         export, console, "lora-export", log_path, "interrupted; the output folder is unchanged"
     )
-    if result is None:
-        return code
+    if result is not None:
+        print_summary(console, result, args.out)
+    return code
+
+
+def print_summary(console: Console, result: ExportResult, out: Path) -> None:
     # The folder on a line of its own: a table's title wraps at the table's width.
-    console.print(literal(f"Artifacts in {args.out}"), soft_wrap=True)
+    console.print(literal(f"Artifacts in {out}"), soft_wrap=True)
     console.print(size_table(result))
     for phase, seconds in result.phase_seconds.items():
         console.print(literal(f"{phase}: {seconds:.1f} s", "dim"))  # "fill NAME.pte": text
     for note in result.notes:  # a run's checkpoints not complete yet: done next time
         console.print(literal(f"note: {note}", "dim"), soft_wrap=True)
+    print_warnings(console, result)
+
+
+def print_warnings(console: Console, result: ExportResult) -> None:
     for name, warning in result.warnings.items():  # names and target names are text
         console.print(literal(f"warning: {name}: {warning}", "yellow"), soft_wrap=True)
-    return 0
+
+
+def _watch(
+    request: ExportRequest, events: RichEvents, progress: Progress, console: Console
+) -> None:
+    """The export, its summary, then a line for each checkpoint exported as training
+    writes it, until Ctrl+C. A later export's error is a line, and the watch goes on."""
+    noted: set[str] = set()
+    watching = False
+
+    def exported(result: ExportResult) -> None:
+        nonlocal watching
+        for task in progress.task_ids:  # each run's bars go once it is done (hidden:
+            progress.update(task, visible=False)  # RichEvents finds tasks by index)
+        if not watching:
+            print_summary(console, result, request.out)
+            noted.update(result.notes)
+            console.print(literal("watching for new checkpoints (Ctrl+C stops)", "dim"))
+            watching = True
+            return
+        for name in result.built:
+            seconds = result.phase_seconds.get(f"fill {name}.pte")
+            took = f" (fill {seconds:.1f} s)" if seconds is not None else ""
+            console.print(literal(f"exported {name}.pte{took}"), soft_wrap=True)
+        for note in result.notes:
+            if note not in noted:
+                console.print(literal(f"note: {note}", "dim"), soft_wrap=True)
+        noted.update(result.notes)
+        print_warnings(console, result)
+
+    def failed(error: ArtifactError) -> None:
+        print_error(console, "lora-export", error)
+
+    try:
+        watch_export(request, exported, failed, threading.Event(), events=events)
+    except KeyboardInterrupt:
+        if not watching:
+            raise  # the first export was interrupted: the folder is unchanged
+        console.print(literal("lora-export: stopped watching"))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -38,16 +39,18 @@ from lora_tui.format import (
     FP32,
     MANIFEST_FILE,
     TOKENIZER_FILE,
+    ArtifactError,
     Manifest,
     ProgramEntry,
     Quantization,
     foundation_id,
     sha256_file,
 )
-from lora_tui.format.checkpoints import AdapterSource, adapter_sources
+from lora_tui.format.checkpoints import AdapterSource, adapter_sources, run_state
 
 T = TypeVar("T")
 DEFAULT_MAX_CONTEXT = 2048  # a real conversation: ~10 ordinary turns at SmolLM2
+WATCH_SECONDS = 2.0  # how often a watch looks at a run's folders: a stat per file
 
 
 @dataclass
@@ -107,7 +110,38 @@ def parse_adapter_arg(value: str) -> tuple[str, Path]:
 def run_export(request: ExportRequest, events: Events | None = None) -> ExportResult:
     sources, notes = _adapter_sources(request)
     _check_request(request, sources)
-    return _Export(request, sources, notes, events or SilentEvents()).run()
+    return _Export(request, events or SilentEvents()).run(sources, notes)
+
+
+def watch_export(
+    request: ExportRequest,
+    exported: Callable[[ExportResult], None],
+    failed: Callable[[ArtifactError], None],
+    stop: threading.Event,
+    interval: float = WATCH_SECONDS,
+    events: Events | None = None,
+) -> None:
+    """Export, then export again each time a training run's folder changes (a checkpoint
+    completed), until ``stop`` is set: the base is read and each template planned once, so
+    a new checkpoint costs its read and a fill. The first export's errors are raised as
+    ``run_export``'s are; a later one's go to ``failed``, and the watch goes on (the next
+    change is tried again)."""
+    export = _Export(request, events or SilentEvents())
+    seen = None
+    while True:
+        now = [run_state(path) for _, path in request.adapters]
+        if now != seen:
+            try:
+                sources, notes = _adapter_sources(request)
+                _check_request(request, sources)
+                exported(export.run(sources, notes))
+            except ArtifactError as err:
+                if seen is None:
+                    raise
+                failed(err)
+            seen = now
+        if stop.wait(interval):
+            return
 
 
 def _adapter_sources(request: ExportRequest) -> tuple[list[AdapterSource], list[str]]:
@@ -126,19 +160,15 @@ class _Export:
     """One run of lora-export: read, lower or fill each program into a staging folder, then
     publish it whole. Each phase is timed and reported to ``events``."""
 
-    def __init__(
-        self,
-        request: ExportRequest,
-        sources: list[AdapterSource],
-        notes: list[str],
-        events: Events,
-    ) -> None:
-        self.request, self.sources, self.notes, self.events = request, sources, notes, events
+    def __init__(self, request: ExportRequest, events: Events) -> None:
+        self.request, self.events = request, events
         self.timings: dict[str, float] = {}
         # A template this run filled, its stand-ins, and the adapter it was filled for.
         self.filled: tuple[Path, Weights, Adapter] | None = None
-        # Stand-ins by template, and each template read and planned: made once a run,
-        # however many checkpoints fill it.
+        # Kept from run to run (a watch runs again on each new checkpoint): the base, its
+        # fingerprint, and the stand-ins and plan of each template, made once however many
+        # checkpoints fill it.
+        self.base_read: tuple[BaseModel, str] | None = None
         self.stand_ins: dict[Path, Weights] = {}
         self.plans: Plans = {}
 
@@ -150,13 +180,16 @@ class _Export:
         self.events.phase_done()
         return result
 
-    def run(self) -> ExportResult:
+    def run(self, sources: list[AdapterSource], notes: list[str]) -> ExportResult:
         request = self.request
-        base = self.base = self.timed("read base", 1, lambda: load_base(request.base))
-        fingerprint = self.fingerprint = self.timed("fingerprint base", 1, base.fingerprint)
+        self.timings, self.filled = {}, None
+        if self.base_read is None:
+            base = self.timed("read base", 1, lambda: load_base(request.base))
+            self.base_read = base, self.timed("fingerprint base", 1, base.fingerprint)
+        base, fingerprint = self.base, self.fingerprint = self.base_read
         existing = self.existing = _existing_manifest(request, base, fingerprint)
         self.found_id = foundation_id(fingerprint, request.max_context, request.quantization)
-        wanted = self.sources
+        wanted = sources
         if existing is not None:
             # Programs already built from the same source are kept as they are, their
             # adapters not even read: a run's old checkpoints cost a hash each.
@@ -185,9 +218,7 @@ class _Export:
             shutil.rmtree(self.staging, ignore_errors=True)
         doubts = {a.name: a.warning for a in adapters if a.warning}
         built = [n for n, _ in programs]
-        return ExportResult(
-            manifest, built, existing is not None, self.timings, doubts, list(self.notes)
-        )
+        return ExportResult(manifest, built, existing is not None, self.timings, doubts, notes)
 
     def build(self, name: str, adapter: Adapter | None) -> ProgramEntry:
         """One program into the staging folder: the base's lowered, an adapter's filled into
@@ -280,8 +311,9 @@ class _Export:
             self.timed("write foundation.ptd", 1, lambda: lowered.write_foundation(foundation))
 
 
-# A template file as it was when read (its size and mtime) -> its bytes and plan.
-Plans = dict[tuple[Path, int, int], tuple[bytes, TemplatePlan]]
+# A template file as it was when read (its inode, which publishing it keeps, size and
+# mtime) -> its bytes and plan.
+Plans = dict[tuple[int, int, int, int], tuple[bytes, TemplatePlan]]
 
 
 def _fill(template: Path, stand_ins: Weights, weights: Weights, pte: Path, plans: Plans) -> bool:
@@ -291,7 +323,7 @@ def _fill(template: Path, stand_ins: Weights, weights: Weights, pte: Path, plans
         seen = template.stat()
     except OSError:
         return False
-    key = (template.resolve(), seen.st_size, seen.st_mtime_ns)
+    key = (seen.st_dev, seen.st_ino, seen.st_size, seen.st_mtime_ns)
     try:
         if key not in plans:
             data = template.read_bytes()

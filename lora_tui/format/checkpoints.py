@@ -153,3 +153,17 @@ def adapter_sources(name: str, folder: Path) -> tuple[list[AdapterSource], list[
             f"{incomplete(runs[-1].path)})"
         )
     return sources, notes
+
+
+def run_state(folder: Path) -> list[tuple[str, int, int]]:
+    """What a watch compares to see that a run's folder changed: each adapter file in it
+    and in its checkpoints, with its size and mtime (a stat each, no read)."""
+    state = []
+    for adapter in [folder, *(checkpoint.path for checkpoint in checkpoints(folder))]:
+        for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
+            try:
+                seen = (adapter / name).stat()
+            except OSError:
+                continue
+            state.append((str(adapter / name), seen.st_size, seen.st_mtime_ns))
+    return state

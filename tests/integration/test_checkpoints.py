@@ -1,21 +1,26 @@
 """A training run's checkpoints (issue 44): lora-export makes one program per complete
 ``checkpoint-N/``, its step in the manifest, each filled into one template, and a run
-exported again builds only its new checkpoints; eval scores them by step."""
+exported again builds only its new checkpoints, and a watch as training completes them;
+eval scores them by step."""
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from exporter import cli
-from exporter.pipeline import ExportRequest, run_export
-from lora_tui.format import Manifest
+from exporter.pipeline import ExportRequest, ExportResult, run_export, watch_export
+from lora_tui.format import ArtifactError, Manifest
 from tests.support.artifacts import ALL_TARGETS, MAX_CONTEXT, TinyArtifacts
 from tests.support.programs import chat_prompt, peft_greedy, program_greedy
 from tests.support.prompts import write_prompts
@@ -139,3 +144,89 @@ def lora_tui_eval(args: list[str]) -> list[str]:
 
 def plain_env() -> dict[str, str]:
     return {**os.environ, "COLUMNS": "100", "TERM": "dumb"}
+
+
+def test_a_watch_exports_each_checkpoint_as_training_completes_it(
+    tiny_artifacts: TinyArtifacts, tiny_base: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(tiny_artifacts.out, out)
+    run = tmp_path / "runs" / "nobel"
+    shutil.copytree(tiny_artifacts.adapters["full"], run / "checkpoint-100")
+    results: queue.Queue[ExportResult] = queue.Queue()
+    errors: list[ArtifactError] = []
+    stop = threading.Event()
+    request = ExportRequest(tiny_base, [("nobel", run)], out, max_context=MAX_CONTEXT)
+    watch = threading.Thread(
+        target=watch_export, args=(request, results.put, errors.append, stop, 0.1)
+    )
+    watch.start()
+    try:
+        first = results.get(timeout=120)
+        assert first.built == ["nobel-step100"] and "read base" in first.phase_seconds
+        # Training writes the next checkpoint: its config first, its weights later.
+        (run / "checkpoint-200").mkdir()
+        shutil.copy(
+            tiny_artifacts.adapters["partial"] / "adapter_config.json", run / "checkpoint-200"
+        )
+        waiting = results.get(timeout=60)
+        assert waiting.built == [] and waiting.notes == [
+            "nobel: checkpoint-200 skipped (no adapter_model.safetensors yet)"
+        ]
+        weights = tiny_artifacts.adapters["partial"] / "adapter_model.safetensors"
+        shutil.copy(weights, run / "checkpoint-200")
+        second = results.get(timeout=60)
+        assert second.built == ["nobel-step200"] and second.notes == []
+        assert "read base" not in second.phase_seconds  # read once, for the whole watch
+        assert not [phase for phase in second.phase_seconds if phase.startswith("export")]
+        # Nothing changes: nothing is exported again.
+        time.sleep(0.5)
+        assert results.empty()
+    finally:
+        stop.set()
+        watch.join(timeout=60)
+    assert not watch.is_alive() and errors == []
+    steps = {name: entry.step for name, entry in Manifest.read(out).programs.items()}
+    assert steps["nobel-step100"] == 100 and steps["nobel-step200"] == 200
+    assert (out / "nobel-step200.pte").read_bytes() == (out / "partial.pte").read_bytes()
+
+
+def test_lora_export_watch_prints_each_new_checkpoint_and_stops_on_ctrl_c(
+    tiny_artifacts: TinyArtifacts, tiny_base: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(tiny_artifacts.out, out)
+    run = tmp_path / "runs" / "nobel"
+    shutil.copytree(tiny_artifacts.adapters["full"], run / "checkpoint-100")
+    args = ["--base", str(tiny_base), "--adapter", f"nobel={run}", "--out", str(out)]
+    command = [sys.executable, "-m", "exporter.cli", *args, "--max-context", str(MAX_CONTEXT)]
+    watching = subprocess.Popen(
+        [*command, "--watch"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(
+        target=lambda: [lines.put(line) for line in watching.stdout], daemon=True
+    ).start()
+
+    def wait_for(text: str, seconds: float) -> list[str]:
+        seen, deadline = [], time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                seen.append(lines.get(timeout=1))
+            except queue.Empty:
+                continue
+            if text in seen[-1]:
+                return seen
+        raise AssertionError(f"no {text!r} in {seen}")
+
+    try:
+        wait_for("watching for new checkpoints", 120)
+        shutil.copytree(tiny_artifacts.adapters["partial"], run / "checkpoint-200")
+        wait_for("exported nobel-step200.pte", 60)
+        watching.send_signal(signal.SIGINT)
+        assert watching.wait(timeout=60) == 0
+        rest = wait_for("stopped watching", 10)
+        assert not any("Traceback" in line for line in rest)
+    finally:
+        watching.kill()
+    assert Manifest.read(out).programs["nobel-step200"].step == 200

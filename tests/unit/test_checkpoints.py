@@ -15,6 +15,7 @@ from lora_tui.format.checkpoints import (
     adapter_sources,
     checkpoints,
     incomplete,
+    run_state,
 )
 from tests.unit.test_manifest_types import MANIFEST, PROGRAM, write_manifest
 
@@ -193,3 +194,22 @@ def test_a_step_of_the_wrong_type_is_one_line(tmp_path: Path, step: object) -> N
     write_manifest(tmp_path, {**MANIFEST, "programs": {"nobel": program}})
     with pytest.raises(ArtifactError, match=r"programs\['nobel'\]\.step is"):
         Manifest.read(tmp_path)
+
+
+def test_a_run_s_state_changes_as_training_writes_a_checkpoint(tmp_path: Path) -> None:
+    write_adapter(tmp_path / "checkpoint-100")
+    before = run_state(tmp_path)
+    assert [Path(path).name for path, _, _ in before] == [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    ]
+    (tmp_path / "checkpoint-200").mkdir()
+    assert run_state(tmp_path) == before  # an empty folder: nothing to export yet
+    (tmp_path / "checkpoint-200" / "adapter_config.json").write_text("{}")
+    assert run_state(tmp_path) != before
+    growing = run_state(tmp_path)
+    (tmp_path / "checkpoint-200" / "adapter_model.safetensors").write_bytes(WEIGHTS[:20])
+    half = run_state(tmp_path)
+    assert half != growing
+    (tmp_path / "checkpoint-200" / "adapter_model.safetensors").write_bytes(WEIGHTS)
+    assert run_state(tmp_path) != half
