@@ -76,6 +76,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"KV-cache length in tokens (default {DEFAULT_MAX_CONTEXT})",
     )
+    _add_quantization(parser)
+    parser.add_argument(
+        "--watch",
+        action="store_true",
+        help="after exporting, keep watching the adapter folders and export each checkpoint "
+        f"a training run completes, every {WATCH_SECONDS:g} s, until Ctrl+C; the base is "
+        "read once",
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", help="show ExecuTorch's own logs and warnings"
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('lora-tui')}")
+    return parser
+
+
+def _add_quantization(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quantize",
         choices=QUANTIZE_MODES,
@@ -92,18 +108,6 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"8da4w: input columns per int4 scale (default {DEFAULT_GROUP_SIZE}, at least 32); "
         "8da8w has one scale per output channel",
     )
-    parser.add_argument(
-        "--watch",
-        action="store_true",
-        help="after exporting, keep watching the adapter folders and export each checkpoint "
-        f"a training run completes, every {WATCH_SECONDS:g} s, until Ctrl+C; the base is "
-        "read once",
-    )
-    parser.add_argument(
-        "--verbose", action="store_true", help="show ExecuTorch's own logs and warnings"
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version('lora-tui')}")
-    return parser
 
 
 def size_table(result: ExportResult) -> Table:
