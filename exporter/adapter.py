@@ -54,6 +54,7 @@ class Adapter:
     # Why the adapter may do nothing, or less than meant, in one line (None: no doubt):
     # its weights all zero, or target_modules naming no module of the base.
     warning: str | None = None
+    step: int | None = None  # a training run's checkpoint: its step
 
     def manifest_entry(self) -> dict[str, Any]:
         return {
@@ -63,6 +64,7 @@ class Adapter:
             "target_modules": self.targets,
             "source": str(self.source),
             "source_sha256": self.source_sha256,
+            "step": self.step,
         }
 
 
@@ -116,6 +118,17 @@ def _pattern(
     }
 
 
+def source_sha256(directory: Path) -> str:
+    """The hash of an adapter's files, config then weights: a program built from the same
+    hash is up to date, so a run exported again skips it without reading its tensors."""
+    digest = hashlib.sha256()
+    for part in ("adapter_config.json", "adapter_model.safetensors"):
+        with (directory / part).open("rb") as handle:
+            while chunk := handle.read(2**20):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
 def load_adapter(name: str, directory: Path, shape: LlamaShape) -> Adapter:
     if not directory.is_dir():
         what = "no such directory" if not directory.exists() else "not a directory"
@@ -138,9 +151,6 @@ def load_adapter(name: str, directory: Path, shape: LlamaShape) -> Adapter:
     raw = read_safetensors(weights_path)
     weights, targets, rank = _convert(raw, plan, shape)
     doubts = [_zero_weights(raw, plan), _unmatched_targets(config.get("target_modules"), shape)]
-    digest = hashlib.sha256()
-    for part in (config_path, weights_path):
-        digest.update(part.read_bytes())
     return Adapter(
         name=name,
         source=directory,
@@ -149,7 +159,7 @@ def load_adapter(name: str, directory: Path, shape: LlamaShape) -> Adapter:
         use_rslora=settings.use_rslora,
         targets=targets,
         weights=weights,
-        source_sha256=digest.hexdigest(),
+        source_sha256=source_sha256(directory),
         size_bytes=weights_path.stat().st_size,
         warning="; ".join(d for d in doubts if d) or None,
     )

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import threading
 import warnings
 from importlib.metadata import version
 from pathlib import Path
 
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 from exporter.pipeline import (
     DEFAULT_MAX_CONTEXT,
+    WATCH_SECONDS,
     ExportRequest,
     ExportResult,
     parse_adapter_arg,
     run_export,
+    watch_export,
 )
 from lora_tui.common.console import (
     ArgumentParser,
@@ -34,6 +39,7 @@ from lora_tui.format import (
     MAX_SCALE,
     MIN_SCALE,
     QUANTIZE_MODES,
+    ArtifactError,
     Quantization,
     scale_label,
 )
@@ -56,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="[NAME=]ADAPTER_DIR",
-        help="PEFT adapter directory (repeatable); NAME defaults to its name",
+        help="PEFT adapter directory (repeatable); NAME defaults to its name. A training "
+        "run's folder of checkpoint-N/ adapters exports one program per complete checkpoint, "
+        "NAME-stepN",
     )
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument(
@@ -72,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"KV-cache length in tokens (default {DEFAULT_MAX_CONTEXT})",
     )
     _add_weight_options(parser)
+    parser.add_argument(
+        "--watch",
+        action="store_true",
+        help="after exporting, keep watching the adapter folders and export each checkpoint "
+        f"a training run completes, every {WATCH_SECONDS:g} s, until Ctrl+C; the base is "
+        "read once",
+    )
     parser.add_argument(
         "--verbose", action="store_true", help="show ExecuTorch's own logs and warnings"
     )
@@ -146,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         print_error(console, "lora-export", f"no folder for its log ({err})")
         return 1
 
-    def export() -> ExportResult:
+    def export() -> ExportResult | None:
         request = ExportRequest(
             base=args.base,
             adapters=[parse_adapter_arg(value) for value in args.adapter],
@@ -158,26 +173,77 @@ def main(argv: list[str] | None = None) -> int:
         )
         progress = progress_display(console)
         events = RichEvents(progress)
-        with progress:
-            if args.verbose:
-                return run_export(request, events)
-            with warnings.catch_warnings(), native_output_to(log_path):
+        with progress, contextlib.ExitStack() as quiet:
+            if not args.verbose:
+                quiet.enter_context(warnings.catch_warnings())
+                quiet.enter_context(native_output_to(log_path))
                 warnings.simplefilter("ignore")
-                return run_export(request, events)
+            if args.watch:
+                _watch(request, events, progress, console)
+                return None
+            return run_export(request, events)
 
     code, result = report_failures(
         export, console, "lora-export", log_path, "interrupted; the output folder is unchanged"
     )
-    if result is None:
-        return code
+    if result is not None:
+        print_summary(console, result, args.out)
+    return code
+
+
+def print_summary(console: Console, result: ExportResult, out: Path) -> None:
     # The folder on a line of its own: a table's title wraps at the table's width.
-    console.print(literal(f"Artifacts in {args.out}"), soft_wrap=True)
+    console.print(literal(f"Artifacts in {out}"), soft_wrap=True)
     console.print(size_table(result))
     for phase, seconds in result.phase_seconds.items():
         console.print(literal(f"{phase}: {seconds:.1f} s", "dim"))  # "fill NAME.pte": text
+    for note in result.notes:  # a run's checkpoints not complete yet: done next time
+        console.print(literal(f"note: {note}", "dim"), soft_wrap=True)
+    print_warnings(console, result)
+
+
+def print_warnings(console: Console, result: ExportResult) -> None:
     for name, warning in result.warnings.items():  # names and target names are text
         console.print(literal(f"warning: {name}: {warning}", "yellow"), soft_wrap=True)
-    return 0
+
+
+def _watch(
+    request: ExportRequest, events: RichEvents, progress: Progress, console: Console
+) -> None:
+    """The export, its summary, then a line for each checkpoint exported as training
+    writes it, until Ctrl+C. A later export's error is a line, and the watch goes on."""
+    noted: set[str] = set()
+    watching = False
+
+    def exported(result: ExportResult) -> None:
+        nonlocal watching
+        for task in progress.task_ids:  # each run's bars go once it is done (hidden:
+            progress.update(task, visible=False)  # RichEvents finds tasks by index)
+        if not watching:
+            print_summary(console, result, request.out)
+            noted.update(result.notes)
+            console.print(literal("watching for new checkpoints (Ctrl+C stops)", "dim"))
+            watching = True
+            return
+        for name in result.built:
+            seconds = result.phase_seconds.get(f"fill {name}.pte")
+            took = f" (fill {seconds:.1f} s)" if seconds is not None else ""
+            console.print(literal(f"exported {name}.pte{took}"), soft_wrap=True)
+        for note in result.notes:
+            if note not in noted:
+                console.print(literal(f"note: {note}", "dim"), soft_wrap=True)
+        noted.update(result.notes)
+        print_warnings(console, result)
+
+    def failed(error: ArtifactError) -> None:
+        print_error(console, "lora-export", error)
+
+    try:
+        watch_export(request, exported, failed, threading.Event(), events=events)
+    except KeyboardInterrupt:
+        if not watching:
+            raise  # the first export was interrupted: the folder is unchanged
+        console.print(literal("lora-export: stopped watching"))
 
 
 if __name__ == "__main__":

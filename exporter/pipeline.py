@@ -8,20 +8,30 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Protocol, TypeVar
 
 import torch
 
 from exporter import prebuilt
-from exporter.adapter import Adapter, load_adapter
+from exporter.adapter import Adapter, load_adapter, source_sha256
 from exporter.base import BaseModel, load_base
 from exporter.errors import ExportError
 from exporter.lower import ProgramSpec, lower_program
-from exporter.splice import TEMPLATES_DIR, SpliceError, Weights, splice, template_for
+from exporter.splice import (
+    TEMPLATES_DIR,
+    SpliceError,
+    TemplatePlan,
+    Weights,
+    fill,
+    plan_template,
+    template_for,
+)
 from lora_tui.common.files import write_atomic, write_bytes_atomic
 from lora_tui.format import (
     BASE_PROGRAM,
@@ -38,10 +48,12 @@ from lora_tui.format import (
     scale_program,
     sha256_file,
 )
+from lora_tui.format.checkpoints import AdapterSource, adapter_sources, run_state
 
 T = TypeVar("T")
 LoraB = list[list[int]]  # [byte offset, fp32 element count] of each lora_B tensor
 DEFAULT_MAX_CONTEXT = 2048  # a real conversation: ~10 ordinary turns at SmolLM2
+WATCH_SECONDS = 2.0  # how often a watch looks at a run's folders: a stat per file
 
 
 @dataclass
@@ -68,6 +80,7 @@ class ExportResult:
     reused_foundation: bool
     phase_seconds: dict[str, float] = field(default_factory=dict)
     warnings: dict[str, str] = field(default_factory=dict)  # adapter name -> why it may do nothing
+    notes: list[str] = field(default_factory=list)  # checkpoints skipped, one line each
 
 
 class Events(Protocol):
@@ -88,7 +101,8 @@ class SilentEvents:
 
 
 def parse_adapter_arg(value: str) -> tuple[str, Path]:
-    """``[NAME=]DIR``: the name defaults to the directory's name."""
+    """``[NAME=]DIR``: the name defaults to the directory's name. DIR is an adapter, or a
+    training run's folder of ``checkpoint-N/`` adapters (one program each)."""
     name, sep, directory = value.partition("=")
     path = Path(directory if sep else value)
     name = name if sep else path.resolve().name
@@ -100,8 +114,52 @@ def parse_adapter_arg(value: str) -> tuple[str, Path]:
 
 
 def run_export(request: ExportRequest, events: Events | None = None) -> ExportResult:
-    _check_request(request)
-    return _Export(request, events or SilentEvents()).run()
+    sources, notes = _adapter_sources(request)
+    _check_request(request, sources)
+    return _Export(request, events or SilentEvents()).run(sources, notes)
+
+
+def watch_export(
+    request: ExportRequest,
+    exported: Callable[[ExportResult], None],
+    failed: Callable[[ArtifactError], None],
+    stop: threading.Event,
+    interval: float = WATCH_SECONDS,
+    events: Events | None = None,
+) -> None:
+    """Export, then export again each time a training run's folder changes (a checkpoint
+    completed), until ``stop`` is set: the base is read and each template planned once, so
+    a new checkpoint costs its read and a fill. The first export's errors are raised as
+    ``run_export``'s are; a later one's go to ``failed``, and the watch goes on (the next
+    change is tried again)."""
+    export = _Export(request, events or SilentEvents())
+    seen = None
+    while True:
+        now = [run_state(path) for _, path in request.adapters]
+        if now != seen:
+            try:
+                sources, notes = _adapter_sources(request)
+                _check_request(request, sources)
+                exported(export.run(sources, notes))
+            except ArtifactError as err:
+                if seen is None:
+                    raise
+                failed(err)
+            seen = now
+        if stop.wait(interval):
+            return
+
+
+def _adapter_sources(request: ExportRequest) -> tuple[list[AdapterSource], list[str]]:
+    """Every program each ``--adapter`` asks for: one, or a run's checkpoints; and a note
+    for each checkpoint that is not complete yet."""
+    sources: list[AdapterSource] = []
+    notes: list[str] = []
+    for name, path in request.adapters:
+        found, skipped = adapter_sources(name, path)
+        sources += found
+        notes += skipped
+    return sources, notes
 
 
 class _Export:
@@ -113,6 +171,12 @@ class _Export:
         self.timings: dict[str, float] = {}
         # A template this run filled, its stand-ins, and the adapter it was filled for.
         self.filled: tuple[Path, Weights, Adapter] | None = None
+        # Kept from run to run (a watch runs again on each new checkpoint): the base, its
+        # fingerprint, and the stand-ins and plan of each template, made once however many
+        # checkpoints fill it.
+        self.base_read: tuple[BaseModel, str] | None = None
+        self.stand_ins: dict[Path, Weights] = {}
+        self.plans: Plans = {}
 
     def timed(self, name: str, total: int, work: Callable[[], T]) -> T:
         self.events.phase(name, total)
@@ -122,27 +186,34 @@ class _Export:
         self.events.phase_done()
         return result
 
-    def run(self) -> ExportResult:
+    def run(self, sources: list[AdapterSource], notes: list[str]) -> ExportResult:
         request = self.request
-        base = self.base = self.timed("read base", 1, lambda: load_base(request.base))
-        adapters = self.timed(
-            "read adapters",
-            len(request.adapters),
-            lambda: [_load_one(name, path, base, self.events) for name, path in request.adapters],
-        )
-        fingerprint = self.fingerprint = self.timed("fingerprint base", 1, base.fingerprint)
+        self.timings, self.filled = {}, None
+        if self.base_read is None:
+            base = self.timed("read base", 1, lambda: load_base(request.base))
+            self.base_read = base, self.timed("fingerprint base", 1, base.fingerprint)
+        base, fingerprint = self.base, self.fingerprint = self.base_read
         existing = self.existing = _existing_manifest(request, base, fingerprint)
         self.found_id = foundation_id(fingerprint, request.max_context, request.quantization)
-        programs: list[tuple[str, Adapter | None]] = [(a.name, a) for a in adapters]
-        if request.base_program:
-            programs.append((BASE_PROGRAM, None))
+        wanted = sources
         if existing is not None:
-            # Programs already built from the same source are kept as they are.
-            programs = [
-                (n, a)
-                for n, a in programs
-                if not _up_to_date(existing, n, a, request.out, request.scale)
+            # Programs already built from the same source (at the same scale) are kept as
+            # they are, their adapters not even read: a run's old checkpoints cost a hash each.
+            wanted = [
+                s
+                for s in wanted
+                if not _up_to_date(existing, s.name, s.path, request.out, request.scale)
             ]
+        adapters = self.timed(
+            "read adapters",
+            len(wanted),
+            lambda: [_load_one(source, base, self.events) for source in wanted],
+        )
+        programs: list[tuple[str, Adapter | None]] = [(a.name, a) for a in adapters]
+        if request.base_program and not (
+            existing is not None and _up_to_date(existing, BASE_PROGRAM, None, request.out)
+        ):
+            programs.append((BASE_PROGRAM, None))
         request.out.mkdir(parents=True, exist_ok=True)
         self.staging = Path(tempfile.mkdtemp(prefix=".lora-export-", dir=request.out))
         try:
@@ -157,7 +228,7 @@ class _Export:
             shutil.rmtree(self.staging, ignore_errors=True)
         doubts = {a.name: a.warning for a in adapters if a.warning}
         built = [n for n, _ in programs]
-        return ExportResult(manifest, built, existing is not None, self.timings, doubts)
+        return ExportResult(manifest, built, existing is not None, self.timings, doubts, notes)
 
     def build(self, name: str, adapter: Adapter | None) -> ProgramEntry:
         """One program into the staging folder: the base's lowered, an adapter's filled into
@@ -185,7 +256,7 @@ class _Export:
                 return _entry(name, None, pte, lora_of)
             self.lower(f"{name}.pte", spec, base.weights, pte)
             return _entry(name, None, pte)
-        template, stand_ins = template_for(adapter, request.quantization)
+        template, stand_ins = template_for(adapter, request.quantization, self.stand_ins)
         # Only a folder whose manifest checked out may lend its templates.
         lendable = [self.staging / template]
         if self.existing is not None:
@@ -194,7 +265,8 @@ class _Export:
 
         def fill_lent() -> tuple[Path, LoraB] | None:
             for lent in lendable:
-                if (lora_b := _fill(lent, stand_ins, adapter.weights, pte, scale)) is not None:
+                lora_b = _fill(lent, stand_ins, adapter.weights, pte, self.plans, scale)
+                if lora_b is not None:
                     return lent, lora_b
             return None
 
@@ -205,7 +277,8 @@ class _Export:
                 self.lower(
                     f"template {template.stem}", spec, {**base.weights, **stand_ins}, lowered
                 )
-            if (lora_b := _fill(lowered, stand_ins, adapter.weights, pte, scale)) is None:
+            fill_now = partial(_fill, lowered, stand_ins, adapter.weights, pte, self.plans, scale)
+            if (lora_b := self.timed(f"fill {name}.pte", 1, fill_now)) is None:
                 raise ExportError(f"{name}: the lowered template could not be filled")
             filled = lowered, lora_b
         self.filled = filled[0], stand_ins, adapter
@@ -219,7 +292,9 @@ class _Export:
             return None
         template, stand_ins, adapter = self.filled
         zero_b = {n: torch.zeros_like(w) if ".lora_b." in n else w for n, w in stand_ins.items()}
-        filled = self.timed(f"fill {pte.name}", 1, lambda: _fill(template, stand_ins, zero_b, pte))
+        filled = self.timed(
+            f"fill {pte.name}", 1, lambda: _fill(template, stand_ins, zero_b, pte, self.plans)
+        )
         return adapter if filled is not None else None
 
     def unpack(self, template: Path, stand_ins: Weights, key: str, label: str) -> bool:
@@ -257,28 +332,49 @@ class _Export:
             self.timed("write foundation.ptd", 1, lambda: lowered.write_foundation(foundation))
 
 
+# A template file as it was when read (its inode, which publishing it keeps, size and
+# mtime) -> its bytes and plan.
+Plans = dict[tuple[int, int, int, int], tuple[bytes, TemplatePlan]]
+
+
 def _fill(
-    template: Path, stand_ins: Weights, weights: Weights, pte: Path, scale: float = 1.0
+    template: Path,
+    stand_ins: Weights,
+    weights: Weights,
+    pte: Path,
+    plans: Plans,
+    scale: float = 1.0,
 ) -> LoraB | None:
     """Write ``pte`` from ``template`` with these LoRA weights, lora_B times ``scale``;
-    returns where its lora_B tensors are, or None if it cannot."""
-    if not template.is_file():
-        return None
+    returns where its lora_B tensors are, or None if it cannot. The template is read and
+    planned once per run (``plans``), not once per adapter."""
     try:
-        program, lora_b = splice(template.read_bytes(), stand_ins, weights)
-    except SpliceError:
+        seen = template.stat()
+    except OSError:
+        return None
+    key = (seen.st_dev, seen.st_ino, seen.st_size, seen.st_mtime_ns)
+    try:
+        if key not in plans:
+            data = template.read_bytes()
+            plans[key] = data, plan_template(data, stand_ins)
+        data, plan = plans[key]
+        program, lora_b = fill(data, plan, weights)
+    except (SpliceError, OSError):
         return None
     write_bytes_atomic(pte, scale_program(program, lora_b, scale) if lora_b else program)
     return lora_b
 
 
-def _check_request(request: ExportRequest) -> None:
-    names = [name for name, _ in request.adapters]
+def _check_request(request: ExportRequest, sources: list[AdapterSource]) -> None:
+    names = [source.name for source in sources]
     if not names and not request.base_program:
         raise ExportError("nothing to export: give at least one --adapter or --base-program")
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:
-        raise ExportError(f"adapter name '{sorted(duplicates)[0]}' is given twice; use NAME=DIR")
+        raise ExportError(
+            f"adapter name '{sorted(duplicates)[0]}' is given twice (a run's checkpoints are "
+            "NAME-stepN); use NAME=DIR"
+        )
     if request.base_program and BASE_PROGRAM in names:
         raise ExportError("adapter name 'base' is reserved for --base-program; use NAME=DIR")
     if request.max_context < 16:
@@ -299,9 +395,10 @@ def _check_request(request: ExportRequest) -> None:
         raise ExportError(f"{request.out}: exists and is not a directory")
 
 
-def _load_one(name: str, path: Path, base: BaseModel, events: Events) -> Adapter:
-    adapter = load_adapter(name, path, base.shape)
-    events.advance(name)
+def _load_one(source: AdapterSource, base: BaseModel, events: Events) -> Adapter:
+    adapter = load_adapter(source.name, source.path, base.shape)
+    adapter.step = source.step
+    events.advance(source.name)
     return adapter
 
 
@@ -344,8 +441,10 @@ def _existing_manifest(
 
 
 def _up_to_date(
-    existing: Manifest, name: str, adapter: Adapter | None, out: Path, scale: float
+    existing: Manifest, name: str, source: Path | None, out: Path, scale: float = 1.0
 ) -> bool:
+    """Whether ``out`` has this program, whole, built from the adapter files in ``source``
+    as they are now (``None``: the base program), at ``scale``."""
     entry = existing.programs.get(name)
     if entry is None or not (out / entry.file).is_file():
         return False
@@ -353,9 +452,14 @@ def _up_to_date(
         return False
     if entry.sha256 and sha256_file(out / entry.file) != entry.sha256:
         return False  # damaged since: build it again
-    if adapter is not None and (entry.lora_b is None or (entry.scale or 1.0) != scale):
+    if source is None or entry.source_sha256 is None:
+        return source is None and entry.source_sha256 is None
+    if entry.lora_b is None or (entry.scale or 1.0) != scale:
         return False  # another strength, or from before lora_B was located: fill it again
-    return entry.source_sha256 == (adapter.source_sha256 if adapter else None)
+    try:
+        return entry.source_sha256 == source_sha256(source)
+    except OSError:
+        return False  # read again, so the reader says what is wrong with it
 
 
 def _entry(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ import torch
 
 from exporter.adapter import Adapter
 from lora_tui.format import FP32, Quantization
-from lora_tui.format.scaling import rename_constants
+from lora_tui.format.scaling import find_names
 
 LORA_B = ".lora_b."  # in the name of each LoRA B weight (``adapter.py``)
 TENSOR_ALIGNMENT = 16  # every tensor's data in a program starts at a multiple of this
@@ -57,13 +58,19 @@ def template_weights(shapes: dict[str, torch.Size]) -> dict[str, torch.Tensor]:
     return weights
 
 
-def template_for(adapter: Adapter, quantization: Quantization) -> tuple[Path, Weights]:
+def template_for(
+    adapter: Adapter, quantization: Quantization, made: dict[Path, Weights] | None = None
+) -> tuple[Path, Weights]:
     """Where the template for this adapter's rank and targets lives in an output folder, and
-    the stand-in LoRA weights it was lowered with."""
+    the stand-in LoRA weights it was lowered with (taken from ``made`` when they are there,
+    and kept in it: a run's checkpoints share one template)."""
     quantized = "" if quantization == FP32 else f"-{quantization.slug}"
     key = f"v{TEMPLATE_VERSION}-r{adapter.rank}-{'.'.join(adapter.targets)}{quantized}"
-    stand_ins = template_weights({n: w.shape for n, w in adapter.weights.items()})
-    return Path(TEMPLATES_DIR) / f"{key}.pte", stand_ins
+    template = Path(TEMPLATES_DIR) / f"{key}.pte"
+    made = {} if made is None else made
+    if template not in made:
+        made[template] = template_weights({n: w.shape for n, w in adapter.weights.items()})
+    return template, made[template]
 
 
 def _check_whole(program: bytes) -> None:
@@ -104,31 +111,61 @@ def aligned_starts(program: bytes, tensors: dict[str, bytes]) -> dict[str, list[
     return starts
 
 
+@dataclass(frozen=True)
+class TemplatePlan:
+    """Where a template holds its stand-ins: each LoRA tensor's offset and length, and the
+    offsets of the XNNPACK name each stand-in's bytes give it. Finding them is most of a
+    fill (the names: one pass over the program for all 420 of them, seconds at SmolLM2's
+    size), and they are the same for every adapter filled in, so a run's checkpoints find
+    them once."""
+
+    tensors: dict[str, tuple[int, int]]
+    names: dict[str, list[int]]
+
+
+def plan_template(template: bytes, stand_ins: dict[str, torch.Tensor]) -> TemplatePlan:
+    _check_whole(template)
+    olds = {name: fp32_bytes(stand_in) for name, stand_in in stand_ins.items()}
+    starts = aligned_starts(template, olds)
+    for name, found in starts.items():
+        if len(found) != 1:
+            raise SpliceError(f"{name}: not found exactly once in the template")
+    by_key = {_xnnpack_name(old): name for name, old in olds.items()}
+    found = find_names(template, by_key.keys())  # every name in one pass over the program
+    names = {name: found[key] for key, name in by_key.items()}
+    tensors = {name: (starts[name][0], len(old)) for name, old in olds.items()}
+    return TemplatePlan(tensors, names)
+
+
+def fill(
+    template: bytes, plan: TemplatePlan, weights: dict[str, torch.Tensor]
+) -> tuple[bytes, list[list[int]]]:
+    """The planned template with each stand-in tensor, and its name, replaced by the
+    adapter's (the same length, so no offset moves), and where its lora_B tensors are
+    ([byte offset, fp32 element count] each, by offset): what the manifest records, so
+    lora-tui can make the program at another strength."""
+    if plan.tensors.keys() != weights.keys():
+        raise SpliceError("the adapter's LoRA tensors are not the template's")
+    program = bytearray(template)
+    lora_b: list[list[int]] = []
+    for name, (start, length) in plan.tensors.items():
+        new = fp32_bytes(weights[name])
+        if len(new) != length:
+            raise SpliceError(f"{name}: shape {tuple(weights[name].shape)} is not the template's")
+        program[start : start + length] = new
+        new_key = _xnnpack_name(new)
+        for spot in plan.names[name]:
+            program[spot : spot + len(new_key)] = new_key
+        if LORA_B in name:
+            lora_b.append([start, length // 4])
+    return bytes(program), sorted(lora_b)
+
+
 def splice(
     template: bytes, stand_ins: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]
 ) -> tuple[bytes, list[list[int]]]:
     """The template program with each stand-in tensor replaced by the adapter's, and where
-    its lora_B tensors are ([byte offset, fp32 element count] each, by offset): what the
-    manifest records, so lora-tui can make the program at another strength."""
+    its lora_B tensors are (``fill``)."""
     if stand_ins.keys() != weights.keys():
         raise SpliceError("the adapter's LoRA tensors are not the template's")
-    _check_whole(template)
-    program = bytearray(template)
-    olds = {name: fp32_bytes(stand_in) for name, stand_in in stand_ins.items()}
-    starts = aligned_starts(template, olds)
-    new_keys: dict[bytes, bytes] = {}  # each stand-in's XNNPACK name -> the adapter tensor's
-    lora_b: list[list[int]] = []
-    for name, old in olds.items():
-        new = fp32_bytes(weights[name])
-        if len(old) != len(new):
-            raise SpliceError(f"{name}: shape {tuple(weights[name].shape)} is not the template's")
-        if len(starts[name]) != 1:
-            raise SpliceError(f"{name}: not found exactly once in the template")
-        start = starts[name][0]
-        program[start : start + len(old)] = new
-        new_keys[_xnnpack_name(old)] = _xnnpack_name(new)
-        if LORA_B in name:
-            lora_b.append([start, len(new) // 4])
-    lora_b.sort()
-    # Every name in one pass over the program, not one pass (and one copy) per name.
-    return rename_constants(program, new_keys), lora_b
+    return fill(template, plan_template(template, stand_ins), weights)

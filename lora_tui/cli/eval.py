@@ -5,6 +5,7 @@ store (``judging/store.py``); this module picks them, shows the progress and pri
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,11 @@ from lora_tui.judging.evaluate import (
     EvalReport,
     LocalBackend,
     PromptCase,
+    expand_folders,
     load_prompts,
     report_tables,
     run_eval,
+    step_chart,
 )
 from lora_tui.judging.results import check_results_target, input_files
 from lora_tui.judging.store import ResultsStore
@@ -42,8 +45,16 @@ PROG = "lora-tui eval"
 def eval_main(options: EvalOptions) -> int:
     console = Console(file=terminal_stream(1), highlight=False)
     errors = Console(file=terminal_stream(2), highlight=False)
-    programs = options.programs
     try:
+        # A folder among the programs: an export folder's programs, or a run's checkpoints.
+        options = replace(
+            options,
+            programs=replace(
+                options.programs,
+                foundations=tuple(expand_folders(group) for group in options.programs.foundations),
+            ),
+        )
+        programs = options.programs
         if options.out:  # before anything is read: never an input, never a file not of results
             inputs = input_files(programs.foundations, programs.tokenizer)
             check_results_target(options.out, [*options.prompts, *inputs])
@@ -61,6 +72,8 @@ def eval_main(options: EvalOptions) -> int:
         return 0
     for table in report_tables(report):
         console.print(table)
+    if (chart := step_chart(report, width=min(console.width, 100))) is not None:
+        console.print(chart)
     return 0
 
 

@@ -15,12 +15,15 @@ or Textual (``tests/unit/test_layers.py`` checks it).
 
 from lora_tui.format.errors import ArtifactError, one_line, quoted
 from lora_tui.format.manifest import (
+    CHECKPOINT_SEPARATOR,
     DEFAULT_GROUP_SIZE,
     FP32,
     QUANTIZE_MODES,
     Manifest,
     ProgramEntry,
     Quantization,
+    checkpoint_program_name,
+    display_name,
     foundation_id,
     read_json_file,
     sha256_file,
@@ -72,6 +75,7 @@ __all__ = [
     "BASE_PROGRAM",
     "BOS_ID",
     "CHAT_TEMPLATE_FILE",
+    "CHECKPOINT_SEPARATOR",
     "CONSTANT_METHODS",
     "DEFAULT_GROUP_SIZE",
     "ENABLE_DYNAMIC_SHAPE",
@@ -105,6 +109,8 @@ __all__ = [
     "check_data_file",
     "check_scale",
     "check_program_file",
+    "checkpoint_program_name",
+    "display_name",
     "foundation_id",
     "kv_cache_bytes",
     "llm_constant_methods",

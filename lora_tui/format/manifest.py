@@ -77,11 +77,35 @@ class ProgramEntry:
     source_sha256: str | None = None
     adapter_size_bytes: int | None = None
     sha256: str | None = None  # of the .pte itself, so a damaged copy is refused
-    step: int | None = None  # a training checkpoint's (checkpoint-N), when it was one
+    # A training run's checkpoint (``checkpoint-200/``): its step. Absent for any other
+    # program, so folders without checkpoints are written as they were before it.
+    step: int | None = None
     # An adapter's lora_B tensors in the .pte: [byte offset, fp32 element count] each, so
     # the program can be made at another strength (``scaling.py``). Absent before it existed.
     lora_b: list[list[int]] | None = None
     scale: float | None = None  # its lora_B multiplied by this (``--scale``); None: 1, as trained
+
+    def checkpoint_of(self, name: str) -> tuple[str, int] | None:
+        """(the run's adapter name, the step) when this program is a checkpoint of a run:
+        ``nobel-step200`` is ("nobel", 200); None for any other program."""
+        if self.step is None:
+            return None
+        suffix = f"{CHECKPOINT_SEPARATOR}{self.step}"
+        return (name.removesuffix(suffix) if name.endswith(suffix) else name), self.step
+
+
+# A checkpoint's program is ``NAME-stepN``: file-safe, and leaves ``@`` free for scales.
+CHECKPOINT_SEPARATOR = "-step"
+
+
+def checkpoint_program_name(adapter: str, step: int) -> str:
+    """The program (and file) name of a run's checkpoint: ``nobel-step200``."""
+    return f"{adapter}{CHECKPOINT_SEPARATOR}{step}"
+
+
+def display_name(adapter: str, step: int | None) -> str:
+    """How a checkpoint reads in a pane or a report: ``nobel step 200``."""
+    return adapter if step is None else f"{adapter} step {step}"
 
 
 @dataclass
@@ -108,7 +132,11 @@ class Manifest:
         return Quantization.from_json(self.quantization)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
+        raw = asdict(self)
+        for entry in raw["programs"].values():
+            if entry["step"] is None:  # as before checkpoints: older readers take it
+                del entry["step"]
+        return json.dumps(raw, indent=2, sort_keys=False) + "\n"
 
     @classmethod
     def read(cls, directory: Path) -> Manifest:

@@ -17,8 +17,8 @@ when files share a name). Prompts that ask for one fact in different words may s
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -26,7 +26,7 @@ import regex
 from rich.table import Table
 from rich.text import Text
 
-from lora_tui.common.literal import literal
+from lora_tui.common.literal import literal, printable
 from lora_tui.engine.foundations import NAME_SEPARATOR, FoundationPrograms, with_label
 from lora_tui.engine.protocol import Departure, ReplyDone
 from lora_tui.engine.types import (
@@ -36,7 +36,7 @@ from lora_tui.engine.types import (
     Message,
     ReplyEnd,
 )
-from lora_tui.format import quoted
+from lora_tui.format import MANIFEST_FILE, ArtifactError, Manifest, quoted
 from lora_tui.judging.records import AnswerRecord
 from lora_tui.judging.store import ResultsStore
 
@@ -179,6 +179,8 @@ class EvalReport:
     # Each adapter's foundation label, when several foundations are compared: "nobel · fp32"
     # and "nobel · 8da4w g32" are then one adapter at two quantizations.
     labels: dict[str, str] = field(default_factory=dict)
+    # A training run's checkpoints: program -> (the run's adapter, with its label; the step).
+    steps: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     def score(self, group: str, adapter: str, fact: str | None = None) -> tuple[int, int]:
         """(right, scored) for one adapter on one group, or on one fact of it."""
@@ -227,6 +229,20 @@ class EvalReport:
             table.setdefault(program, {})[label] = adapter
         return table
 
+    def total(self, adapter: str) -> tuple[int, int]:
+        """(right, scored) for one adapter over every group."""
+        marks = [r.right for r in self.results if r.adapter == adapter and r.right is not None]
+        return sum(marks), len(marks)
+
+    def by_step(self) -> dict[str, list[tuple[int, int, int]]]:
+        """Each run's checkpoints in step order: adapter -> [(step, right, scored), ...]."""
+        series: dict[str, list[tuple[int, int, int]]] = {}
+        for program in self.adapters:
+            if program in self.steps:
+                adapter, step = self.steps[program]
+                series.setdefault(adapter, []).append((step, *self.total(program)))
+        return {adapter: sorted(points) for adapter, points in series.items()}
+
     def from_base(self, adapter: str) -> tuple[int, int, float | None] | None:
         """(answers the same as the base's, answers scored under it, the mean base
         log-probability of its tokens over them); None when none was scored."""
@@ -265,6 +281,11 @@ class EvalReport:
                 adapter: dict(zip(("same", "scored", "mean_logprob"), found, strict=True))
                 for adapter in self.adapters
                 if (found := self.from_base(adapter)) is not None
+            },
+            # A training run's checkpoints: adapter -> [[step, right, scored], ...] by step.
+            "by_step": {
+                adapter: [list(point) for point in points]
+                for adapter, points in self.by_step().items()
             },
             "results": [r.record().to_json() for r in self.results],
         }
@@ -462,9 +483,66 @@ def run_eval(
     except RunStopped as err:
         total = len(cases) * len(programs)
         raise type(err)(f"{err}; {store.kept(len(found), total)}") from None
-    report = EvalReport(list(programs), labels={n: p.label for n, p in programs.items()})
+    labels = {n: p.label for n, p in programs.items()}
+    report = EvalReport(list(programs), labels=labels, steps=checkpoint_steps(programs.values()))
     report.results = [found[index, name] for index in range(len(cases)) for name in programs]
     return report
+
+
+def checkpoint_steps(programs: Iterable[Program]) -> dict[str, tuple[str, int]]:
+    """Which programs are a training run's checkpoints, by the manifest lora-export wrote
+    beside them: program name -> (its run's adapter, labelled as the program is; its step).
+    A program with no manifest, or not listed in it, is no checkpoint."""
+    manifests: dict[Path, Manifest | None] = {}
+    steps = {}
+    for program in programs:
+        folder = program.path.parent
+        if folder not in manifests:
+            try:
+                is_export = (folder / MANIFEST_FILE).is_file()
+                manifests[folder] = Manifest.read(folder) if is_export else None
+            except ArtifactError:
+                manifests[folder] = None  # loading it said so already, or will
+        manifest = manifests[folder]
+        listed = manifest.program_named(program.path.name) if manifest else None
+        if listed is not None and (checkpoint := listed[1].checkpoint_of(listed[0])):
+            steps[program.name] = (with_label(checkpoint[0], program.label), checkpoint[1])
+    return steps
+
+
+def expand_folders(group: FoundationPrograms) -> FoundationPrograms:
+    """``group`` with each folder among its programs replaced by programs of its
+    foundation's folder: an export folder (one with a manifest) gives every program it
+    lists; any other folder is a training run, and gives the programs exported from its
+    checkpoints (the manifest's ``source`` inside it), by step."""
+    if not any(path.is_dir() for path in group.programs):
+        return group
+    folder = group.weights.parent
+    manifest = Manifest.read(folder) if (folder / MANIFEST_FILE).is_file() else None
+    programs: list[Path] = []
+    for path in group.programs:
+        if not path.is_dir():
+            programs.append(path)
+            continue
+        if (path / MANIFEST_FILE).is_file():
+            listed = Manifest.read(path)
+            programs += [path / entry.file for entry in listed.programs.values()]
+            continue
+        run = path.resolve()
+        found = [
+            (entry.step, folder / entry.file)
+            for entry in (manifest.programs.values() if manifest else ())
+            if entry.step is not None
+            and entry.source is not None
+            and Path(entry.source).resolve().parent == run
+        ]
+        if not found:
+            raise ArtifactError(
+                f"{path}: no program over {group.weights} was exported from its "
+                "checkpoints (export them with lora-export --adapter NAME={path})"
+            )
+        programs += [program for _, program in sorted(found)]
+    return replace(group, programs=tuple(dict.fromkeys(programs)))
 
 
 def report_tables(report: EvalReport) -> list[Table]:
@@ -494,6 +572,8 @@ def report_tables(report: EvalReport) -> list[Table]:
         tables.append(per_fact)
     if report.foundations:
         tables.append(_by_foundation_table(report))
+    if report.steps:
+        tables.append(_by_step_table(report))
     totals = Table(title="Answered right", title_justify="left")
     totals.add_column("group")
     for adapter in report.adapters:
@@ -547,3 +627,51 @@ def _by_foundation_table(report: EvalReport) -> Table:
                 cells.append(f"{right}/{scored}{change}")
             table.add_row(literal(group), literal(program), *cells)
     return table
+
+
+def _by_step_table(report: EvalReport) -> Table:
+    """A run's checkpoints, step by step: each group's score and the total."""
+    table = Table(title="Scores by step", title_justify="left")
+    table.add_column("adapter")
+    table.add_column("step", justify="right")
+    for group in report.groups:
+        table.add_column(literal(group), justify="right")
+    table.add_column("total", justify="right")
+    by_program = {(adapter, step): name for name, (adapter, step) in report.steps.items()}
+    for adapter, points in report.by_step().items():
+        for step, right, scored in points:
+            name = by_program[adapter, step]
+            cells = ["{}/{}".format(*report.score(group, name)) for group in report.groups]
+            share = f" ({100 * right / scored:.0f}%)" if scored else ""
+            table.add_row(literal(adapter), str(step), *cells, f"{right}/{scored}{share}")
+    return table
+
+
+_CHART_COLORS = ("blue+", "red+", "green+", "magenta+", "cyan+", "yellow+")
+
+
+def step_chart(report: EvalReport, width: int = 80, height: int = 16) -> Text | None:
+    """The share answered right against the step, a line per run, drawn by plotext; None
+    when no program is a checkpoint. Names reach plotext printable, and its colours come
+    back as Rich styles, so a piped report is plain text."""
+    series = {a: [(s, r, n) for s, r, n in points if n] for a, points in report.by_step().items()}
+    series = {adapter: points for adapter, points in series.items() if points}
+    if not series:
+        return None
+    import plotext as plt
+
+    plt.clear_figure()
+    plt.plot_size(width, height)
+    plt.theme("pro")
+    for index, (adapter, points) in enumerate(series.items()):
+        steps = [step for step, _, _ in points]
+        shares = [100 * right / scored for _, right, scored in points]
+        color = _CHART_COLORS[index % len(_CHART_COLORS)]
+        plt.plot(steps, shares, label=printable(adapter), marker="braille", color=color)
+        plt.scatter(steps, shares, marker="●", color=color)  # the checkpoints themselves
+    plt.ylim(0, 100)
+    plt.title("Answered right by step (%)")
+    plt.xlabel("step")
+    chart = plt.build()
+    plt.clear_figure()
+    return Text.from_ansi(chart)

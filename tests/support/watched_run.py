@@ -3,10 +3,13 @@ what the watcher (``lora_tui/watch``) is tested against, with no model."""
 
 from __future__ import annotations
 
+import json
+import struct
 from pathlib import Path
 
 from lora_tui.format import FOUNDATION_FILE, ArtifactError, Manifest, ProgramEntry
-from lora_tui.watch.checkpoints import ADAPTER_FILES, checkpoint_folders, signature
+from lora_tui.format.checkpoints import checkpoints as checkpoint_folders
+from lora_tui.watch.checkpoints import ADAPTER_FILES, signature
 from lora_tui.watch.watcher import ExportJob
 
 SHAPE = {
@@ -23,12 +26,25 @@ SHAPE = {
 
 
 def write_checkpoint(run_dir: Path, step: int, files: tuple[str, ...] = ADAPTER_FILES) -> Path:
-    """``checkpoint-STEP`` with the adapter's files (``files``: only some of them)."""
+    """``checkpoint-STEP`` with the adapter's files (``files``: only some of them), whole by
+    lora-export's rule: the config a JSON object, the safetensors as long as its header says
+    (one tensor of four float32s, their value the step)."""
     folder = run_dir / f"checkpoint-{step}"
     folder.mkdir(parents=True, exist_ok=True)
+    contents = {
+        "adapter_config.json": json.dumps({"r": 8, "step": step}).encode(),
+        "adapter_model.safetensors": _safetensors(step),
+    }
     for name in files:
-        (folder / name).write_bytes(f"{name} of step {step}".encode())
+        (folder / name).write_bytes(contents[name])
     return folder
+
+
+def _safetensors(step: int) -> bytes:
+    data = struct.pack("<4f", *[float(step)] * 4)
+    header = {"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, len(data)]}}
+    raw = json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw + data
 
 
 def export_folder(

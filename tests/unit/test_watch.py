@@ -13,7 +13,8 @@ from lora_tui.cli.main import main
 from lora_tui.cli.options import CompareOptions, Watch
 from lora_tui.engine.foundations import FoundationPrograms
 from lora_tui.format import ArtifactError
-from lora_tui.watch.checkpoints import Completeness, checkpoint_folders
+from lora_tui.format.checkpoints import checkpoints as checkpoint_folders
+from lora_tui.watch.checkpoints import Completeness
 from lora_tui.watch.export_child import export_command
 from lora_tui.watch.watcher import (
     Exported,
@@ -49,6 +50,7 @@ def test_a_checkpoint_is_complete_once_both_files_stay_the_same_over_two_polls(
 
 def test_a_checkpoint_missing_a_file_or_still_growing_is_not_taken(tmp_path: Path) -> None:
     completeness = Completeness()
+    whole = write_checkpoint(tmp_path / "whole", 400) / "adapter_model.safetensors"
     folder = write_checkpoint(tmp_path, 400, files=("adapter_config.json",))
     assert steps(tmp_path, completeness) == []
     assert steps(tmp_path, completeness) == []
@@ -56,10 +58,12 @@ def test_a_checkpoint_missing_a_file_or_still_growing_is_not_taken(tmp_path: Pat
     weights.write_bytes(b"")  # created, nothing written yet
     assert steps(tmp_path, completeness) == []
     assert steps(tmp_path, completeness) == []
-    weights.write_bytes(b"half")
+    data = whole.read_bytes()
+    weights.write_bytes(data[:-4])  # short of what its header says, however long it stays
+    assert steps(tmp_path, completeness) == []
     assert steps(tmp_path, completeness) == []
     with weights.open("ab") as more:
-        more.write(b" and the rest")  # still being written at the next poll
+        more.write(data[-4:])  # whole now, but changed since the last poll
     assert steps(tmp_path, completeness) == []
     assert steps(tmp_path, completeness) == [400]
 
