@@ -13,13 +13,22 @@ from pathlib import Path
 
 from lora_tui.common.lifetime import dying_with_us, start_child
 from lora_tui.common.safe_path import SAFE_PATH_FLAG
-from lora_tui.format import ArtifactError
+from lora_tui.format import MANIFEST_FILE, ArtifactError, Manifest
 from lora_tui.watch.watcher import ExportJob
 
 ERROR_MARK = "error:"  # what print_error puts in every failure line: "lora-export: error: ..."
 
 
 def export_command(job: ExportJob) -> list[str]:
+    """lora-export into the folder with the folder's own settings (its context length and
+    quantization, from its manifest): lora-export refuses a folder built with others."""
+    settings = []
+    if (job.out / MANIFEST_FILE).is_file():  # else lora-export's defaults, or its error
+        manifest = Manifest.read(job.out)
+        quantized = manifest.quantized
+        settings = ["--max-context", str(manifest.max_context), "--quantize", quantized.mode]
+        if quantized.group_size is not None:
+            settings += ["--group-size", str(quantized.group_size)]
     return [
         sys.executable,
         SAFE_PATH_FLAG,  # the exporter from the environment, never from the working folder
@@ -31,6 +40,7 @@ def export_command(job: ExportJob) -> list[str]:
         str(job.out.resolve()),
         "--adapter",
         f"{job.name}={job.run_dir.resolve()}",
+        *settings,
     ]
 
 

@@ -12,7 +12,7 @@ import pytest
 from lora_tui.cli.main import main
 from lora_tui.cli.options import CompareOptions, Watch
 from lora_tui.engine.foundations import FoundationPrograms
-from lora_tui.format import ArtifactError
+from lora_tui.format import ArtifactError, Manifest
 from lora_tui.format.checkpoints import checkpoints as checkpoint_folders
 from lora_tui.watch.checkpoints import Completeness
 from lora_tui.watch.export_child import export_command
@@ -205,6 +205,16 @@ def test_the_export_is_lora_export_in_a_fresh_safe_interpreter(
         str(tmp_path / "out"),
         "--adapter",
         f"nobel={tmp_path / 'runs' / 'nobel'}",
+    ]
+    # Into a folder lora-export wrote: with the folder's context length and quantization,
+    # which lora-export refuses to change.
+    export_folder(tmp_path / "out", tmp_path / "base")
+    manifest = Manifest.read(tmp_path / "out")
+    assert export_command(job)[-4:] == [
+        "--max-context",
+        str(manifest.max_context),
+        "--quantize",
+        manifest.quantized.mode,
     ]
 
 
