@@ -57,8 +57,8 @@ class Scoring:
             return []
         except StopIteration:
             pass
-        except RuntimeError:  # the runtime failed: nothing is said rather than a wrong score
-            self.scorer.cached.clear()
+        except Exception:  # the runtime failed: nothing is said rather than a wrong score,
+            self.scorer.cached.clear()  # and the lane, which runs replies too, goes on
         self.done = True
         return [self.result] if self.result is not None else []
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 
 from textual.message import Message
 
+from lora_tui.format import display_name
 from lora_tui.ui.opening import AddProgram
 from lora_tui.ui.widgets.adapter_pane import AdapterPane
 from lora_tui.watch.watcher import (
@@ -61,8 +62,8 @@ async def show_watched(
     add_program: AddProgram,
     notify: Callable[..., None],
 ) -> None:
-    """What the watcher reported: its progress, a failure, or new programs as panes (one
-    open already, given on the command line, is not opened twice)."""
+    """What the watcher reported: its progress, a failure, or new programs as panes named
+    by run and step (one open already, given on the command line, is not opened twice)."""
     if isinstance(message, CheckpointsExporting):
         notify(f"exporting {', '.join(message.checkpoints)}…", title=f"watching {message.run}")
     elif isinstance(message, WatchFailed):
@@ -70,8 +71,8 @@ async def show_watched(
     else:
         open_paths = {p.path.resolve() for p in panes if p.path is not None}
         new = [p for p in message.programs if p.path.resolve() not in open_paths]
-        for program in new:
-            await add_program(program.path, program.name)
+        for program in new:  # "nobel step 200", as eval's table reads it
+            await add_program(program.path, display_name(message.run, program.step))
         if new:
             steps = ", ".join(str(p.step) for p in new)
             notify(f"opened {message.run} step {steps}", title=f"watching {message.run}")

@@ -57,18 +57,18 @@ async def test_a_checkpoint_that_appears_opens_as_a_pane(tmp_path: Path) -> None
     app = watching_app(tmp_path, export)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: "opened nobel step 200" in notifications(app))
-        assert list(app.main.panes) == ["nobel-step200"]  # exported already
+        assert list(app.main.panes) == ["nobel step 200"]  # exported already
         write_checkpoint(tmp_path / "runs" / "nobel", 400)  # training saves one
         await until(pilot, lambda: "opened nobel step 400" in notifications(app))
-        assert list(app.main.panes) == ["nobel-step200", "nobel-step400"]
+        assert list(app.main.panes) == ["nobel step 200", "nobel step 400"]
         loads = [c[1:] for c in app.engines[0].calls if c[0] == "load"]  # type: ignore[attr-defined]
         assert loads == [
-            (str(tmp_path / "out" / "nobel-step200.pte"), "nobel-step200"),
-            (str(tmp_path / "out" / "nobel-step400.pte"), "nobel-step400"),
+            (str(tmp_path / "out" / "nobel-step200.pte"), "nobel step 200"),
+            (str(tmp_path / "out" / "nobel-step400.pte"), "nobel step 400"),
         ]
         assert len(export.jobs) == 1  # step 200 was exported already: only 400 ran one
         assert ["exporting checkpoint-400…", "opened nobel step 400"] == notifications(app)[-2:]
-        assert app.main.panes["nobel-step400"].can_answer
+        assert app.main.panes["nobel step 400"].can_answer
 
 
 async def test_a_failed_export_is_one_notice_and_the_watch_goes_on(tmp_path: Path) -> None:
@@ -81,4 +81,4 @@ async def test_a_failed_export_is_one_notice_and_the_watch_goes_on(tmp_path: Pat
         export.fail = None
         write_checkpoint(tmp_path / "runs" / "nobel", 600)
         await until(pilot, lambda: "opened nobel step 400, 600" in notifications(app))
-        assert list(app.main.panes) == ["nobel-step200", "nobel-step400", "nobel-step600"]
+        assert list(app.main.panes) == ["nobel step 200", "nobel step 400", "nobel step 600"]
