@@ -129,9 +129,7 @@ def one_reply(folder: Path, reply_tokens: int, rounds: int) -> dict:
         scorer.cached.clear()  # the prompt is scored too, as for a first reply
         scorer.full_logits = None if full_logits else False  # None: found out, as in use
         started = time.perf_counter()
-        scoring = Scoring(scorer, "base", replied)
-        while not scoring.done:
-            scoring.step()
+        Scoring(scorer, "base", replied).run()
         return time.perf_counter() - started, bool(scorer.full_logits)
 
     times: dict[str, list[float]] = {"prefill": [], "chunks": [], "token by token": []}

@@ -62,6 +62,13 @@ class Scoring:
         self.done = True
         return [self.result] if self.result is not None else []
 
+    def run(self) -> Departure | None:
+        """Every step at once (``eval``, a script): the Departure, or None."""
+        while not self.done:
+            if found := self.step():
+                return found[0]
+        return None
+
     def _run(self) -> Iterator[None]:
         prompt, reply = list(self.replied.prompt), list(self.replied.reply)
         tokens = prompt + reply

@@ -285,11 +285,7 @@ class ModelHost:
         session, scorer = self.sessions.get(adapter), self.scorer(base)
         if session is None or scorer is None or session.last_replied is None:
             return None
-        scoring = Scoring(scorer, base, session.last_replied)
-        while not scoring.done:
-            if events := scoring.step():
-                return events[0]
-        return None
+        return Scoring(scorer, base, session.last_replied).run()
 
     def scorer(self, base: str) -> AdapterSession | None:
         """The copy of the base program replies are scored on (made at its first use);
