@@ -31,7 +31,14 @@ from pathlib import Path
 import torch
 
 from exporter.base import BaseModel
-from exporter.splice import TEMPLATE_VERSION, Weights, aligned_starts, fp32_bytes, template_for
+from exporter.splice import (
+    TEMPLATE_VERSION,
+    Weights,
+    aligned_starts,
+    fp32_bytes,
+    quantized_suffix,
+    template_for,
+)
 from lora_tui.common.files import write_atomic, write_bytes_atomic
 from lora_tui.format import FP32, ArtifactError, Quantization, read_json_file
 
@@ -72,8 +79,7 @@ Shipped = tuple[Recipe, Path]  # a recipe and its packed template
 def base_key(quantization: Quantization) -> str:
     """What the lowering of a base program (every position's logits) is known by, as a
     template is by its rank and targets."""
-    quantized = "" if quantization == FP32 else f"-{quantization.slug}"
-    return f"v{TEMPLATE_VERSION}-base-full-logits{quantized}"
+    return f"v{TEMPLATE_VERSION}-base-full-logits{quantized_suffix(quantization)}"
 
 
 def asset_stem(template_key: str, fingerprint: str, max_context: int) -> str:

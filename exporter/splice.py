@@ -58,14 +58,19 @@ def template_weights(shapes: dict[str, torch.Size]) -> dict[str, torch.Tensor]:
     return weights
 
 
+def quantized_suffix(quantization: Quantization) -> str:
+    """How a lowering's key says its quantization: nothing for fp32, else ``-8da4wg32``."""
+    return "" if quantization == FP32 else f"-{quantization.slug}"
+
+
 def template_for(
     adapter: Adapter, quantization: Quantization, made: dict[Path, Weights] | None = None
 ) -> tuple[Path, Weights]:
     """Where the template for this adapter's rank and targets lives in an output folder, and
     the stand-in LoRA weights it was lowered with (taken from ``made`` when they are there,
     and kept in it: a run's checkpoints share one template)."""
-    quantized = "" if quantization == FP32 else f"-{quantization.slug}"
-    key = f"v{TEMPLATE_VERSION}-r{adapter.rank}-{'.'.join(adapter.targets)}{quantized}"
+    key = f"v{TEMPLATE_VERSION}-r{adapter.rank}-{'.'.join(adapter.targets)}"
+    key += quantized_suffix(quantization)
     template = Path(TEMPLATES_DIR) / f"{key}.pte"
     made = {} if made is None else made
     if template not in made:
