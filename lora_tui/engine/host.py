@@ -18,6 +18,7 @@ from lora_tui.engine.departure import Scoring
 from lora_tui.engine.foundations import FoundationPrograms, labelled
 from lora_tui.engine.loading import ProgramFacts, load_module, warm_up
 from lora_tui.engine.memory import MIB, MemorySample, sample, sample_tree
+from lora_tui.engine.packed import Packed, prepare_packed
 from lora_tui.engine.preflight import CHECKER_MODULE, Preflight
 from lora_tui.engine.probe import probe_tokens
 from lora_tui.engine.protocol import Departure, Probed, Replied, ReplyDone
@@ -60,6 +61,7 @@ class ModelHost:
             raise EngineError(str(err)) from None
         self.sharing: Sharing = configure_sharing(share)
         self.foundation: Foundation = open_foundation(weights, tokenizer)
+        self.packed: Packed | None = None  # the packed weights on disk, once checked
         self.baseline_rss_mib = sample(detailed=False).rss_mib
         self.sessions: dict[str, AdapterSession] = {}
         self.infos: dict[str, AdapterInfo] = {}
@@ -86,7 +88,7 @@ class ModelHost:
             return self._checked[key][0]
         started = time.perf_counter()
         self._check_hash(pte)
-        facts = self._preflight.check(pte, self.foundation.path)
+        facts = self._preflight.check(pte, self.foundation.path, self._packed_for(pte))
         self._check_fit(pte, facts)
         self._checked[key] = facts, time.perf_counter() - started
         return facts
@@ -120,6 +122,16 @@ class ModelHost:
             self._preflight.close(wait)
             return None
         return idle_s - idle
+
+    def _packed_for(self, pte: Path) -> Path | None:
+        """The foundation's packed weights on disk, packed over ``pte`` (in a child) if
+        there are none yet: this process and its checker then map them instead of packing
+        (``packed.py``). Before this process's first load, which always checks first."""
+        if self.packed is None and self.sharing.enabled:
+            manifest = self.foundation.manifest
+            sha = manifest.foundation_sha256 if manifest else None
+            self.packed = prepare_packed(self.foundation.path, pte, sha)
+        return self.packed.path if self.packed else None
 
     def _check_hash(self, pte: Path) -> None:
         """A program lora-export listed must be the bytes it wrote: a flipped bit in a

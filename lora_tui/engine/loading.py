@@ -12,24 +12,20 @@ from typing import Any
 import torch
 
 from lora_tui import format as fmt
+from lora_tui.engine.runtime import native
 from lora_tui.engine.types import EngineError
 
 
 def load_module(pte: Path, ptd: Path) -> Any:
-    import executorch.extension.llm.custom_ops.custom_ops  # noqa: F401  (registers custom_sdpa)
-    import executorch.kernels.quantized  # noqa: F401  (quantized embeddings, as export_llm writes)
-    from executorch.extension.pybindings.portable_lib import Verification, _load_for_executorch
-    from executorch.runtime import Runtime
-
+    et = native()
+    verified = et.Verification.InternalConsistency
     try:
         # _load_for_executorch drops its program_verification (ExecuTorch 1.5's pybindings
-        # build the Module without it): a program with a flipped header byte loaded. The
-        # Runtime API passes it on, so the program alone is verified there first (a few ms;
-        # its weights in the .ptd are only named, and checked when the method loads).
-        Runtime.get().load_program(pte, verification=Verification.InternalConsistency)
-        return _load_for_executorch(
-            str(pte), data_path=str(ptd), program_verification=Verification.InternalConsistency
-        )
+        # build the Module without it): a program with a flipped header byte loaded.
+        # _load_program passes it on, so the program alone is verified there first (a few
+        # ms; its weights in the .ptd are only named, and checked when the method loads).
+        et._load_program(str(pte), program_verification=verified)
+        return et._load_for_executorch(str(pte), data_path=str(ptd), program_verification=verified)
     except RuntimeError as err:
         raise EngineError(f"{pte}: could not load ({err})") from None
 

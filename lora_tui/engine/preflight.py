@@ -63,12 +63,13 @@ class Preflight:
         self._reap()
         return time.monotonic() - self._last_check if self._child is not None else None
 
-    def check(self, pte: Path, ptd: Path) -> ProgramFacts:
-        """The program's facts, or an ``EngineError`` saying in one line why it is refused."""
+    def check(self, pte: Path, ptd: Path, packed: Path | None = None) -> ProgramFacts:
+        """The program's facts, or an ``EngineError`` saying in one line why it is refused.
+        ``packed``: the foundation's packed weights on disk, for the child to map."""
         self._last_check = time.monotonic()
         conn = self._started(pte)
         try:
-            conn.send(Check(pte, ptd))
+            conn.send(Check(pte, ptd, packed))
         except OSError:
             pass  # it died; reading its answer says how
         answer = self._answer(CHECK_TIMEOUT_S, pte)
@@ -199,6 +200,7 @@ def _child_main(parent: int, log: str, fd: int) -> None:
     import warnings
 
     warnings.simplefilter("ignore")
+    from lora_tui.engine.packed import adopt
     from lora_tui.engine.sharing import configure_sharing
 
     configure_sharing(True)
@@ -209,6 +211,8 @@ def _child_main(parent: int, log: str, fd: int) -> None:
         except EOFError:  # the engine is done checking
             return
         started = time.perf_counter()
+        if request.packed is not None:
+            adopt(request.packed)  # before its first load; a later one changes nothing
         try:
             facts, error = inspect(request.pte, request.ptd), None
         except ArtifactError as err:

@@ -221,6 +221,7 @@ class Score:
 class Check:
     pte: Path
     ptd: Path
+    packed: Path | None = None  # the foundation's packed weights on disk (packed.py)
 
 
 @dataclass(frozen=True)

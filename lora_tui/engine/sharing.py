@@ -28,6 +28,7 @@ from pathlib import Path
 
 from lora_tui.common.lifetime import dying_with_us, start_child
 from lora_tui.engine.paths import cache_dir
+from lora_tui.engine.runtime import native, package_dir
 from lora_tui.engine.types import Sharing
 
 # Package data, read through importlib so an installed wheel finds it as a checkout does.
@@ -36,16 +37,17 @@ _SOURCE = importlib.resources.files("lora_tui.engine") / "weight_cache_shim.cpp"
 # executorch 1.5 ships it as lib/libexecutorch.so; 1.4 had it inside the QNN backend's library.
 _REGISTRY_LIBRARIES = ("lib/libexecutorch.so", "backends/qualcomm/libqnn_executorch_backend.so")
 _REGISTRY_SYMBOL = "_ZN10executorch7runtime17get_backend_classEPKc"
+# The XNNPACK backend's own library (1.5): the packed-file hook calls into it.
+_XNNPACK_LIBRARY = "libexecutorch_backend_xnnpack.so"
 _FAILED = "building the weight-cache shim failed"
 _OFF = "sharing is off"
 
 
 def configure_sharing(enabled: bool) -> Sharing:
     """Set the weight cache on or off for programs loaded from now on, and confirm it."""
-    # Importing the pybindings registers the backends in the registry the shim talks to.
-    from executorch.extension.pybindings import portable_lib
-
-    shim = _load_shim(Path(portable_lib.__file__).parents[2])
+    # Importing the runtime registers the backends in the registry the shim talks to.
+    native()
+    shim = _load_shim(package_dir())
     if not enabled:
         if not isinstance(shim, str):
             shim.lora_tui_set_weight_cache(0)
@@ -59,6 +61,21 @@ def configure_sharing(enabled: bool) -> Sharing:
     if value != 1:
         return Sharing(False, f"weight_cache_enabled reads back as {value}, not on")
     return Sharing(True, "XNNPACK weight cache on (confirmed by reading the option back)")
+
+
+def use_packed_file(path: Path) -> str | None:
+    """Make every program this process loads from now on map its packed weights from
+    ``path`` (``packed.py`` decides which file, and that it is sound). None when it took;
+    else the one line that says why not (the weight cache stays on, in memory). Call after
+    ``configure_sharing(True)`` and before the first program loads."""
+    native()
+    shim = _load_shim(package_dir())
+    if isinstance(shim, str):
+        return shim
+    error = shim.lora_tui_use_packed_file(os.fsencode(path))
+    if error != 0:
+        return f"this ExecuTorch's XNNPACK backend did not take a packed-weights file ({error})"
+    return None
 
 
 @dataclass(frozen=True)
@@ -104,6 +121,8 @@ def _open(library: Path) -> ctypes.CDLL | str:
         shim.lora_tui_set_weight_cache.argtypes = [ctypes.c_int]
         shim.lora_tui_set_weight_cache.restype = ctypes.c_int
         shim.lora_tui_get_weight_cache.restype = ctypes.c_int
+        shim.lora_tui_use_packed_file.argtypes = [ctypes.c_char_p]
+        shim.lora_tui_use_packed_file.restype = ctypes.c_int
         return shim
     except (OSError, AttributeError) as err:
         return " ".join(str(err).split())[:200]
@@ -226,6 +245,7 @@ def _compile(compiler: str, source_file: Path, recipe: ShimRecipe, target: Path)
         str(partial),
         f"-L{registry.parent}",
         f"-l:{registry.name}",
+        *([f"-l:{_XNNPACK_LIBRARY}"] if (registry.parent / _XNNPACK_LIBRARY).is_file() else []),
         f"-Wl,-rpath,{registry.parent}",
     ]
     try:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 
+from lora_tui.engine.runtime import native
+
 _sized = False  # set once a host has sized the pool; its programs keep that pool
 
 
@@ -32,7 +34,7 @@ def configure_threads(threads: int | None = None) -> int:
     """Size XNNPACK's pool to ``threads`` (default: every available core) and return its size
     as read back. Call before the first program loads: a delegate keeps the pool it was given.
     """
-    from executorch.extension.pybindings import portable_lib
+    portable_lib = native()
 
     global _sized
     if threads is not None and threads < 1:
@@ -77,7 +79,7 @@ def resize_after_fork(threads: int) -> int:
     pool of ``threads``. A one-thread pool has no worker threads, so there is nothing the
     fork left half-alive to tear down; programs the parent loaded keep the old pool's
     pointer, so this process must never run them (it loads its own)."""
-    from executorch.extension.pybindings import portable_lib
+    portable_lib = native()
 
     if portable_lib._threadpool_get_thread_count() != 1:
         raise ValueError("only a process whose pool had one thread can be resized after a fork")

@@ -1,6 +1,6 @@
 """The weight-cache shim's library is code we load (issue 42): kept in a folder only its user
 can write to, named for everything it was built from, and built again once when it does not
-load. A fake compiler stands in for g++ (its output a stand-in library with the shim's two
+load. A fake compiler stands in for g++ (its output a stand-in library with the shim's
 functions), so no ExecuTorch is needed."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from lora_tui.engine.sharing import ShimRecipe, load_or_build
 STAND_IN = """
 extern "C" int lora_tui_set_weight_cache(int enabled) { return 0; }
 extern "C" int lora_tui_get_weight_cache(void) { return 1; }
+extern "C" int lora_tui_use_packed_file(const char* path) { return 0; }
 """
 
 # Says its version from a file, and "compiles" by copying what OUTPUT names to -o, noting
