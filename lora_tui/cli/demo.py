@@ -17,6 +17,7 @@ from lora_tui.demo.build import (
     build_demos,
     demo_programs,
     demo_quantization,
+    demos_current,
     shipped_adapters,
     suggested_prompts,
 )
@@ -51,5 +52,5 @@ def demo_main(options: DemoOptions) -> int:
         results=options.results,
         base=options.base,
         suggestions=suggested_prompts(),
-        build=BuildProcess(partial(build_demos, modes), log_path),
+        build=None if demos_current(modes) else BuildProcess(partial(build_demos, modes), log_path),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -78,3 +79,19 @@ def state_log(name: str, fresh: bool = False) -> Path:
     flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
     os.close(os.open(path, flags | (os.O_TRUNC if fresh else 0), 0o600))
     return path
+
+
+def private_folder(path: Path) -> str | None:
+    """Make ``path`` (0700) if it is missing. None if what the tool keeps there may be
+    trusted (a folder of this user's that nobody else may write to), else the one line
+    that says why not."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        found = path.lstat()
+    except OSError as err:
+        return f"cannot make {path} ({err.strerror})"
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid():
+        return f"{path} is not a folder of this user's"
+    if found.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"{path} is writable by others ({stat.S_IMODE(found.st_mode):o})"
+    return None

@@ -107,6 +107,23 @@ def build_demos(modes: Sequence[str], send: Callable[[BuildProgress], None]) -> 
     return BuildReady(readies[0].weights, programs, seconds, any(r.built for r in readies))
 
 
+def demos_current(modes: Sequence[str]) -> bool:
+    """Whether each quantization's demo is already built from exactly what this install
+    ships: a later start opens it at once, with no build process to start and wait on.
+    Read only; a build under way elsewhere publishes its folder whole."""
+    from exporter.smollm2 import GGUF_NAME
+
+    base = cache_dir() / "model" / GGUF_NAME
+    if not base.is_file():
+        return False
+    adapters = shipped_adapters()
+    return all(
+        _is_complete(folder, _stamp(base, adapters, None, quantization))
+        for quantization in map(demo_quantization, modes)
+        for folder in [demo_folder(quantization)]
+    )
+
+
 def demo_quantization(mode: str) -> Quantization:
     """``lora-tui demo --quantize MODE``: fp32, 8da4w in ExecuTorch's demo groups of 32, or
     8da8w per channel."""

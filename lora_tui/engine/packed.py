@@ -42,7 +42,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lora_tui.common.files import write_atomic
+from lora_tui.common.files import private_folder, write_atomic
 from lora_tui.common.lifetime import die_with_parent, start_child
 from lora_tui.common.safe_path import NEUTRAL_FOLDER, SAFE_PATH_FLAG
 from lora_tui.engine.paths import cache_dir
@@ -125,7 +125,7 @@ def prepare_packed(foundation: Path, program: Path, foundation_sha256: str | Non
         if _in_use == data:
             return Packed(data, "mapped from disk")
         return Packed(None, "another foundation's packed file is in use in this process")
-    refused = _private_folder(folder())
+    refused = private_folder(folder())
     if refused is not None:
         return Packed(None, refused)
     started = time.perf_counter()
@@ -309,20 +309,6 @@ class _exclusive:
 
     def __exit__(self, *_: object) -> None:
         os.close(self.fd)  # closing drops the lock
-
-
-def _private_folder(path: Path) -> str | None:
-    """Make ``path`` (0700) if missing; None if packed weights may be read from it."""
-    try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        found = path.lstat()
-    except OSError as err:
-        return f"cannot make {path} ({err.strerror})"
-    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid():
-        return f"{path} is not a folder of this user's"
-    if found.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return f"{path} is writable by others ({stat.S_IMODE(found.st_mode):o})"
-    return None
 
 
 def _cpu_flags() -> str:

@@ -21,6 +21,10 @@ it, even when stuck in native code.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import importlib.metadata
+import json
 import os
 import signal
 import socket
@@ -31,9 +35,11 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lora_tui.common.files import private_folder, write_text_atomic
 from lora_tui.common.lifetime import die_with_parent, start_child
 from lora_tui.common.native_output import redirect_native_output
 from lora_tui.common.safe_path import SAFE_PATH_FLAG
+from lora_tui.engine.paths import cache_dir
 from lora_tui.engine.protocol import Check, Checked, CheckerReady
 from lora_tui.engine.types import EngineError
 from lora_tui.format import ArtifactError
@@ -65,7 +71,17 @@ class Preflight:
 
     def check(self, pte: Path, ptd: Path, packed: Path | None = None) -> ProgramFacts:
         """The program's facts, or an ``EngineError`` saying in one line why it is refused.
-        ``packed``: the foundation's packed weights on disk, for the child to map."""
+        ``packed``: the foundation's packed weights on disk, for the child to map. A program
+        that passed before, its file and the foundation's unchanged since, on this runtime,
+        is not checked again (``recorded``)."""
+        facts = recorded(pte, ptd)
+        if facts is not None:
+            return facts
+        facts = self._check(pte, ptd, packed)
+        record(pte, ptd, facts)
+        return facts
+
+    def _check(self, pte: Path, ptd: Path, packed: Path | None) -> ProgramFacts:
         self._last_check = time.monotonic()
         conn = self._started(pte)
         try:
@@ -167,6 +183,89 @@ class Preflight:
             self._conn.close()
         self._child = self._conn = None
         self._waiting_ready = False
+
+
+# --- checks that passed, kept across starts ----------------------------------------------
+# The check costs a process that imports the runtime (seconds) on every start. A program
+# that passed once passes again while its bytes, the foundation's and the runtime are the
+# same: a record says so, keyed by both files' size, inode and times (any write changes
+# the change time) and the runtime's versions. Only passes are recorded, as data: the
+# facts, read back as plain numbers.
+
+RECORD_VERSION = 1
+
+
+def records_folder() -> Path:
+    return cache_dir() / "checked"
+
+
+def recorded(pte: Path, ptd: Path) -> ProgramFacts | None:
+    """The facts of an earlier pass of this very program over this very foundation."""
+    from lora_tui.engine.loading import ProgramFacts
+
+    try:
+        path = _record_path(pte, ptd)
+        if private_folder(path.parent) is not None:
+            return None
+        value = json.loads(path.read_text())
+        eos_ids = tuple(_whole(i) for i in value["eos_ids"])
+        return ProgramFacts(
+            max_context=_whole(value["max_context"]),
+            max_prefill=_whole(value["max_prefill"]),
+            vocab_size=_whole(value["vocab_size"]),
+            bos_id=None if value["bos_id"] is None else _whole(value["bos_id"]),
+            eos_ids=eos_ids,
+            foundation_id=None
+            if value["foundation_id"] is None
+            else _whole(value["foundation_id"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def has_record(pte: Path, ptd: Path) -> bool:
+    """Whether an earlier pass is on record (read without importing the runtime: the
+    worker asks before it starts the checker)."""
+    try:
+        return _record_path(pte, ptd).is_file()
+    except OSError:
+        return False
+
+
+def record(pte: Path, ptd: Path, facts: ProgramFacts) -> None:
+    """Keep a pass; a record that cannot be written only means checking again next time."""
+    try:
+        path = _record_path(pte, ptd)
+        if private_folder(path.parent) is None:
+            write_text_atomic(path, json.dumps(dataclasses.asdict(facts)))
+    except OSError:
+        pass
+
+
+def _record_path(pte: Path, ptd: Path) -> Path:
+    def identity(path: Path) -> list[object]:
+        found = path.stat()
+        return [
+            str(path.resolve()),
+            found.st_size,
+            found.st_ino,
+            found.st_mtime_ns,
+            found.st_ctime_ns,
+        ]
+
+    versions = [importlib.metadata.version(p) for p in ("executorch", "torch", "lora-tui")]
+    key = json.dumps([RECORD_VERSION, identity(pte), identity(ptd), versions])
+    return records_folder() / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+
+
+def _whole(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
+        raise ValueError(f"not a count: {value!r}")
+    return value
+
+
+def _whole_or_none(value: object) -> int | None:
+    return None if value is None else _whole(value)
 
 
 def _describe_exit(code: int) -> str:

@@ -127,10 +127,13 @@ class EngineProcess:
         threads: int | None = None,
         panes: int = 1,
         cores: int | None = None,
+        programs: Sequence[Path] = (),
     ) -> None:
         """``panes``: how many programs the app opens with, which sets how many run at once
         (``lane_layout``); ``threads``: XNNPACK's pool in each lane; ``cores``: how many
-        cores its lanes share (default: all; less when other engines run beside it)."""
+        cores its lanes share (default: all; less when other engines run beside it);
+        ``programs``: those it will be asked to load first, if known (the worker starts
+        the pre-flight checker at once unless each passed before)."""
         context = mp.get_context("spawn")  # never fork a process that may hold torch threads
         self._conn, child = context.Pipe()
         self._process = context.Process(
@@ -145,6 +148,7 @@ class EngineProcess:
                 panes,
                 cores,
                 os.getpid(),
+                [str(program) for program in programs],
             ),
             daemon=True,
             name="lora-tui-engine",
@@ -222,6 +226,7 @@ def _worker_main(
     panes: int,
     cores: int | None,
     parent: int,
+    programs: list[str],
 ) -> None:
     die_with_parent(parent)  # even when stuck in native code, as a check or a load may be
     hold_openmp_to_one_thread()  # before the host imports torch
@@ -229,12 +234,14 @@ def _worker_main(
     warnings.simplefilter("ignore")
     # The models use every core; yield them to the UI whenever it has something to draw.
     os.nice(WORKER_NICENESS)
-    from lora_tui.engine.preflight import Preflight
+    from lora_tui.engine.preflight import Preflight, has_record
 
-    # The pre-flight checker imports the runtime beside this process doing the same (about
-    # 8 s each here), instead of after it: the first program is checked that much sooner.
+    # The pre-flight checker imports the runtime beside this process doing the same, instead
+    # of after it: the first program is checked that much sooner. Unless every program
+    # passed before: then it is not needed at all, and would only take a core.
     checker = Preflight(Path(log_path))
-    checker.launch()
+    if not programs or not all(has_record(Path(p), Path(weights)) for p in programs):
+        checker.launch()
     from lora_tui.engine.host import ModelHost
 
     try:
@@ -341,7 +348,15 @@ def foundations_engine_factory(
     ) -> FoundationEngine:
         panes = len(group.programs)
         return EngineProcess(
-            group.weights, on_event, tokenizer, share, log_path, threads, panes, cores
+            group.weights,
+            on_event,
+            tokenizer,
+            share,
+            log_path,
+            threads,
+            panes,
+            cores,
+            group.programs,
         )
 
     return foundations_factory(foundations, start_one, available_cores())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from textual.app import App
 from lora_tui.demo.build_child import BuildClient
 from lora_tui.engine import protocol as events
 from lora_tui.engine.memory import MemorySample, sample_tree
-from lora_tui.engine.protocol import EngineClient, EngineFactory
+from lora_tui.engine.protocol import EngineClient, EngineEvent, EngineFactory
 from lora_tui.engine.supervisor import EngineSupervisor
 from lora_tui.engine.types import GenerationSettings
 from lora_tui.judging.results import ResultsWriter
@@ -39,6 +40,29 @@ from lora_tui.watch.watcher import RunWatcher
 
 MEMORY_INTERVAL_S = 1.0
 QUIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class EarlyEvents:
+    """The engine's events as it sends them, held until the screen that shows them is up
+    (the engine starts before it), then passed on in order."""
+
+    def __init__(self, deliver: Callable[[EngineEvent], None]) -> None:
+        self._deliver = deliver
+        self._held: list[EngineEvent] | None = []
+        self._lock = threading.Lock()
+
+    def __call__(self, event: EngineEvent) -> None:
+        with self._lock:
+            if self._held is not None:
+                self._held.append(event)
+                return
+        self._deliver(event)
+
+    def release(self) -> None:
+        with self._lock:  # an event arriving meanwhile waits, so none overtakes them
+            held, self._held = self._held or [], None
+            for event in held:
+                self._deliver(event)
 
 
 class LoraTuiApp(LiteralNotices, App[int]):
@@ -72,8 +96,10 @@ class LoraTuiApp(LiteralNotices, App[int]):
         program the others' replies are scored against (``--base``: its name, file or path).
         ``watcher``: a training run whose new checkpoints open as panes (``--watch``)."""
         super().__init__()
-        # The engine's events go to the main screen's panes, from the engine's reader thread.
-        supervisor = EngineSupervisor(engine_factory, lambda event: self.main.from_engine(event))
+        # The engine's events go to the main screen's panes, from the engine's reader thread;
+        # those that come before the screen is up wait for it.
+        self._engine_events = EarlyEvents(lambda event: self.main.from_engine(event))
+        supervisor = EngineSupervisor(engine_factory, self._engine_events)
         self.session = Session(
             supervisor,
             settings or GenerationSettings(temperature=0.0, max_new_tokens=256),
@@ -90,6 +116,9 @@ class LoraTuiApp(LiteralNotices, App[int]):
         self.programs, self.names = programs, names or {}
         self.transcript_dir, self.cursor_blink = transcript_dir or Path.cwd(), cursor_blink
         self.memory_interval_s, self.tool_memory = memory_interval_s, tool_memory
+        if build is None:
+            # Now, not once the screen is up: its process imports the runtime meanwhile.
+            supervisor.start()
 
     @property
     def engine(self) -> EngineClient | None:
@@ -102,9 +131,8 @@ class LoraTuiApp(LiteralNotices, App[int]):
     async def _start(self) -> None:
         self.main.prompt.cursor_blink = self.cursor_blink
         self.main.prompt.focus()
-        if (build := self.session.build) is None:
-            self.session.supervisor.start()
-        else:
+        self._engine_events.release()
+        if (build := self.session.build) is not None:
             build.start(lambda event: self.post_message(BuildEventArrived(event)))
             self.set_interval(1.0, build.tick)
         for program in self.programs:

@@ -82,7 +82,20 @@ def test_the_demos_build_log_is_in_the_state_folder(state: Path, monkeypatch) ->
         return 0
 
     monkeypatch.setattr(demo_command, "run_app", run_app)
+    monkeypatch.setattr(demo_command, "demos_current", lambda modes: False)  # a build runs
     options = DemoOptions(quantize=("none",), runtime=Runtime(), results=None)
     assert demo_command.demo_main(options) == 0
     assert started["log"] == state / "lora-tui-demo.log" and started["log"].is_file()
     assert list(Path(tempfile.gettempdir()).iterdir()) == []
+
+
+def test_a_current_demo_opens_with_no_build_process(state: Path, monkeypatch) -> None:
+    import lora_tui.cli.demo as demo_command
+    from lora_tui.cli.options import DemoOptions, Runtime
+
+    builds: list[object] = []
+    monkeypatch.setattr(demo_command, "run_app", lambda *_, build, **__: builds.append(build))
+    monkeypatch.setattr(demo_command, "demos_current", lambda modes: list(modes) == ["none"])
+    options = DemoOptions(quantize=("none",), runtime=Runtime(), results=None)
+    demo_command.demo_main(options)
+    assert builds == [None]

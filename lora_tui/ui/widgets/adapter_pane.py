@@ -281,6 +281,10 @@ class AdapterPane(Vertical):
         self.together_tok_s = None
         self.state = PaneState.GENERATING
 
+    def streamed_text(self) -> str:
+        """What the reply under way (or the last) has streamed so far."""
+        return "".join(self._streamed)
+
     async def add_piece(self, text: str) -> None:
         # Appended here rather than through a MarkdownStream task, so the app can batch
         # every pane's text into one frame (one layout) per flush.
