@@ -1,13 +1,14 @@
 """Lanes: adapter programs answering at the same time, one process per core, over one packed
 foundation.
 
-``forward`` holds the GIL, so two programs run at once only in two processes. But XNNPACK's
-weight cache lives in one process's memory: a process started afresh packs the foundation
-again (540 MiB at fp32 for SmolLM2-135M). So the worker packs it once, by loading the first
-program itself (the seed, never run), and then forks its lanes: each lane starts with the
-packed foundation as pages it shares copy-on-write with the worker and every other lane,
-and packs only its own adapters' weights. The kernel keeps those pages shared because
-nothing writes to packed weights.
+``forward`` holds the GIL, so two programs run at once only in two processes, and XNNPACK
+packs each process's weights for itself (540 MiB at fp32 for SmolLM2-135M). Normally the
+foundation's packed weights are in a file (``packed.py``) that every lane maps: the page
+cache holds one copy for all, and each lane packs only its own adapters' weights. Without
+one (sharing off, or a file that could not be made) the worker packs the foundation once,
+by loading the first program itself (the seed, never run), and then forks its lanes: each
+starts with the packed foundation as pages it shares copy-on-write with the worker and
+every other lane, which the kernel keeps shared because nothing writes to packed weights.
 
 The worker becomes the lanes' router: it checks every program first (the pre-flight), gives
 each to the lane with the fewest, and forwards commands to the lanes that own the adapters
@@ -271,11 +272,16 @@ class Router:
         path = Path(command.path)
         try:
             facts, check_s = self.host.checked(path)
-            if self.seed is None:
+            if self.seed is None and not self._mapped():
                 self._seed(path)  # before any lane exists: none is forked while it loads
         except Exception as err:  # EngineError, or anything the runtime raised
             return LoadFailed(name, command.path, one_line(err))
         return Load(command.path, name, (facts, check_s))
+
+    def _mapped(self) -> bool:
+        """Whether the foundation's packed weights are in a file (``packed.py``): each lane
+        then maps it, the pages shared by all, and no seed is needed here."""
+        return self.host.packed is not None and self.host.packed.path is not None
 
     def _seed(self, path: Path) -> None:
         """Pack the foundation here, before any lane is forked, by loading one program."""

@@ -237,9 +237,23 @@ def record(pte: Path, ptd: Path, facts: ProgramFacts) -> None:
     try:
         path = _record_path(pte, ptd)
         if private_folder(path.parent) is None:
-            write_text_atomic(path, json.dumps(dataclasses.asdict(facts)))
+            _forget_gone(path.parent)
+            kept = {**dataclasses.asdict(facts), "program": str(pte.resolve())}
+            write_text_atomic(path, json.dumps(kept))
     except OSError:
         pass
+
+
+def _forget_gone(folder: Path) -> None:
+    """Delete the records of programs that no longer exist (a test's, a deleted export's),
+    so the folder does not grow without end."""
+    for kept in folder.glob("*.json"):
+        try:
+            program = json.loads(kept.read_text()).get("program")
+            if isinstance(program, str) and not Path(program).exists():
+                kept.unlink()
+        except (OSError, ValueError, AttributeError):
+            kept.unlink(missing_ok=True)
 
 
 def _record_path(pte: Path, ptd: Path) -> Path:

@@ -128,8 +128,10 @@ def test_nothing_of_ours_outlives_an_app_killed_with_sigkill(
     """SIGKILL gives the app no time to end anything. Its engine's worker, the worker's
     lanes and its pre-flight checker are stopped first (SIGSTOP), as if each were stuck in
     native code and could not notice the app go: the kernel still ends every one."""
-    command = [sys.executable, "-m", "lora_tui.cli", "--weights", str(tiny_artifacts.foundation)]
-    programs = [str(tiny_artifacts.program(n)) for n in ("full", "partial")]
+    # A copy no start has checked or packed yet, so the checker and the packer run too.
+    copy = shutil.copytree(tiny_artifacts.out, tmp_path / "copy")
+    command = [sys.executable, "-m", "lora_tui.cli", "--weights", str(copy / "foundation.ptd")]
+    programs = [str(copy / f"{n}.pte") for n in ("full", "partial")]
     app, leader = start_in_pty([*command, *programs])
     tree: list[psutil.Process] = []
     try:

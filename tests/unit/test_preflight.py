@@ -114,3 +114,19 @@ def test_a_damaged_record_is_not_believed(tmp_path: Path, own_cache: Path, damag
     [kept] = preflight.records_folder().glob("*.json")
     kept.write_text(damage)
     assert preflight.recorded(pte, ptd) is None
+
+
+def test_records_of_programs_that_are_gone_are_deleted(tmp_path: Path, own_cache: Path) -> None:
+    from lora_tui.engine import preflight
+
+    pte, ptd = files(tmp_path)
+    checker = preflight.Preflight()
+    checker.command = [sys.executable, "-c", PASSES]
+    checker.check(pte, ptd)
+    other = tmp_path / "b.pte"
+    other.write_bytes(b"another program")
+    pte.unlink()  # deleted since it passed
+    checker.check(other, ptd)
+    checker.close()
+    [kept] = preflight.records_folder().glob("*.json")
+    assert preflight.recorded(other, ptd) is not None
