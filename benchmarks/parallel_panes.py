@@ -1,25 +1,35 @@
-"""Two panes answering at once, through the app's own engine: lanes against one process.
+"""Panes at once, and a pane alone among others, through the app's own engine: lanes
+against one process.
 
     .venv/bin/python -m benchmarks.parallel_panes [--folder DIR ...] [--rounds 3] [--tokens 64]
+                                                  [--layouts one,follow,follow3,core,every]
 
-On each lora-export folder (default: the demo's fp32 and 8da4w caches), two adapter
-programs load into an ``EngineProcess``, the engine the app runs, in three layouts:
+On each lora-export folder (default: the demo's fp32 and 8da4w caches), adapter programs
+load into an ``EngineProcess``, the engine the app runs, in these layouts (``--layouts``
+picks some; ``one`` is always measured, every ratio is to it):
 
-- ``one process``: both programs in one lane with a thread per core, taking turns token
-  by token (what the engine did before lanes, and what ``--threads 2`` gives on two cores);
-- ``a lane per pane``: a process per pane, forked after the foundation is packed, a thread
-  each (what an app opened with two panes gets on two cores);
-- ``two lanes, every core each``: the same lanes with a pool of a thread per core each, so
-  a pane answering alone keeps every core, and two at once run twice the threads.
+- ``one`` (one process): both programs in one lane with a thread per core, taking turns
+  token by token (what the engine did before lanes, and what ``--threads 2`` gives on two
+  cores): a pane here answering alone is "the same program alone in one process";
+- ``follow`` (threads follow the work): a process per pane, forked after the foundation is
+  packed, each pool of a thread per core, of which a lane uses every one while it answers
+  alone and its share while the other answers too (what an app opened with two panes gets);
+- ``follow3``: the same with three panes on the cores (so two lanes, one holding two
+  programs): one pane answering alone in a three-pane app;
+- ``core`` (a lane per pane, a core each): lanes with a fixed pool of one thread each
+  (``--threads 1``; the default before threads followed the work);
+- ``every`` (two lanes, every core each): lanes with a fixed pool of a thread per core each,
+  so a pane answering alone keeps every core, and two at once run twice the threads.
 
-Each layout answers the same prompt with each program alone, then with both at once, and
-the layouts take turns round after round (medians over rounds). Two speeds: tokens per
-wall-clock second from sending the prompt to the last reply's end (prefill counts), and
-the replies' decode speeds (summed when together, as the status line's "together" is).
-Memory: what the second program added to the engine's summed PSS (worker and lanes, so
-pages they share count once; the transient pre-flight child left out) against its LoRA
-weights and KV cache. A folder with only ``nobel.pte`` loads it twice under two names (its
-LoRA weights are then packed once, so only its KV cache is new).
+Each program answers the same prompt alone, then the first two at once, and the layouts
+take turns round after round (medians over rounds). Two speeds: tokens per wall-clock
+second from sending the prompt to the last reply's end (prefill counts), and the replies'
+decode speeds (summed when together, as the status line's "together" is); with the fewest
+XNNPACK threads any step of each reply ran on, as its lane read them back. Memory: what
+the second program added to the engine's summed PSS (worker and lanes, so pages they share
+count once; the transient pre-flight child left out) against its LoRA weights and KV cache.
+A folder with fewer adapter programs than panes loads ``nobel.pte`` again under other
+names (its LoRA weights are then packed once, so only its KV cache is new).
 
 Run it alone: anything else on the cores moves the figures more than the layouts do. The
 figures go to ``benchmarks/results/parallel_panes.json``.
@@ -34,6 +44,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import markdown
@@ -55,13 +66,33 @@ from lora_tui.engine.preflight import CHECKER_MODULE  # noqa: E402
 from lora_tui.engine.worker import EngineProcess, EventCollector  # noqa: E402
 
 PROMPT = "Tell me a story about a robot."
-# label: the panes hint given the engine, and the cores its lanes are told they share, as a
-# multiple of the machine's. Told twice the cores, two lanes each size their pool to every
-# core, so a pane answering alone keeps them all: what it costs when both answer is the question.
+
+
+@dataclass(frozen=True)
+class Layout:
+    """An engine's layout: the panes hint it is given, how many programs load, and a fixed
+    pool per lane (``--threads``) or none (the default: threads follow the work)."""
+
+    short: str  # its name for --layouts
+    panes: int
+    programs: int = 2
+    threads: int | None = None
+    every_core_each: bool = False  # a fixed pool of every core in each of two lanes
+
+    def engine_options(self, cores: int) -> dict[str, int | None]:
+        if self.every_core_each:
+            # Told twice the cores, two lanes of a fixed pool of every core fit.
+            return {"panes": self.panes, "threads": cores, "cores": 2 * cores}
+        return {"panes": self.panes, "threads": self.threads, "cores": cores}
+
+
+# Keyed as in the results file (older files name the layouts they measured the same way).
 LAYOUTS = {
-    "one process": (1, 1),
-    "a lane per pane": (2, 1),
-    "two lanes, every core each": (2, 2),
+    "one process": Layout("one", panes=1),
+    "threads follow the work": Layout("follow", panes=2),
+    "three panes, threads follow the work": Layout("follow3", panes=3, programs=3),
+    "a lane per pane": Layout("core", panes=2, threads=1),
+    "two lanes, every core each": Layout("every", panes=2, every_core_each=True),
 }
 
 
@@ -83,27 +114,31 @@ def engine_pss_mib(engine: EngineProcess) -> float:
     return sample_tree(engine.pid, leave_out=CHECKER_MODULE).pss_mib or 0.0
 
 
-def programs_of(folder: Path) -> list[tuple[Path, str]]:
-    found = sorted(p for p in folder.glob("*.pte") if p.stem != "base")
-    if len(found) >= 2:
-        return [(p, p.stem) for p in found[:2]]
-    return [(found[0], found[0].stem), (found[0], f"{found[0].stem}-2")]
+def programs_of(folder: Path, count: int) -> list[tuple[Path, str]]:
+    """``count`` adapter programs of the folder, by name; ``nobel.pte`` again under other
+    names when it has fewer."""
+    found = sorted(p for p in folder.glob("*.pte") if p.stem != "base")[:count]
+    again = next((p for p in found if p.stem == "nobel"), found[0])
+    return [(p, p.stem) for p in found] + [
+        (again, f"{again.stem}-{n}") for n in range(2, count - len(found) + 2)
+    ]
 
 
-def one_layout(folder: Path, panes_hint: int, tokens: int, cores: int | None = None) -> dict:
-    """A fresh engine in this layout: each program alone, then both at once."""
+def one_layout(folder: Path, layout: Layout, tokens: int, cores: int) -> dict:
+    """A fresh engine in this layout: each program alone, then the first two at once."""
     events = EventCollector()
-    engine = EngineProcess(folder / "foundation.ptd", events, panes=panes_hint, cores=cores)
+    engine = EngineProcess(folder / "foundation.ptd", events, **layout.engine_options(cores))
     try:
         wait(events, lambda got: any(isinstance(e, EngineReady) for e in got))
         infos, memory = [], []
-        for path, name in programs_of(folder):
+        for path, name in programs_of(folder, layout.programs):
             engine.load(path, name)
             got = wait(events, lambda got, n=name: any(getattr(e, "adapter", "") == n for e in got))
             infos.append(next(e.info for e in got if isinstance(e, Loaded) and e.adapter == name))
             time.sleep(1)  # let the load's transient pages settle before reading memory
             memory.append(engine_pss_mib(engine))
         names = [info.name for info in infos]
+        pair = names[:2]
         settings = GenerationSettings(temperature=0.0, max_new_tokens=tokens)
 
         def answer(which: list[str]) -> tuple[float, dict[str, ReplyDone]]:
@@ -118,12 +153,12 @@ def one_layout(folder: Path, panes_hint: int, tokens: int, cores: int | None = N
             wall = time.perf_counter() - started
             return wall, {e.adapter: e for e in got[before:] if isinstance(e, ReplyDone)}
 
-        answer(names)  # warm-up
+        answer(pair)  # warm-up
         alone = {}
         for name in names:
             wall, done = answer([name])
             alone[name] = (done[name], done[name].stats.new_tokens / wall)
-        wall, done = answer(names)
+        wall, done = answer(pair)
         second = infos[1]
         return {
             "alone_tok_s": statistics.mean(a[1] for a in alone.values()),
@@ -131,7 +166,9 @@ def one_layout(folder: Path, panes_hint: int, tokens: int, cores: int | None = N
             "alone_decode_tok_s": statistics.mean(a[0].stats.decode_tok_s for a in alone.values()),
             "together_decode_tok_s": sum(d.stats.decode_tok_s for d in done.values()),
             "together_per_pane": {n: round(d.stats.decode_tok_s, 1) for n, d in done.items()},
-            "same_text_as_alone": all(done[n].text == alone[n][0].text for n in names),
+            "alone_threads": sorted({a[0].stats.threads or 0 for a in alone.values()}),
+            "together_threads": sorted({d.stats.threads or 0 for d in done.values()}),
+            "same_text_as_alone": all(done[n].text == alone[n][0].text for n in pair),
             "second_added_pss_mib": memory[1] - memory[0],
             "second_lora_plus_kv_mib": (second.breakdown.adapter_weights_mib or 0)
             + (second.breakdown.kv_cache_mib or 0),
@@ -143,11 +180,11 @@ def one_layout(folder: Path, panes_hint: int, tokens: int, cores: int | None = N
 
 def print_round(label: str, round_number: int, layout: str, result: dict) -> None:
     print(
-        f"{label} round {round_number + 1} {layout:<16} alone "
+        f"{label} round {round_number + 1} {layout:<8} alone "
         f"{result['alone_tok_s']:5.1f}  together {result['together_tok_s']:5.1f} "
         f"tok/s (decode {result['alone_decode_tok_s']:5.1f} / "
-        f"{result['together_decode_tok_s']:5.1f})  second +"
-        f"{result['second_added_pss_mib']:.0f} MiB PSS  "
+        f"{result['together_decode_tok_s']:5.1f}; threads {result['alone_threads']} / "
+        f"{result['together_threads']})  second +{result['second_added_pss_mib']:.0f} MiB PSS  "
         f"same text {result['same_text_as_alone']}",
         flush=True,
     )
@@ -171,12 +208,18 @@ def medians(runs: dict[str, list[dict]]) -> dict[str, dict]:
         }
         row["same_text_as_alone"] = all(r["same_text_as_alone"] for r in results)
         row["together_per_pane_last_round"] = results[-1]["together_per_pane"]
+        for key in ("alone_threads", "together_threads"):  # every count seen in any round
+            row[key] = sorted({t for r in results for t in r[key]})
         table[layout] = row
     base = table["one process"]
     for row in table.values():
         row["together_vs_one_alone"] = round(row["together_tok_s"] / base["alone_tok_s"], 3)
         row["together_decode_vs_one_alone"] = round(
             row["together_decode_tok_s"] / base["alone_decode_tok_s"], 3
+        )
+        row["alone_vs_one_alone"] = round(row["alone_tok_s"] / base["alone_tok_s"], 3)
+        row["alone_decode_vs_one_alone"] = round(
+            row["alone_decode_tok_s"] / base["alone_decode_tok_s"], 3
         )
         row["second_added_vs_lora_plus_kv"] = round(
             row["second_added_pss_mib"] / row["second_lora_plus_kv_mib"], 2
@@ -189,7 +232,17 @@ def main() -> int:
     parser.add_argument("--folder", type=Path, action="append")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument(
+        "--layouts",
+        default=",".join(layout.short for layout in LAYOUTS.values()),
+        help="which layouts, by short name (one is always measured)",
+    )
     args = parser.parse_args()
+    shorts = {"one", *args.layouts.split(",")}
+    unknown = shorts - {layout.short for layout in LAYOUTS.values()}
+    if unknown:
+        parser.error(f"no layout named {', '.join(sorted(unknown))}")
+    layouts = {key: layout for key, layout in LAYOUTS.items() if layout.short in shorts}
 
     from lora_tui.demo.build import DemoBuild, demo_folder, demo_quantization
     from lora_tui.engine.threads import available_cores
@@ -207,12 +260,12 @@ def main() -> int:
             print(f"{folder}: no foundation.ptd (lora-tui demo [--quantize MODE] builds one)")
             continue
         label = DemoBuild(folder, None).manifest.quantized.label
-        runs: dict[str, list[dict]] = {layout: [] for layout in LAYOUTS}
+        runs: dict[str, list[dict]] = {key: [] for key in layouts}
         for round_number in range(args.rounds):
-            for layout, (hint, times) in LAYOUTS.items():
-                result = one_layout(folder, hint, args.tokens, times * available_cores())
-                runs[layout].append(result)
-                print_round(label, round_number, layout, result)
+            for key, layout in layouts.items():
+                result = one_layout(folder, layout, args.tokens, available_cores())
+                runs[key].append(result)
+                print_round(label, round_number, layout.short, result)
         table = medians(runs)
         report["folders"][label] = table  # type: ignore[index]
     print(json.dumps(report, indent=2))
@@ -225,7 +278,10 @@ def main() -> int:
 
 LAYOUT_LABELS = {
     "one process": "one process, the panes take turns (`--threads 2`)",
-    "a lane per pane": "**a lane per pane, a core each (two panes now)**",
+    "threads follow the work": "**a lane per pane, every core alone, a share each together "
+    "(the default)**",
+    "three panes, threads follow the work": "the same, three panes (two lanes)",
+    "a lane per pane": "a lane per pane, a core each (`--threads 1`; the default before)",
     "two lanes, every core each": "a lane per pane, every core each (not taken)",
 }
 
@@ -237,6 +293,8 @@ def parallel_panes_table(report: dict) -> list[str]:
         header += [f"{mode} alone", f"{mode} both at once (wall / decode)", f"{mode} second adds"]
     lines = markdown.head(header)
     for key, label in LAYOUT_LABELS.items():
+        if not all(key in table for table in folders.values()):
+            continue  # a layout this results file did not measure
         cells = [label]
         for table in folders.values():
             row = table[key]
@@ -247,6 +305,39 @@ def parallel_panes_table(report: dict) -> list[str]:
                 f"({ratios[0]:.2f}× / {ratios[1]:.2f}×)",
                 f"+{row['second_added_pss_mib']} MiB ({row['second_added_vs_lora_plus_kv']:.2f}×)",
             ]
+        lines.append(markdown.row(cells))
+    return lines
+
+
+# (what is measured, the layout, its figure): the issue's question, a row each.
+LONE_PANE_ROWS = (
+    ("one pane alone in a two-pane app", "threads follow the work", "alone"),
+    ("one pane alone in a three-pane app", "three panes, threads follow the work", "alone"),
+    ("two panes at once in a two-pane app", "threads follow the work", "together"),
+    ("before, a core per lane: one pane alone in a two-pane app", "a lane per pane", "alone"),
+    ("before: two panes at once", "a lane per pane", "together"),
+)
+
+
+def lone_pane_table(report: dict) -> list[str]:
+    """Each figure against the same program answering alone in one process (the ``one
+    process`` layout), wall-clock speed and decode speed; "—" for a layout this results
+    file did not measure."""
+    folders = report["folders"]
+    lines = markdown.head(["against one program alone in one process", *folders])
+    for label, key, figure in LONE_PANE_ROWS:
+        cells = [label]
+        for table in folders.values():
+            row = table.get(key)
+            if row is None:
+                cells.append("—")
+                continue
+            one = table["one process"]  # (older files hold no ratios for a pane alone)
+            wall = row[f"{figure}_tok_s"] / one["alone_tok_s"]
+            decode = row[f"{figure}_decode_tok_s"] / one["alone_decode_tok_s"]
+            threads = "/".join(str(t) for t in row.get(f"{figure}_threads", ()))
+            on = f", {threads} thread{'s' if threads != '1' else ''}" if threads else ""
+            cells.append(f"{wall:.2f}× / {decode:.2f}× ({row[f'{figure}_tok_s']} tok/s{on})")
         lines.append(markdown.row(cells))
     return lines
 

@@ -77,6 +77,7 @@ TABLES: dict[str, Table] = {
     "first_run_warm": Table("first_run:first_run_table"),
     "threads": Table("threads:threads_table"),
     "parallel_panes": Table("parallel_panes:parallel_panes_table"),
+    "parallel_panes_lone": Table("parallel_panes:lone_pane_table", ("parallel_panes",)),
     "departure_cost": Table("departure_cost:departure_cost_table"),
     "program_report": Table("program_report:program_report_table"),
     "op_profile": Table("op_profile:op_profile_table"),

@@ -93,10 +93,10 @@ def _runtime_options() -> argparse.ArgumentParser:
         "--threads",
         type=_positive,
         metavar="N",
-        help="XNNPACK's threads per program process (default: the cores this process may "
-        "use, shared among the panes opened together, which answer at once). Fewer threads "
-        "fit more panes answering at once; libtorch's OpenMP pool gets one thread unless "
-        "OMP_NUM_THREADS says otherwise",
+        help="XNNPACK's threads per program process, fixed (default: the cores this process "
+        "may use, all of them for a pane answering alone and shared among the panes "
+        "answering at once). Fewer threads fit more panes answering at once; libtorch's "
+        "OpenMP pool gets one thread unless OMP_NUM_THREADS says otherwise",
     )
     parent.add_argument(
         "--no-share",

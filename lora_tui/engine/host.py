@@ -24,7 +24,12 @@ from lora_tui.engine.probe import probe_tokens
 from lora_tui.engine.protocol import Departure, Probed, Replied, ReplyDone
 from lora_tui.engine.session import AdapterSession, Event, Reply
 from lora_tui.engine.sharing import configure_sharing
-from lora_tui.engine.threads import configure_threads, resize_after_fork
+from lora_tui.engine.threads import (
+    configure_threads,
+    pool_binding,
+    resize_after_fork,
+    use_threads,
+)
 from lora_tui.engine.types import (
     AdapterInfo,
     EngineError,
@@ -59,6 +64,7 @@ class ModelHost:
             self.threads = configure_threads(threads)
         except ValueError as err:
             raise EngineError(str(err)) from None
+        pool_binding()  # looked for once, so each reply can say how many threads it ran on
         self.sharing: Sharing = configure_sharing(share)
         self.foundation: Foundation = open_foundation(weights, tokenizer)
         self.packed: Packed | None = None  # the packed weights on disk, once checked
@@ -110,6 +116,11 @@ class ModelHost:
         self._preflight.forget()
         self.measure = lambda: sample_tree(engine, leave_out=CHECKER_MODULE)
         resize_after_fork(threads)
+
+    def use_threads(self, threads: int) -> None:
+        """Run the next steps on ``threads`` of the pool's threads (a lane, told by its
+        router how many lanes are busy; see ``threads.py``)."""
+        use_threads(threads)
 
     def end_checks(self, idle_s: float = 0.0, wait: bool = True) -> float | None:
         """Let the pre-flight child go once it has had nothing to check for ``idle_s``

@@ -13,8 +13,12 @@ every other lane, which the kernel keeps shared because nothing writes to packed
 The worker becomes the lanes' router: it checks every program first (the pre-flight), gives
 each to the lane with the fewest, and forwards commands to the lanes that own the adapters
 they name and events back to the UI. A lane is the old worker loop (``serve`` on a
-``ModelHost``) with its own thread pool, sized by ``lane_layout``: every core for a lone
-lane, a share each for several, so lanes never spin more threads than there are cores.
+``ModelHost``) with its own thread pool, laid out by ``lane_layout``: each lane's pool has
+every core, and the router tells each lane how many of them to use (``UseThreads``) whenever
+the number of busy lanes changes, so a pane answering alone has every core and lanes
+answering at once never spin more threads than there are cores. A lane is busy from the
+router's ``Send`` or ``Score`` until it says it is ``Idle`` again (scoring is work too).
+Where the pool cannot be resized, or ``--threads`` fixes it, each lane's pool is fixed.
 
 The router's loop never waits on a program. Checks (up to two minutes each) and the seed's
 load run on a thread of their own, one program at a time in the order asked, while the loop
@@ -52,6 +56,7 @@ from lora_tui.engine.protocol import (
     Clear,
     EngineEvent,
     EngineFailed,
+    Idle,
     Load,
     LoadFailed,
     Piece,
@@ -63,7 +68,9 @@ from lora_tui.engine.protocol import (
     Shutdown,
     Unload,
     UseBase,
+    UseThreads,
 )
+from lora_tui.engine.threads import LaneLayout
 from lora_tui.engine.types import EngineError, ReplyEnd
 from lora_tui.format import one_line
 
@@ -104,8 +111,15 @@ def step_watch(limit_s: float) -> Iterator[None]:
 class Lane:
     pid: int
     conn: Connection
+    threads: int  # of its pool's threads, how many it was last told to use
     adapters: dict[str, str] = field(default_factory=dict)  # name -> program path
     replies: dict[str, list[str]] = field(default_factory=dict)  # under way: what streamed
+    told: int = 0  # Sends and Scores told it
+    seen: int = 0  # of those, how many it had seen when it last said it was Idle
+
+    @property
+    def busy(self) -> bool:
+        return self.told > self.seen
 
 
 class Router:
@@ -116,16 +130,14 @@ class Router:
         app: Connection,
         host: ModelHost,
         lane_loop: LaneLoop,
-        lane_threads: int,
-        max_lanes: int,
+        layout: LaneLayout,
         checker_idle_s: float,
         step_limit_s: float = STEP_LIMIT_S,
     ) -> None:
         self.app = app
         self.host = host
         self.lane_loop = lane_loop
-        self.lane_threads = lane_threads
-        self.max_lanes = max(1, max_lanes)
+        self.layout = layout
         self.checker_idle_s = checker_idle_s
         self.step_limit_s = step_limit_s
         self.lanes: list[Lane] = []
@@ -196,9 +208,10 @@ class Router:
                 if isinstance(command, Unload):
                     lane.adapters.pop(name, None)
                     self._forget(name)
+                    _tell(lane, command)
                 else:
                     lane.replies.setdefault(name, [])
-                _tell(lane, command)
+                    self._give_work(lane, command)
         elif isinstance(command, Routed):
             for name, held in self.checking.items():
                 if command.names is None or name in command.names:
@@ -295,7 +308,7 @@ class Router:
         idle = [lane for lane in self.lanes if not lane.adapters]
         if idle:
             return idle[0]
-        if len(self.lanes) < self.max_lanes:
+        if len(self.lanes) < self.layout.lanes:
             return self._fork_lane()
         return min(self.lanes, key=lambda lane: len(lane.adapters))
 
@@ -312,7 +325,7 @@ class Router:
                 others = (lane.conn for lane in self.lanes)
                 for conn in (ours, self.app, self._checked, self._check_done, *others):
                     conn.close()
-                self.host.in_lane(router, self.lane_threads)
+                self.host.in_lane(router, self.layout.pool)
                 self.lane_loop(theirs, self.host, self.step_limit_s)
                 code = 0
             except BaseException:
@@ -320,7 +333,7 @@ class Router:
             finally:
                 os._exit(code)
         theirs.close()
-        lane = Lane(pid, ours)
+        lane = Lane(pid, ours, self.layout.pool)  # a new pool uses all its threads
         self.lanes.append(lane)
         return lane
 
@@ -332,7 +345,10 @@ class Router:
         except (EOFError, OSError):
             self._lane_ended(lane)
             return
-        events = [e for e in received if not isinstance(e, Probed | Replied)]
+        events = [e for e in received if not isinstance(e, Probed | Replied | Idle)]
+        for idle in (e for e in received if isinstance(e, Idle)):
+            lane.seen = max(lane.seen, idle.seen)
+            self._share_threads()  # before the UI hears of the reply's end and sends again
         for probe in (e for e in received if isinstance(e, Probed)):
             if probe.base and self.base is None:
                 self.base = probe.adapter
@@ -348,14 +364,31 @@ class Router:
             elif isinstance(event, LoadFailed):
                 lane.adapters.pop(event.adapter, None)
                 self._forget(event.adapter)
-        self.app.send(events)
+        if events:  # a batch that was only for the router (an Idle) is not sent on
+            self.app.send(events)
 
     def _score(self, replied: Replied) -> None:
         """Have the base's lane score an adapter's whole reply (``Departure``)."""
         base = self.base
         if base is None or replied.adapter == base or (lane := self.owners.get(base)) is None:
             return
-        _tell(lane, Score(base, replied))
+        self._give_work(lane, Score(base, replied))
+
+    def _give_work(self, lane: Lane, command: Send | Score) -> None:
+        """Tell a lane a Send or a Score: it is busy until it says it is Idle after it, so the
+        busy lanes' shares of the cores are told first (its own among them)."""
+        lane.told += 1
+        self._share_threads()
+        _tell(lane, command)
+
+    def _share_threads(self) -> None:
+        """Tell each busy lane whose share of the cores changed how many threads to use. An
+        idle lane keeps its count until it is given work again."""
+        busy = [lane for lane in self.lanes if lane.busy]
+        for lane, threads in zip(busy, self.layout.shares(len(busy)), strict=True):
+            if self.layout.resizing and lane.threads != threads:
+                lane.threads = threads
+                _tell(lane, UseThreads(threads))
 
     def _forget(self, name: str) -> None:
         """``name`` is gone: its probe goes, and it is no longer the base."""
@@ -372,6 +405,7 @@ class Router:
             raise EOFError  # one lane's programs are gone: restart the engine
         for name in lane.adapters:
             self.no_effect.forget(name)
+        self._share_threads()  # its cores go to the lanes still working
         self.app.send(self._stopped(lane))
 
     def _stopped(self, lane: Lane) -> list[EngineEvent]:

@@ -37,6 +37,9 @@ class EngineReady:
     baseline_rss_mib: float
     foundation: str
     foundation_mib: float
+    # Said when the lanes' threads are fixed although they would follow how many answer
+    # (``threads.LaneLayout.note``): a pane answering alone then has only its share.
+    threads_note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -212,6 +215,25 @@ class Score:
 
     base: str
     replied: Replied
+
+
+@dataclass(frozen=True)
+class UseThreads:
+    """From the router to a lane: run the next steps on ``threads`` of its XNNPACK pool's
+    threads (``threads.thread_shares``: every core while it works alone, its share while
+    other lanes do too). Sent only when its share changes, and before the ``Send`` or
+    ``Score`` that makes it busy, so its first step already runs on its share."""
+
+    threads: int
+
+
+@dataclass(frozen=True)
+class Idle:
+    """From a lane to its router, in the same batch as the events of what made it so: it
+    has no reply and nothing to score, after the first ``seen`` Sends and Scores it was told
+    (so one told meanwhile keeps it busy in the router's eyes). Never sent on to the UI."""
+
+    seen: int
 
 
 # --- to and from the pre-flight checker (preflight.py) --------------------------------------

@@ -20,6 +20,7 @@ from lora_tui.engine.chat import ChatFormat
 from lora_tui.engine.loading import ProgramFacts, position_input, token_input
 from lora_tui.engine.protocol import Piece, Replied, ReplyDone
 from lora_tui.engine.sampling import pick_token
+from lora_tui.engine.threads import threads_in_use
 from lora_tui.engine.types import (
     EngineError,
     GenerationSettings,
@@ -70,6 +71,7 @@ class Reply:
         self.forgotten = 0  # the oldest messages left out to fit the context
         self.cancelled = False
         self.pending: list[Event] = []
+        self.threads: int | None = None  # the fewest pool threads a step ran on so far
         self._work = self._run()
 
     def cancel(self) -> None:
@@ -77,6 +79,8 @@ class Reply:
 
     def step(self) -> list[Event]:
         """Do one unit of work; return the events it produced (the last is ReplyDone at the end)."""
+        if (threads := threads_in_use()) is not None:
+            self.threads = min(threads, self.threads or threads)
         try:
             next(self._work)
         except StopIteration:
@@ -141,6 +145,7 @@ class Reply:
             ttft_s=first_token_at - started,
             prefill_tok_s=prompt_tokens / prefill_s,
             decode_tok_s=(new_tokens - 1) / decode_s if new_tokens > 1 and decode_s else 0.0,
+            threads=self.threads,
         )
         end = ReplyEnd.CANCELLED if self.cancelled else decoded.end
         whole = end in (ReplyEnd.STOP, ReplyEnd.LENGTH, ReplyEnd.CONTEXT)

@@ -80,6 +80,9 @@ class ReplyStats:
     ttft_s: float
     prefill_tok_s: float
     decode_tok_s: float
+    # The fewest of XNNPACK's threads any of its steps ran on (None: unknown): fewer than
+    # the pool's while other lanes answered too.
+    threads: int | None = None
 
 
 class ReplyEnd(StrEnum):

@@ -40,6 +40,7 @@ from lora_tui.engine.protocol import (
     EngineFailed,
     EngineReady,
     FoundationEngine,
+    Idle,
     Load,
     Loaded,
     LoadFailed,
@@ -51,8 +52,14 @@ from lora_tui.engine.protocol import (
     Shutdown,
     Unload,
     UseBase,
+    UseThreads,
 )
-from lora_tui.engine.threads import available_cores, hold_openmp_to_one_thread, lane_layout
+from lora_tui.engine.threads import (
+    available_cores,
+    hold_openmp_to_one_thread,
+    lane_layout,
+    pool_binding,
+)
 from lora_tui.engine.types import EngineError, GenerationSettings, Message, ReplyEnd
 from lora_tui.format import ArtifactError, one_line
 
@@ -130,7 +137,8 @@ class EngineProcess:
         programs: Sequence[Path] = (),
     ) -> None:
         """``panes``: how many programs the app opens with, which sets how many run at once
-        (``lane_layout``); ``threads``: XNNPACK's pool in each lane; ``cores``: how many
+        (``lane_layout``); ``threads``: a fixed XNNPACK pool in each lane (default: every
+        core, of which each lane uses its share while others answer); ``cores``: how many
         cores its lanes share (default: all; less when other engines run beside it);
         ``programs``: those it will be asked to load first, if known (the worker starts
         the pre-flight checker at once unless each passed before)."""
@@ -261,9 +269,12 @@ def _worker_main(
         conn.send([EngineFailed(str(err))])
         return
     foundation_mib = host.foundation.size_bytes / 2**20
-    conn.send([EngineReady(host.sharing, host.baseline_rss_mib, weights, foundation_mib)])
-    lanes, lane_threads = lane_layout(panes, threads, cores)
-    router = Router(conn, host, _lane_main, lane_threads, lanes, CHECKER_IDLE_S)
+    layout = lane_layout(panes, threads, cores, resizable=pool_binding() is not None)
+    if layout.note:
+        print(f"lanes: {layout.note}", file=sys.stderr)  # to the engine's log
+    ready = EngineReady(host.sharing, host.baseline_rss_mib, weights, foundation_mib, layout.note)
+    conn.send([ready])
+    router = Router(conn, host, _lane_main, layout, CHECKER_IDLE_S)
     try:
         router.serve()
     finally:
@@ -278,10 +289,12 @@ def _lane_main(conn: Connection, host: ModelHost, step_limit_s: float) -> None:
 
 
 def _serve(conn: Connection, host: ModelHost, step_limit_s: float) -> None:
+    work = _Work()
     while True:
         # Block until a command unless a reply is under way; take every command waiting,
         # then one step of the next reply. A load (it runs a forward) or a step that takes
         # longer than ``step_limit_s`` ends the lane: it is stuck, see ``step_watch``.
+        # A new thread count (``UseThreads``) is a command: it takes effect between steps.
         wait = 0 if host.busy else None
         while conn.poll(wait):
             command = conn.recv()
@@ -289,13 +302,31 @@ def _serve(conn: Connection, host: ModelHost, step_limit_s: float) -> None:
                 return
             with step_watch(step_limit_s):
                 reply = _handle(host, command)
-            if reply:
+            if isinstance(command, Send | Score):
+                work.seen += 1
+                work.owed = True
+            if reply := reply + work.idle(host):
                 conn.send(reply)
             wait = 0
         with step_watch(step_limit_s):
             events = host.step()
-        if events:
+        if events := events + work.idle(host):
             conn.send(events)
+
+
+class _Work:
+    """What a lane tells its router of its work: after the Sends and Scores it has seen, it
+    is Idle (once, sent with the events of what made it so)."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+        self.owed = False
+
+    def idle(self, host: ModelHost) -> list[Idle]:
+        if not self.owed or host.busy:
+            return []
+        self.owed = False
+        return [Idle(self.seen)]
 
 
 def _handle(host: ModelHost, command: object) -> list[EngineEvent | Probed | Replied]:
@@ -311,6 +342,9 @@ def _handle(host: ModelHost, command: object) -> list[EngineEvent | Probed | Rep
             return [Loaded(info.name, info), *host.probed(info.name)]
         except Exception as err:  # EngineError, or anything the runtime raised
             return [LoadFailed(name, command.path, one_line(err))]
+    if isinstance(command, UseThreads):
+        host.use_threads(command.threads)
+        return []
     if isinstance(command, Score):
         try:
             host.score(command.base, command.replied)

@@ -252,6 +252,20 @@ async def test_quantization_shows_on_the_pane_and_in_the_memory_panel(tmp_path: 
         assert "foundation.ptd 513 MiB (8da4w g32)" in shown
 
 
+async def test_the_memory_panel_says_when_threads_cannot_follow_the_work(tmp_path: Path) -> None:
+    """Issue 45: an engine whose runtime cannot resize its thread pool keeps each lane to its
+    share of the cores, and says so beside weight sharing; one that can says nothing."""
+    note = "threads fixed at 1 per lane: [b]this[/b] ExecuTorch's thread pool cannot be resized"
+    app = make_app(["nobel", "executorch"], tmp_path, threads_note=note)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert note in str(app.query_one("#memory-sharing").render())  # literal, markup and all
+    app = make_app(["nobel", "executorch"], tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert "threads" not in str(app.query_one("#memory-sharing").render())
+
+
 # --- snapshots --------------------------------------------------------------------------------
 
 

@@ -567,3 +567,49 @@ def test_a_lane_that_dies_fails_the_engine_so_the_app_restarts_it(
     assert failed.error == "engine lane exited (signal 9)"
     gone, alive = psutil.wait_procs(lanes, timeout=20)
     assert not alive, f"lanes left behind: {alive}"
+
+
+def test_a_lane_uses_every_core_alone_and_its_share_beside_another(
+    tiny_artifacts: TinyArtifacts, host: ModelHost, tmp_path: Path
+) -> None:
+    """Issue 45: on two cores, each lane's XNNPACK pool has two threads; a pane answering
+    alone runs on both, two answering at once on one each, and alone again on both, as
+    read back from the lane's pool (``pthreadpool_get_threads_count``: the fewest threads
+    any step of the reply ran on). The answers are those of one process."""
+    settings = GenerationSettings(max_new_tokens=64)
+    hello = [Message("user", "Hello there")]
+    alone = {}
+    for name in ("full", "partial"):
+        host.clear([name])
+        alone[name] = host.answer(name, hello, settings).text
+    events = EventCollector()
+    engine = EngineProcess(
+        tiny_artifacts.foundation, events, log_path=tmp_path / "engine.log", panes=2, cores=2
+    )
+
+    def answer(names: list[str]) -> dict[str, ReplyDone]:
+        engine.clear(names)
+        before = len(events.events)
+        engine.send({name: hello for name in names}, settings)
+        got = events.wait_for(
+            lambda got: sum(isinstance(e, ReplyDone) for e in got[before:]) == len(names)
+        )
+        return {e.adapter: e for e in got[before:] if isinstance(e, ReplyDone)}
+
+    try:
+        engine.load(tiny_artifacts.program("full"))
+        engine.load(tiny_artifacts.program("partial"))
+        events.wait_for(lambda got: sum(isinstance(e, Loaded) for e in got) == 2)
+        assert len(_lanes(engine)) == 2
+        first = answer(["full"])["full"]
+        # "partial" is sent while "full" answers: its lane is told one thread before its
+        # Send, so all its steps run on one, and "full" drops to one between two steps.
+        both = answer(["full", "partial"])
+        last = answer(["partial"])["partial"]
+    finally:
+        engine.close()
+    assert all(d.stats is not None for d in (first, last, *both.values()))
+    assert first.stats.threads == 2 and first.text == alone["full"]
+    assert both["partial"].stats.threads == 1 and both["full"].stats.threads == 1
+    assert {name: d.text for name, d in both.items()} == alone
+    assert last.stats.threads == 2 and last.text == alone["partial"]

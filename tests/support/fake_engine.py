@@ -74,11 +74,13 @@ class FakeEngine:
         quantization: str | None = None,
         replies: Mapping[str, str] | None = None,
         no_effect: Mapping[str, tuple[str, float]] | None = None,
+        threads_note: str | None = None,
     ) -> None:
         """``foundation``, ``foundation_mib`` and ``quantization``: what it runs over (its
         programs' quantization is "8da4w g32" for names starting "q-" unless given).
         ``replies``: adapter name -> its answer, over the fixed ``REPLIES``. ``no_effect``:
-        adapter name -> (base, largest logit change): its load is followed by ``NoEffect``."""
+        adapter name -> (base, largest logit change): its load is followed by ``NoEffect``.
+        ``threads_note``: what its ``EngineReady`` says of threads that cannot follow the work."""
         self.on_event = on_event
         self.foundation, self.quantization = foundation, quantization
         self.hold = hold
@@ -101,6 +103,7 @@ class FakeEngine:
                 371.0,
                 foundation,
                 foundation_mib,
+                threads_note,
             )
         )
 

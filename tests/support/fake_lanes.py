@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lora_tui.engine.lanes import Router
 from lora_tui.engine.protocol import Departure, Piece, Probed, Replied, ReplyDone
+from lora_tui.engine.threads import LaneLayout
 from lora_tui.engine.types import (
     AdapterInfo,
     EngineError,
@@ -46,6 +47,8 @@ class FakeHost:
     * ``slow*``: its check waits until a file named like it with ``.go`` exists;
     * ``stuck*``: the first step of its reply never returns;
     * ``endless*``: its reply streams until it is cancelled;
+    * ``gauge*``: its reply streams, until it is cancelled, how many threads its lane was
+      told to use, a piece a step;
     * ``base*``: a base program; ``zero*``: its load probe gives the base's logits;
     * any other: answers "hello" in two pieces (tokens 3 and 4, after a prompt of 1 and 2),
       and a base scores it as departing at its second token, "lo", where it says "p".
@@ -62,6 +65,7 @@ class FakeHost:
         self.cancelled: set[str] = set()
         self._preflight = FakePreflight()
         self.measure = None
+        self.threads = 0  # its pool's threads in use: set in a lane
 
     # --- the router's side ---
 
@@ -78,7 +82,10 @@ class FakeHost:
         return None
 
     def in_lane(self, engine: int, threads: int) -> None:
-        pass
+        self.threads = threads
+
+    def use_threads(self, threads: int) -> None:
+        self.threads = threads
 
     # --- a lane's side ---
 
@@ -144,6 +151,12 @@ class FakeHost:
         if program.startswith("stuck"):
             while True:
                 time.sleep(3600)  # as a forward stuck in native code: nothing comes back
+        if program.startswith("gauge"):
+            while name not in self.cancelled:
+                time.sleep(0.01)
+                yield Piece(name, str(self.threads))
+            yield ReplyDone(name, "", ReplyEnd.CANCELLED, None)
+            return
         if program.startswith("endless"):
             text = ""
             while name not in self.cancelled:
@@ -159,7 +172,9 @@ class FakeHost:
 
 def serve_router(conn: Connection, max_lanes: int, step_limit_s: float | None = None) -> None:
     """The worker's loop over a ``FakeHost`` (``step_limit_s``: the lanes' watchdog; None:
-    the router's default)."""
+    the router's default), its lanes sharing ``max_lanes`` cores as the engine's default
+    layout does where the pool can be resized."""
     limits = {} if step_limit_s is None else {"step_limit_s": step_limit_s}
-    router = Router(conn, FakeHost(), _lane_main, 1, max_lanes, 15.0, **limits)  # type: ignore[arg-type]
+    layout = LaneLayout(max_lanes, max_lanes, max_lanes, resizing=True)
+    router = Router(conn, FakeHost(), _lane_main, layout, 15.0, **limits)  # type: ignore[arg-type]
     router.serve()

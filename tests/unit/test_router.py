@@ -12,24 +12,31 @@ from pathlib import Path
 
 import psutil
 
+from lora_tui.engine.lanes import Lane, Router
 from lora_tui.engine.protocol import (
     Cancel,
     Departure,
     EngineEvent,
     EngineFailed,
+    Idle,
     Load,
     Loaded,
     LoadFailed,
     NoEffect,
+    Piece,
     Probed,
     Replied,
     ReplyDone,
+    Score,
     Send,
     Shutdown,
     Unload,
     UseBase,
+    UseThreads,
 )
+from lora_tui.engine.threads import LaneLayout
 from lora_tui.engine.types import GenerationSettings, Message, ReplyEnd
+from lora_tui.engine.worker import _lane_main
 from tests.support import fake_lanes
 
 HELLO = (Message("user", "Hello there"),)
@@ -218,3 +225,97 @@ def test_a_reply_is_scored_in_the_bases_lane_after_it_ends(tmp_path: Path) -> No
     assert first.summary == "departs from base at token 2 ('lo'; base would say 'p')"
     nobel_events = [type(e) for e in got if getattr(e, "adapter", "") == "nobel"]
     assert nobel_events.index(Departure) > nobel_events.index(ReplyDone)
+
+
+# --- threads: every core for a lane working alone, a share each for several -----------------
+
+
+def readings(got: list[EngineEvent], name: str) -> list[str]:
+    """What a ``gauge`` program's pieces said: its lane's thread count, step by step."""
+    return [e.text for e in got if isinstance(e, Piece) and e.adapter == name]
+
+
+def test_a_lane_answering_alone_uses_every_core_and_its_share_beside_another(
+    tmp_path: Path,
+) -> None:
+    """Issue 45: on two cores, a lane answering alone runs on both; once a second lane
+    answers too, each runs on one, the newcomer from its first step; once that one is done,
+    the first has both again. Each lane reads its count between steps."""
+    first, second = programs(tmp_path, "gauge_a", "gauge_b")
+    with router(max_lanes=2) as app:
+        events = Events(app)
+        app.send(Load(first))
+        app.send(Load(second))
+        events.wait_for(lambda got: loaded("gauge_a")(got) and loaded("gauge_b")(got))
+        app.send(Send("gauge_a", HELLO, SETTINGS))
+        events.wait_for(lambda got: len(readings(got, "gauge_a")) >= 3)
+        app.send(Send("gauge_b", HELLO, SETTINGS))
+        events.wait_for(lambda got: len(readings(got, "gauge_b")) >= 3)
+        events.wait_for(lambda got: readings(got, "gauge_a")[-1] == "1")
+        alone_then_beside = readings(events.got, "gauge_a")
+        app.send(Cancel(("gauge_b",)))
+        events.wait_for(ended("gauge_b"))
+        mark = len(readings(events.got, "gauge_a"))
+        events.wait_for(lambda got: "2" in readings(got, "gauge_a")[mark:])
+        app.send(Cancel(("gauge_a",)))
+        got = events.wait_for(ended("gauge_a"))
+    assert set(readings(got, "gauge_b")) == {"1"}  # told before its Send: never both cores
+    shared_from = alone_then_beside.index("1")
+    assert set(alone_then_beside[:shared_from]) == {"2"} and shared_from >= 3
+    assert set(alone_then_beside[shared_from:]) == {"1"}
+    assert readings(got, "gauge_a")[-1] == "2"
+    assert not any(isinstance(e, Idle | UseThreads) for e in got)  # between router and lanes
+
+
+class Told:
+    """A lane the router talks to over a pipe, in this process: what it was told."""
+
+    def __init__(self, router: Router, *adapters: str) -> None:
+        self.ours, theirs = mp.Pipe()
+        self.lane = Lane(0, theirs, router.layout.pool, {a: f"{a}.pte" for a in adapters})
+        router.lanes.append(self.lane)
+
+    def told(self) -> list[object]:
+        got = []
+        while self.ours.poll(0):
+            got.append(self.ours.recv())
+        return got
+
+
+def test_the_router_shares_the_cores_among_lanes_that_answer_or_score() -> None:
+    """The router's bookkeeping, lane by lane: a Send or a Score makes a lane busy until it
+    says Idle after it (an Idle older than a Send told since does not count), and each
+    change in how many are busy tells the busy lanes whose share changed, before the work
+    that changed it. Scoring a reply is work as answering one is."""
+    app, ui = mp.Pipe()
+    router = Router(app, fake_lanes.FakeHost(), _lane_main, LaneLayout(2, 2, 2, True), 15.0)  # type: ignore[arg-type]
+    a, b = Told(router, "nobel"), Told(router, "base")
+    router.route(UseBase("base"))
+    assert ui.recv() == []  # (no adapter to compare with the base yet)
+    send = Send("nobel", HELLO, SETTINGS)
+
+    router.route(send)  # alone: its pool's every thread, as a fresh pool uses already
+    assert a.told() == [send] and b.told() == []
+    replied = Replied("nobel", (1, 2), (3, 4), True)
+    a.ours.send([ReplyDone("nobel", "hello", ReplyEnd.STOP, None), replied, Idle(1)])
+    router.forward(a.lane)  # a is done; its reply goes to the base's lane to score, alone
+    assert a.told() == [] and b.told() == [Score("base", replied)]
+    assert [type(e) for e in ui.recv()] == [ReplyDone]  # no Idle, no Replied for the UI
+
+    router.route(send)  # a answers again while b scores: one core each, told first
+    assert a.told() == [UseThreads(1), send] and b.told() == [UseThreads(1)]
+    b.ours.send([Idle(0)])  # an Idle from before its Score: still busy
+    router.forward(b.lane)
+    assert a.told() == [] and b.told() == []
+    departure = Departure("nobel", "base", ("hel", "lo"), (-0.2, -3.0), 1, "p", False)
+    b.ours.send([departure, Idle(1)])
+    router.forward(b.lane)  # b has scored: a has both cores again
+    assert a.told() == [UseThreads(2)] and b.told() == []
+    assert [type(e) for e in ui.recv()] == [Departure]
+
+    router.route(send)  # a was busy already: nothing changes
+    assert a.told() == [send] and b.told() == []
+    base_send = Send("base", HELLO, SETTINGS)
+    router.route(base_send)
+    # An idle lane kept its last count: b, told one when it scored, needs no telling again.
+    assert a.told() == [UseThreads(1)] and b.told() == [base_send]

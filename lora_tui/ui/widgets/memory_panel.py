@@ -42,6 +42,7 @@ class MemoryPanel(Vertical):
         self.border_title = "Memory"
         self.history: deque[float] = deque(maxlen=HISTORY)
         self.sharing: Sharing | None = None
+        self.threads_note: str | None = None  # the lanes' threads could not follow the work
         self.foundations: dict[str, float] = {}  # each foundation's file -> its MiB
         self.adapters: dict[str, AdapterInfo] = {}
         self.engine: MemorySample | None = None
@@ -87,6 +88,7 @@ class MemoryPanel(Vertical):
     def engine_ready(self, ready: EngineReady) -> None:
         """An engine is up (one per foundation when several are open)."""
         self.sharing = ready.sharing
+        self.threads_note = ready.threads_note or self.threads_note
         self.foundations[ready.foundation] = ready.foundation_mib
         self.refresh_view()
 
@@ -142,6 +144,8 @@ class MemoryPanel(Vertical):
             else:  # each foundation's adapters share it, and only it
                 sharing.append(f"\nshared, each {packed.replace('all', 'its')}:")
                 sharing.append(printable("".join(f"\n  {line}" for line in lines)))
+        if self.threads_note:
+            sharing.append(printable(f"\n{self.threads_note}"), "yellow")
         self.query_one("#memory-sharing", Static).update(sharing)
 
         table = Table(box=None, expand=True, padding=(0, 1), show_edge=False)
