@@ -66,6 +66,7 @@ class FakeHost:
         self._preflight = FakePreflight()
         self.measure = None
         self.threads = 0  # its pool's threads in use: set in a lane
+        self.packed = None  # no packed file: the router loads a seed, as without one
 
     # --- the router's side ---
 
