@@ -6,6 +6,7 @@ Scripts and benchmarks use it directly. The UI runs it in a worker process (see
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -17,7 +18,7 @@ from lora_tui.engine.artifacts import Foundation, open_foundation
 from lora_tui.engine.departure import Scoring
 from lora_tui.engine.foundations import FoundationPrograms, labelled
 from lora_tui.engine.loading import ProgramFacts, load_module, warm_up
-from lora_tui.engine.memory import MIB, MemorySample, sample, sample_tree
+from lora_tui.engine.memory import MIB, MemorySample, added, anonymous_ranges, sample, sample_tree
 from lora_tui.engine.preflight import CHECKER_MODULE, Preflight
 from lora_tui.engine.probe import probe_tokens
 from lora_tui.engine.protocol import Departure, Probed, Replied, ReplyDone
@@ -154,7 +155,7 @@ class ModelHost:
         name = name or manifest_name
         if name in self.sessions:
             raise EngineError(f"{pte}: an adapter named '{name}' is already loaded")
-        before = self.measure()
+        before, mapped = self.measure(), anonymous_ranges()
         started = time.perf_counter()
         module = load_module(pte, self.foundation.path)
         chat = self.foundation.chat.for_program(list(facts.eos_ids), facts.bos_id)
@@ -164,7 +165,7 @@ class ModelHost:
         session = AdapterSession(name, module, chat, facts)
         session.probe = _probe(session, probe, logits)
         load_s = time.perf_counter() - started
-        after = self.measure()
+        after, ranges = self.measure(), added(mapped, anonymous_ranges())
         info = AdapterInfo(
             name=name,
             path=str(pte),
@@ -184,6 +185,8 @@ class ModelHost:
             quantization=self.foundation.quantization,
             foundation=str(self.foundation.path),
             scale=entry.scale if entry else None,
+            process=os.getpid(),
+            ranges=ranges,
         )
         self.sessions[name] = session
         self.infos[name] = info

@@ -51,6 +51,7 @@ from lora_tui.engine.protocol import (
     Clear,
     EngineEvent,
     EngineFailed,
+    FoundationPacked,
     Load,
     LoadFailed,
     Piece,
@@ -129,6 +130,7 @@ class Router:
         self.step_limit_s = step_limit_s
         self.lanes: list[Lane] = []
         self.seed: AdapterSession | None = None  # held so its packed weights stay cached
+        self.packed: FoundationPacked | None = None  # where the seed's load put its memory
         self.no_effect = NoEffectWatch()  # each program's load probe, against the base's
         # What the other adapters are compared with: the first base program to load, or
         # the program the UI names (``UseBase``).
@@ -228,6 +230,9 @@ class Router:
         commands that waited for it follow it."""
         name = outcome.adapter if isinstance(outcome, LoadFailed) else outcome.name
         assert name is not None
+        if self.packed is not None:  # the seed loaded with this check: say where it lies
+            self.app.send([self.packed])
+            self.packed = None
         held = self.checking.pop(name, [])
         failed = outcome if isinstance(outcome, LoadFailed) else self._give_lane(outcome, name)
         if failed is not None:
@@ -281,7 +286,9 @@ class Router:
         """Pack the foundation here, before any lane is forked, by loading one program."""
         self.host.load(path, SEED)
         self.seed = self.host.sessions.pop(SEED)
-        self.host.infos.pop(SEED)
+        info = self.host.infos.pop(SEED)
+        foundation = str(self.host.foundation.path)
+        self.packed = FoundationPacked(foundation, os.getpid(), info.ranges)
 
     # --- lanes ---------------------------------------------------------------------------
 

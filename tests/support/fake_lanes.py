@@ -31,6 +31,8 @@ HOLD_LIMIT_S = 120.0  # a held check gives up after this, so nothing is left run
 
 
 class FakeFoundation:
+    path = Path("/artifacts/foundation.ptd")
+
     def entry_for(self, program: Path) -> tuple[str, None]:
         return program.stem, None
 
