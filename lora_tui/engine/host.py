@@ -19,6 +19,7 @@ from lora_tui.engine.departure import Scoring
 from lora_tui.engine.foundations import FoundationPrograms, labelled
 from lora_tui.engine.loading import ProgramFacts, load_module, warm_up
 from lora_tui.engine.memory import MIB, MemorySample, added, anonymous_ranges, sample, sample_tree
+from lora_tui.engine.pages import release
 from lora_tui.engine.preflight import CHECKER_MODULE, Preflight
 from lora_tui.engine.probe import probe_tokens
 from lora_tui.engine.protocol import Departure, Probed, Replied, ReplyDone
@@ -164,6 +165,7 @@ class ModelHost:
         logits = warm_up(module, pte, self.foundation.path, probe[: facts.max_prefill])
         session = AdapterSession(name, module, chat, facts)
         session.probe = _probe(session, probe, logits)
+        release(self.foundation.path)  # loaded and run: only the rows a step reads stay
         load_s = time.perf_counter() - started
         after, ranges = self.measure(), added(mapped, anonymous_ranges())
         info = AdapterInfo(
@@ -298,6 +300,10 @@ class ModelHost:
         if base not in self._scorers:
             session, info = self.sessions[base], self.infos[base]
             module = load_module(Path(info.path), self.foundation.path)
+            # Its method loads (and locks its mapping of the foundation) at its first run:
+            # one token here, which the first score's prefill from position 0 overwrites.
+            warm_up(module, Path(info.path), self.foundation.path)
+            release(self.foundation.path)
             self._scorers[base] = AdapterSession(base, module, session.chat, session.facts)
         return self._scorers[base]
 
