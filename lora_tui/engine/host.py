@@ -19,7 +19,7 @@ from lora_tui.engine.departure import Scoring
 from lora_tui.engine.foundations import FoundationPrograms, labelled
 from lora_tui.engine.loading import ProgramFacts, load_module, warm_up
 from lora_tui.engine.memory import MIB, MemorySample, added, anonymous_ranges, sample, sample_tree
-from lora_tui.engine.pages import release
+from lora_tui.engine.pages import release, trim
 from lora_tui.engine.preflight import CHECKER_MODULE, Preflight
 from lora_tui.engine.probe import probe_tokens
 from lora_tui.engine.protocol import Departure, Probed, Replied, ReplyDone
@@ -76,6 +76,9 @@ class ModelHost:
         # What a load's memory figures are read from: this process, or (in a lane) the
         # whole engine, where what a program adds is spread over processes sharing pages.
         self.measure: Callable[[], MemorySample] = sample
+        # In a lane: the worker's seed, inherited with the packed weights it holds, kept
+        # until this process's own first load holds them too (``hold_until_loaded``).
+        self._inherited: object | None = None
 
     # --- loading -------------------------------------------------------------------------
 
@@ -110,6 +113,17 @@ class ModelHost:
         self._preflight.forget()
         self.measure = lambda: sample_tree(engine, leave_out=CHECKER_MODULE)
         resize_after_fork(threads)
+
+    def hold_until_loaded(self, seed: object | None) -> None:
+        """In a lane: keep the worker's seed (a program never run here) only until this
+        process loads one of its own, which takes the packed foundation from the weight
+        cache; then let it go, with its KV cache and buffers, and give the heap back."""
+        self._inherited = seed
+
+    def _let_seed_go(self) -> None:
+        if self._inherited is not None:
+            self._inherited = None  # freed now (no collection: see lanes._fork_lane)
+            trim()
 
     def end_checks(self, idle_s: float = 0.0, wait: bool = True) -> float | None:
         """Let the pre-flight child go once it has had nothing to check for ``idle_s``
@@ -192,6 +206,7 @@ class ModelHost:
         )
         self.sessions[name] = session
         self.infos[name] = info
+        self._let_seed_go()
         return info
 
     def probed(self, name: str) -> list[Probed]:

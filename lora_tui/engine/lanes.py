@@ -7,7 +7,9 @@ again (540 MiB at fp32 for SmolLM2-135M). So the worker packs it once, by loadin
 program itself (the seed, never run), and then forks its lanes: each lane starts with the
 packed foundation as pages it shares copy-on-write with the worker and every other lane,
 and packs only its own adapters' weights. The kernel keeps those pages shared because
-nothing writes to packed weights.
+nothing writes to packed weights. The seed's own KV cache and buffers serve no one: once
+every lane is forked the worker lets the seed go, and each lane lets its inherited copy go
+after its own first load, which holds the packed weights from then on.
 
 The worker becomes the lanes' router: it checks every program first (the pre-flight), gives
 each to the lane with the fewest, and forwards commands to the lanes that own the adapters
@@ -30,6 +32,7 @@ none, and each lane replaces it.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing as mp
 import os
 import queue
@@ -45,6 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lora_tui.common.lifetime import die_with_parent
+from lora_tui.engine.pages import trim
 from lora_tui.engine.probe import NoEffectWatch
 from lora_tui.engine.protocol import (
     Cancel,
@@ -276,14 +280,16 @@ class Router:
         path = Path(command.path)
         try:
             facts, check_s = self.host.checked(path)
-            if self.seed is None:
-                self._seed(path)  # before any lane exists: none is forked while it loads
+            if self.seed is None and len(self.lanes) < self.max_lanes:
+                # Before the first lane (or one to replace a lane its watchdog ended): no
+                # lane is forked while it loads, since this outcome places nothing yet.
+                self._seed(path)
         except Exception as err:  # EngineError, or anything the runtime raised
             return LoadFailed(name, command.path, one_line(err))
         return Load(command.path, name, (facts, check_s))
 
     def _seed(self, path: Path) -> None:
-        """Pack the foundation here, before any lane is forked, by loading one program."""
+        """Pack the foundation here, before a lane is forked, by loading one program."""
         self.host.load(path, SEED)
         self.seed = self.host.sessions.pop(SEED)
         info = self.host.infos.pop(SEED)
@@ -296,13 +302,17 @@ class Router:
         idle = [lane for lane in self.lanes if not lane.adapters]
         if idle:
             return idle[0]
-        if len(self.lanes) < self.max_lanes:
+        # A lane forked without the seed would pack the foundation again on its own.
+        if len(self.lanes) < self.max_lanes and (self.seed is not None or not self.lanes):
             return self._fork_lane()
         return min(self.lanes, key=lambda lane: len(lane.adapters))
 
     def _fork_lane(self) -> Lane:
         router = os.getpid()
         ours, theirs = mp.Pipe()
+        # What the worker holds now is the lanes' too, copy-on-write: a collection in a lane
+        # would write to every object (its gc header) and so copy the page it sits on.
+        gc.freeze()
         pid = os.fork()  # from the loop's thread, which lasts as long as the worker
         if pid == 0:  # the lane
             code = 1
@@ -314,6 +324,8 @@ class Router:
                 for conn in (ours, self.app, self._checked, self._check_done, *others):
                     conn.close()
                 self.host.in_lane(router, self.lane_threads)
+                self.host.hold_until_loaded(self.seed)  # until its own load holds the packing
+                self.seed = None
                 self.lane_loop(theirs, self.host, self.step_limit_s)
                 code = 0
             except BaseException:
@@ -323,7 +335,18 @@ class Router:
         theirs.close()
         lane = Lane(pid, ours)
         self.lanes.append(lane)
+        if len(self.lanes) >= self.max_lanes:
+            self._let_seed_go()
         return lane
+
+    def _let_seed_go(self) -> None:
+        """Every lane is forked, and each holds the packed foundation (each lets its copy
+        of the seed go after its own first load): the seed's KV cache and buffers, which
+        no process ever runs, go here too. A lane that replaces one its watchdog ended is
+        seeded again first (``_check``)."""
+        if self.seed is not None:
+            self.seed = None  # no collection: it would write to every object the lanes share
+            trim()
 
     # --- from a lane ---------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""The foundation's file pages a loaded program no longer needs resident.
+"""Memory a loaded program no longer needs resident: the foundation's file pages once it
+has run, and heap the allocator keeps after a program is let go.
 
 ExecuTorch's pybindings map the ``.ptd`` with ``mlock`` (``MmapDataLoader`` with
 ``UseMlockIgnoreErrors``, with no other choice from Python). Once a program has loaded and
@@ -9,6 +10,9 @@ per token. Locked, all of it stays resident in every process that loaded a progr
 each load the engine unlocks its mappings of the file and drops them from its page tables
 (``MADV_DONTNEED``): the file's bytes are unchanged and stay in the page cache, and the rows
 a step reads come back on first touch, as they would for any ``mmap`` (as on a phone).
+
+A program let go (the worker's seed once its lanes are forked) frees its buffers to
+malloc, which keeps what it freed inside its heap; ``trim`` hands it back.
 """
 
 from __future__ import annotations
@@ -36,6 +40,13 @@ def release(file: Path) -> int:
         if libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(length), mmap.MADV_DONTNEED) == 0:
             released += length
     return released
+
+
+def trim() -> None:
+    """Give the heap's free pages back to the system (after a program is let go)."""
+    libc = _c_library()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(ctypes.c_size_t(0))
 
 
 def _mappings_of(path: str) -> list[tuple[int, int]]:

@@ -82,6 +82,9 @@ class FakeHost:
     def in_lane(self, engine: int, threads: int) -> None:
         pass
 
+    def hold_until_loaded(self, seed: object | None) -> None:
+        pass
+
     # --- a lane's side ---
 
     def accept_check(self, pte: Path, facts: object, seconds: float) -> None:
