@@ -38,7 +38,7 @@ def reading(app) -> dict:  # noqa: ANN001
     from lora_tui.engine.paths import cache_dir
 
     layout = replace(app.main.memory_panel.tool_layout, packed_dir=str(cache_dir() / "packed"))
-    processes = read_tool(os.getpid(), layout)
+    processes = read_tool(os.getpid())
     tool = attribute(processes, layout)
 
     def mib(share) -> dict:  # noqa: ANN001

@@ -140,9 +140,8 @@ class Holding:
 
 @dataclass(frozen=True)
 class ToolLayout:
-    """What the engine said of where things are: its workers and what each load added."""
+    """What the engine said of where things are: what each load added, and where."""
 
-    workers: tuple[int, ...] = ()
     holdings: tuple[Holding, ...] = ()
     # Where packed weights kept on disk are mapped from (None: the tool's cache's packed/).
     packed_dir: str | None = None
@@ -324,33 +323,41 @@ def measure_tool(root: int, layout: ToolLayout) -> ToolMemory:
     """The tool rooted at ``root`` (the UI process), every process under it attributed."""
     if layout.packed_dir is None:
         layout = replace(layout, packed_dir=str(cache_dir() / "packed"))
-    return attribute(read_tool(root, layout), layout)
+    return attribute(read_tool(root), layout)
 
 
-def read_tool(root: int, layout: ToolLayout) -> list[ProcessMaps]:
-    """Every process of the tool rooted at ``root``, its role and its mappings. Lanes are
-    told by their worker's command line, which a fork keeps; a process that ends while it
-    is read is left out."""
+def read_tool(root: int) -> list[ProcessMaps]:
+    """Every process of the tool rooted at ``root``, its role and its mappings. An engine's
+    worker is the process whose children carry its own command line: its lanes, which it
+    forked (every other child of the tool was started afresh). A process that ends while
+    it is read is left out."""
     top = psutil.Process(root)
-    processes = []
-    workers = set(layout.workers)
-    commands: dict[int, list[str]] = {}
+    listed: dict[int, tuple[list[str], int]] = {}  # pid -> (command line, parent)
     for process in [top, *top.children(recursive=True)]:
         try:
-            commands[process.pid] = process.cmdline()
-            parent = process.ppid()
-            role, worker = Role.HELPER, None
-            if process.pid == root:
-                role = Role.APP
-            elif process.pid in workers:
-                role = Role.WORKER
-            elif parent in workers and commands[process.pid] == commands.get(parent):
-                role, worker = Role.LANE, parent
-            with open(f"/proc/{process.pid}/smaps") as smaps:
-                mappings = tuple(parse_smaps(smaps.read()))
-        except (psutil.Error, OSError):
+            listed[process.pid] = (process.cmdline(), process.ppid())
+        except psutil.Error:
             continue
-        processes.append(ProcessMaps(process.pid, role, mappings, worker))
+    lanes = {
+        pid: parent
+        for pid, (command, parent) in listed.items()
+        if parent != root and parent in listed and listed[parent][0] == command
+    }
+    processes = []
+    for pid in listed:
+        role, worker = Role.HELPER, None
+        if pid == root:
+            role = Role.APP
+        elif pid in lanes:
+            role, worker = Role.LANE, lanes[pid]
+        elif pid in lanes.values():
+            role = Role.WORKER
+        try:
+            with open(f"/proc/{pid}/smaps") as smaps:
+                mappings = tuple(parse_smaps(smaps.read()))
+        except OSError:
+            continue
+        processes.append(ProcessMaps(pid, role, mappings, worker))
     return processes
 
 

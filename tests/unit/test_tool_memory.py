@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import ctypes
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import psutil
 import pytest
 
 from lora_tui.engine.memory import (
@@ -20,6 +25,7 @@ from lora_tui.engine.memory import (
     attribute,
     measure_tool,
     parse_smaps,
+    read_tool,
     sample,
 )
 
@@ -103,7 +109,6 @@ def engine() -> tuple[list[ProcessMaps], ToolLayout]:
         ProcessMaps(LANE_B, Role.LANE, lane_b, worker=WORKER),
     ]
     layout = ToolLayout(
-        workers=(WORKER,),
         holdings=(
             Holding(PACKING, WORKER, (span(1000, 400),)),
             Holding("nobel", LANE_A, (span(1600, 100),)),
@@ -168,7 +173,7 @@ def test_the_app_and_helpers_are_whole_processes() -> None:
 def test_a_mapping_partly_held_is_split_by_its_addresses() -> None:
     # The heap grew by 10 MiB while nobel loaded: that tenth of it is nobel's.
     lane = ProcessMaps(LANE_A, Role.LANE, smaps(entry(100, 100, "[heap]", pss=50)), WORKER)
-    layout = ToolLayout((WORKER,), (Holding("nobel", LANE_A, (span(190, 10),)),))
+    layout = ToolLayout((Holding("nobel", LANE_A, (span(190, 10),)),))
     tool = attribute([lane], layout)
     assert close(tool.adapter("nobel") or Share(), Share(10, 5))
     assert close(tool.runtime, Share(90, 45))
@@ -178,7 +183,6 @@ def test_an_address_used_again_is_the_later_loads() -> None:
     # The seed's pages at 1000-1100 were freed in this lane and nobel's load took them.
     lane = ProcessMaps(LANE_A, Role.LANE, smaps(entry(1000, 100, private=100)), WORKER)
     layout = ToolLayout(
-        (WORKER,),
         (
             Holding(PACKING, WORKER, (span(1000, 400),)),
             Holding("nobel", LANE_A, (span(1000, 100),)),
@@ -216,3 +220,33 @@ def test_this_process_read_whole_is_the_app_and_matches_its_pss() -> None:
     assert tool.total.pss_mib == pytest.approx(tool.app.pss_mib + tool.helpers.pss_mib)
     assert tool.app.rss_mib == pytest.approx(own.rss_mib, rel=0.1)
     del block
+
+
+def test_a_worker_is_told_by_its_forks_and_other_children_are_helpers(tmp_path: Path) -> None:
+    """An engine's worker forks its lanes, which keep its command line; every other child
+    of the tool was started afresh."""
+    forks = (
+        "import os, sys, time\n"
+        "if os.fork() == 0:\n"
+        "    time.sleep(60); os._exit(0)\n"
+        f"open({str(tmp_path / 'forked')!r}, 'w').close(); time.sleep(60)\n"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", forks])
+    helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "forked").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        roles = {p.pid: (p.role, p.worker) for p in read_tool(os.getpid())}
+        (lane,) = [pid for pid, (role, _) in roles.items() if role is Role.LANE]
+        assert roles[lane] == (Role.LANE, worker.pid)
+        assert roles[worker.pid] == (Role.WORKER, None)
+        assert roles[helper.pid] == (Role.HELPER, None)
+        assert roles[os.getpid()] == (Role.APP, None)
+    finally:
+        for child in psutil.Process(worker.pid).children():
+            child.kill()
+        worker.kill()
+        helper.kill()
+        worker.wait()
+        helper.wait()

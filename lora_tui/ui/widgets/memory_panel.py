@@ -130,8 +130,7 @@ class MemoryPanel(Vertical):
             for info in self.adapters.values()
             if info.process is not None
         ]
-        workers = tuple(p.process for p in packings)
-        self.tool_layout = ToolLayout(workers, tuple(holdings))
+        self.tool_layout = ToolLayout(tuple(holdings))
         self._read(periodic=False)  # what the new layout names, without waiting
 
     def _refresh_now(self) -> None:
