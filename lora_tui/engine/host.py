@@ -42,6 +42,11 @@ from lora_tui.format import (
     sha256_file,
 )
 
+# How long the copy of the base that replies are scored on stays after its last score: a
+# round's replies, ending one after another, are scored on one copy; between rounds its
+# KV cache and buffers (166 MiB for the demo's fp32 base) go.
+SCORER_IDLE_S = 15.0
+
 
 class ModelHost:
     def __init__(
@@ -70,6 +75,7 @@ class ModelHost:
         # of its program, made at its first score and kept while the base stays.
         self._scores: deque[Scoring] = deque()
         self._scorers: dict[str, AdapterSession] = {}
+        self._scored_at: float | None = None  # when the last queued score ended
         self._preflight = preflight or Preflight(log_path)
         # Programs that passed, by path, size and time of change: (facts, seconds it took).
         self._checked: dict[tuple[Path, int, int], tuple[ProgramFacts, float]] = {}
@@ -324,12 +330,29 @@ class ModelHost:
 
     def _score_step(self) -> list[Event | Replied | Departure]:
         if not self._scores:
+            self._let_idle_scorers_go()
             return []
         scoring = self._scores[0]
         events = scoring.step()
         if scoring.done:
             self._scores.popleft()
+            self._scored_at = time.monotonic()
         return list(events)
+
+    def idle_chore_s(self) -> float | None:
+        """With nothing to run: how long until a step has something to do (let an idle
+        scorer go), None for never. A lane waits for commands no longer than this."""
+        if self._scored_at is None or not self._scorers or self._scores:
+            return None
+        return max(0.0, self._scored_at + SCORER_IDLE_S - time.monotonic())
+
+    def _let_idle_scorers_go(self) -> None:
+        """Scorers made for queued scores go once idle for ``SCORER_IDLE_S`` (the next
+        score makes one again: about half a second). ``departure`` (eval) keeps its own."""
+        if (wait := self.idle_chore_s()) is not None and wait <= 0:
+            self._scorers.clear()
+            self._scored_at = None
+            trim()
 
     def generate(
         self, name: str, messages: Sequence[Message], settings: GenerationSettings

@@ -115,6 +115,9 @@ class FakeHost:
     def busy(self) -> bool:
         return bool(self.replies or self.scores)
 
+    def idle_chore_s(self) -> float | None:
+        return None
+
     def score(self, base: str, replied: Replied) -> None:
         if base in self.sessions:
             self.scores.append((base, replied))

@@ -250,3 +250,10 @@ def test_a_worker_is_told_by_its_forks_and_other_children_are_helpers(tmp_path: 
         helper.kill()
         worker.wait()
         helper.wait()
+
+
+def test_the_benchmark_reads_the_settled_tool_after_the_scorer_has_gone() -> None:
+    from benchmarks.tool_memory import SETTLE_AFTER_S
+    from lora_tui.engine.host import SCORER_IDLE_S
+
+    assert SETTLE_AFTER_S > SCORER_IDLE_S
