@@ -123,13 +123,11 @@ class ModelHost:
     def hold_until_loaded(self, seed: object | None) -> None:
         """In a lane: keep the worker's seed (a program never run here) only until this
         process loads one of its own, which takes the packed foundation from the weight
-        cache; then let it go, with its KV cache and buffers, and give the heap back."""
+        cache; then let it go, with its KV cache and buffers (the heap is trimmed after)."""
         self._inherited = seed
 
     def _let_seed_go(self) -> None:
-        if self._inherited is not None:
-            self._inherited = None  # freed now (no collection: see lanes._fork_lane)
-            trim()
+        self._inherited = None  # freed now (no collection: see lanes._fork_lane)
 
     def end_checks(self, idle_s: float = 0.0, wait: bool = True) -> float | None:
         """Let the pre-flight child go once it has had nothing to check for ``idle_s``
@@ -213,6 +211,7 @@ class ModelHost:
         self.sessions[name] = session
         self.infos[name] = info
         self._let_seed_go()
+        trim()  # what loading freed (the program's sections, the probe's outputs) goes back
         return info
 
     def probed(self, name: str) -> list[Probed]:
