@@ -61,6 +61,7 @@ def reading(app) -> dict:  # noqa: ANN001
             "helpers": mib(tool.helpers),
         },
         "adapters": {name: mib(share) for name, share in tool.adapters},
+        "runtime_parts": {name: mib(share) for name, share in tool.runtime_parts},
         "by_process": [
             {
                 "pid": p.pid,
@@ -183,8 +184,9 @@ def when_lines(report: dict, when: str) -> str:
     ]
     for part, share in read["parts"].items():
         lines.append(f"  {part:16} {share['rss_mib']:9,.1f} RSS {share['pss_mib']:9,.1f} PSS")
-    for name, share in read["adapters"].items():
-        lines.append(f"    {name:14} {share['rss_mib']:9,.1f} RSS {share['pss_mib']:9,.1f} PSS")
+    for group in ("adapters", "runtime_parts"):
+        for name, share in read[group].items():
+            lines.append(f"    {name:14} {share['rss_mib']:9,.1f} RSS {share['pss_mib']:9,.1f} PSS")
     for process in read["by_process"]:
         lines.append(
             f"  pid {process['pid']:<7} {process['role']:7} "

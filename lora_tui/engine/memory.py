@@ -168,6 +168,9 @@ class ToolMemory:
     app: Share  # the UI process
     helpers: Share  # processes that hold no program for long: the pre-flight check, a build
     processes: int
+    # The runtime's parts: each package's libraries ("executorch", "torch", "python"),
+    # other libraries, and "heaps" (what the interpreters and libraries allocated).
+    runtime_parts: tuple[tuple[str, Share], ...] = ()
 
     @property
     def total(self) -> Share:
@@ -256,11 +259,12 @@ def attribute(processes: Sequence[ProcessMaps], layout: ToolLayout) -> ToolMemor
             holdings.append((PACKING, inherited))
         for m in process.mappings:
             if m.file:
-                parts.give(_file_part(m.path, layout.packed_dir), m.rss_kib, m.pss_kib)
+                part = _file_part(m.path, layout.packed_dir)
+                parts.give(part, m.rss_kib, m.pss_kib, within=_library(m.path))
             elif m.anonymous:
                 _split(m, holdings, process.role, parts)
             else:  # the stack, the vDSO
-                parts.give("runtime", m.rss_kib, m.pss_kib)
+                parts.give("runtime", m.rss_kib, m.pss_kib, within="heaps")
     return parts.tool(len(processes))
 
 
@@ -270,11 +274,19 @@ class _Parts:
     def __init__(self) -> None:
         self.kib: dict[str, list[float]] = {}
         self.adapters: dict[str, list[float]] = {}
+        self.runtime: dict[str, list[float]] = {}
 
-    def give(self, part: str, rss: float, pss: float, adapter: bool = False) -> None:
-        share = (self.adapters if adapter else self.kib).setdefault(part, [0.0, 0.0])
-        share[0] += rss
-        share[1] += pss
+    def give(
+        self, part: str, rss: float, pss: float, adapter: bool = False, within: str = "heaps"
+    ) -> None:
+        """``adapter``: ``part`` names an adapter; ``within``: the runtime's part."""
+        places = [(self.adapters if adapter else self.kib, part)]
+        if part == "runtime":
+            places.append((self.runtime, within))
+        for place, key in places:
+            share = place.setdefault(key, [0.0, 0.0])
+            share[0] += rss
+            share[1] += pss
 
     def tool(self, processes: int) -> ToolMemory:
         def share(kib: list[float] | None) -> Share:
@@ -289,6 +301,7 @@ class _Parts:
             app=share(self.kib.get("app")),
             helpers=share(self.kib.get("helpers")),
             processes=processes,
+            runtime_parts=tuple((name, share(kib)) for name, kib in self.runtime.items()),
         )
 
 
@@ -359,6 +372,21 @@ def read_tool(root: int) -> list[ProcessMaps]:
             continue
         processes.append(ProcessMaps(pid, role, mappings, worker))
     return processes
+
+
+_PACKAGES = {"executorch": ("/executorch/",), "torch": ("/torch/", "/torchao/", "/functorch/")}
+
+
+def _library(path: str) -> str:
+    """Which of the runtime's parts a mapped file is: a package's libraries by the folder
+    it sits in, or another library."""
+    for package, folders in _PACKAGES.items():
+        if any(folder in path for folder in folders):
+            return package
+    name = path.rsplit("/", 1)[-1]
+    if name.startswith(("python", "libpython")) or "/lib-dynload/" in path:
+        return "python"
+    return "libraries"
 
 
 def _file_part(path: str, packed_dir: str | None) -> str:

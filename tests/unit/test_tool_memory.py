@@ -154,6 +154,11 @@ def test_each_part_holds_what_the_layout_says_and_the_parts_add_up() -> None:
     # What lane A made that no load claimed is its programs' memory; its heap is runtime.
     assert close(tool.other_programs, Share(50, 50))
     assert close(tool.runtime, Share(3 * 30 + 40 + 50 + 40 + 1, 3 * 10 + 20 + 30 + 20 + 1))
+    # The runtime by what it is: torch's library, and the heaps (and the worker's stack).
+    runtime = dict(tool.runtime_parts)
+    assert set(runtime) == {"torch", "heaps"}
+    assert close(runtime["torch"], Share(90, 30))
+    assert close(runtime["torch"] + runtime["heaps"], tool.runtime)
     assert tool.app == Share() and tool.helpers == Share()
 
 
@@ -199,6 +204,23 @@ def test_a_lane_of_another_worker_does_not_inherit_this_ones_packing() -> None:
     tool = attribute([other], layout)
     assert tool.packed_weights == Share()
     assert close(tool.runtime, Share(400, 200))  # shared pages it did not make: runtime
+
+
+def test_libraries_are_told_by_the_package_they_come_with() -> None:
+    site = "/venv/lib/python3.11/site-packages"
+    worker = smaps(
+        entry(10, 8, f"{site}/executorch/extension/pybindings/_C.cpython-311.so"),
+        entry(20, 4, f"{site}/executorch/lib/libexecutorch.so"),
+        entry(30, 2, f"{site}/torchao/_C.abi3.so"),
+        entry(40, 3, "/usr/lib/python3.11/lib-dynload/_ssl.cpython-311.so"),
+        entry(50, 5, "/usr/lib/libpython3.11.so.1.0"),
+        entry(60, 1, f"{site}/tokenizers/tokenizers.abi3.so"),
+    )
+    tool = attribute([ProcessMaps(WORKER, Role.WORKER, worker)], ToolLayout())
+    runtime = dict(tool.runtime_parts)
+    assert {name: share.rss_mib for name, share in runtime.items()} == pytest.approx(
+        {"executorch": 12, "torch": 2, "python": 8, "libraries": 1}
+    )
 
 
 def test_added_is_what_was_mapped_in_between() -> None:
