@@ -18,7 +18,15 @@ from lora_tui.engine.artifacts import Foundation, open_foundation
 from lora_tui.engine.departure import Scoring
 from lora_tui.engine.foundations import FoundationPrograms, labelled
 from lora_tui.engine.loading import ProgramFacts, load_module, warm_up
-from lora_tui.engine.memory import MIB, MemorySample, added, anonymous_ranges, sample, sample_tree
+from lora_tui.engine.memory import (
+    MIB,
+    MemorySample,
+    added,
+    anonymous_ranges,
+    heap_in_use,
+    sample,
+    sample_tree,
+)
 from lora_tui.engine.pages import release, trim
 from lora_tui.engine.preflight import CHECKER_MODULE, Preflight
 from lora_tui.engine.probe import probe_tokens
@@ -174,7 +182,7 @@ class ModelHost:
         name = name or manifest_name
         if name in self.sessions:
             raise EngineError(f"{pte}: an adapter named '{name}' is already loaded")
-        before, mapped = self.measure(), anonymous_ranges()
+        before, mapped, heap = self.measure(), anonymous_ranges(), heap_in_use()
         started = time.perf_counter()
         module = load_module(pte, self.foundation.path)
         chat = self.foundation.chat.for_program(list(facts.eos_ids), facts.bos_id)
@@ -186,6 +194,8 @@ class ModelHost:
         release(self.foundation.path)  # loaded and run: only the rows a step reads stay
         load_s = time.perf_counter() - started
         after, ranges = self.measure(), added(mapped, anonymous_ranges())
+        heap_now = heap_in_use()
+        heap_mib = max(0, heap_now - heap) / MIB if heap is not None and heap_now else 0.0
         info = AdapterInfo(
             name=name,
             path=str(pte),
@@ -207,6 +217,7 @@ class ModelHost:
             scale=entry.scale if entry else None,
             process=os.getpid(),
             ranges=ranges,
+            heap_mib=heap_mib,
         )
         self.sessions[name] = session
         self.infos[name] = info

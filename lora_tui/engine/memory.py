@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -136,6 +137,9 @@ class Holding:
     name: str  # the adapter, or ``PACKING``
     process: int
     ranges: Ranges
+    # What it allocated inside malloc's heap, where free space the process already had
+    # (a lane's, from its worker) takes it without new addresses: malloc's own count.
+    heap_kib: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -222,6 +226,27 @@ def parse_smaps(text: str) -> list[Mapping]:
     ]
 
 
+class _MallocInfo(ctypes.Structure):  # glibc's struct mallinfo2
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+        ).split()
+    ]
+
+
+def heap_in_use() -> int | None:
+    """Bytes malloc has handed out from its heaps (not counting chunks it maps apart) in
+    this process; None where glibc's ``mallinfo2`` is missing."""
+    try:
+        libc = ctypes.CDLL(None)
+        mallinfo2 = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.restype = _MallocInfo
+    return int(mallinfo2().uordblks)
+
+
 def anonymous_ranges(pid: int | str = "self") -> Ranges:
     """Where a process's anonymous memory is now (from /proc/PID/maps, which is cheap)."""
     ranges = []
@@ -257,14 +282,21 @@ def attribute(processes: Sequence[ProcessMaps], layout: ToolLayout) -> ToolMemor
         inherited = packing.get(process.pid) or packing.get(process.worker or -1)
         if inherited is not None:
             holdings.append((PACKING, inherited))
+        own_heap = 0.0  # KiB of its heap only it maps that no load's addresses claimed
         for m in process.mappings:
             if m.file:
                 part = _file_part(m.path, layout.packed_dir)
                 parts.give(part, m.rss_kib, m.pss_kib, within=_library(m.path))
             elif m.anonymous:
-                _split(m, holdings, process.role, parts)
+                own_heap += _split(m, holdings, process.role, parts)
             else:  # the stack, the vDSO
                 parts.give("runtime", m.rss_kib, m.pss_kib, within="heaps")
+        for holding in own:  # what each load allocated inside the heap is its, not runtime
+            taken = min(holding.heap_kib, own_heap)
+            if holding.name != PACKING and taken > 0:
+                own_heap -= taken
+                parts.give(holding.name, taken, taken, adapter=True)
+                parts.give("runtime", -taken, -taken, within="heaps")
     return parts.tool(len(processes))
 
 
@@ -305,10 +337,11 @@ class _Parts:
         )
 
 
-def _split(m: Mapping, holdings: list[tuple[str, Ranges]], role: Role, parts: _Parts) -> None:
+def _split(m: Mapping, holdings: list[tuple[str, Ranges]], role: Role, parts: _Parts) -> float:
     """An engine process's anonymous mapping: each holding gets the share of it its ranges
     cover (pages assumed spread evenly over it); the rest is the runtime's, or in a lane,
-    the pages only it maps outside its heap, its programs'."""
+    the pages only it maps outside its heap, its programs'. Returns what of the rest, in a
+    lane's heap, only the lane maps (KiB): where its loads' heap allocations are."""
     left: Ranges = ((m.start, m.end),)
     size = max(1, m.end - m.start)
     for name, ranges in holdings:
@@ -328,8 +361,9 @@ def _split(m: Mapping, holdings: list[tuple[str, Ranges]], role: Role, parts: _P
         private = min(m.private_kib, m.rss_kib) * rest
         parts.give("other_programs", private, private)
         parts.give("runtime", m.rss_kib * rest - private, m.pss_kib * rest - private)
-    else:
-        parts.give("runtime", m.rss_kib * rest, m.pss_kib * rest)
+        return 0.0
+    parts.give("runtime", m.rss_kib * rest, m.pss_kib * rest)
+    return min(m.private_kib, m.rss_kib) * rest if role is Role.LANE else 0.0
 
 
 def measure_tool(root: int, layout: ToolLayout) -> ToolMemory:

@@ -61,6 +61,7 @@ class AdapterInfo:
     # The anonymous memory its load added to that process ([start, end) addresses): its KV
     # cache, buffers and LoRA weights, which the memory panel names as this adapter's.
     ranges: tuple[tuple[int, int], ...] = ()
+    heap_mib: float = 0.0  # and what it allocated inside malloc's heap there (malloc's count)
 
     @property
     def increment_mib(self) -> float:

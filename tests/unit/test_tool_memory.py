@@ -184,6 +184,31 @@ def test_a_mapping_partly_held_is_split_by_its_addresses() -> None:
     assert close(tool.runtime, Share(90, 45))
 
 
+def test_what_a_load_allocated_inside_the_heap_is_its_up_to_what_only_the_lane_maps() -> None:
+    # Nobel's load took 20 MiB of heap the lane had free (no new addresses), and 40 MiB
+    # more than only this lane's heap pages could hold; both lanes' heaps are 30 MiB private.
+    layout = ToolLayout(
+        (
+            Holding("nobel", LANE_A, (span(1600, 100),), heap_kib=20 * 1024),
+            Holding("executorch", LANE_B, (span(1600, 100),), heap_kib=40 * 1024),
+        )
+    )
+    lanes = [
+        ProcessMaps(
+            pid,
+            Role.LANE,
+            smaps(entry(100, 50, "[heap]", pss=40, private=30), entry(1600, 100, private=100)),
+            WORKER,
+        )
+        for pid in (LANE_A, LANE_B)
+    ]
+    tool = attribute(lanes, layout)
+    assert close(tool.adapter("nobel") or Share(), Share(120, 120))
+    assert close(tool.adapter("executorch") or Share(), Share(130, 130))
+    assert close(dict(tool.runtime_parts)["heaps"], Share(100 - 50, 80 - 50))
+    assert close(tool.total, total(lanes))
+
+
 def test_an_address_used_again_is_the_later_loads() -> None:
     # The seed's pages at 1000-1100 were freed in this lane and nobel's load took them.
     lane = ProcessMaps(LANE_A, Role.LANE, smaps(entry(1000, 100, private=100)), WORKER)

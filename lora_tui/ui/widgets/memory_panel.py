@@ -126,7 +126,7 @@ class MemoryPanel(Vertical):
         packings = self.packings.values()
         holdings = [Holding(PACKING, p.process, p.ranges) for p in packings]
         holdings += [
-            Holding(info.name, info.process, info.ranges)
+            Holding(info.name, info.process, info.ranges, info.heap_mib * 1024)
             for info in self.adapters.values()
             if info.process is not None
         ]
