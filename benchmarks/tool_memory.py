@@ -208,6 +208,15 @@ PARTS = {
 }
 
 
+RUNTIME = {
+    "executorch": "ExecuTorch's libraries",
+    "torch": "torch's libraries",
+    "python": "Python's",
+    "libraries": "other libraries",
+    "heaps": "heaps (what the interpreters and libraries allocated)",
+}
+
+
 def tool_memory_table(report: dict) -> list[str]:
     settled, answered = report["settled"], report["answered"]
     lines = markdown.head(
@@ -238,20 +247,47 @@ def tool_memory_table(report: dict) -> list[str]:
         row(label, settled["parts"][part], answered["parts"][part])
         if part == "adapters":
             for name, share in settled["adapters"].items():
-                row(f"  {name}", share, answered["adapters"].get(name, share))
+                row(f"· `{name}`", share, answered["adapters"].get(name, share))
+        if part == "runtime":
+            shares = sorted(settled["runtime_parts"].items(), key=lambda p: -p[1]["pss_mib"])
+            for name, share in shares:
+                row(f"· {RUNTIME[name]}", share, answered["runtime_parts"].get(name, share))
     ratio = settled["total"]["pss_mib"] / report["model_mib"]
     lines.append(
         markdown.row(
             [
                 "the model: foundation file + each adapter's LoRA + KV",
                 "",
-                f"{report['model_mib']:,.0f} MiB (settled PSS {ratio:.2f}x)",
+                f"{report['model_mib']:,.0f} MiB (the tool {ratio:.2f}x)",
                 "",
                 f"target ≤ {report['target_mib']:,.0f} MiB",
             ]
         )
     )
-    return lines
+    return [*lines, "", phone_app(report)]
+
+
+def phone_app(report: dict) -> str:
+    """What an app on a phone would hold for the same programs, from the settled figures:
+    what the programs need (the packed foundation, the embedding rows a step reads, each
+    adapter's own) and ExecuTorch's native libraries, without Python, torch or a UI."""
+    settled = report["settled"]
+    parts = settled["parts"]
+    runtime = settled.get("runtime_parts", {}).get("executorch", {"pss_mib": 0.0})["pss_mib"]
+    held = {
+        "the packed foundation": parts["packed_weights"]["pss_mib"],
+        "the embedding rows it reads": parts["foundation_file"]["pss_mib"],
+        "each adapter's own": parts["adapters"]["pss_mib"],
+        "ExecuTorch's libraries": runtime,
+    }
+    total = sum(held.values())
+    listed = ", ".join(f"{name} {mib:,.0f} MiB" for name, mib in held.items())
+    rest = settled["total"]["pss_mib"] - total
+    return (
+        f"A phone app over the same programs would hold about **{total:,.0f} MiB** "
+        f"({total / report['model_mib']:.2f}x the model): {listed}. The tool holds "
+        f"{rest:,.0f} MiB more: Python, torch, the interpreters' heaps, the UI and helpers."
+    )
 
 
 if __name__ == "__main__":
