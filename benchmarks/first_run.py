@@ -78,9 +78,9 @@ async def first_answer(app, report: dict) -> None:
         report.setdefault("every_pane_ready_s", since_start())
         await pilot.pause(2.0)
         report["app_rss_after_mib"] = round(own.memory_info().rss / MIB, 1)
-        tool = app.tool_memory()
-        report["tool_rss_mib"] = round(tool.rss_mib, 1)
-        report["tool_pss_mib"] = round(tool.pss_mib, 1) if tool.pss_mib else None
+        tool = app.tool_memory(app.main.memory_panel.tool_layout)
+        report["tool_rss_mib"] = round(tool.total.rss_mib, 1)
+        report["tool_pss_mib"] = round(tool.total.pss_mib, 1)
         report["tool_processes"] = tool.processes
         report["app_imported_torch"] = "torch" in __import__("sys").modules
 

@@ -37,6 +37,10 @@ class Table:
             importlib.import_module(f"benchmarks.{module}"), function
         )
         names = self.sources or (name,)
+        missing = [n for n in names if not (RESULTS_DIR / f"{n}.json").is_file()]
+        if missing:  # a benchmark not run yet: its table says so until it is
+            files = ", ".join(f"`benchmarks/results/{n}.json`" for n in missing)
+            return [f"*Not measured yet: {files}, which `benchmarks/{module}.py` writes.*"]
         reports = [load(source) for source in names]
         lines = render(*reports)
         provenances = [report.get("provenance") for report in reports]
@@ -82,6 +86,7 @@ TABLES: dict[str, Table] = {
     "program_report": Table("program_report:program_report_table"),
     "op_profile": Table("op_profile:op_profile_table"),
     "soak": Table("soak:soak_table"),
+    "tool_memory": Table("tool_memory:tool_memory_table"),
 }
 
 

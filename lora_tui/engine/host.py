@@ -6,6 +6,7 @@ Scripts and benchmarks use it directly. The UI runs it in a worker process (see
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -17,8 +18,17 @@ from lora_tui.engine.artifacts import Foundation, open_foundation
 from lora_tui.engine.departure import Scoring
 from lora_tui.engine.foundations import FoundationPrograms, labelled
 from lora_tui.engine.loading import ProgramFacts, load_module, warm_up
-from lora_tui.engine.memory import MIB, MemorySample, sample, sample_tree
+from lora_tui.engine.memory import (
+    MIB,
+    MemorySample,
+    added,
+    anonymous_ranges,
+    heap_in_use,
+    sample,
+    sample_tree,
+)
 from lora_tui.engine.packed import Packed, prepare_packed
+from lora_tui.engine.pages import release, trim
 from lora_tui.engine.preflight import CHECKER_MODULE, Preflight
 from lora_tui.engine.probe import probe_tokens
 from lora_tui.engine.protocol import Departure, Probed, Replied, ReplyDone
@@ -45,6 +55,11 @@ from lora_tui.format import (
     lora_weight_bytes,
     sha256_file,
 )
+
+# How long the copy of the base that replies are scored on stays after its last score: a
+# round's replies, ending one after another, are scored on one copy; between rounds its
+# KV cache and buffers (166 MiB for the demo's fp32 base) go.
+SCORER_IDLE_S = 15.0
 
 
 class ModelHost:
@@ -76,12 +91,16 @@ class ModelHost:
         # of its program, made at its first score and kept while the base stays.
         self._scores: deque[Scoring] = deque()
         self._scorers: dict[str, AdapterSession] = {}
+        self._scored_at: float | None = None  # when the last queued score ended
         self._preflight = preflight or Preflight(log_path)
         # Programs that passed, by path, size and time of change: (facts, seconds it took).
         self._checked: dict[tuple[Path, int, int], tuple[ProgramFacts, float]] = {}
         # What a load's memory figures are read from: this process, or (in a lane) the
         # whole engine, where what a program adds is spread over processes sharing pages.
         self.measure: Callable[[], MemorySample] = sample
+        # In a lane: the worker's seed, inherited with the packed weights it holds, kept
+        # until this process's own first load holds them too (``hold_until_loaded``).
+        self._inherited: object | None = None
 
     # --- loading -------------------------------------------------------------------------
 
@@ -121,6 +140,15 @@ class ModelHost:
         """Run the next steps on ``threads`` of the pool's threads (a lane, told by its
         router how many lanes are busy; see ``threads.py``)."""
         use_threads(threads)
+
+    def hold_until_loaded(self, seed: object | None) -> None:
+        """In a lane: keep the worker's seed (a program never run here) only until this
+        process loads one of its own, which takes the packed foundation from the weight
+        cache; then let it go, with its KV cache and buffers (the heap is trimmed after)."""
+        self._inherited = seed
+
+    def _let_seed_go(self) -> None:
+        self._inherited = None  # freed now (no collection: see lanes._fork_lane)
 
     def end_checks(self, idle_s: float = 0.0, wait: bool = True) -> float | None:
         """Let the pre-flight child go once it has had nothing to check for ``idle_s``
@@ -177,7 +205,7 @@ class ModelHost:
         name = name or manifest_name
         if name in self.sessions:
             raise EngineError(f"{pte}: an adapter named '{name}' is already loaded")
-        before = self.measure()
+        before, mapped, heap = self.measure(), anonymous_ranges(), heap_in_use()
         started = time.perf_counter()
         module = load_module(pte, self.foundation.path)
         chat = self.foundation.chat.for_program(list(facts.eos_ids), facts.bos_id)
@@ -186,8 +214,11 @@ class ModelHost:
         logits = warm_up(module, pte, self.foundation.path, probe[: facts.max_prefill])
         session = AdapterSession(name, module, chat, facts)
         session.probe = _probe(session, probe, logits)
+        release(self.foundation.path)  # loaded and run: only the rows a step reads stay
         load_s = time.perf_counter() - started
-        after = self.measure()
+        after, ranges = self.measure(), added(mapped, anonymous_ranges())
+        heap_now = heap_in_use()
+        heap_mib = max(0, heap_now - heap) / MIB if heap is not None and heap_now else 0.0
         info = AdapterInfo(
             name=name,
             path=str(pte),
@@ -207,9 +238,14 @@ class ModelHost:
             quantization=self.foundation.quantization,
             foundation=str(self.foundation.path),
             scale=entry.scale if entry else None,
+            process=os.getpid(),
+            ranges=ranges,
+            heap_mib=heap_mib,
         )
         self.sessions[name] = session
         self.infos[name] = info
+        self._let_seed_go()
+        trim()  # what loading freed (the program's sections, the probe's outputs) goes back
         return info
 
     def probed(self, name: str) -> list[Probed]:
@@ -318,17 +354,38 @@ class ModelHost:
         if base not in self._scorers:
             session, info = self.sessions[base], self.infos[base]
             module = load_module(Path(info.path), self.foundation.path)
+            # Its method loads (and locks its mapping of the foundation) at its first run:
+            # one token here, which the first score's prefill from position 0 overwrites.
+            warm_up(module, Path(info.path), self.foundation.path)
+            release(self.foundation.path)
             self._scorers[base] = AdapterSession(base, module, session.chat, session.facts)
         return self._scorers[base]
 
     def _score_step(self) -> list[Event | Replied | Departure]:
         if not self._scores:
+            self._let_idle_scorers_go()
             return []
         scoring = self._scores[0]
         events = scoring.step()
         if scoring.done:
             self._scores.popleft()
+            self._scored_at = time.monotonic()
         return list(events)
+
+    def idle_chore_s(self) -> float | None:
+        """With nothing to run: how long until a step has something to do (let an idle
+        scorer go), None for never. A lane waits for commands no longer than this."""
+        if self._scored_at is None or not self._scorers or self._scores:
+            return None
+        return max(0.0, self._scored_at + SCORER_IDLE_S - time.monotonic())
+
+    def _let_idle_scorers_go(self) -> None:
+        """Scorers made for queued scores go once idle for ``SCORER_IDLE_S`` (the next
+        score makes one again: about half a second). ``departure`` (eval) keeps its own."""
+        if (wait := self.idle_chore_s()) is not None and wait <= 0:
+            self._scorers.clear()
+            self._scored_at = None
+            trim()
 
     def generate(
         self, name: str, messages: Sequence[Message], settings: GenerationSettings

@@ -9,6 +9,9 @@ one (sharing off, or a file that could not be made) the worker packs the foundat
 by loading the first program itself (the seed, never run), and then forks its lanes: each
 starts with the packed foundation as pages it shares copy-on-write with the worker and
 every other lane, which the kernel keeps shared because nothing writes to packed weights.
+The seed's own KV cache and buffers serve no one: once every lane is forked the worker lets
+the seed go, and each lane lets its inherited copy go after its own first load, which holds
+the packed weights from then on.
 
 The worker becomes the lanes' router: it checks every program first (the pre-flight), gives
 each to the lane with the fewest, and forwards commands to the lanes that own the adapters
@@ -35,6 +38,7 @@ none, and each lane replaces it.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing as mp
 import os
 import queue
@@ -50,12 +54,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lora_tui.common.lifetime import die_with_parent
+from lora_tui.engine.pages import trim
 from lora_tui.engine.probe import NoEffectWatch
 from lora_tui.engine.protocol import (
     Cancel,
     Clear,
     EngineEvent,
     EngineFailed,
+    FoundationPacked,
     Idle,
     Load,
     LoadFailed,
@@ -142,6 +148,7 @@ class Router:
         self.step_limit_s = step_limit_s
         self.lanes: list[Lane] = []
         self.seed: AdapterSession | None = None  # held so its packed weights stay cached
+        self.packed: FoundationPacked | None = None  # where the seed's load put its memory
         self.no_effect = NoEffectWatch()  # each program's load probe, against the base's
         # What the other adapters are compared with: the first base program to load, or
         # the program the UI names (``UseBase``).
@@ -242,6 +249,9 @@ class Router:
         commands that waited for it follow it."""
         name = outcome.adapter if isinstance(outcome, LoadFailed) else outcome.name
         assert name is not None
+        if self.packed is not None:  # the seed loaded with this check: say where it lies
+            self.app.send([self.packed])
+            self.packed = None
         held = self.checking.pop(name, [])
         failed = outcome if isinstance(outcome, LoadFailed) else self._give_lane(outcome, name)
         if failed is not None:
@@ -285,8 +295,10 @@ class Router:
         path = Path(command.path)
         try:
             facts, check_s = self.host.checked(path)
-            if self.seed is None and not self._mapped():
-                self._seed(path)  # before any lane exists: none is forked while it loads
+            if self.seed is None and not self._mapped() and len(self.lanes) < self.layout.lanes:
+                # Before the first lane (or one to replace a lane its watchdog ended): no
+                # lane is forked while it loads, since this outcome places nothing yet.
+                self._seed(path)
         except Exception as err:  # EngineError, or anything the runtime raised
             return LoadFailed(name, command.path, one_line(err))
         return Load(command.path, name, (facts, check_s))
@@ -297,10 +309,12 @@ class Router:
         return self.host.packed is not None and self.host.packed.path is not None
 
     def _seed(self, path: Path) -> None:
-        """Pack the foundation here, before any lane is forked, by loading one program."""
+        """Pack the foundation here, before a lane is forked, by loading one program."""
         self.host.load(path, SEED)
         self.seed = self.host.sessions.pop(SEED)
-        self.host.infos.pop(SEED)
+        info = self.host.infos.pop(SEED)
+        foundation = str(self.host.foundation.path)
+        self.packed = FoundationPacked(foundation, os.getpid(), info.ranges)
 
     # --- lanes ---------------------------------------------------------------------------
 
@@ -308,13 +322,18 @@ class Router:
         idle = [lane for lane in self.lanes if not lane.adapters]
         if idle:
             return idle[0]
-        if len(self.lanes) < self.layout.lanes:
+        # A lane forked with neither the seed nor the packed file would pack it on its own.
+        mapped_or_seeded = self.seed is not None or self._mapped() or not self.lanes
+        if len(self.lanes) < self.layout.lanes and mapped_or_seeded:
             return self._fork_lane()
         return min(self.lanes, key=lambda lane: len(lane.adapters))
 
     def _fork_lane(self) -> Lane:
         router = os.getpid()
         ours, theirs = mp.Pipe()
+        # What the worker holds now is the lanes' too, copy-on-write: a collection in a lane
+        # would write to every object (its gc header) and so copy the page it sits on.
+        gc.freeze()
         pid = os.fork()  # from the loop's thread, which lasts as long as the worker
         if pid == 0:  # the lane
             code = 1
@@ -326,6 +345,8 @@ class Router:
                 for conn in (ours, self.app, self._checked, self._check_done, *others):
                     conn.close()
                 self.host.in_lane(router, self.layout.pool)
+                self.host.hold_until_loaded(self.seed)  # until its own load holds the packing
+                self.seed = None
                 self.lane_loop(theirs, self.host, self.step_limit_s)
                 code = 0
             except BaseException:
@@ -335,7 +356,18 @@ class Router:
         theirs.close()
         lane = Lane(pid, ours, self.layout.pool)  # a new pool uses all its threads
         self.lanes.append(lane)
+        if len(self.lanes) >= self.layout.lanes:
+            self._let_seed_go()
         return lane
+
+    def _let_seed_go(self) -> None:
+        """Every lane is forked, and each holds the packed foundation (each lets its copy
+        of the seed go after its own first load): the seed's KV cache and buffers, which
+        no process ever runs, go here too. A lane that replaces one its watchdog ended is
+        seeded again first (``_check``)."""
+        if self.seed is not None:
+            self.seed = None  # no collection: it would write to every object the lanes share
+            trim()
 
     # --- from a lane ---------------------------------------------------------------------
 

@@ -47,6 +47,17 @@ class EngineFailed:
     error: str
 
 
+@dataclass(frozen=True)
+class FoundationPacked:
+    """The worker has packed the foundation (by loading a program it never runs): where
+    that load put its memory in the worker, which its lanes inherit at the same addresses
+    (``memory.Holding``). The memory panel names those pages packed weights."""
+
+    foundation: str
+    process: int  # the worker
+    ranges: tuple[tuple[int, int], ...]
+
+
 # --- about one adapter ---------------------------------------------------------------------
 # A load gives Loaded or LoadFailed; a reply gives Piece*, then ReplyDone.
 
@@ -134,7 +145,7 @@ class Departure:
 
 
 AdapterEvent = Loaded | LoadFailed | Piece | ReplyDone | NoEffect | Departure
-EngineEvent = EngineReady | EngineFailed | AdapterEvent
+EngineEvent = EngineReady | EngineFailed | FoundationPacked | AdapterEvent
 
 
 # --- commands: what an EngineProcess sends its worker, and the worker its lanes -------------

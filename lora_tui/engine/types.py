@@ -57,6 +57,11 @@ class AdapterInfo:
     quantization: str | None = None  # "fp32", "8da4w g32"; None: unknown (no manifest)
     foundation: str = ""  # the foundation weight file it runs over
     scale: float | None = None  # its lora_B times this (lora-export's manifest says); None: 1
+    process: int | None = None  # the process that holds it (a lane)
+    # The anonymous memory its load added to that process ([start, end) addresses): its KV
+    # cache, buffers and LoRA weights, which the memory panel names as this adapter's.
+    ranges: tuple[tuple[int, int], ...] = ()
+    heap_mib: float = 0.0  # and what it allocated inside malloc's heap there (malloc's count)
 
     @property
     def increment_mib(self) -> float:

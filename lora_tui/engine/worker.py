@@ -291,11 +291,12 @@ def _lane_main(conn: Connection, host: ModelHost, step_limit_s: float) -> None:
 def _serve(conn: Connection, host: ModelHost, step_limit_s: float) -> None:
     work = _Work()
     while True:
-        # Block until a command unless a reply is under way; take every command waiting,
-        # then one step of the next reply. A load (it runs a forward) or a step that takes
-        # longer than ``step_limit_s`` ends the lane: it is stuck, see ``step_watch``.
+        # Block until a command unless a reply is under way (or until a chore is due: an
+        # idle scorer to let go); take every command waiting, then one step of the next
+        # reply. A load (it runs a forward) or a step that takes longer than
+        # ``step_limit_s`` ends the lane: it is stuck, see ``step_watch``.
         # A new thread count (``UseThreads``) is a command: it takes effect between steps.
-        wait = 0 if host.busy else None
+        wait = 0 if host.busy else host.idle_chore_s()
         while conn.poll(wait):
             command = conn.recv()
             if isinstance(command, Shutdown):

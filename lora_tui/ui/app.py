@@ -21,7 +21,7 @@ from textual.app import App
 
 from lora_tui.demo.build_child import BuildClient
 from lora_tui.engine import protocol as events
-from lora_tui.engine.memory import MemorySample, sample_tree
+from lora_tui.engine.memory import ToolLayout, ToolMemory, measure_tool
 from lora_tui.engine.protocol import EngineClient, EngineEvent, EngineFactory
 from lora_tui.engine.supervisor import EngineSupervisor
 from lora_tui.engine.types import GenerationSettings
@@ -85,14 +85,17 @@ class LoraTuiApp(LiteralNotices, App[int]):
         suggestions: dict[str, list[str]] | None = None,
         results_path: Path | None = None,
         build: BuildClient | None = None,
-        tool_memory: Callable[[], MemorySample] = lambda: sample_tree(os.getpid()),
+        tool_memory: Callable[[ToolLayout], ToolMemory | None] = (
+            lambda layout: measure_tool(os.getpid(), layout)
+        ),
         base: str | None = None,
         watcher: RunWatcher | None = None,
     ) -> None:
         """``names``: a program's pane name when not its file's (``nobel · 8da4w g32``, with
         several foundations). ``build``: the programs are still being built; their panes
         show its progress and the engine starts once it hands them over. ``tool_memory``:
-        the whole tool's memory (this process and every process under it). ``base``: the
+        the whole tool's memory (this process and every process under it), by what holds
+        it, given where the engine said things are. ``base``: the
         program the others' replies are scored against (``--base``: its name, file or path).
         ``watcher``: a training run whose new checkpoints open as panes (``--watch``)."""
         super().__init__()

@@ -22,7 +22,7 @@ from lora_tui.ui.screens.ask import AskScreen
 from lora_tui.ui.widgets.adapter_pane import PaneState
 from lora_tui.ui.widgets.memory_panel import MemoryPanel
 from tests.support.fake_build import FakeBuild
-from tests.support.fake_engine import FIXED_TOOL_MEMORY, FakeEngine
+from tests.support.fake_engine import FakeEngine, fixed_tool_memory
 from tests.support.pilot import SIZE, notifications, send
 
 FP32, Q4 = "fp32", "8da4w g32"
@@ -61,7 +61,7 @@ def two_foundation_app(tmp_path: Path, build: FakeBuild | None = None) -> LoraTu
         memory_interval_s=3600,
         results_path=tmp_path / "results.jsonl",
         build=build,
-        tool_memory=lambda: FIXED_TOOL_MEMORY,
+        tool_memory=fixed_tool_memory,
     )
     app.animation_level = "none"
     app.fakes = engines  # type: ignore[attr-defined]
@@ -177,7 +177,7 @@ def one_foundation_app(tmp_path: Path) -> LoraTuiApp:
         transcript_dir=tmp_path,
         cursor_blink=False,
         memory_interval_s=3600,
-        tool_memory=lambda: FIXED_TOOL_MEMORY,
+        tool_memory=fixed_tool_memory,
     )
     app.animation_level = "none"
     app.fakes = engines  # type: ignore[attr-defined]

@@ -15,7 +15,7 @@ from lora_tui.ui.app import LoraTuiApp
 from lora_tui.ui.palette import main_screen_commands
 from lora_tui.ui.screens.ask import AskScreen
 from lora_tui.ui.widgets.adapter_pane import PaneState
-from tests.support.fake_engine import FIXED_TOOL_MEMORY, FakeEngine
+from tests.support.fake_engine import FakeEngine, fixed_tool_memory
 from tests.support.pilot import SIZE, notifications
 from tests.unit.test_scaling import export_folder  # noqa: F401 (a fixture)
 
@@ -37,7 +37,7 @@ def app_over(groups: list[FoundationPrograms], tmp_path: Path) -> LoraTuiApp:
         cursor_blink=False,
         memory_interval_s=3600,
         results_path=tmp_path / "results.jsonl",
-        tool_memory=lambda: FIXED_TOOL_MEMORY,
+        tool_memory=fixed_tool_memory,
     )
     app.animation_level = "none"
     app.fakes = engines  # type: ignore[attr-defined]

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+from rich.console import Console
 from textual._compositor import Compositor
-from textual.widgets import Input
+from textual.widgets import Input, Static
 
 from lora_tui.engine import Message
+from lora_tui.engine.memory import PACKING, ToolLayout, ToolMemory
 from lora_tui.ui.app import LoraTuiApp
 from lora_tui.ui.screens.ask import AskScreen
 from lora_tui.ui.screens.help import HelpScreen
 from lora_tui.ui.widgets.memory_panel import MemoryPanel
+from tests.support.fake_engine import FAKE_LANE, FAKE_WORKER, PACKING_RANGES, fixed_tool_memory
 from tests.support.pilot import SIZE, engine, make_app, pane, send
 
 
@@ -264,6 +268,56 @@ async def test_the_memory_panel_says_when_threads_cannot_follow_the_work(tmp_pat
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert "threads" not in str(app.query_one("#memory-sharing").render())
+
+
+async def test_the_memory_panel_breaks_the_whole_tool_down(tmp_path: Path) -> None:
+    """The panel's thread reads the whole tool with where the engine said things are: its
+    worker's packing and each adapter's load (process and addresses). It shows what holds
+    the memory, a row each, and each adapter's own in its row of the table; an adapter
+    unloaded leaves the layout."""
+    layouts: list[ToolLayout] = []
+
+    def tool_memory(layout: ToolLayout) -> ToolMemory:
+        layouts.append(layout)
+        return fixed_tool_memory(layout)
+
+    app = make_app(["nobel", "executorch"], tmp_path, tool_memory=tool_memory)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.pause()
+        layout = app.main.memory_panel.tool_layout
+        held = {(h.name, h.process) for h in layout.holdings}
+        assert held == {(PACKING, FAKE_WORKER), ("nobel", FAKE_LANE), ("executorch", FAKE_LANE)}
+        assert next(h for h in layout.holdings if h.name == PACKING).ranges == PACKING_RANGES
+        assert layouts[-1] is layout  # read again once the last load changed it
+        now = shown(app.query_one("#memory-now", Static))
+        tool = fixed_tool_memory(layout)
+        assert f"{tool.total.pss_mib:,.0f}" in now
+        for part in ("foundation file", "packed weights", "runtime", "adapters (now)", "app"):
+            assert part in now
+        for share in (tool.packed_weights, tool.runtime, tool.adapters_total):
+            assert any(
+                row.split()[-2:] == [f"{share.rss_mib:,.0f}", f"{share.pss_mib:,.0f}"]
+                for row in now.splitlines()
+            )
+        rows = shown(app.query_one("#memory-adapters", Static)).splitlines()
+        nobel = next(row for row in rows if "nobel" in row)
+        assert nobel.split()[1:3] == ["+556", "115"]  # PSS at its load, and held now
+        await app.main.unload("nobel")
+        await pilot.pause()
+        await pilot.pause()
+        assert {h.name for h in app.main.memory_panel.tool_layout.holdings} == {
+            PACKING,
+            "executorch",
+        }
+        assert "nobel" not in shown(app.query_one("#memory-adapters", Static))
+
+
+def shown(widget: Static) -> str:
+    """What a Static shows (a Rich table too), as plain text at its width."""
+    console = Console(width=widget.content_region.width, file=io.StringIO(), record=True)
+    console.print(widget.content)
+    return console.export_text()
 
 
 # --- snapshots --------------------------------------------------------------------------------

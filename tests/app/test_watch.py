@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lora_tui.ui.app import LoraTuiApp
 from lora_tui.watch.watcher import RunWatcher
-from tests.support.fake_engine import FIXED_TOOL_MEMORY, FakeEngine
+from tests.support.fake_engine import FakeEngine, fixed_tool_memory
 from tests.support.pilot import SIZE, notifications
 from tests.support.watched_run import FakeExport, checkpoint_entry, export_folder, write_checkpoint
 
@@ -36,7 +36,7 @@ def watching_app(tmp_path: Path, export: FakeExport) -> LoraTuiApp:
         transcript_dir=tmp_path,
         cursor_blink=False,
         memory_interval_s=3600,
-        tool_memory=lambda: FIXED_TOOL_MEMORY,
+        tool_memory=fixed_tool_memory,
         watcher=RunWatcher(run_dir, weights.parent, tmp_path / "base", export, POLL_S),
     )
     app.animation_level = "none"

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from lora_tui.engine import GenerationSettings, Message, ModelHost, ReplyDone
+from lora_tui.engine import host as host_module
 from lora_tui.engine.departure import Scoring
 from lora_tui.engine.loading import position_input, token_input
 from lora_tui.engine.protocol import Departure
@@ -91,6 +92,31 @@ def test_scoring_in_chunks_gives_what_scoring_token_by_token_gives(host: ModelHo
     assert chunked.departs_at == one_by_one.departs_at and chunked.pieces == one_by_one.pieces
     gap = torch.tensor(chunked.logprobs) - torch.tensor(one_by_one.logprobs)
     assert float(gap.abs().max()) < 1e-3
+
+
+def test_an_idle_scorer_goes_and_the_next_score_makes_one_again(
+    host: ModelHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy of the base replies are scored on goes once idle (here at once), with its
+    KV cache; the next reply scored gets a new copy and the same scores."""
+    monkeypatch.setattr(host_module, "SCORER_IDLE_S", 0.0)
+    host.clear()
+    host._scorers.clear()  # noqa: SLF001  (made by the tests before: start without one)
+    host.answer("full", PROMPT, GREEDY)
+    replied = host.sessions["full"].last_replied
+    assert replied is not None
+    found = []
+    for _ in range(2):
+        host.score("base", replied)
+        assert "base" in host._scorers  # noqa: SLF001
+        while host.busy:
+            found += [e for e in host.step() if isinstance(e, Departure)]
+        assert host.idle_chore_s() == 0.0  # due now: a lane waits no longer
+        assert host.step() == [] and not host._scorers  # noqa: SLF001
+        assert host.idle_chore_s() is None  # nothing more to do: a lane waits for commands
+    first, second = found
+    assert first.pieces == second.pieces and first.departs_at == second.departs_at
+    assert first.logprobs == pytest.approx(second.logprobs, abs=1e-5)
 
 
 def test_the_engine_scores_each_adapters_reply_in_the_bases_lane(

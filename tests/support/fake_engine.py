@@ -10,11 +10,12 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 from exporter.base import PROJECTIONS
-from lora_tui.engine.memory import MemorySample
+from lora_tui.engine.memory import PACKING, MemorySample, Share, ToolLayout, ToolMemory
 from lora_tui.engine.protocol import (
     Departure,
     EngineEvent,
     EngineReady,
+    FoundationPacked,
     Loaded,
     LoadFailed,
     NoEffect,
@@ -35,10 +36,30 @@ from lora_tui.engine.types import (
 FIXED_MEMORY = MemorySample(
     rss_mib=1504.0, pss_mib=1093.0, uss_mib=902.0, anon_mib=640.0, file_mib=864.0
 )
-# The whole tool: the app, the engine's worker and lane, and the pre-flight checker.
-FIXED_TOOL_MEMORY = MemorySample(
-    rss_mib=1712.0, pss_mib=1221.0, uss_mib=1010.0, anon_mib=790.0, file_mib=922.0, processes=4
-)
+FAKE_WORKER, FAKE_LANE = 4241, 4242  # the processes the fake engine says things are in
+PACKING_RANGES = ((2**40, 2**40 + 2**29),)  # where its worker says its packing put memory
+
+
+def fixed_tool_memory(layout: ToolLayout) -> ToolMemory:
+    """The whole tool (the app, the engine's worker and two lanes, multiprocessing's tracker)
+    with each adapter the layout names holding its own KV cache and LoRA weights. Its total
+    is the same for any layout (the runtime takes the rest), so a snapshot's RSS history is
+    flat however many samples it took."""
+    names = [h.name for h in layout.holdings if h.name != PACKING]
+    own = [(n, Share(96.0, 96.0) if n == "base" else Share(114.7, 114.7)) for n in names]
+    held = sum((share for _, share in own), Share())
+    return ToolMemory(
+        foundation_file=Share(4.2, 1.4),
+        packed_weights=Share(1602.0, 534.0),
+        runtime=Share(1072.0 - held.rss_mib, 696.0 - held.pss_mib),
+        adapters=tuple(own),
+        other_programs=Share(12.0, 12.0),
+        app=Share(62.0, 48.0),
+        helpers=Share(13.0, 7.0),
+        processes=5,
+    )
+
+
 FIXED_STATS = ReplyStats(
     prompt_tokens=31,
     reused_tokens=0,
@@ -106,6 +127,7 @@ class FakeEngine:
                 threads_note,
             )
         )
+        on_event(FoundationPacked(foundation, FAKE_WORKER, PACKING_RANGES))
 
     def load(self, path: Path, name: str | None = None) -> None:
         name = name or path.stem
@@ -165,6 +187,8 @@ class FakeEngine:
                     foundation=self.foundation,
                     # A scaled copy's, as the engine reads it from beside the copy.
                     scale=origin.scale if (origin := ScaledOrigin.beside(path)) else None,
+                    process=FAKE_LANE,
+                    ranges=((self.loaded << 32, (self.loaded << 32) + 2**27),),
                 ),
             )
         )

@@ -32,6 +32,8 @@ HOLD_LIMIT_S = 120.0  # a held check gives up after this, so nothing is left run
 
 
 class FakeFoundation:
+    path = Path("/artifacts/foundation.ptd")
+
     def entry_for(self, program: Path) -> tuple[str, None]:
         return program.stem, None
 
@@ -88,6 +90,9 @@ class FakeHost:
     def use_threads(self, threads: int) -> None:
         self.threads = threads
 
+    def hold_until_loaded(self, seed: object | None) -> None:
+        pass
+
     # --- a lane's side ---
 
     def accept_check(self, pte: Path, facts: object, seconds: float) -> None:
@@ -117,6 +122,9 @@ class FakeHost:
     @property
     def busy(self) -> bool:
         return bool(self.replies or self.scores)
+
+    def idle_chore_s(self) -> float | None:
+        return None
 
     def score(self, base: str, replied: Replied) -> None:
         if base in self.sessions:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 from textual.widgets import Input
 
 from lora_tui.demo.build_child import BuildClient
+from lora_tui.engine.memory import ToolLayout, ToolMemory
 from lora_tui.ui.app import LoraTuiApp
 from lora_tui.ui.widgets.adapter_pane import AdapterPane
-from tests.support.fake_engine import FIXED_TOOL_MEMORY, FakeEngine
+from tests.support.fake_engine import FakeEngine, fixed_tool_memory
 
 SIZE = (120, 34)
 
@@ -24,6 +26,7 @@ def make_app(
     program_dir: Path = Path("/artifacts"),
     build: BuildClient | None = None,
     base: str | None = None,
+    tool_memory: Callable[[ToolLayout], ToolMemory | None] = fixed_tool_memory,
     **engine_options,
 ) -> LoraTuiApp:
     engines: list[FakeEngine] = []
@@ -42,7 +45,7 @@ def make_app(
         suggestions=suggestions,
         results_path=results_path,
         build=build,
-        tool_memory=lambda: FIXED_TOOL_MEMORY,
+        tool_memory=tool_memory,
         base=base,
     )
     app.animation_level = "none"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from benchmarks import tables
 from benchmarks.tables import BLOCK, TABLES, pages, rendered
 
 
@@ -12,3 +13,12 @@ def test_every_marked_table_is_made_from_its_results_file() -> None:
         names += [match.group(2) for match in BLOCK.finditer(docs)]
         assert rendered(docs) == docs, f"{page.name}: run python -m benchmarks.tables"
     assert sorted(names) == sorted(TABLES)  # each renderer has its one place in the docs
+
+
+def test_a_table_whose_results_file_is_missing_says_so(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(tables, "RESULTS_DIR", tmp_path)
+    lines = TABLES["tool_memory"].render("tool_memory")
+    assert lines == [
+        "*Not measured yet: `benchmarks/results/tool_memory.json`, which "
+        "`benchmarks/tool_memory.py` writes.*"
+    ]

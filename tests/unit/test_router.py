@@ -18,6 +18,7 @@ from lora_tui.engine.protocol import (
     Departure,
     EngineEvent,
     EngineFailed,
+    FoundationPacked,
     Idle,
     Load,
     Loaded,
@@ -123,6 +124,12 @@ def test_a_long_check_holds_up_no_other_pane(tmp_path: Path) -> None:
     assert [type(e) for e in got if getattr(e, "adapter", "") == "missing"] == [LoadFailed]
     done = {e.adapter: e for e in got if isinstance(e, ReplyDone)}
     assert done["fast"].text == "hello" and done["endless"].end is ReplyEnd.CANCELLED
+    # The seed's load (with the first check) is told once, before any lane loads: where the
+    # worker's packing lies, for the memory panel.
+    packed = [e for e in got if isinstance(e, FoundationPacked)]
+    first_load = next(e for e in got if isinstance(e, Loaded))
+    assert len(packed) == 1 and got.index(packed[0]) < got.index(first_load)
+    assert packed[0].foundation == str(fake_lanes.FakeFoundation.path)
 
 
 def test_a_send_right_after_a_load_waits_for_it(tmp_path: Path) -> None:

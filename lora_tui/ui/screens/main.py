@@ -381,6 +381,8 @@ class MainScreen(LiteralNotices, Screen[None]):
         event = message.event
         if isinstance(event, events.EngineReady):
             self.memory_panel.engine_ready(event)
+        elif isinstance(event, events.FoundationPacked):
+            self.memory_panel.foundation_packed(event)
         elif isinstance(event, events.EngineFailed):
             supervisor = self.session.supervisor
             await recover(event.error, self.panes.values(), self.replies, supervisor, self.notify)
