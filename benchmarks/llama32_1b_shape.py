@@ -8,7 +8,10 @@ WORK (default ~/.cache/lora-tui/bench-1b), then, each in its own process:
 
 1. ``lora-export`` of the base and the first adapter: wall time and the exporter's peak RSS;
 2. ``lora-export`` adding the second adapter to the same folder (a template fill);
-3. ``lora-tui bench`` on both programs: true (PSS) added cost per adapter and decode tok/s.
+3. ``lora-tui bench`` on both programs: true (PSS) added cost per adapter and decode tok/s;
+4. the first export again (base, first adapter, an empty folder) at fp32, 8da8w and 8da4w,
+   of the same shape with SmolLM2's 49,152-token vocabulary (issue 45 measured that one):
+   wall time, the template's lowering and peak RSS of each.
 
 Figures go to ``benchmarks/results/llama32_1b_shape.json``.
 
@@ -19,10 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -72,10 +78,13 @@ TARGETS = {
 }
 RANK = 16
 MAX_CONTEXT = 512
+FIRST_EXPORT_VOCAB = 49152  # SmolLM2's vocabulary: the base issue 45 timed each quantization on
+QUANTIZATIONS = {"fp32": "none", "8da8w": "8da8w", "8da4w": "8da4w"}  # label -> --quantize
 
 
-def build_base(directory: Path) -> Path:
-    """Random bf16 weights of the exact shape, written one tensor group at a time."""
+def build_base(directory: Path, vocab: int = LLAMA_32_1B["vocab_size"]) -> Path:
+    """Random bf16 weights of the exact shape (with ``vocab`` token embeddings), written
+    one tensor group at a time."""
     if (directory / "model.safetensors").is_file():
         return directory
     directory.mkdir(parents=True, exist_ok=True)
@@ -89,7 +98,7 @@ def build_base(directory: Path) -> Path:
 
     tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
     stops = [tokenizer.token_to_id(t) for t in family.stop_tokens]
-    config = {**LLAMA_32_1B, "bos_token_id": 0, "eos_token_id": stops}
+    config = {**LLAMA_32_1B, "vocab_size": vocab, "bos_token_id": 0, "eos_token_id": stops}
     (directory / "config.json").write_text(json.dumps(config, indent=2))
     (directory / "generation_config.json").write_text(json.dumps({"eos_token_id": stops}))
 
@@ -98,7 +107,7 @@ def build_base(directory: Path) -> Path:
     def normal(*shape: int, std: float = 0.02) -> torch.Tensor:
         return (torch.randn(*shape, generator=generator) * std).to(torch.bfloat16)
 
-    dim, vocab = 2048, 128256
+    dim = 2048
     weights = {
         "model.embed_tokens.weight": normal(vocab, dim),
         "model.norm.weight": torch.ones(dim, dtype=torch.bfloat16),
@@ -146,8 +155,15 @@ PEAK_RSS = (
 )
 
 
-def run_export(base: Path, adapter: Path, out: Path) -> tuple[float, float]:
-    """(wall seconds, peak RSS in GiB) of one lora-export process."""
+@dataclass(frozen=True)
+class Export:
+    seconds: float  # wall time of the lora-export process
+    peak_gib: float  # its peak RSS
+    phases: dict[str, float]  # the seconds of each phase, as lora-export prints them
+
+
+def run_export(base: Path, adapter: Path, out: Path, quantize: str = "none") -> Export:
+    """One lora-export process: its wall time, peak RSS and phases."""
     command = [
         str(Path(sys.executable).parent / "lora-export"),
         "--base",
@@ -158,13 +174,42 @@ def run_export(base: Path, adapter: Path, out: Path) -> tuple[float, float]:
         str(out),
         "--max-context",
         str(MAX_CONTEXT),
+        "--quantize",
+        quantize,
     ]
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", PEAK_RSS, *command], check=True, capture_output=True, text=True
+        [sys.executable, "-c", PEAK_RSS, *command],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "400"},  # its summary's phase lines, each on one line
     )
     seconds = time.perf_counter() - started
-    return seconds, int(done.stdout.split()[-1]) / 2**20
+    phases = {m[1]: float(m[2]) for m in re.finditer(r"^(.+): ([0-9.]+) s$", done.stderr, re.M)}
+    return Export(seconds, int(done.stdout.split()[-1]) / 2**20, phases)
+
+
+def first_exports(base: Path, adapter: Path, work: Path) -> dict[str, dict[str, float | None]]:
+    """A first export (foundation, template, one program, an empty folder) of ``base`` at
+    each quantization: its wall time, its template's lowering and its peak RSS."""
+    runs = {}
+    for label, quantize in QUANTIZATIONS.items():
+        out = work / f"first-{label}"
+        shutil.rmtree(out, ignore_errors=True)
+        export = run_export(base, adapter, out, quantize)
+        template = next(
+            (s for p, s in export.phases.items() if p.startswith("export template")), None
+        )
+        runs[label] = {
+            "total_s": round(export.seconds, 1),
+            "template_s": template,
+            "peak_gib": round(export.peak_gib, 2),
+            "foundation_gb": round((out / FOUNDATION_FILE).stat().st_size / 1e9, 2),
+        }
+        print(label, runs[label], flush=True)
+        shutil.rmtree(out)
+    return runs
 
 
 def main() -> None:
@@ -178,19 +223,24 @@ def main() -> None:
     out = work / "out"
     shutil.rmtree(out, ignore_errors=True)
 
-    export_s, export_gib = run_export(base, first, out)
-    add_s, add_gib = run_export(base, second, out)
+    exported = run_export(base, first, out)
+    added = run_export(base, second, out)
     programs = [out / "a.pte", out / "b.pte"]
     measured = bench(out / FOUNDATION_FILE, programs, options=["--max-new-tokens", "32"])
+    small_vocab = build_base(work / f"base-{FIRST_EXPORT_VOCAB}", vocab=FIRST_EXPORT_VOCAB)
     report = {
-        "first_export_s": round(export_s, 1),
-        "first_export_peak_gib": round(export_gib, 2),
-        "add_adapter_s": round(add_s, 1),
-        "add_adapter_peak_gib": round(add_gib, 2),
+        "first_export_s": round(exported.seconds, 1),
+        "first_export_peak_gib": round(exported.peak_gib, 2),
+        "add_adapter_s": round(added.seconds, 1),
+        "add_adapter_peak_gib": round(added.peak_gib, 2),
         "foundation_gb": round((out / FOUNDATION_FILE).stat().st_size / 1e9, 2),
         "program_mb": round((out / "a.pte").stat().st_size / 1e6, 1),
         "sharing": measured["sharing_detail"],
         "adapters": measured["adapters"],
+        "first_exports": {
+            "vocab_size": FIRST_EXPORT_VOCAB,
+            "runs": first_exports(small_vocab, first, work),
+        },
     }
     print(json.dumps(report, indent=2))
     write_results("llama32_1b_shape", report)
@@ -247,6 +297,23 @@ def llama32_1b_shape_table(report: dict) -> list[str]:
         ),
     ]
     return markdown.head(["", "measured", "target"]) + [markdown.row(list(row)) for row in rows]
+
+
+def first_exports_table(report: dict) -> list[str]:
+    """Each quantization's first export of the 49,152-token base (``first_exports``)."""
+    head = markdown.head(
+        ["", "first export", "of which the template", "peak RSS", "foundation", "target"]
+    )
+    first = report.get("first_exports")
+    if first is None:  # a results file from before this part of the benchmark
+        return [*head, markdown.row(["not measured in this run", "", "", "", "", ""])]
+    rows = []
+    for label, run in first["runs"].items():
+        template = "—" if run["template_s"] is None else f"{run['template_s']} s"
+        target = "" if label == "fp32" else "≤ 240 s, ≤ 12 GiB"
+        cells = [label, f"**{run['total_s']} s**", template, f"{run['peak_gib']} GiB"]
+        rows.append(markdown.row([*cells, f"{run['foundation_gb']} GB", target]))
+    return [*head, *rows]
 
 
 if __name__ == "__main__":

@@ -70,6 +70,9 @@ TABLES: dict[str, Table] = {
     "quant_fidelity_8da4w": Table("quant_fidelity:quant_fidelity_table"),
     "quant_fidelity_8da8w": Table("quant_fidelity:quant_fidelity_table"),
     "llama32_1b_shape": Table("llama32_1b_shape:llama32_1b_shape_table"),
+    "llama32_1b_first_exports": Table(
+        "llama32_1b_shape:first_exports_table", ("llama32_1b_shape",)
+    ),
     "export_bench": Table("export_bench:export_bench_table"),
     "memory": Table("memory:memory_table"),
     "memory_8da4w": Table("memory:memory_table"),

@@ -149,3 +149,20 @@ def test_sorting_the_graph_once_gives_the_same_program_as_sorting_after_every_cu
     ours = program_greedy(tiny_artifacts.program("base"), tiny_artifacts.foundation, prompt, 6)
     assert ours[0] == theirs[0]
     assert all(bool((a == b).all()) for a, b in zip(ours[1], theirs[1], strict=True))
+
+
+def test_decomposing_once_gives_the_same_files(
+    tiny_artifacts: TinyArtifacts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """lora-export functionalises and decomposes the graph in one retrace, where ExecuTorch
+    retraces it twice. Lowered ExecuTorch's way, an adapter's program and the foundation
+    are the same bytes. (tests/integration/test_quantized.py compares the 8da4w ones.)"""
+    import contextlib
+
+    from lora_tui.format import FP32, sha256_file
+    from tests.support.artifacts import export_quantized
+
+    monkeypatch.setattr("exporter.lower._decompose_once", contextlib.nullcontext)
+    out = export_quantized(tiny_artifacts, tmp_path / "decomposed-twice", FP32)
+    for name in ("full.pte", "foundation.ptd"):
+        assert sha256_file(out / name) == sha256_file(tiny_artifacts.out / name), name
