@@ -175,6 +175,9 @@ def run_two_panes(
                 events, lambda got, b=before: sum(isinstance(e, ReplyDone) for e in got[b:]) == 2
             )
             stats = [e.stats for e in got[before:] if isinstance(e, ReplyDone)]
+            if any(s is None or s.new_tokens != tokens for s in stats):
+                # The engine stops at a stop token: a reply that did is not this length.
+                raise SystemExit(f"two panes: a reply was not {tokens} tokens long ({stats})")
             runs.append(
                 Speed(
                     max(s.ttft_s for s in stats),
@@ -351,9 +354,10 @@ def quantize_gguf(f32: Path, out: Path, ftype: str) -> None:
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{ftype}")
     params.nthread = THREADS
-    code = llama_cpp.llama_model_quantize(
-        str(f32).encode(), str(out).encode(), ctypes.byref(params)
-    )
+    with native_output_to(out.with_suffix(".log")):  # a line per tensor, kept off the screen
+        code = llama_cpp.llama_model_quantize(
+            str(f32).encode(), str(out).encode(), ctypes.byref(params)
+        )
     if code != 0:
         raise SystemExit(f"llama_model_quantize {ftype} failed ({code})")
 
