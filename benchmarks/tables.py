@@ -80,6 +80,9 @@ TABLES: dict[str, Table] = {
     "vs_llamacpp_1b_history": Table(
         "vs_llamacpp_1b:vs_llamacpp_1b_history_table", ("vs_llamacpp_1b",), pending=True
     ),
+    "vs_llamacpp_1b_watch": Table(
+        "vs_llamacpp_1b:vs_llamacpp_1b_watch_table", ("vs_llamacpp_1b",), pending=True
+    ),
     "export_bench": Table("export_bench:export_bench_table"),
     "memory": Table("memory:memory_table"),
     "memory_8da4w": Table("memory:memory_table"),

@@ -200,7 +200,7 @@ def bytes_read_per_token(
 ) -> dict[str, dict[str, int]]:
     """Per one-pane row: foundation, LoRA and KV bytes a decode step at ``position`` reads.
     Two panes read the same per token (each lane its own step), so they share the figure."""
-    manifest = Manifest.read(folders["fp32"])
+    manifest = Manifest.read(next(iter(folders.values())))  # every folder: one shape
     shape = manifest.shape
     entry = manifest.programs[ADAPTER]
     lora = lora_weight_bytes(shape, entry.rank, entry.target_modules)
@@ -208,6 +208,8 @@ def bytes_read_per_token(
     lora_gguf = gguf_read_bytes(llama["lora"])
     rows = {}
     for label, (_, ftype) in QUANTIZATIONS.items():
+        if label not in folders:
+            continue
         foundation = foundation_read_bytes(folders[label] / FOUNDATION_FILE, label)
         rows[ours(label)] = {"foundation": foundation, "lora": lora, "kv": kv_fp32}
         rows[theirs(ftype)] = {
@@ -279,10 +281,44 @@ ANSWER = (
 )
 
 
-def faults() -> tuple[int, int, int]:
-    """This process's (minor faults, major faults, involuntary switches) so far."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_minflt, usage.ru_majflt, usage.ru_nivcsw
+class Watch:
+    """What a stretch of this process's work cost beyond its wall time: page faults,
+    involuntary context switches (another process took the core), CPU seconds per wall
+    second (2 on two cores: both threads busy, working or spinning), and each ``forward``'s
+    time, so a slow answer shows whether every step was slower or a few stalled."""
+
+    def __init__(self, session) -> None:
+        self.steps: list[float] = []
+        forward = session.forward
+
+        def timed(tokens: list[int], position: int):
+            started = time.perf_counter()
+            try:
+                return forward(tokens, position)
+            finally:
+                self.steps.append(time.perf_counter() - started)
+
+        session.forward = timed  # the reply loop calls the session's forward
+
+    def start(self) -> None:
+        self.steps.clear()
+        self._usage, self._wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+
+    def report(self, decode_steps: int) -> dict:
+        usage, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - self._wall
+        cpu = usage.ru_utime + usage.ru_stime - self._usage.ru_utime - self._usage.ru_stime
+        steps = sorted(self.steps[-decode_steps:])
+        return {
+            "minor_faults": usage.ru_minflt - self._usage.ru_minflt,
+            "major_faults": usage.ru_majflt - self._usage.ru_majflt,
+            "preempted": usage.ru_nivcsw - self._usage.ru_nivcsw,
+            "cpu_per_wall": round(cpu / wall, 2),
+            "step_ms": {
+                "median": round(statistics.median(steps) * 1000, 2),
+                "p90": round(steps[int(0.9 * (len(steps) - 1))] * 1000, 2),
+                "max": round(steps[-1] * 1000, 2),
+            },
+        }
 
 
 def largest_chunk(session) -> int:
@@ -294,22 +330,23 @@ def largest_chunk(session) -> int:
 
 
 def run_ours(folder: Path, tokens: int, history: list) -> dict:
-    """One pane: a warm-up answer, the measured one (with its page faults and involuntary
-    context switches), then the conversation's time to first token through the engine and
-    in a bare forward loop at the program's largest chunk."""
+    """One pane: a warm-up answer, the measured one (watched: ``Watch``), then the
+    conversation's time to first token through the engine and in a bare forward loop at
+    the program's largest chunk."""
     from lora_tui.engine import GenerationSettings
     from lora_tui.engine.types import Message
 
     host, name = open_program(folder / FOUNDATION_FILE, folder / f"{ADAPTER}.pte", folder)
     session = host.sessions[name]
+    watch = Watch(session)
     prompt = [Message("user", PROMPT)]
     settings = GenerationSettings(temperature=0.0, max_new_tokens=tokens)
     for _ in range(2):  # the first answer warms caches and is not kept
         host.clear([name])
-        before = faults()
+        watch.start()
         stats = host.answer(name, prompt, settings).stats
         assert stats is not None and stats.new_tokens == tokens, stats
-    minor, major, switches = (after - b for after, b in zip(faults(), before, strict=True))
+    diagnostics = watch.report(tokens - 1)
     decode = Speed(stats.ttft_s, stats.decode_tok_s, stats.prompt_tokens)
 
     host.clear([name])
@@ -332,7 +369,7 @@ def run_ours(folder: Path, tokens: int, history: list) -> dict:
         "history_ttft_s": long.ttft_s,
         "bare_history_ttft_s": bare_s,
         "max_prefill": chunk,
-        "diagnostics": {"minor_faults": minor, "major_faults": major, "preempted": switches},
+        "diagnostics": diagnostics,
     }
 
 
@@ -386,7 +423,7 @@ def run_theirs_two(model: Path, lora: Path, ids: list[int], tokens: int) -> Spee
 def measure_round(
     folders: dict[str, Path], llama: dict[str, Path], tokens: int, history: list, record: dict
 ) -> None:
-    """Every row once, appending to ``record``'s per-row lists."""
+    """Every row of ``record``'s quantizations once, appending to its per-row lists."""
 
     def keep(table: str, row: str, value: object) -> None:
         record[table].setdefault(row, []).append(value)
@@ -394,7 +431,7 @@ def measure_round(
     bandwidth = in_child(read_bandwidth)
     record["bandwidth_gb_s"].append(bandwidth)
     print(f"  read bandwidth {bandwidth:.1f} GB/s")
-    for label, (_, ftype) in QUANTIZATIONS.items():
+    for label, ftype in record["quantizations"].items():
         folder = folders[label]
         mine = in_child(run_ours, folder, tokens, history)
         record["prompt_ids"], record["history_ids"] = mine["ids"], mine["history_ids"]
@@ -404,6 +441,7 @@ def measure_round(
         keep("history_ttft_s", BARE.format(ours(label)), mine["bare_history_ttft_s"])
         keep("diagnostics", ours(label), mine["diagnostics"])
         record["max_prefill"] = mine["max_prefill"]
+        print(f"  {ours(label)}: {mine['diagnostics']}")
 
         model, lora, ids = llama[ftype], llama["lora"], mine["ids"]
         other = in_child(run_theirs, model, lora, ids, mine["history_ids"], tokens)
@@ -434,6 +472,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--history", type=int, default=1500, help="conversation tokens")
     parser.add_argument("--prepare", action="store_true", help="build the inputs, measure nothing")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=list(QUANTIZATIONS),
+        help="measure these quantizations only (to look into one; written to "
+        "vs_llamacpp_1b_partial.json, not the docs' file)",
+    )
     args = parser.parse_args()
     if args.tokens < 2 or args.rounds < 1 or not 0 < args.history < MAX_CONTEXT - 64:
         parser.error("--tokens must be at least 2, --rounds at least 1, --history 1..1983")
@@ -446,7 +491,11 @@ def main() -> None:
         "tokens": args.tokens,
         "rounds": args.rounds,
         "max_context": MAX_CONTEXT,
-        "quantizations": {label: ftype for label, (_, ftype) in QUANTIZATIONS.items()},
+        "quantizations": {
+            label: ftype
+            for label, (_, ftype) in QUANTIZATIONS.items()
+            if not args.only or label in args.only
+        },
         "bandwidth_gb_s": [],
         "decode_tok_s": {},
         "ttft_s": {},
@@ -468,7 +517,9 @@ def main() -> None:
     print("\n".join(vs_llamacpp_1b_table(record)))
     print()
     print("\n".join(vs_llamacpp_1b_history_table(record)))
-    write_results("vs_llamacpp_1b", record)
+    print()
+    print("\n".join(vs_llamacpp_1b_watch_table(record)))
+    write_results("vs_llamacpp_1b_partial" if args.only else "vs_llamacpp_1b", record)
 
 
 # --- the docs' tables (benchmarks/tables.py puts them in their page) ---
@@ -561,6 +612,36 @@ def vs_llamacpp_1b_history_table(report: dict) -> list[str]:
         for q in labels
     ]
     lines.append(markdown.row(["llama.cpp's time / ours, by round (target ≥ 1.0×)", *cells]))
+    return lines
+
+
+def vs_llamacpp_1b_watch_table(report: dict) -> list[str]:
+    """Our one-pane rows' measured answers, round by round (``Watch``): whether a slow
+    round had every step slower or a few stalled, and what else was going on."""
+    lines = markdown.head(
+        [
+            "lora-tui, one pane",
+            "decode tok/s",
+            "step ms: median / p90 / max",
+            "CPU s per s (2: both cores)",
+            "preempted (involuntary switches)",
+            "page faults",
+        ]
+    )
+    for label in report["quantizations"]:
+        row = ours(label)
+        rounds = zip(report["decode_tok_s"][row], report["diagnostics"][row], strict=True)
+        for number, (speed, watched) in enumerate(rounds, start=1):
+            step = watched["step_ms"]
+            faults = watched["minor_faults"] + watched["major_faults"]
+            cells = [
+                f"{speed:.2f}",
+                f"{step['median']:.1f} / {step['p90']:.1f} / {step['max']:.1f}",
+                f"{watched['cpu_per_wall']:.2f}",
+                f"{watched['preempted']:,}",
+                f"{faults:,}",
+            ]
+            lines.append(markdown.row([f"{label}, round {number}", *cells]))
     return lines
 
 

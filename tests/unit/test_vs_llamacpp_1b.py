@@ -16,6 +16,7 @@ from benchmarks.vs_llamacpp_1b import (
     read_bandwidth,
     vs_llamacpp_1b_history_table,
     vs_llamacpp_1b_table,
+    vs_llamacpp_1b_watch_table,
 )
 from lora_tui.engine.chat import ChatFormat
 
@@ -26,6 +27,7 @@ def _report() -> dict:
     decode: dict[str, list[float]] = {}
     history: dict[str, list[float]] = {}
     read = {}
+    watched: dict[str, list[dict]] = {}
     for label, ftype in quantizations.items():
         for suffix_ours, suffix_theirs in (("", ""), (", two panes", ", two processes")):
             decode[f"lora-tui {label}{suffix_ours}"] = [14.0, 12.0, 14.0]
@@ -35,6 +37,16 @@ def _report() -> dict:
         history[f"llama.cpp {ftype} + LoRA"] = [2.5, 2.5, 2.5]
         read[f"lora-tui {label}"] = {"foundation": 2_000_000_000, "lora": 0, "kv": 0}
         read[f"llama.cpp {ftype} + LoRA"] = {"foundation": 1_000_000_000, "lora": 0, "kv": 0}
+        watched[f"lora-tui {label}"] = [
+            {
+                "minor_faults": 2,
+                "major_faults": 0,
+                "preempted": preempted,
+                "cpu_per_wall": cpu,
+                "step_ms": {"median": median, "p90": median * 1.1, "max": median * 1.5},
+            }
+            for preempted, cpu, median in ((100, 1.9, 24.7), (9000, 1.1, 45.3), (120, 1.9, 24.9))
+        ]
     return {
         "tokens": 64,
         "prompt_tokens": 38,
@@ -46,6 +58,7 @@ def _report() -> dict:
         "decode_tok_s": decode,
         "history_ttft_s": history,
         "bytes_read_per_token": read,
+        "diagnostics": watched,
     }
 
 
@@ -70,6 +83,12 @@ def test_the_history_table_compares_time_to_first_token_round_by_round() -> None
     verdict = lines[-1]
     assert verdict.startswith("| llama.cpp's time / ours, by round (target ≥ 1.0×)")
     assert "1.25×, 0.83×, 1.00× (min **0.83×**: **missed**)" in verdict
+
+
+def test_the_watch_table_shows_each_round_of_each_quantization() -> None:
+    lines = vs_llamacpp_1b_watch_table(_report())
+    assert len(lines) == 2 + 3 * 3
+    assert lines[3] == "| fp32, round 2 | 12.00 | 45.3 / 49.8 / 67.9 | 1.10 | 9,000 | 2 |"
 
 
 def test_a_pending_table_says_how_to_make_it_until_its_file_exists(
