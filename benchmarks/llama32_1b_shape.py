@@ -102,24 +102,30 @@ def build_base(directory: Path, vocab: int = LLAMA_32_1B["vocab_size"]) -> Path:
     (directory / "config.json").write_text(json.dumps(config, indent=2))
     (directory / "generation_config.json").write_text(json.dumps({"eos_token_id": stops}))
 
+    save_file(random_weights(config), directory / "model.safetensors", metadata={"format": "pt"})
+    return directory
+
+
+def random_weights(config: dict) -> dict[str, torch.Tensor]:
+    """Seeded random bf16 weights for a Llama ``config`` of this shape (its vocabulary may
+    differ): norms at one, the rest N(0, 0.02), which keeps activations in range."""
     generator = torch.Generator().manual_seed(0)
 
     def normal(*shape: int, std: float = 0.02) -> torch.Tensor:
         return (torch.randn(*shape, generator=generator) * std).to(torch.bfloat16)
 
-    dim = 2048
+    dim, vocab = config["hidden_size"], config["vocab_size"]
     weights = {
         "model.embed_tokens.weight": normal(vocab, dim),
         "model.norm.weight": torch.ones(dim, dtype=torch.bfloat16),
     }
-    for layer in range(16):
+    for layer in range(config["num_hidden_layers"]):
         prefix = f"model.layers.{layer}."
         weights[prefix + "input_layernorm.weight"] = torch.ones(dim, dtype=torch.bfloat16)
         weights[prefix + "post_attention_layernorm.weight"] = torch.ones(dim, dtype=torch.bfloat16)
         for projection, (block, inputs, outputs) in TARGETS.items():
             weights[f"{prefix}{block}.{projection}.weight"] = normal(outputs, inputs)
-    save_file(weights, directory / "model.safetensors", metadata={"format": "pt"})
-    return directory
+    return weights
 
 
 def build_adapter(directory: Path, seed: int) -> Path:
@@ -162,7 +168,9 @@ class Export:
     phases: dict[str, float]  # the seconds of each phase, as lora-export prints them
 
 
-def run_export(base: Path, adapter: Path, out: Path, quantize: str = "none") -> Export:
+def run_export(
+    base: Path, adapter: Path, out: Path, quantize: str = "none", max_context: int = MAX_CONTEXT
+) -> Export:
     """One lora-export process: its wall time, peak RSS and phases."""
     command = [
         str(Path(sys.executable).parent / "lora-export"),
@@ -173,7 +181,7 @@ def run_export(base: Path, adapter: Path, out: Path, quantize: str = "none") -> 
         "--out",
         str(out),
         "--max-context",
-        str(MAX_CONTEXT),
+        str(max_context),
         "--quantize",
         quantize,
     ]

@@ -99,16 +99,12 @@ def run_program(
     weights: Path, program: Path, tokenizer: Path, tokens: int, repeats: int
 ) -> dict[str, object]:
     """A program through the engine, and in a bare forward loop; the prompt's ids."""
-    from lora_tui.engine import GenerationSettings, ModelHost
+    from lora_tui.engine import GenerationSettings
     from lora_tui.engine.types import Message
 
     torch.set_num_threads(THREADS)
-    with native_output_to(Path(os.devnull)):
-        host = ModelHost(weights, tokenizer)
-        name = host.load(program).name
-        host.end_checks()
+    host, name = open_program(weights, program, tokenizer)
     session = host.sessions[name]
-    session.chat = dataclasses.replace(session.chat, stop_ids=frozenset())
     ids = session.chat.encode_chat([Message("user", PROMPT)])
     settings = GenerationSettings(temperature=0.0, max_new_tokens=tokens)
     chunk = session.facts.max_prefill
@@ -135,6 +131,20 @@ def run_program(
         position[0] = len(ids)
         bare.append(timed_decode(bare_first, bare_step, tokens, len(ids)))
     return {"ids": ids, "engine": median_speed(engine[1:]), "bare": median_speed(bare[1:])}
+
+
+def open_program(weights: Path, program: Path, tokenizer: Path):
+    """A ``ModelHost`` with ``program`` loaded (its pre-flight child ended), and its name;
+    it answers to the length asked, whatever tokens it picks (stop tokens off)."""
+    from lora_tui.engine import ModelHost
+
+    with native_output_to(Path(os.devnull)):
+        host = ModelHost(weights, tokenizer)
+        name = host.load(program).name
+        host.end_checks()
+    session = host.sessions[name]
+    session.chat = dataclasses.replace(session.chat, stop_ids=frozenset())
+    return host, name
 
 
 def run_two_panes(
@@ -165,6 +175,9 @@ def run_two_panes(
                 events, lambda got, b=before: sum(isinstance(e, ReplyDone) for e in got[b:]) == 2
             )
             stats = [e.stats for e in got[before:] if isinstance(e, ReplyDone)]
+            if any(s is None or s.new_tokens != tokens for s in stats):
+                # The engine stops at a stop token: a reply that did is not this length.
+                raise SystemExit(f"two panes: a reply was not {tokens} tokens long ({stats})")
             runs.append(
                 Speed(
                     max(s.ttft_s for s in stats),
@@ -177,24 +190,32 @@ def run_two_panes(
         engine.close()
 
 
-def run_llamacpp(model: Path, lora: Path, ids: list[int], tokens: int, repeats: int) -> Speed:
+def open_llamacpp(model: Path, lora: Path, threads: int = THREADS, n_ctx: int = 512):
+    """llama.cpp over ``model`` with ``lora`` applied, on ``threads`` threads."""
     from llama_cpp import Llama
 
-    llm = Llama(
+    return Llama(
         model_path=str(model),
         lora_path=str(lora),
-        n_ctx=512,
+        n_ctx=n_ctx,
         n_batch=512,
-        n_threads=THREADS,
-        n_threads_batch=THREADS,
+        n_threads=threads,
+        n_threads_batch=threads,
         verbose=False,
     )
-    runs = []
-    for _ in range(repeats + 1):
-        llm.reset()  # no reuse of the cached prompt between repeats
-        generator = llm.generate(ids, temp=0.0, reset=True)
-        step = lambda _, g=generator: next(g)  # noqa: E731  (the generator ignores the token)
-        runs.append(timed_decode(generator.__next__, step, tokens, len(ids)))
+
+
+def llamacpp_speed(llm, ids: list[int], tokens: int) -> Speed:
+    """One greedy answer of ``tokens`` new tokens to ``ids``, from an empty cache."""
+    llm.reset()  # no reuse of a cached prompt between answers
+    generator = llm.generate(ids, temp=0.0, reset=True)
+    step = lambda _, g=generator: next(g)  # noqa: E731  (the generator ignores the token)
+    return timed_decode(generator.__next__, step, tokens, len(ids))
+
+
+def run_llamacpp(model: Path, lora: Path, ids: list[int], tokens: int, repeats: int) -> Speed:
+    llm = open_llamacpp(model, lora)
+    runs = [llamacpp_speed(llm, ids, tokens) for _ in range(repeats + 1)]
     return median_speed(runs[1:])
 
 
@@ -240,17 +261,26 @@ def hf_base_folder(gguf: Path, folder: Path) -> Path:
     """The base as a Hugging Face folder (fp32), which llama.cpp's converters read."""
     if (folder / "config.json").is_file():
         return folder
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    kwargs = {"gguf_file": gguf.name}
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), dtype=torch.float32, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+    )
     # transformers dequantized the GGUF to fp32 but still calls the model GGUF-quantized,
     # and save_pretrained refuses that.
     model.hf_quantizer = None
     del model.config.quantization_config
     model.save_pretrained(folder, safe_serialization=True)
-    AutoTokenizer.from_pretrained(str(gguf.parent), **kwargs).save_pretrained(folder)
+    save_smollm2_tokenizer(gguf, folder)
     return folder
+
+
+def save_smollm2_tokenizer(gguf: Path, folder: Path) -> None:
+    """SmolLM2's tokenizer and chat template, from its GGUF, as Hugging Face files in
+    ``folder``: what llama.cpp's converter recognises (its pre-tokenizer by hash)."""
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(folder)
 
 
 def llama_cpp_source(work: Path) -> Path:
@@ -278,27 +308,29 @@ def convert(source: Path, script: str, *args: str) -> None:
         raise SystemExit(f"{script} failed:\n{result.stderr[-2000:]}")
 
 
-def llama_cpp_models(work: Path, hf_base: Path, adapter: Path) -> dict[str, Path]:
-    import ctypes
-
-    import llama_cpp
-
+def llama_cpp_models(
+    work: Path, hf_base: Path, adapter: Path, quantized: tuple[str, ...] = ("Q4_1",)
+) -> dict[str, Path]:
+    """llama.cpp's own conversions: ``F32`` (``convert_hf_to_gguf.py``), each of
+    ``quantized`` (llama.cpp's ftype names, ``llama_model_quantize`` from F32) and the
+    adapter as ``lora`` (``convert_lora_to_gguf.py``, f32). Made once in ``work``."""
     source = llama_cpp_source(work)
-    f32, q4_1, lora = work / "base-f32.gguf", work / "base-q4_1.gguf", work / "lora-f32.gguf"
-    if not f32.is_file():
+    models = {"F32": work / "base-f32.gguf", "lora": work / "lora-f32.gguf"}
+    if not models["F32"].is_file():
         convert(
-            source, "convert_hf_to_gguf.py", str(hf_base), "--outtype", "f32", "--outfile", str(f32)
+            source,
+            "convert_hf_to_gguf.py",
+            str(hf_base),
+            "--outtype",
+            "f32",
+            "--outfile",
+            str(models["F32"]),
         )
-    if not q4_1.is_file():
-        params = llama_cpp.llama_model_quantize_default_params()
-        params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_1
-        params.nthread = THREADS
-        code = llama_cpp.llama_model_quantize(
-            str(f32).encode(), str(q4_1).encode(), ctypes.byref(params)
-        )
-        if code != 0:
-            raise SystemExit(f"llama_model_quantize failed ({code})")
-    if not lora.is_file():
+    for ftype in quantized:
+        models[ftype] = work / f"base-{ftype.lower()}.gguf"
+        if not models[ftype].is_file():
+            quantize_gguf(models["F32"], models[ftype], ftype)
+    if not models["lora"].is_file():
         convert(
             source,
             "convert_lora_to_gguf.py",
@@ -307,10 +339,27 @@ def llama_cpp_models(work: Path, hf_base: Path, adapter: Path) -> dict[str, Path
             "--outtype",
             "f32",
             "--outfile",
-            str(lora),
+            str(models["lora"]),
             str(adapter),
         )
-    return {"f32": f32, "q4_1": q4_1, "lora": lora}
+    return models
+
+
+def quantize_gguf(f32: Path, out: Path, ftype: str) -> None:
+    """``llama_model_quantize`` to ``ftype`` (``Q4_1``, ``Q8_0``: ``LLAMA_FTYPE_MOSTLY_*``)."""
+    import ctypes
+
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{ftype}")
+    params.nthread = THREADS
+    with native_output_to(out.with_suffix(".log")):  # a line per tensor, kept off the screen
+        code = llama_cpp.llama_model_quantize(
+            str(f32).encode(), str(out).encode(), ctypes.byref(params)
+        )
+    if code != 0:
+        raise SystemExit(f"llama_model_quantize {ftype} failed ({code})")
 
 
 def our_programs(work: Path, gguf: Path, adapter: Path) -> dict[str, Path]:
@@ -406,9 +455,9 @@ def measure(
         standard = theirs[label]
         files = (standard / "foundation.ptd", standard / "r16.pte", hf_base, tokens, repeats)
         rows[f"export_llm {label}"] = in_child(run_program, *files)["engine"]
-    for name, model in (("Q4_1", llama["q4_1"]), ("F32", llama["f32"])):
+    for name in ("Q4_1", "F32"):
         rows[f"llama.cpp {name} + LoRA"] = in_child(
-            run_llamacpp, model, llama["lora"], ids, tokens, repeats
+            run_llamacpp, llama[name], llama["lora"], ids, tokens, repeats
         )
     rows["PEFT eager"] = in_child(run_peft, hf_base, adapter, ids, tokens, repeats)
     return rows, ids

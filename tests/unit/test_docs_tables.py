@@ -19,6 +19,7 @@ def test_a_table_whose_results_file_is_missing_says_so(tmp_path, monkeypatch) ->
     monkeypatch.setattr(tables, "RESULTS_DIR", tmp_path)
     lines = TABLES["tool_memory"].render("tool_memory")
     assert lines == [
-        "*Not measured yet: `benchmarks/results/tool_memory.json`, which "
-        "`benchmarks/tool_memory.py` writes.*"
+        "Not measured yet: `python -m benchmarks.tool_memory` writes "
+        "`benchmarks/results/tool_memory.json`, then `python -m benchmarks.tables` makes "
+        "this table."
     ]

