@@ -188,11 +188,12 @@ def run_export(
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", PEAK_RSS, *command],
-        check=True,
         capture_output=True,
         text=True,
         env={**os.environ, "COLUMNS": "400"},  # its summary's phase lines, each on one line
     )
+    if done.returncode != 0:  # what lora-export said, not only that it failed
+        raise SystemExit(f"lora-export failed ({done.returncode}): {done.stderr[-2000:]}")
     seconds = time.perf_counter() - started
     phases = {m[1]: float(m[2]) for m in re.finditer(r"^(.+): ([0-9.]+) s$", done.stderr, re.M)}
     return Export(seconds, int(done.stdout.split()[-1]) / 2**20, phases)
