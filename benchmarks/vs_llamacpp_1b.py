@@ -32,7 +32,7 @@ machine lands on one round of every row, not on every round of one. Each row's m
 shown with their spread, and every round's figure is kept in the results file.
 
 The read bandwidth is measured at the start of each round (two threads summing a 1 GiB
-buffer, the best of five); the best of all of them is the machine's. For each row, what a
+buffer, the best of 20); the best of all of them is the machine's. For each row, what a
 decode step reads (``bytes_read_per_token``): the foundation's weights a step uses as
 stored (every linear's, ``lm_head``'s, the norms; of the token-embedding and rotary tables,
 one row), the LoRA A and B weights, and the KV cache up to the mean decode position (ours
@@ -223,7 +223,7 @@ def bytes_read_per_token(
 # --- the machine's read bandwidth --------------------------------------------------------
 
 
-def read_bandwidth(threads: int = 2, repeats: int = 5) -> float:
+def read_bandwidth(threads: int = 2, repeats: int = 20) -> float:
     """GB/s: ``threads`` threads summing their share of a 1 GiB buffer (int64 adds, which
     numpy vectorises and runs without the GIL), the best of ``repeats``."""
     import numpy as np
@@ -559,7 +559,7 @@ def vs_llamacpp_1b_table(report: dict) -> list[str]:
     lines.append(
         markdown.row(
             [
-                "the machine's read bandwidth (2 threads summing 1 GiB, best of 5, each round)",
+                "the machine's read bandwidth (2 threads summing 1 GiB, best of 20, each round)",
                 f"{bandwidth:.1f} GB/s (rounds: {samples})",
                 "",
                 "",
