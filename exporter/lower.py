@@ -264,14 +264,19 @@ def _functional_as_it_is(program: torch.export.ExportedProgram) -> torch.export.
 def _partitions_share_weights() -> Iterator[None]:
     """Let ExecuTorch's copies of the partitions share the weights instead of cloning them.
 
-    Before XNNPACK preprocesses any partition, ``lower_all_submodules_to_backend`` deep-copies
-    every partition's program, weights included, in case a backend rewrites a graph; the
-    copies live until the last partition is done. XNNPACK reads the weights and never
-    writes them, so sharing them gives the same program, byte for byte (checked on the test
-    fixtures), with one full copy of the weights less at the export's peak: 16.1 against
-    11.x GiB for a Llama-3.2-1B-shaped model (benchmarks/llama32_1b_shape.py).
+    Before XNNPACK preprocesses any partition, ExecuTorch deep-copies every partition's
+    program, weights included, in case a backend rewrites a graph; the copies live until the
+    last partition is done (and, with the cycle collector off, to the end of the lowering).
+    XNNPACK reads the weights and never writes them, so sharing them gives the same program,
+    byte for byte (checked on the test fixtures), with one full copy of the weights less at
+    the export's peak: 16.1 against 11.x GiB for a Llama-3.2-1B-shaped model
+    (benchmarks/llama32_1b_shape.py). ExecuTorch 1.4 copies in ``backend_api``; 1.5 moved
+    the copy to ``BackendDetails.copy_exported_program_for_preprocess``, which this missed:
+    the 1B shape's first fp32 export (49,152-token vocabulary) peaked at 13.4 GiB, and at
+    9.3 GiB with both covered (tests/integration/test_lowering_memory.py checks what XNNPACK
+    is handed).
     """
-    from executorch.exir.backend import backend_api
+    from executorch.exir.backend import backend_api, backend_details
     from torch.export import ExportedProgram
 
     def deepcopy(obj: object, memo: dict[int, object] | None = None) -> object:
@@ -282,12 +287,13 @@ def _partitions_share_weights() -> Iterator[None]:
                     memo[id(value)] = value
         return copy.deepcopy(obj, memo)
 
-    original = backend_api.copy
-    backend_api.copy = types.SimpleNamespace(deepcopy=deepcopy)  # type: ignore[assignment]
+    sharing = types.SimpleNamespace(deepcopy=deepcopy)
+    originals = backend_api.copy, backend_details.copy
+    backend_api.copy = backend_details.copy = sharing  # type: ignore[assignment]
     try:
         yield
     finally:
-        backend_api.copy = original
+        backend_api.copy, backend_details.copy = originals
 
 
 @contextlib.contextmanager
@@ -470,7 +476,11 @@ def program_state(spec: ProgramSpec, weights: dict[str, torch.Tensor]) -> dict[s
     """The base's tensors as a program of ``spec`` holds them before lowering: the model
     built and quantized as ``lower_program`` builds it, each quantized weight taken apart
     (``NAME.qdata``, ``NAME.scale``, ``NAME.zero_point``), the KV caches left out."""
-    model = _build_model(spec, weights)
+    return model_state(_build_model(spec, weights))
+
+
+def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A built model's tensors as ``program_state`` gives them."""
     state: dict[str, torch.Tensor] = {}
     # named_buffers: the rotary tables are not persistent, so not in state_dict.
     for name, tensor in {**dict(model.named_buffers()), **model.state_dict()}.items():
