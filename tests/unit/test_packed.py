@@ -171,10 +171,16 @@ def test_files_of_an_earlier_or_deleted_foundation_are_deleted_unless_in_use(
         os.close(fd)
     monkeypatch.setattr(packed, "_held", {})
     monkeypatch.setattr(packed, "_in_use", None)
+    old.with_suffix(".log").write_text("what the runtime printed")
+    stray = old.with_name("failed.lock")  # a packing that failed: a lock and a log, no file
+    stray.touch()
+    stray.with_suffix(".log").write_text("it failed")
     os.utime(source, ns=(1, 1))  # exported again in place
     new = packed.prepare_packed(source, tmp_path / "a.pte").path
     assert new is not None and new != old
-    assert not old.exists() and not old.with_suffix(".json").exists()
+    for leftover in (old, stray):
+        assert not any(leftover.with_suffix(s).exists() for s in (".bin", ".json", ".lock", ".log"))
+    assert new.with_suffix(".lock").exists()  # its own, held while it was published
 
     # A file still mapped by a running process stays.
     monkeypatch.setattr(packed, "_in_use", None)
@@ -186,7 +192,7 @@ def test_files_of_an_earlier_or_deleted_foundation_are_deleted_unless_in_use(
     monkeypatch.setattr(packed, "_in_use", None)
     os.utime(source, ns=(2, 2))
     packed.prepare_packed(source, tmp_path / "a.pte")
-    assert held.exists()  # this process holds it
+    assert held.exists() and held.with_suffix(".lock").exists()  # this process holds it
 
 
 def test_a_folder_others_may_write_is_refused(tmp_path: Path) -> None:
