@@ -23,8 +23,9 @@ A file whose sidecar does not match it (cut short, written to, or made by anothe
 CPU or foundation: the key covers them) is deleted and written again, never trusted.
 ExecuTorch also checks the trailer, each entry's bounds and the kernel each entry was
 packed for. The file goes into the page cache in 2 MiB pages (``_cache_in_large_pages``),
-so each lane maps it with one TLB entry per 2 MiB. Without a sound file (sharing off, no room, a child that failed) programs pack
-in memory, as before, and the reason is kept for the log.
+so each lane maps it with one TLB entry per 2 MiB. Without a sound file (sharing off, no
+room, a child that failed) programs pack in memory, as before, and the reason is kept for
+the log.
 """
 
 from __future__ import annotations
