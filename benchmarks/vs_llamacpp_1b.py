@@ -41,8 +41,9 @@ the memory's limit.
 
 Part two: a multi-turn conversation in the chat template, ``--history`` tokens long, and
 the time to its first answer token, per quantization, in the same one-pane processes after
-their decode (the engine's prefill in 32-token chunks, and the same prefill in a bare
-forward loop at the program's largest chunk, 128 tokens, to show what the chunk size costs).
+their decode (the engine's prefill, which alone in its process takes the program's
+largest chunk, 127 tokens, and the same prefill in a bare forward loop, to show what the
+engine adds).
 
 Results: ``benchmarks/results/vs_llamacpp_1b.json`` (``record.write_results``); the docs'
 tables come from it (``benchmarks/tables.py``).
@@ -600,7 +601,7 @@ def vs_llamacpp_1b_history_table(report: dict) -> list[str]:
     )
     chunk = report["max_prefill"]
     rows = [
-        ("**lora-tui** (the engine: 32-token chunks)", ours),
+        ("**lora-tui** (the engine)", ours),
         (f"lora-tui, bare forward loop, {chunk}-token chunks", lambda q: BARE.format(ours(q))),
         ("llama.cpp + LoRA (batches of 512)", lambda q: theirs(labels[q])),
     ]

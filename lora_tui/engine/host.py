@@ -319,6 +319,7 @@ class ModelHost:
         if not self._replies:
             return self._score_step()
         reply = self._replies.popleft()
+        reply.alone = not self._replies
         events: list[Event | Replied | Departure] = [*reply.step()]
         if not reply.done(events):
             self._replies.append(reply)
@@ -394,6 +395,7 @@ class ModelHost:
         if name not in self.sessions:
             raise EngineError(f"no adapter named '{name}' is loaded")
         reply = self.sessions[name].reply(messages, settings)
+        reply.alone = True
         while True:
             events = reply.step()
             yield from events

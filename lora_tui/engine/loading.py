@@ -101,11 +101,16 @@ class ProgramFacts:
         max_context = constant(fmt.MAX_CONTEXT_LEN) or max_prefill
         if not max_prefill:
             raise EngineError(f"{pte}: has no {fmt.MAX_SEQ_LEN} constant method")
+        # The tokens' bound, not get_max_seq_len: lora-export's and export_llm's programs say
+        # 128 there and take at most 127 tokens a call (128 fails to resize the input).
+        bound = inputs[0].sizes()[-1] if inputs[0].sizes() else 1
         eos = constant(fmt.EOS_IDS)
         eos_ids = eos if isinstance(eos, list | tuple) else [] if eos is None else [eos]
         return cls(
             max_context=int(max_context),
-            max_prefill=int(max_prefill) if constant(fmt.ENABLE_DYNAMIC_SHAPE) else 1,
+            max_prefill=max(1, min(int(max_prefill), int(bound)))
+            if constant(fmt.ENABLE_DYNAMIC_SHAPE)
+            else 1,
             vocab_size=int(meta.output_tensor_meta(0).sizes()[-1]),
             bos_id=constant(fmt.BOS_ID),
             eos_ids=tuple(int(i) for i in eos_ids),

@@ -194,7 +194,7 @@ class Preflight:
 # the change time) and the runtime's versions. Only passes are recorded, as data: the
 # facts, read back as plain numbers.
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: max_prefill is the tokens input's bound (127), not get_max_seq_len
 
 
 def records_folder() -> Path:

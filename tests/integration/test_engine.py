@@ -186,6 +186,41 @@ def test_round_robin_keeps_every_adapter_moving(host: ModelHost) -> None:
     assert {"full", "partial", "base"} <= set(first_dozen)
 
 
+def test_a_reply_alone_prefills_as_many_tokens_as_the_program_takes_at_once(
+    host: ModelHost,
+) -> None:
+    session = host.sessions["full"]
+    bound = session.module.method_meta("forward").input_tensor_meta(0).sizes()[-1]
+    assert session.facts.max_prefill == min(bound, MAX_CONTEXT - 1)  # not get_max_seq_len
+    sizes: list[int] = []
+    forward = session.forward
+
+    def watched(tokens: list[int], position: int):
+        sizes.append(len(tokens))
+        return forward(tokens, position)
+
+    session.forward = watched  # type: ignore[method-assign]
+    long = [Message("user", " ".join(["words to prefill"] * 6))]
+    short = GenerationSettings(temperature=0.0, max_new_tokens=4)
+    try:
+        host.clear()
+        host.start("full", long, short)
+        [alone] = drain(host)
+        assert alone.error is None, alone.error
+        prompt = alone.stats.prompt_tokens if alone.stats else 0
+        assert prompt > 2 * 32 and sizes[0] == min(prompt, session.facts.max_prefill)
+
+        host.clear()
+        sizes.clear()
+        host.start("full", long, short)
+        host.start("partial", [Message("user", "Hello")], short)
+        beside = {r.adapter: r for r in drain(host)}["full"]
+        assert sizes[:2] == [32, 32]  # a fair share of the process for the other reply
+    finally:
+        session.forward = forward  # type: ignore[method-assign]
+    assert beside.text == alone.text  # the same answer, prefilled either way
+
+
 # --- bad input ----------------------------------------------------------------------------
 
 

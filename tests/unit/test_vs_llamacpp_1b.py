@@ -78,7 +78,7 @@ def test_the_ratio_row_shows_every_round_and_misses_on_the_worst() -> None:
 def test_the_history_table_compares_time_to_first_token_round_by_round() -> None:
     lines = vs_llamacpp_1b_history_table(_report())
     assert lines[0].startswith("| time to first token, 1502-token conversation | fp32 |")
-    assert "| **lora-tui** (the engine: 32-token chunks) | 2.50 (2.00–3.00) s |" in lines[2]
+    assert "| **lora-tui** (the engine) | 2.50 (2.00–3.00) s |" in lines[2]
     assert "bare forward loop, 128-token chunks" in lines[3]
     verdict = lines[-1]
     assert verdict.startswith("| llama.cpp's time / ours, by round (target ≥ 1.0×)")
