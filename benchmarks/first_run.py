@@ -119,8 +119,8 @@ def main() -> None:
     from lora_tui.demo.build import build_demo, demo_programs, demo_quantization
     from lora_tui.demo.build_child import BuildProcess, BuildProgress
     from lora_tui.engine.foundations import FoundationPrograms
+    from lora_tui.engine.supervisor import StartedEarly
     from lora_tui.engine.worker import foundations_engine_factory
-    from lora_tui.ui.app import LoraTuiApp
 
     log = cache / "build.log"
     weights, programs = demo_programs(demo_quantization(args.quantize))
@@ -142,6 +142,10 @@ def main() -> None:
 
     # As `lora-tui` does: a current build opens at once, with no build process.
     build = None if demos_current([args.quantize]) else build
+    if build is None:  # and its engine starts while the UI is imported
+        factory = StartedEarly(factory)
+    from lora_tui.ui.app import LoraTuiApp
+
     app = LoraTuiApp(programs, factory, transcript_dir=cache, build=build, cursor_blink=False)
     report: dict = {
         "quantize": args.quantize,

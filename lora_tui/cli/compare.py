@@ -72,13 +72,18 @@ def run_app(
     except ArtifactError as err:
         print_error(Console(stderr=True, highlight=False), "lora-tui", err)
         return 1
+    from lora_tui.engine.supervisor import StartedEarly
     from lora_tui.engine.worker import foundations_engine_factory
+
+    factory = foundations_engine_factory(foundations, tokenizer, share, log, threads)
+    if build is None:  # its process starts while the UI is imported
+        factory = StartedEarly(factory)
     from lora_tui.ui.app import LoraTuiApp
 
     warnings.simplefilter("ignore")  # nothing may print over the UI
     app = LoraTuiApp(
         [p for g in foundations for p in g.programs],
-        foundations_engine_factory(foundations, tokenizer, share, log, threads),
+        factory,
         names={p: g.name_of(p) for g in foundations for p in g.programs},
         suggestions=suggestions,
         results_path=results or default_results_path(datetime.now()),

@@ -3,12 +3,61 @@ not without end (a program that crashes every engine would otherwise loop)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
 from lora_tui.engine.protocol import EngineClient, EngineEvent, EngineFactory
 
 MAX_RESTARTS_PER_MINUTE = 3
+
+
+class EarlyEvents:
+    """The engine's events as it sends them, held until the screen that shows them is up
+    (the engine starts before it), then passed on in order."""
+
+    def __init__(self, deliver: Callable[[EngineEvent], None]) -> None:
+        self._deliver = deliver
+        self._held: list[EngineEvent] | None = []
+        self._lock = threading.Lock()
+
+    def __call__(self, event: EngineEvent) -> None:
+        with self._lock:
+            if self._held is not None:
+                self._held.append(event)
+                return
+        self._deliver(event)
+
+    def release(self) -> None:
+        with self._lock:  # an event arriving meanwhile waits, so none overtakes them
+            held, self._held = self._held or [], None
+            for event in held:
+                self._deliver(event)
+
+
+class StartedEarly:
+    """An engine factory whose first engine starts now, before whoever shows its events is
+    ready: the CLI makes one before it imports the UI, so the engine's process starts while
+    Textual is imported (about 0.3 s here). That engine's events wait until the first call
+    says where they go; later calls (a restart) start new engines."""
+
+    def __init__(self, factory: EngineFactory) -> None:
+        self._factory = factory
+        self._deliver: Callable[[EngineEvent], None] | None = None
+        self._events = EarlyEvents(self._pass_on)
+        self._engine: EngineClient | None = factory(self._events)
+
+    def _pass_on(self, event: EngineEvent) -> None:
+        if self._deliver is not None:  # always, once released
+            self._deliver(event)
+
+    def __call__(self, on_event: Callable[[EngineEvent], None]) -> EngineClient:
+        if self._engine is None:
+            return self._factory(on_event)
+        engine, self._engine = self._engine, None
+        self._deliver = on_event
+        self._events.release()
+        return engine
 
 
 class EngineSupervisor:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -22,8 +21,8 @@ from textual.app import App
 from lora_tui.demo.build_child import BuildClient
 from lora_tui.engine import protocol as events
 from lora_tui.engine.memory import ToolLayout, ToolMemory, measure_tool
-from lora_tui.engine.protocol import EngineClient, EngineEvent, EngineFactory
-from lora_tui.engine.supervisor import EngineSupervisor
+from lora_tui.engine.protocol import EngineClient, EngineFactory
+from lora_tui.engine.supervisor import EarlyEvents, EngineSupervisor
 from lora_tui.engine.types import GenerationSettings
 from lora_tui.judging.results import ResultsWriter
 from lora_tui.ui.keys import APP_BINDINGS, HELP_BINDINGS, UNBOUND_KEYS
@@ -40,29 +39,6 @@ from lora_tui.watch.watcher import RunWatcher
 
 MEMORY_INTERVAL_S = 1.0
 QUIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-
-
-class EarlyEvents:
-    """The engine's events as it sends them, held until the screen that shows them is up
-    (the engine starts before it), then passed on in order."""
-
-    def __init__(self, deliver: Callable[[EngineEvent], None]) -> None:
-        self._deliver = deliver
-        self._held: list[EngineEvent] | None = []
-        self._lock = threading.Lock()
-
-    def __call__(self, event: EngineEvent) -> None:
-        with self._lock:
-            if self._held is not None:
-                self._held.append(event)
-                return
-        self._deliver(event)
-
-    def release(self) -> None:
-        with self._lock:  # an event arriving meanwhile waits, so none overtakes them
-            held, self._held = self._held or [], None
-            for event in held:
-                self._deliver(event)
 
 
 class LoraTuiApp(LiteralNotices, App[int]):

@@ -1,11 +1,12 @@
-"""The engine starts before the screen that shows its events: those it sends first wait,
-then arrive in order, and none overtakes them."""
+"""The engine starts before the screen that shows its events (and, from the command line,
+before the UI is imported): those it sends first wait, then arrive in order, and none
+overtakes them."""
 
 from __future__ import annotations
 
 import threading
 
-from lora_tui.ui.app import EarlyEvents
+from lora_tui.engine.supervisor import EarlyEvents, StartedEarly
 
 
 def test_events_before_the_screen_wait_and_then_arrive_in_order() -> None:
@@ -41,3 +42,25 @@ def test_an_event_sent_while_they_are_released_comes_after_them() -> None:
     release.join(5)
     late.join(5)
     assert delivered == [1, 2]
+
+
+def test_an_engine_started_early_is_the_first_one_handed_out_with_its_events_held() -> None:
+    started: list[object] = []
+
+    def factory(on_event):  # noqa: ANN001, ANN202
+        started.append(on_event)
+        on_event(len(started) * 10)  # the engine's first event, sent while it starts
+        return f"engine {len(started)}"
+
+    early = StartedEarly(factory)  # type: ignore[arg-type]
+    assert len(started) == 1  # started now, before anyone asked
+    started[0](11)
+    delivered: list[int] = []
+    assert early(delivered.append) == "engine 1"  # type: ignore[arg-type,comparison-overlap]
+    assert delivered == [10, 11]
+    started[0](12)
+    assert delivered == [10, 11, 12]
+    # A restart starts a new engine, whose events go straight where they are asked to.
+    restarted: list[int] = []
+    assert early(restarted.append) == "engine 2"  # type: ignore[arg-type,comparison-overlap]
+    assert restarted == [20] and delivered == [10, 11, 12]
