@@ -166,10 +166,11 @@ class Reply:
         session = self.session
         session.cached = session.cached[:reused]
         logits = None
-        start = reused
+        start, largest = reused, session.facts.max_prefill
         while start < len(tokens) and not self.cancelled:
-            largest = session.facts.max_prefill
-            piece = tokens[start : start + (largest if self.alone else PREFILL_CHUNK)]
+            # Decided a chunk at a time: another reply may start meanwhile.
+            size = largest if self.alone else min(PREFILL_CHUNK, largest)
+            piece = tokens[start : start + size]
             logits = session.forward(piece, start)
             session.cached.extend(piece)
             start += len(piece)

@@ -13,8 +13,9 @@ MAX_RESTARTS_PER_MINUTE = 3
 
 
 class EarlyEvents:
-    """The engine's events as it sends them, held until the screen that shows them is up
-    (the engine starts before it), then passed on in order."""
+    """The engine's events as it sends them, held until whoever shows them is ready (the
+    engine starts before the screen is up, and before the UI is imported), then passed on
+    in order."""
 
     def __init__(self, deliver: Callable[[EngineEvent], None]) -> None:
         self._deliver = deliver
