@@ -83,6 +83,7 @@ class ModelHost:
         self.sharing: Sharing = configure_sharing(share)
         self.foundation: Foundation = open_foundation(weights, tokenizer)
         self.packed: Packed | None = None  # the packed weights on disk, once checked
+        self._packed_over: Path | None = None  # the program they were packed over
         self.baseline_rss_mib = sample(detailed=False).rss_mib
         self.sessions: dict[str, AdapterSession] = {}
         self.infos: dict[str, AdapterInfo] = {}
@@ -113,7 +114,13 @@ class ModelHost:
             return self._checked[key][0]
         started = time.perf_counter()
         self._check_hash(pte)
-        facts = self._preflight.check(pte, self.foundation.path, self._packed_for(pte))
+        packed = self._packed_for(pte)
+        try:
+            facts = self._preflight.check(pte, self.foundation.path, packed)
+        except EngineError:
+            if packed is None and self._packed_over == pte:
+                self.packed = None  # packing failed over this broken program: the next tries
+            raise
         self._check_fit(pte, facts)
         self._checked[key] = facts, time.perf_counter() - started
         return facts
@@ -170,6 +177,7 @@ class ModelHost:
             manifest = self.foundation.manifest
             sha = manifest.foundation_sha256 if manifest else None
             self.packed = prepare_packed(self.foundation.path, pte, sha)
+            self._packed_over = pte
         return self.packed.path if self.packed else None
 
     def _check_hash(self, pte: Path) -> None:

@@ -76,3 +76,56 @@ def test_a_damaged_file_is_packed_again_not_trusted(
     again = start(tiny_artifacts, tmp_path)
     assert again["detail"].startswith("packed now"), again["detail"]
     assert again["logits"] == first["logits"]
+
+
+BROKEN_FIRST = """
+import json, sys
+from pathlib import Path
+from lora_tui.engine.host import ModelHost
+host = ModelHost(Path(sys.argv[1]))
+try:
+    host.load(Path(sys.argv[2]))
+    refused = None
+except Exception as err:
+    refused = str(err)
+from lora_tui.engine.packed import folder
+after_broken = {"packed": host.packed, "files": sorted(p.name for p in folder().glob("*.bin"))}
+host.load(Path(sys.argv[3]))
+print(json.dumps({
+    "refused": refused,
+    "after_broken": str(after_broken),
+    "path": str(host.packed.path) if host.packed.path else None,
+    "detail": host.packed.detail,
+}))
+"""
+
+
+def test_a_broken_first_program_leaves_the_packing_to_the_next(
+    tiny_artifacts: TinyArtifacts, tmp_path: Path
+) -> None:
+    good = tiny_artifacts.program("full")
+    broken = tmp_path / "broken.pte"
+    program = bytearray(good.read_bytes())
+    program[64:4096] = bytes(4096 - 64)  # the header stays; the program's tables do not
+    broken.write_bytes(bytes(program))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            BROKEN_FIRST,
+            str(tiny_artifacts.foundation),
+            str(broken),
+            str(good),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "LORA_TUI_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"},
+        cwd=Path(__file__).parents[2],
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["refused"] and "broken.pte" in result["refused"]
+    # Its packing failed and was let go: no file, nothing in use.
+    assert result["after_broken"] == str({"packed": None, "files": []})
+    assert result["path"] and result["detail"].startswith("packed now"), result["detail"]
