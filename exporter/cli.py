@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import sys
 import threading
 import warnings
@@ -211,9 +212,20 @@ def _watch(
     request: ExportRequest, events: RichEvents, progress: Progress, console: Console
 ) -> None:
     """The export, its summary, then a line for each checkpoint exported as training
-    writes it, until Ctrl+C. A later export's error is a line, and the watch goes on."""
+    writes it, until Ctrl+C. A later export's error is a line, and the watch goes on.
+
+    Once watching, Ctrl+C stops after the export under way, if any, instead of raising
+    KeyboardInterrupt wherever the main thread is (inside torch or ExecuTorch's native
+    code, the process sometimes took over a minute to end); a second Ctrl+C stops at once,
+    and the output folder is unchanged by an export cut short either way."""
     noted: set[str] = set()
     watching = False
+    stop = threading.Event()
+
+    def stop_watching(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
 
     def exported(result: ExportResult) -> None:
         nonlocal watching
@@ -224,6 +236,7 @@ def _watch(
             noted.update(result.notes)
             console.print(literal("watching for new checkpoints (Ctrl+C stops)", "dim"))
             watching = True
+            signal.signal(signal.SIGINT, stop_watching)
             return
         for name in result.built:
             seconds = result.phase_seconds.get(f"fill {name}.pte")
@@ -238,12 +251,15 @@ def _watch(
     def failed(error: ArtifactError) -> None:
         print_error(console, "lora-export", error)
 
+    interrupt = signal.getsignal(signal.SIGINT)
     try:
-        watch_export(request, exported, failed, threading.Event(), events=events)
+        watch_export(request, exported, failed, stop, events=events)
     except KeyboardInterrupt:
         if not watching:
             raise  # the first export was interrupted: the folder is unchanged
-        console.print(literal("lora-export: stopped watching"))
+    finally:
+        signal.signal(signal.SIGINT, interrupt)
+    console.print(literal("lora-export: stopped watching"))
 
 
 if __name__ == "__main__":
