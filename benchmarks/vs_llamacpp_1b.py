@@ -17,27 +17,30 @@ llama.cpp's F32, Q8_0 and Q4_1 GGUFs with the adapter converted by its
 ``convert_lora_to_gguf.py``; it measures nothing, so the measuring run can have the
 machine alone. A run without ``--prepare`` builds what is missing first.
 
-Rows, each a fresh process that loads its model, answers once to warm up, then answers the
-measured once (same prompt ids everywhere, greedy, exactly N new tokens, stop tokens
-ignored):
+Rows, each in a fresh process that loads its model and answers once to warm up (same prompt
+ids everywhere, greedy, exactly N new tokens, stop tokens ignored):
 - ``lora-tui Q``: the program through ``ModelHost`` (the engine ``lora-tui bench`` runs),
   every core;
+- ``llama.cpp T + LoRA``: llama-cpp-python on 2 threads;
 - ``lora-tui Q, two panes``: the app's engine (``EngineProcess``) opened with two panes,
   a lane and a core each, both answering at once; decode speeds summed;
-- ``llama.cpp T + LoRA``: llama-cpp-python on 2 threads;
 - ``llama.cpp T + LoRA, two processes``: two such processes at once, 1 thread each, started
   together; decode speeds summed.
-Round 1 runs every row once, round 2 every row again, and so on: a slow minute of the
-machine lands on one round of every row, not on every round of one. Each row's medians are
-shown with their spread, and every round's figure is kept in the results file.
+The two one-pane rows of a quantization stay loaded side by side and take turns, three
+measured answers each (ours, theirs; theirs, ours; ours, theirs), the read bandwidth taken
+just before each answer: the machine's bandwidth moves by half within a minute (other
+tenants of the host), so answers a minute apart compare two machines, and answers seconds
+apart compare the engines. A round's figure for a row is the median of its answers.
+Round 1 runs every row, round 2 every row again, and so on. Each row's medians are shown
+with their spread over rounds, and every answer's figure is kept in the results file.
 
-The read bandwidth is measured at the start of each round (two threads summing a 1 GiB
-buffer, the best of 20); the best of all of them is the machine's. For each row, what a
-decode step reads (``bytes_read_per_token``): the foundation's weights a step uses as
-stored (every linear's, ``lm_head``'s, the norms; of the token-embedding and rotary tables,
-one row), the LoRA A and B weights, and the KV cache up to the mean decode position (ours
-fp32, llama.cpp's f16); that times tok/s over the bandwidth says how close a row runs to
-the memory's limit.
+The read bandwidth is also measured at the start of each round (two threads summing a 1 GiB
+buffer, the best of 20; before an answer, the best of 10); the best of all is the
+machine's. For each row, what a decode step reads (``bytes_read_per_token``): the
+foundation's weights a step uses as stored (every linear's, ``lm_head``'s, the norms; of
+the token-embedding and rotary tables, one row), the LoRA A and B weights, and the KV cache
+up to the mean decode position (ours fp32, llama.cpp's f16); that times tok/s over the
+bandwidth says how close a row runs to the memory's limit.
 
 Part two: a multi-turn conversation in the chat template, ``--history`` tokens long, and
 the time to its first answer token, per quantization, in the same one-pane processes after
@@ -93,6 +96,7 @@ MAX_CONTEXT = 2048  # room for the 1,500-token conversation and its answer
 ADAPTER = "r16"
 SMOLLM2_VOCAB = 49152
 TARGET_RATIO = 1.3  # quantized decode, ours over llama.cpp, in every round
+ANSWERS = 3  # measured answers per one-pane row and round, taken in turns with the other's
 GIB = 2**30
 
 
@@ -330,58 +334,117 @@ def largest_chunk(session) -> int:
     return min(session.facts.max_prefill, int(bound))
 
 
-def run_ours(folder: Path, tokens: int, history: list) -> dict:
-    """One pane: a warm-up answer, the measured one (watched: ``Watch``), then the
-    conversation's time to first token through the engine and in a bare forward loop at
-    the program's largest chunk."""
-    from lora_tui.engine import GenerationSettings
-    from lora_tui.engine.types import Message
+class OursPane:
+    """Our one-pane row: the program through ``ModelHost``, kept loaded between answers."""
 
-    host, name = open_program(folder / FOUNDATION_FILE, folder / f"{ADAPTER}.pte", folder)
-    session = host.sessions[name]
-    watch = Watch(session)
-    prompt = [Message("user", PROMPT)]
-    settings = GenerationSettings(temperature=0.0, max_new_tokens=tokens)
-    for _ in range(2):  # the first answer warms caches and is not kept
-        host.clear([name])
-        watch.start()
-        stats = host.answer(name, prompt, settings).stats
-        assert stats is not None and stats.new_tokens == tokens, stats
-    diagnostics = watch.report(tokens - 1)
-    decode = Speed(stats.ttft_s, stats.decode_tok_s, stats.prompt_tokens)
+    def __init__(self, folder: Path, tokens: int) -> None:
+        from lora_tui.engine import GenerationSettings
+        from lora_tui.engine.types import Message
 
-    host.clear([name])
-    one = GenerationSettings(temperature=0.0, max_new_tokens=1)
-    long = host.answer(name, history, one).stats
-    assert long is not None and long.reused_tokens == 0, long
-    history_ids = session.chat.encode_chat(history)
+        self.host, self.name = open_program(
+            folder / FOUNDATION_FILE, folder / f"{ADAPTER}.pte", folder
+        )
+        self.session = self.host.sessions[self.name]
+        self.watch = Watch(self.session)
+        self.tokens = tokens
+        self.prompt = [Message("user", PROMPT)]
+        self.settings = GenerationSettings(temperature=0.0, max_new_tokens=tokens)
 
-    host.clear([name])
-    chunk = largest_chunk(session)
-    started = time.perf_counter()
-    for start in range(0, len(history_ids), chunk):
-        logits = session.forward(history_ids[start : start + chunk], start)
-    int(logits.argmax())  # the first token, as the engine picks it
-    bare_s = time.perf_counter() - started
-    return {
-        "ids": session.chat.encode_chat(prompt),
-        "history_ids": history_ids,
-        "decode": decode,
-        "history_ttft_s": long.ttft_s,
-        "bare_history_ttft_s": bare_s,
-        "max_prefill": chunk,
-        "diagnostics": diagnostics,
-    }
+    def ids(self, history: list) -> tuple[list[int], list[int]]:
+        """The prompt's and the conversation's token ids, for llama.cpp to answer the same."""
+        chat = self.session.chat
+        return chat.encode_chat(self.prompt), chat.encode_chat(history)
+
+    def decode(self) -> dict:
+        """One answer of exactly ``tokens`` tokens, watched (``Watch``)."""
+        self.host.clear([self.name])
+        self.watch.start()
+        stats = self.host.answer(self.name, self.prompt, self.settings).stats
+        assert stats is not None and stats.new_tokens == self.tokens, stats
+        return {
+            "speed": Speed(stats.ttft_s, stats.decode_tok_s, stats.prompt_tokens),
+            "diagnostics": self.watch.report(self.tokens - 1),
+        }
+
+    def history(self, history: list) -> dict:
+        """The conversation's time to first token through the engine, and in a bare forward
+        loop at the program's largest chunk."""
+        from lora_tui.engine import GenerationSettings
+
+        self.host.clear([self.name])
+        one = GenerationSettings(temperature=0.0, max_new_tokens=1)
+        long = self.host.answer(self.name, history, one).stats
+        assert long is not None and long.reused_tokens == 0, long
+        history_ids = self.session.chat.encode_chat(history)
+
+        self.host.clear([self.name])
+        chunk = largest_chunk(self.session)
+        started = time.perf_counter()
+        for start in range(0, len(history_ids), chunk):
+            logits = self.session.forward(history_ids[start : start + chunk], start)
+        int(logits.argmax())  # the first token, as the engine picks it
+        return {
+            "history_ttft_s": long.ttft_s,
+            "bare_history_ttft_s": time.perf_counter() - started,
+            "max_prefill": chunk,
+        }
 
 
-def run_theirs(model: Path, lora: Path, ids: list[int], history: list[int], tokens: int) -> dict:
-    """One llama.cpp process on 2 threads: a warm-up answer, the measured one, then the
-    conversation's time to first token."""
-    llm = open_llamacpp(model, lora, n_ctx=MAX_CONTEXT)
-    llamacpp_speed(llm, ids, tokens)
-    decode = llamacpp_speed(llm, ids, tokens)
-    long = llamacpp_speed(llm, history, 1)
-    return {"decode": decode, "history_ttft_s": long.ttft_s}
+class TheirsPane:
+    """llama.cpp's one-pane row: one process on 2 threads, kept loaded between answers."""
+
+    def __init__(self, model: Path, lora: Path) -> None:
+        self.llm = open_llamacpp(model, lora, n_ctx=MAX_CONTEXT)
+
+    def decode(self, ids: list[int], tokens: int) -> Speed:
+        return llamacpp_speed(self.llm, ids, tokens)
+
+    def history(self, history_ids: list[int]) -> float:
+        return llamacpp_speed(self.llm, history_ids, 1).ttft_s
+
+
+def _serve(conn, kind: type, args: tuple) -> None:
+    """A kept row's process: build ``kind(*args)``, then run the methods asked for."""
+    subject = kind(*args)
+    while (call := conn.recv()) is not None:
+        method, method_args = call
+        conn.send(getattr(subject, method)(*method_args))
+
+
+class Kept:
+    """A row's model in a fresh process of its own, kept between answers, so our answers and
+    llama.cpp's take turns seconds apart: the machine's memory bandwidth moves by half
+    within a minute (other tenants of the host), and a row measured a minute after the
+    other compares two machines. Idle, it waits on its pipe and takes no CPU."""
+
+    def __init__(self, kind: type, *args: object) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.kind = kind.__name__
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_serve, args=(child, kind, args))
+        self._process.start()
+        child.close()
+
+    def call(self, method: str, *args: object):
+        self._conn.send((method, args))
+        try:
+            return self._conn.recv()
+        except EOFError:
+            self._process.join(5)
+            code = self._process.exitcode
+            raise SystemExit(
+                f"{self.kind}.{method}: its process ended (exit code {code})"
+            ) from None
+
+    def close(self) -> None:
+        try:
+            self._conn.send(None)
+        except OSError:
+            pass  # it ended already
+        self._process.join(60)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(5)
 
 
 def _llamacpp_pane(model: Path, lora: Path, ids: list[int], tokens: int, start, results) -> None:
@@ -433,22 +496,42 @@ def measure_round(
     record["bandwidth_gb_s"].append(bandwidth)
     print(f"  read bandwidth {bandwidth:.1f} GB/s")
     for label, ftype in record["quantizations"].items():
-        folder = folders[label]
-        mine = in_child(run_ours, folder, tokens, history)
-        record["prompt_ids"], record["history_ids"] = mine["ids"], mine["history_ids"]
-        keep("decode_tok_s", ours(label), mine["decode"].decode_tok_s)
-        keep("ttft_s", ours(label), mine["decode"].ttft_s)
-        keep("history_ttft_s", ours(label), mine["history_ttft_s"])
-        keep("history_ttft_s", BARE.format(ours(label)), mine["bare_history_ttft_s"])
-        keep("diagnostics", ours(label), mine["diagnostics"])
-        record["max_prefill"] = mine["max_prefill"]
-        print(f"  {ours(label)}: {mine['diagnostics']}")
+        folder, model, lora = folders[label], llama[ftype], llama["lora"]
+        a, b = ours(label), theirs(ftype)
+        mine, other = Kept(OursPane, folder, tokens), Kept(TheirsPane, model, lora)
+        try:
+            ids, history_ids = mine.call("ids", history)
+            record["prompt_ids"], record["history_ids"] = ids, history_ids
+            mine.call("decode")  # warm-ups: caches, pools, first-touch pages; not kept
+            other.call("decode", ids, tokens)
+            speeds: dict[str, list[Speed]] = {a: [], b: []}
+            watched = []
+            for turn in range(ANSWERS):  # ours, theirs; theirs, ours; ours, theirs
+                for row in (a, b) if turn % 2 == 0 else (b, a):
+                    keep("answer_bandwidth_gb_s", row, read_bandwidth(repeats=10))
+                    if row == a:
+                        watched.append(mine.call("decode"))
+                        speeds[a].append(watched[-1]["speed"])
+                    else:
+                        speeds[b].append(other.call("decode", ids, tokens))
+            for row, kept in speeds.items():
+                keep("answers_tok_s", row, [speed.decode_tok_s for speed in kept])
+                keep("decode_tok_s", row, statistics.median(s.decode_tok_s for s in kept))
+                keep("ttft_s", row, statistics.median(s.ttft_s for s in kept))
+            watched.sort(key=lambda answer: answer["speed"].decode_tok_s)
+            median_watch = watched[ANSWERS // 2]["diagnostics"]  # the median answer's
+            keep("diagnostics", a, median_watch)
+            print(f"  {a}: {record['answers_tok_s'][a][-1]}, {median_watch}")
+            print(f"  {b}: {record['answers_tok_s'][b][-1]}")
 
-        model, lora, ids = llama[ftype], llama["lora"], mine["ids"]
-        other = in_child(run_theirs, model, lora, ids, mine["history_ids"], tokens)
-        keep("decode_tok_s", theirs(ftype), other["decode"].decode_tok_s)
-        keep("ttft_s", theirs(ftype), other["decode"].ttft_s)
-        keep("history_ttft_s", theirs(ftype), other["history_ttft_s"])
+            long = mine.call("history", history)
+            keep("history_ttft_s", a, long["history_ttft_s"])
+            keep("history_ttft_s", BARE.format(a), long["bare_history_ttft_s"])
+            record["max_prefill"] = long["max_prefill"]
+            keep("history_ttft_s", b, other.call("history", history_ids))
+        finally:
+            mine.close()
+            other.close()
 
         files = (folder / FOUNDATION_FILE, folder / f"{ADAPTER}.pte", folder, tokens, 1)
         pair = in_child(run_two_panes, *files)
@@ -502,6 +585,8 @@ def main() -> None:
         "ttft_s": {},
         "history_ttft_s": {},
         "diagnostics": {},
+        "answers_tok_s": {},
+        "answer_bandwidth_gb_s": {},
     }
     started = time.perf_counter()
     for number in range(1, args.rounds + 1):
@@ -551,16 +636,19 @@ def ratio_cell(values: list[float], target: float | None) -> str:
 
 def vs_llamacpp_1b_table(report: dict) -> list[str]:
     decode, read = report["decode_tok_s"], report["bytes_read_per_token"]
-    bandwidth = max(report["bandwidth_gb_s"])
+    before_answers = [v for row in report.get("answer_bandwidth_gb_s", {}).values() for v in row]
+    bandwidth = max(report["bandwidth_gb_s"] + before_answers)
     rounds = len(report["bandwidth_gb_s"])
     lines = markdown.head(
         ["", "decode tok/s, median (min–max)", "read per token", "× median tok/s, of bandwidth"]
     )
     samples = ", ".join(f"{v:.1f}" for v in report["bandwidth_gb_s"])
+    if before_answers:
+        samples += f"; before each answer {min(before_answers):.1f}–{max(before_answers):.1f}"
     lines.append(
         markdown.row(
             [
-                "the machine's read bandwidth (2 threads summing 1 GiB, best of 20, each round)",
+                "the machine's read bandwidth (2 threads summing 1 GiB, the best of all)",
                 f"{bandwidth:.1f} GB/s (rounds: {samples})",
                 "",
                 "",

@@ -75,6 +75,20 @@ def test_the_ratio_row_shows_every_round_and_misses_on_the_worst() -> None:
     assert "target" not in fp32 and "(min 1.20×)" in fp32  # fp32 is shown, not held to 1.3x
 
 
+def test_the_bandwidth_read_before_each_answer_counts_toward_the_machines() -> None:
+    report = _report()
+    report["answer_bandwidth_gb_s"] = {
+        "lora-tui 8da8w": [35.0, 44.0, 36.0],
+        "llama.cpp Q8_0 + LoRA": [30.0, 41.0, 33.0],
+    }
+    lines = vs_llamacpp_1b_table(report)
+    text = "\n".join(lines)
+    # The best reading of the run, before an answer here, is the machine's bandwidth ...
+    assert "44.0 GB/s (rounds: 38.0, 40.0, 39.0; before each answer 30.0–44.0)" in text
+    ours = next(line for line in lines if line.startswith("| **lora-tui 8da8w** "))
+    assert "| 2.000 GB | 64% |" in ours  # ... and each row's share is of it: 28 of 44 GB/s
+
+
 def test_the_history_table_compares_time_to_first_token_round_by_round() -> None:
     lines = vs_llamacpp_1b_history_table(_report())
     assert lines[0].startswith("| time to first token, 1502-token conversation | fp32 |")
