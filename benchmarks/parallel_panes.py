@@ -21,14 +21,19 @@ picks some; ``one`` is always measured, every ratio is to it):
 - ``every`` (two lanes, every core each): lanes with a fixed pool of a thread per core each,
   so a pane answering alone keeps every core, and two at once run twice the threads.
 
-Each program answers the same prompt alone, then the first two at once, and the layouts
-take turns round after round (medians over rounds). Two speeds: tokens per wall-clock
-second from sending the prompt to the last reply's end (prefill counts), and the replies'
-decode speeds (summed when together, as the status line's "together" is); with the fewest
-XNNPACK threads any step of each reply ran on, as its lane read them back. Memory: what
-the second program added to the engine's summed PSS (worker and lanes, so pages they share
-count once; the transient pre-flight child left out) against its LoRA weights and KV cache.
-A folder with fewer adapter programs than panes loads ``nobel.pte`` again under other
+Each program answers the same prompt alone, then the first two at once. In a round every
+layout's engine is open at once and the layouts take turns, three times (the order reversed
+every other turn), so their figures are taken seconds apart: the machine's memory bandwidth
+moves by half within a minute, and layouts measured a minute apart would compare two
+machines. A round's figure is the median of its turns; the table's, of the rounds. Two
+speeds: tokens per wall-clock second from sending the prompt to the last reply's end
+(prefill counts), and the replies' decode speeds (summed when together, as the status
+line's "together" is); with the fewest XNNPACK threads any step of each reply ran on, as
+its lane read them back. Memory: what the second program added to the engine's summed PSS
+(worker and lanes, so pages they share count once; the transient pre-flight child left out)
+against its LoRA weights and KV cache, weighed once per folder with that engine alone on
+the machine (engines open side by side would share the packed file's pages, and so their
+PSS). A folder with fewer adapter programs than panes loads ``nobel.pte`` again under other
 names (its LoRA weights are then packed once, so only its KV cache is new).
 
 Run it alone: anything else on the cores moves the figures more than the layouts do. The
@@ -66,6 +71,7 @@ from lora_tui.engine.preflight import CHECKER_MODULE  # noqa: E402
 from lora_tui.engine.worker import EngineProcess, EventCollector  # noqa: E402
 
 PROMPT = "Tell me a story about a robot."
+TURNS = 3  # measurements of each layout per round, taken in turns with the other layouts
 
 
 @dataclass(frozen=True)
@@ -124,42 +130,72 @@ def programs_of(folder: Path, count: int) -> list[tuple[Path, str]]:
     ]
 
 
-def one_layout(folder: Path, layout: Layout, tokens: int, cores: int) -> dict:
-    """A fresh engine in this layout: each program alone, then the first two at once."""
-    events = EventCollector()
-    engine = EngineProcess(folder / "foundation.ptd", events, **layout.engine_options(cores))
-    try:
-        wait(events, lambda got: any(isinstance(e, EngineReady) for e in got))
-        infos, memory = [], []
-        for path, name in programs_of(folder, layout.programs):
-            engine.load(path, name)
-            got = wait(events, lambda got, n=name: any(getattr(e, "adapter", "") == n for e in got))
-            infos.append(next(e.info for e in got if isinstance(e, Loaded) and e.adapter == name))
-            time.sleep(1)  # let the load's transient pages settle before reading memory
-            memory.append(engine_pss_mib(engine))
-        names = [info.name for info in infos]
-        pair = names[:2]
-        settings = GenerationSettings(temperature=0.0, max_new_tokens=tokens)
+class OpenLayout:
+    """A fresh engine in one layout, its programs loaded. Kept open for a round, so the
+    layouts' answers take turns seconds apart: the machine's memory bandwidth moves by half
+    within a minute, and layouts measured a minute apart compare two machines. Weighed
+    (``weigh``) only while no other engine is open: they would share its pages' PSS."""
 
-        def answer(which: list[str]) -> tuple[float, dict[str, ReplyDone]]:
-            engine.clear(which)
-            before = len(events.events)
-            started = time.perf_counter()
-            engine.send({name: [Message("user", PROMPT)] for name in which}, settings)
-            got = wait(
-                events,
-                lambda got: sum(isinstance(e, ReplyDone) for e in got[before:]) == len(which),
-            )
-            wall = time.perf_counter() - started
-            return wall, {e.adapter: e for e in got[before:] if isinstance(e, ReplyDone)}
+    def __init__(
+        self, folder: Path, layout: Layout, tokens: int, cores: int, weigh: bool = False
+    ) -> None:
+        self.events = EventCollector()
+        self.engine = EngineProcess(
+            folder / "foundation.ptd", self.events, **layout.engine_options(cores)
+        )
+        self.settings = GenerationSettings(temperature=0.0, max_new_tokens=tokens)
+        self.warm = False
+        try:
+            wait(self.events, lambda got: any(isinstance(e, EngineReady) for e in got))
+            infos, memory = [], []
+            for path, name in programs_of(folder, layout.programs):
+                self.engine.load(path, name)
+                got = wait(
+                    self.events,
+                    lambda got, n=name: any(getattr(e, "adapter", "") == n for e in got),
+                )
+                infos.append(
+                    next(e.info for e in got if isinstance(e, Loaded) and e.adapter == name)
+                )
+                if weigh:
+                    time.sleep(1)  # let the load's transient pages settle before reading memory
+                    memory.append(engine_pss_mib(self.engine))
+            self.names = [info.name for info in infos]
+            if weigh:
+                second = infos[1]
+                self.memory = {
+                    "second_added_pss_mib": memory[1] - memory[0],
+                    "second_lora_plus_kv_mib": (second.breakdown.adapter_weights_mib or 0)
+                    + (second.breakdown.kv_cache_mib or 0),
+                    "engine_pss_mib": memory[1],
+                }
+        except BaseException:
+            self.engine.close()
+            raise
 
-        answer(pair)  # warm-up
+    def answer(self, which: list[str]) -> tuple[float, dict[str, ReplyDone]]:
+        self.engine.clear(which)
+        before = len(self.events.events)
+        started = time.perf_counter()
+        self.engine.send({name: [Message("user", PROMPT)] for name in which}, self.settings)
+        got = wait(
+            self.events,
+            lambda got: sum(isinstance(e, ReplyDone) for e in got[before:]) == len(which),
+        )
+        wall = time.perf_counter() - started
+        return wall, {e.adapter: e for e in got[before:] if isinstance(e, ReplyDone)}
+
+    def measure(self) -> dict:
+        """Each program alone, then the first two at once (after a warm-up, the first time)."""
+        pair = self.names[:2]
+        if not self.warm:
+            self.answer(pair)
+            self.warm = True
         alone = {}
-        for name in names:
-            wall, done = answer([name])
+        for name in self.names:
+            wall, done = self.answer([name])
             alone[name] = (done[name], done[name].stats.new_tokens / wall)
-        wall, done = answer(pair)
-        second = infos[1]
+        wall, done = self.answer(pair)
         return {
             "alone_tok_s": statistics.mean(a[1] for a in alone.values()),
             "together_tok_s": sum(d.stats.new_tokens for d in done.values()) / wall,
@@ -169,13 +205,52 @@ def one_layout(folder: Path, layout: Layout, tokens: int, cores: int) -> dict:
             "alone_threads": sorted({a[0].stats.threads or 0 for a in alone.values()}),
             "together_threads": sorted({d.stats.threads or 0 for d in done.values()}),
             "same_text_as_alone": all(done[n].text == alone[n][0].text for n in pair),
-            "second_added_pss_mib": memory[1] - memory[0],
-            "second_lora_plus_kv_mib": (second.breakdown.adapter_weights_mib or 0)
-            + (second.breakdown.kv_cache_mib or 0),
-            "engine_pss_mib": memory[1],
         }
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+def weigh(folder: Path, layouts: dict[str, Layout], tokens: int, cores: int) -> dict:
+    """Each layout's memory, its engine alone on the machine: its PSS with both programs
+    loaded, and what the second added against its LoRA weights and KV cache."""
+    weighed = {}
+    for key, layout in layouts.items():
+        opened = OpenLayout(folder, layout, tokens, cores, weigh=True)
+        opened.close()
+        weighed[key] = opened.memory
+    return weighed
+
+
+def one_round(folder: Path, layouts: dict[str, Layout], tokens: int, cores: int) -> dict:
+    """Every layout's engine open at once, then ``TURNS`` turns in which each measures once
+    (the order reversed every other turn); each layout's figures are its turns' medians."""
+    opened: dict[str, OpenLayout] = {}
+    try:
+        for key, layout in layouts.items():
+            opened[key] = OpenLayout(folder, layout, tokens, cores)
+        turns: dict[str, list[dict]] = {key: [] for key in layouts}
+        for turn in range(TURNS):
+            order = list(opened.items())
+            for key, layout in order if turn % 2 == 0 else reversed(order):
+                turns[key].append(layout.measure())
+        return {key: median_of_turns(results) for key, results in turns.items()}
     finally:
-        engine.close()
+        for layout in opened.values():
+            layout.close()
+
+
+def median_of_turns(results: list[dict]) -> dict:
+    """One round's figures for a layout from its turns: medians of the speeds; the text the
+    same and the memory as measured at load, in every turn; every thread count seen."""
+    merged = dict(results[len(results) // 2])
+    for key, value in merged.items():
+        if isinstance(value, float):
+            merged[key] = statistics.median(r[key] for r in results)
+    merged["same_text_as_alone"] = all(r["same_text_as_alone"] for r in results)
+    for key in ("alone_threads", "together_threads"):
+        merged[key] = sorted({t for r in results for t in r[key]})
+    return merged
 
 
 def print_round(label: str, round_number: int, layout: str, result: dict) -> None:
@@ -261,11 +336,12 @@ def main() -> int:
             continue
         label = DemoBuild(folder, None).manifest.quantized.label
         runs: dict[str, list[dict]] = {key: [] for key in layouts}
+        memory = weigh(folder, layouts, args.tokens, available_cores())
         for round_number in range(args.rounds):
-            for key, layout in layouts.items():
-                result = one_layout(folder, layout, args.tokens, available_cores())
-                runs[key].append(result)
-                print_round(label, round_number, layout.short, result)
+            results = one_round(folder, layouts, args.tokens, available_cores())
+            for key, result in results.items():
+                runs[key].append({**result, **memory[key]})
+                print_round(label, round_number, layouts[key].short, result)
         table = medians(runs)
         report["folders"][label] = table  # type: ignore[index]
     print(json.dumps(report, indent=2))
