@@ -21,6 +21,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(tier)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _a_cache_of_the_sessions_own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """What the tests pack, check and build goes to a cache folder of the session's, not
+    the user's (``~/.cache/lora-tui``): a test run must neither leave its fixtures' packed
+    weights there nor find what the user's own runs left. Children inherit it. A run that
+    sets ``LORA_TUI_CACHE`` itself keeps its own."""
+    if "LORA_TUI_CACHE" in os.environ:
+        yield
+        return
+    os.environ["LORA_TUI_CACHE"] = str(tmp_path_factory.mktemp("lora-tui-cache"))
+    try:
+        yield
+    finally:
+        os.environ.pop("LORA_TUI_CACHE", None)
+
+
 @pytest.fixture(autouse=True)
 def _entry_points_keep_their_safe_path_to_themselves() -> Iterator[None]:
     """``lora-tui``'s and ``lora-export``'s ``main()`` set PYTHONSAFEPATH for the rest of
