@@ -83,6 +83,9 @@ TABLES: dict[str, Table] = {
     "vs_llamacpp_1b_history": Table(
         "vs_llamacpp_1b:vs_llamacpp_1b_history_table", ("vs_llamacpp_1b",), pending=True
     ),
+    "vs_llamacpp_1b_bandwidth": Table(
+        "vs_llamacpp_1b:vs_llamacpp_1b_bandwidth_table", ("vs_llamacpp_1b",), pending=True
+    ),
     "vs_llamacpp_1b_watch": Table(
         "vs_llamacpp_1b:vs_llamacpp_1b_watch_table", ("vs_llamacpp_1b",), pending=True
     ),

@@ -704,6 +704,39 @@ def vs_llamacpp_1b_history_table(report: dict) -> list[str]:
     return lines
 
 
+def vs_llamacpp_1b_bandwidth_table(report: dict) -> list[str]:
+    """Every measured one-pane answer against the read bandwidth taken just before it: a
+    row whose speed follows the bandwidth (Pearson r near 1) is bound by the memory, and
+    moves with what the host's other tenants take of it; one that does not is bound by its
+    own compute."""
+    answers, before = report["answers_tok_s"], report["answer_bandwidth_gb_s"]
+    lines = markdown.head(
+        [
+            "one pane, every answer",
+            "answers",
+            "decode tok/s, slowest–fastest",
+            "bandwidth just before, GB/s",
+            "r (tok/s against bandwidth)",
+        ]
+    )
+    for label, ftype in report["quantizations"].items():
+        for row in (ours(label), theirs(ftype)):
+            speeds = [speed for round_answers in answers[row] for speed in round_answers]
+            bandwidth = before[row]
+            try:
+                r = f"{statistics.correlation(bandwidth, speeds):.2f}"
+            except statistics.StatisticsError:  # fewer than two answers, or all alike
+                r = "—"
+            cells = [
+                str(len(speeds)),
+                f"{min(speeds):.2f}–{max(speeds):.2f}",
+                f"{min(bandwidth):.1f}–{max(bandwidth):.1f}",
+                r,
+            ]
+            lines.append(markdown.row([f"**{row}**" if row == ours(label) else row, *cells]))
+    return lines
+
+
 def vs_llamacpp_1b_watch_table(report: dict) -> list[str]:
     """Our one-pane rows' measured answers, round by round (``Watch``): whether a slow
     round had every step slower or a few stalled, and what else was going on."""

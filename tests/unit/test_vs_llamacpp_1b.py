@@ -14,6 +14,7 @@ from benchmarks.vs_llamacpp_1b import (
     conversation,
     foundation_read_bytes,
     read_bandwidth,
+    vs_llamacpp_1b_bandwidth_table,
     vs_llamacpp_1b_history_table,
     vs_llamacpp_1b_table,
     vs_llamacpp_1b_watch_table,
@@ -87,6 +88,25 @@ def test_the_bandwidth_read_before_each_answer_counts_toward_the_machines() -> N
     assert "44.0 GB/s (rounds: 38.0, 40.0, 39.0; before each answer 30.0–44.0)" in text
     ours = next(line for line in lines if line.startswith("| **lora-tui 8da8w** "))
     assert "| 2.000 GB | 64% |" in ours  # ... and each row's share is of it: 28 of 44 GB/s
+
+
+def test_the_bandwidth_table_tells_a_memory_bound_row_from_a_compute_bound_one() -> None:
+    report = _report()
+    report["quantizations"] = {"8da8w": "Q8_0"}
+    report["answers_tok_s"] = {
+        "lora-tui 8da8w": [[27.0, 36.0, 31.5], [27.0, 36.0, 31.5]],  # follows the bandwidth
+        "llama.cpp Q8_0 + LoRA": [[20.0, 20.0, 21.0], [21.0, 20.0, 20.0]],
+    }
+    report["answer_bandwidth_gb_s"] = {
+        "lora-tui 8da8w": [34.0, 64.0, 49.0, 34.0, 64.0, 49.0],
+        "llama.cpp Q8_0 + LoRA": [34.0, 64.0, 49.0, 34.0, 64.0, 49.0],
+    }
+    lines = vs_llamacpp_1b_bandwidth_table(report)
+    ours = next(line for line in lines if line.startswith("| **lora-tui 8da8w** "))
+    assert ours.endswith("| 6 | 27.00–36.00 | 34.0–64.0 | 1.00 |")
+    theirs = next(line for line in lines if line.startswith("| llama.cpp Q8_0 + LoRA "))
+    assert "| 20.00–21.00 | 34.0–64.0 |" in theirs
+    assert abs(float(theirs.rstrip(" |").rsplit("| ", 1)[1])) < 0.5
 
 
 def test_the_history_table_compares_time_to_first_token_round_by_round() -> None:
