@@ -26,11 +26,12 @@ ids everywhere, greedy, exactly N new tokens, stop tokens ignored):
   a lane and a core each, both answering at once; decode speeds summed;
 - ``llama.cpp T + LoRA, two processes``: two such processes at once, 1 thread each, started
   together; decode speeds summed.
-The two one-pane rows of a quantization stay loaded side by side and take turns, three
-measured answers each (ours, theirs; theirs, ours; ours, theirs), the read bandwidth taken
-just before each answer: the machine's bandwidth moves by half within a minute (other
-tenants of the host), so answers a minute apart compare two machines, and answers seconds
-apart compare the engines. A round's figure for a row is the median of its answers.
+Ours and llama.cpp's rows of a quantization stay loaded side by side (one pane, then two at
+once) and take turns, three measured answers each (ours, theirs; theirs, ours; ours,
+theirs), the read bandwidth taken just before each answer: the machine's bandwidth moves by
+half within a minute (other tenants of the host), so answers a minute apart compare two
+machines, and answers seconds apart compare the engines. A round's figure for a row is the
+median of its answers.
 Round 1 runs every row, round 2 every row again, and so on. Each row's medians are shown
 with their spread over rounds, and every answer's figure is kept in the results file.
 
@@ -57,11 +58,11 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import queue
 import resource
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from lora_tui.engine.threads import hold_openmp_to_one_thread
@@ -84,7 +85,6 @@ from benchmarks.vs_llamacpp import (  # noqa: E402
     llamacpp_speed,
     open_llamacpp,
     open_program,
-    run_two_panes,
     save_smollm2_tokenizer,
 )
 from lora_tui.engine.paths import cache_dir  # noqa: E402
@@ -391,10 +391,11 @@ class OursPane:
 
 
 class TheirsPane:
-    """llama.cpp's one-pane row: one process on 2 threads, kept loaded between answers."""
+    """llama.cpp in a process, kept loaded between answers: the one-pane row on 2 threads,
+    or one of the two-at-once row's two processes on 1 thread each."""
 
-    def __init__(self, model: Path, lora: Path) -> None:
-        self.llm = open_llamacpp(model, lora, n_ctx=MAX_CONTEXT)
+    def __init__(self, model: Path, lora: Path, threads: int = 2) -> None:
+        self.llm = open_llamacpp(model, lora, threads=threads, n_ctx=MAX_CONTEXT)
 
     def decode(self, ids: list[int], tokens: int) -> Speed:
         return llamacpp_speed(self.llm, ids, tokens)
@@ -403,12 +404,61 @@ class TheirsPane:
         return llamacpp_speed(self.llm, history_ids, 1).ttft_s
 
 
+class OursTwoPanes:
+    """Our two-at-once row: the app's engine (``EngineProcess``) opened with two panes, the
+    program under two names (a lane and a core each), both answering at once."""
+
+    def __init__(self, folder: Path, tokens: int) -> None:
+        from benchmarks.parallel_panes import wait
+        from lora_tui.engine import EngineReady, GenerationSettings
+        from lora_tui.engine.worker import EngineProcess, EventCollector
+
+        self.events = EventCollector()
+        self.engine = EngineProcess(
+            folder / FOUNDATION_FILE, self.events, tokenizer=folder, panes=2
+        )
+        self.names = ["a", "b"]
+        self.tokens = tokens
+        self.settings = GenerationSettings(temperature=0.0, max_new_tokens=tokens)
+        wait(self.events, lambda got: any(isinstance(e, EngineReady) for e in got))
+        for name in self.names:
+            self.engine.load(folder / f"{ADAPTER}.pte", name)
+            wait(self.events, lambda got, n=name: any(getattr(e, "adapter", "") == n for e in got))
+
+    def decode(self) -> Speed:
+        """Both panes answer at once: decode speeds summed, the later first token."""
+        from benchmarks.parallel_panes import wait
+        from lora_tui.engine import Message, ReplyDone
+
+        self.engine.clear(self.names)
+        before = len(self.events.events)
+        self.engine.send({name: [Message("user", PROMPT)] for name in self.names}, self.settings)
+        got = wait(
+            self.events, lambda got: sum(isinstance(e, ReplyDone) for e in got[before:]) == 2
+        )
+        stats = [e.stats for e in got[before:] if isinstance(e, ReplyDone)]
+        if any(s is None or s.new_tokens != self.tokens for s in stats):
+            raise SystemExit(f"two panes: a reply was not {self.tokens} tokens long ({stats})")
+        return Speed(
+            max(s.ttft_s for s in stats),
+            sum(s.decode_tok_s for s in stats),
+            sum(s.prompt_tokens for s in stats),
+        )
+
+    def close(self) -> None:
+        self.engine.close()
+
+
 def _serve(conn, kind: type, args: tuple) -> None:
     """A kept row's process: build ``kind(*args)``, then run the methods asked for."""
     subject = kind(*args)
-    while (call := conn.recv()) is not None:
-        method, method_args = call
-        conn.send(getattr(subject, method)(*method_args))
+    try:
+        while (call := conn.recv()) is not None:
+            method, method_args = call
+            conn.send(getattr(subject, method)(*method_args))
+    finally:
+        if hasattr(subject, "close"):
+            subject.close()
 
 
 class Kept:
@@ -426,7 +476,13 @@ class Kept:
         child.close()
 
     def call(self, method: str, *args: object):
+        self.ask(method, *args)
+        return self.answer(method)
+
+    def ask(self, method: str, *args: object) -> None:
         self._conn.send((method, args))
+
+    def answer(self, method: str):
         try:
             return self._conn.recv()
         except EOFError:
@@ -447,106 +503,106 @@ class Kept:
             self._process.join(5)
 
 
-def _llamacpp_pane(model: Path, lora: Path, ids: list[int], tokens: int, start, results) -> None:
-    llm = open_llamacpp(model, lora, threads=1, n_ctx=MAX_CONTEXT)
-    for _ in range(2):  # the first answer warms caches and is not kept
-        start.wait(timeout=600)  # both processes answer at once
-        speed = llamacpp_speed(llm, ids, tokens)
-    results.put(speed)
-
-
-def run_theirs_two(model: Path, lora: Path, ids: list[int], tokens: int) -> Speed:
-    """Two llama.cpp processes of 1 thread each, answering at once: decode summed, the
-    later first token as TTFT."""
-    context = multiprocessing.get_context("spawn")
-    start, results = context.Barrier(2), context.Queue()
-    panes = [
-        context.Process(target=_llamacpp_pane, args=(model, lora, ids, tokens, start, results))
-        for _ in range(2)
-    ]
-    for pane in panes:
-        pane.start()
-    try:
-        speeds = [results.get(timeout=1200) for _ in panes]
-    except queue.Empty:
-        codes = [pane.exitcode for pane in panes]
-        raise SystemExit(f"llama.cpp, two processes: no answer (exit codes {codes})") from None
-    finally:
-        for pane in panes:
-            pane.join(timeout=60)
-    return Speed(
-        max(s.ttft_s for s in speeds),
-        sum(s.decode_tok_s for s in speeds),
-        sum(s.prompt_tokens for s in speeds),
-    )
-
-
 # --- the run --------------------------------------------------------------------------
+
+
+class Round:
+    """Appends a round's figures to the run's record, a list per row; ``history`` is the
+    long conversation."""
+
+    def __init__(self, record: dict, history: list) -> None:
+        self.record = record
+        self.history = history
+
+    def keep(self, table: str, row: str, value: object) -> None:
+        self.record[table].setdefault(row, []).append(value)
+
+    def in_turns(self, answer: dict[str, Callable[[], Speed]]) -> None:
+        """``ANSWERS`` measured answers of each of two rows, the rows taking turns (a, b;
+        b, a; a, b), the read bandwidth taken just before each; each row's median kept."""
+        speeds: dict[str, list[Speed]] = {row: [] for row in answer}
+        rows = list(answer)
+        for turn in range(ANSWERS):
+            for row in rows if turn % 2 == 0 else reversed(rows):
+                self.keep("answer_bandwidth_gb_s", row, read_bandwidth(repeats=10))
+                speeds[row].append(answer[row]())
+        for row, kept in speeds.items():
+            self.keep("answers_tok_s", row, [speed.decode_tok_s for speed in kept])
+            self.keep("decode_tok_s", row, statistics.median(s.decode_tok_s for s in kept))
+            self.keep("ttft_s", row, statistics.median(s.ttft_s for s in kept))
+            print(f"  {row:<38}{[round(s.decode_tok_s, 2) for s in kept]}", flush=True)
+
+    def one_pane(self, label: str, folder: Path, model: Path, lora: Path, tokens: int) -> None:
+        """Ours and llama.cpp's one-pane rows in turns, then the long conversation's first
+        token in the same processes."""
+        a, b = ours(label), theirs(self.record["quantizations"][label])
+        mine, other = Kept(OursPane, folder, tokens), Kept(TheirsPane, model, lora)
+        try:
+            ids, history_ids = mine.call("ids", self.history)
+            self.record["prompt_ids"], self.record["history_ids"] = ids, history_ids
+            mine.call("decode")  # warm-ups: caches, pools, first-touch pages; not kept
+            other.call("decode", ids, tokens)
+            watched = []
+
+            def watched_answer() -> Speed:
+                watched.append(mine.call("decode"))
+                return watched[-1]["speed"]
+
+            self.in_turns({a: watched_answer, b: lambda: other.call("decode", ids, tokens)})
+            watched.sort(key=lambda answer: answer["speed"].decode_tok_s)
+            median_watch = watched[ANSWERS // 2]["diagnostics"]  # the median answer's
+            self.keep("diagnostics", a, median_watch)
+            print(f"  {a}, the median answer: {median_watch}", flush=True)
+
+            long = mine.call("history", self.history)
+            self.keep("history_ttft_s", a, long["history_ttft_s"])
+            self.keep("history_ttft_s", BARE.format(a), long["bare_history_ttft_s"])
+            self.record["max_prefill"] = long["max_prefill"]
+            self.keep("history_ttft_s", b, other.call("history", history_ids))
+        finally:
+            mine.close()
+            other.close()
+
+    def two_at_once(self, label: str, folder: Path, model: Path, lora: Path, tokens: int) -> None:
+        """Our two panes at once and llama.cpp's two processes at once, in turns."""
+        a, b = ours(label, two=True), theirs(self.record["quantizations"][label], two=True)
+        ids = self.record["prompt_ids"]
+        pair = Kept(OursTwoPanes, folder, tokens)
+        others = [Kept(TheirsPane, model, lora, 1) for _ in range(2)]
+
+        def both_theirs() -> Speed:
+            """The two llama.cpp processes answer at once: decode summed, the later first
+            token."""
+            for one in others:
+                one.ask("decode", ids, tokens)
+            speeds = [one.answer("decode") for one in others]
+            return Speed(
+                max(s.ttft_s for s in speeds),
+                sum(s.decode_tok_s for s in speeds),
+                sum(s.prompt_tokens for s in speeds),
+            )
+
+        try:
+            pair.call("decode")  # warm-ups
+            both_theirs()
+            self.in_turns({a: lambda: pair.call("decode"), b: both_theirs})
+        finally:
+            for kept in (pair, *others):
+                kept.close()
 
 
 def measure_round(
     folders: dict[str, Path], llama: dict[str, Path], tokens: int, history: list, record: dict
 ) -> None:
     """Every row of ``record``'s quantizations once, appending to its per-row lists."""
-
-    def keep(table: str, row: str, value: object) -> None:
-        record[table].setdefault(row, []).append(value)
-
     bandwidth = in_child(read_bandwidth)
     record["bandwidth_gb_s"].append(bandwidth)
-    print(f"  read bandwidth {bandwidth:.1f} GB/s")
+    print(f"  read bandwidth {bandwidth:.1f} GB/s", flush=True)
+    this = Round(record, history)
     for label, ftype in record["quantizations"].items():
-        folder, model, lora = folders[label], llama[ftype], llama["lora"]
-        a, b = ours(label), theirs(ftype)
-        mine, other = Kept(OursPane, folder, tokens), Kept(TheirsPane, model, lora)
-        try:
-            ids, history_ids = mine.call("ids", history)
-            record["prompt_ids"], record["history_ids"] = ids, history_ids
-            mine.call("decode")  # warm-ups: caches, pools, first-touch pages; not kept
-            other.call("decode", ids, tokens)
-            speeds: dict[str, list[Speed]] = {a: [], b: []}
-            watched = []
-            for turn in range(ANSWERS):  # ours, theirs; theirs, ours; ours, theirs
-                for row in (a, b) if turn % 2 == 0 else (b, a):
-                    keep("answer_bandwidth_gb_s", row, read_bandwidth(repeats=10))
-                    if row == a:
-                        watched.append(mine.call("decode"))
-                        speeds[a].append(watched[-1]["speed"])
-                    else:
-                        speeds[b].append(other.call("decode", ids, tokens))
-            for row, kept in speeds.items():
-                keep("answers_tok_s", row, [speed.decode_tok_s for speed in kept])
-                keep("decode_tok_s", row, statistics.median(s.decode_tok_s for s in kept))
-                keep("ttft_s", row, statistics.median(s.ttft_s for s in kept))
-            watched.sort(key=lambda answer: answer["speed"].decode_tok_s)
-            median_watch = watched[ANSWERS // 2]["diagnostics"]  # the median answer's
-            keep("diagnostics", a, median_watch)
-            print(f"  {a}: {record['answers_tok_s'][a][-1]}, {median_watch}")
-            print(f"  {b}: {record['answers_tok_s'][b][-1]}")
-
-            long = mine.call("history", history)
-            keep("history_ttft_s", a, long["history_ttft_s"])
-            keep("history_ttft_s", BARE.format(a), long["bare_history_ttft_s"])
-            record["max_prefill"] = long["max_prefill"]
-            keep("history_ttft_s", b, other.call("history", history_ids))
-        finally:
-            mine.close()
-            other.close()
-
-        files = (folder / FOUNDATION_FILE, folder / f"{ADAPTER}.pte", folder, tokens, 1)
-        pair = in_child(run_two_panes, *files)
-        keep("decode_tok_s", ours(label, True), pair.decode_tok_s)
-        keep("ttft_s", ours(label, True), pair.ttft_s)
-
-        pair = run_theirs_two(model, lora, ids, tokens)
-        keep("decode_tok_s", theirs(ftype, True), pair.decode_tok_s)
-        keep("ttft_s", theirs(ftype, True), pair.ttft_s)
-        for two in (False, True):
-            a, b = ours(label, two), theirs(ftype, two)
-            print(
-                f"  {a:<28}{record['decode_tok_s'][a][-1]:>8.2f} tok/s   "
-                f"{b:<38}{record['decode_tok_s'][b][-1]:>8.2f} tok/s"
-            )
+        files = (label, folders[label], llama[ftype], llama["lora"], tokens)
+        this.one_pane(*files)
+        this.two_at_once(*files)
 
 
 def main() -> None:
@@ -719,8 +775,14 @@ def vs_llamacpp_1b_bandwidth_table(report: dict) -> list[str]:
             "r (tok/s against bandwidth)",
         ]
     )
-    for label, ftype in report["quantizations"].items():
-        for row in (ours(label), theirs(ftype)):
+    rows = [
+        (row, row == ours(label, two))
+        for label, ftype in report["quantizations"].items()
+        for two in (False, True)
+        for row in (ours(label, two), theirs(ftype, two))
+    ]
+    for row, is_ours in rows:
+        if row in answers:
             speeds = [speed for round_answers in answers[row] for speed in round_answers]
             bandwidth = before[row]
             try:
@@ -733,7 +795,7 @@ def vs_llamacpp_1b_bandwidth_table(report: dict) -> list[str]:
                 f"{min(bandwidth):.1f}–{max(bandwidth):.1f}",
                 r,
             ]
-            lines.append(markdown.row([f"**{row}**" if row == ours(label) else row, *cells]))
+            lines.append(markdown.row([f"**{row}**" if is_ours else row, *cells]))
     return lines
 
 
