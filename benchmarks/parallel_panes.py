@@ -341,7 +341,7 @@ def main() -> int:
             results = one_round(folder, layouts, args.tokens, available_cores())
             for key, result in results.items():
                 runs[key].append({**result, **memory[key]})
-                print_round(label, round_number, layouts[key].short, result)
+                print_round(label, round_number, layouts[key].short, runs[key][-1])
         table = medians(runs)
         report["folders"][label] = table  # type: ignore[index]
     print(json.dumps(report, indent=2))
