@@ -761,14 +761,14 @@ def vs_llamacpp_1b_history_table(report: dict) -> list[str]:
 
 
 def vs_llamacpp_1b_bandwidth_table(report: dict) -> list[str]:
-    """Every measured one-pane answer against the read bandwidth taken just before it: a
+    """Every measured answer against the read bandwidth taken just before it: a
     row whose speed follows the bandwidth (Pearson r near 1) is bound by the memory, and
     moves with what the host's other tenants take of it; one that does not is bound by its
     own compute."""
     answers, before = report["answers_tok_s"], report["answer_bandwidth_gb_s"]
     lines = markdown.head(
         [
-            "one pane, every answer",
+            "every measured answer",
             "answers",
             "decode tok/s, slowest–fastest",
             "bandwidth just before, GB/s",
