@@ -6,6 +6,8 @@ in ``tests/integration/conftest.py``). CI runs all three."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,20 +23,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(tier)
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _a_cache_of_the_sessions_own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """What the tests pack, check and build goes to a cache folder of the session's, not
+_OWN_CACHE = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """What the tests pack, check and build goes to a cache folder of the run's own, not
     the user's (``~/.cache/lora-tui``): a test run must neither leave its fixtures' packed
-    weights there nor find what the user's own runs left. Children inherit it. A run that
-    sets ``LORA_TUI_CACHE`` itself keeps its own."""
-    if "LORA_TUI_CACHE" in os.environ:
-        yield
-        return
-    os.environ["LORA_TUI_CACHE"] = str(tmp_path_factory.mktemp("lora-tui-cache"))
-    try:
-        yield
-    finally:
+    weights there nor find what the user's own runs left. Set before collection, so the
+    environments test modules copy for their children when imported carry it too. A run
+    that sets ``LORA_TUI_CACHE`` itself keeps its own."""
+    if "LORA_TUI_CACHE" not in os.environ:
+        folder = tempfile.mkdtemp(prefix="lora-tui-tests-cache-")
+        os.environ["LORA_TUI_CACHE"] = folder
+        config.stash[_OWN_CACHE] = folder
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = config.stash.get(_OWN_CACHE, None)
+    if folder is not None:
         os.environ.pop("LORA_TUI_CACHE", None)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
