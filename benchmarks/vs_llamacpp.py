@@ -147,47 +147,75 @@ def open_program(weights: Path, program: Path, tokenizer: Path):
     return host, name
 
 
+def together(speeds: list[Speed]) -> Speed:
+    """Answers given at once as one: decode speeds and prompts summed, the later first
+    token as TTFT."""
+    return Speed(
+        max(s.ttft_s for s in speeds),
+        sum(s.decode_tok_s for s in speeds),
+        sum(s.prompt_tokens for s in speeds),
+    )
+
+
+class TwoPanes:
+    """Two panes at once in the app's engine: the program under two names (the app opened
+    with two panes: a lane each, a core each)."""
+
+    def __init__(self, weights: Path, program: Path, tokenizer: Path, tokens: int) -> None:
+        from benchmarks.parallel_panes import wait
+        from lora_tui.engine import EngineReady, GenerationSettings
+        from lora_tui.engine.worker import EngineProcess, EventCollector
+
+        self.events = EventCollector()
+        self.engine = EngineProcess(weights, self.events, tokenizer=tokenizer, panes=2)
+        self.names = ["a", "b"]
+        self.tokens = tokens
+        self.settings = GenerationSettings(temperature=0.0, max_new_tokens=tokens)
+        try:
+            wait(self.events, lambda got: any(isinstance(e, EngineReady) for e in got))
+            for name in self.names:
+                self.engine.load(program, name)
+                wait(
+                    self.events,
+                    lambda got, n=name: any(getattr(e, "adapter", "") == n for e in got),
+                )
+        except BaseException:
+            self.engine.close()
+            raise
+
+    def decode(self) -> Speed:
+        """Both answer at once (``together``)."""
+        from benchmarks.parallel_panes import wait
+        from lora_tui.engine import Message, ReplyDone
+
+        self.engine.clear(self.names)
+        before = len(self.events.events)
+        self.engine.send({name: [Message("user", PROMPT)] for name in self.names}, self.settings)
+        got = wait(
+            self.events, lambda got: sum(isinstance(e, ReplyDone) for e in got[before:]) == 2
+        )
+        stats = [e.stats for e in got[before:] if isinstance(e, ReplyDone)]
+        if any(s is None or s.new_tokens != self.tokens for s in stats):
+            # The engine stops at a stop token: a reply that did is not this length.
+            raise SystemExit(f"two panes: a reply was not {self.tokens} tokens long ({stats})")
+        return together(
+            [Speed(s.ttft_s, s.decode_tok_s, s.prompt_tokens) for s in stats if s is not None]
+        )
+
+    def close(self) -> None:
+        self.engine.close()
+
+
 def run_two_panes(
     weights: Path, program: Path, tokenizer: Path, tokens: int, repeats: int
 ) -> Speed:
-    """Two panes at once in the app's engine: the program under two names (the app opened
-    with two panes: a lane each, a core each). Decode is the replies' speeds summed; the
-    prefill is both prompts, and TTFT the later of the two first tokens."""
-    from benchmarks.parallel_panes import wait
-    from lora_tui.engine import EngineReady, GenerationSettings, Message, ReplyDone
-    from lora_tui.engine.worker import EngineProcess, EventCollector
-
-    events = EventCollector()
-    engine = EngineProcess(weights, events, tokenizer=tokenizer, panes=2)
-    names = ["a", "b"]
+    """Two panes at once (``TwoPanes``), the median of ``repeats`` answers after a warm-up."""
+    panes = TwoPanes(weights, program, tokenizer, tokens)
     try:
-        wait(events, lambda got: any(isinstance(e, EngineReady) for e in got))
-        for name in names:
-            engine.load(program, name)
-            wait(events, lambda got, n=name: any(getattr(e, "adapter", "") == n for e in got))
-        settings = GenerationSettings(temperature=0.0, max_new_tokens=tokens)
-        runs = []
-        for _ in range(repeats + 1):  # the first round warms caches and is dropped
-            engine.clear(names)
-            before = len(events.events)
-            engine.send({name: [Message("user", PROMPT)] for name in names}, settings)
-            got = wait(
-                events, lambda got, b=before: sum(isinstance(e, ReplyDone) for e in got[b:]) == 2
-            )
-            stats = [e.stats for e in got[before:] if isinstance(e, ReplyDone)]
-            if any(s is None or s.new_tokens != tokens for s in stats):
-                # The engine stops at a stop token: a reply that did is not this length.
-                raise SystemExit(f"two panes: a reply was not {tokens} tokens long ({stats})")
-            runs.append(
-                Speed(
-                    max(s.ttft_s for s in stats),
-                    sum(s.decode_tok_s for s in stats),
-                    sum(s.prompt_tokens for s in stats),
-                )
-            )
+        runs = [panes.decode() for _ in range(repeats + 1)]  # the first warms caches
         return median_speed(runs[1:])
     finally:
-        engine.close()
+        panes.close()
 
 
 def open_llamacpp(model: Path, lora: Path, threads: int = THREADS, n_ctx: int = 512):

@@ -80,12 +80,14 @@ from benchmarks.record import write_results  # noqa: E402
 from benchmarks.vs_llamacpp import (  # noqa: E402
     PROMPT,
     Speed,
+    TwoPanes,
     in_child,
     llama_cpp_models,
     llamacpp_speed,
     open_llamacpp,
     open_program,
     save_smollm2_tokenizer,
+    together,
 )
 from lora_tui.engine.paths import cache_dir  # noqa: E402
 from lora_tui.format import FOUNDATION_FILE, Manifest, kv_cache_bytes, lora_weight_bytes  # noqa: E402
@@ -96,7 +98,7 @@ MAX_CONTEXT = 2048  # room for the 1,500-token conversation and its answer
 ADAPTER = "r16"
 SMOLLM2_VOCAB = 49152
 TARGET_RATIO = 1.3  # quantized decode, ours over llama.cpp, in every round
-ANSWERS = 3  # measured answers per one-pane row and round, taken in turns with the other's
+ANSWERS = 3  # measured answers per row and round, taken in turns with the other engine's
 GIB = 2**30
 
 
@@ -404,51 +406,6 @@ class TheirsPane:
         return llamacpp_speed(self.llm, history_ids, 1).ttft_s
 
 
-class OursTwoPanes:
-    """Our two-at-once row: the app's engine (``EngineProcess``) opened with two panes, the
-    program under two names (a lane and a core each), both answering at once."""
-
-    def __init__(self, folder: Path, tokens: int) -> None:
-        from benchmarks.parallel_panes import wait
-        from lora_tui.engine import EngineReady, GenerationSettings
-        from lora_tui.engine.worker import EngineProcess, EventCollector
-
-        self.events = EventCollector()
-        self.engine = EngineProcess(
-            folder / FOUNDATION_FILE, self.events, tokenizer=folder, panes=2
-        )
-        self.names = ["a", "b"]
-        self.tokens = tokens
-        self.settings = GenerationSettings(temperature=0.0, max_new_tokens=tokens)
-        wait(self.events, lambda got: any(isinstance(e, EngineReady) for e in got))
-        for name in self.names:
-            self.engine.load(folder / f"{ADAPTER}.pte", name)
-            wait(self.events, lambda got, n=name: any(getattr(e, "adapter", "") == n for e in got))
-
-    def decode(self) -> Speed:
-        """Both panes answer at once: decode speeds summed, the later first token."""
-        from benchmarks.parallel_panes import wait
-        from lora_tui.engine import Message, ReplyDone
-
-        self.engine.clear(self.names)
-        before = len(self.events.events)
-        self.engine.send({name: [Message("user", PROMPT)] for name in self.names}, self.settings)
-        got = wait(
-            self.events, lambda got: sum(isinstance(e, ReplyDone) for e in got[before:]) == 2
-        )
-        stats = [e.stats for e in got[before:] if isinstance(e, ReplyDone)]
-        if any(s is None or s.new_tokens != self.tokens for s in stats):
-            raise SystemExit(f"two panes: a reply was not {self.tokens} tokens long ({stats})")
-        return Speed(
-            max(s.ttft_s for s in stats),
-            sum(s.decode_tok_s for s in stats),
-            sum(s.prompt_tokens for s in stats),
-        )
-
-    def close(self) -> None:
-        self.engine.close()
-
-
 def _serve(conn, kind: type, args: tuple) -> None:
     """A kept row's process: build ``kind(*args)``, then run the methods asked for."""
     subject = kind(*args)
@@ -567,20 +524,14 @@ class Round:
         """Our two panes at once and llama.cpp's two processes at once, in turns."""
         a, b = ours(label, two=True), theirs(self.record["quantizations"][label], two=True)
         ids = self.record["prompt_ids"]
-        pair = Kept(OursTwoPanes, folder, tokens)
+        pair = Kept(TwoPanes, folder / FOUNDATION_FILE, folder / f"{ADAPTER}.pte", folder, tokens)
         others = [Kept(TheirsPane, model, lora, 1) for _ in range(2)]
 
         def both_theirs() -> Speed:
-            """The two llama.cpp processes answer at once: decode summed, the later first
-            token."""
+            """The two llama.cpp processes answer at once (``together``)."""
             for one in others:
                 one.ask("decode", ids, tokens)
-            speeds = [one.answer("decode") for one in others]
-            return Speed(
-                max(s.ttft_s for s in speeds),
-                sum(s.decode_tok_s for s in speeds),
-                sum(s.prompt_tokens for s in speeds),
-            )
+            return together([one.answer("decode") for one in others])
 
         try:
             pair.call("decode")  # warm-ups
