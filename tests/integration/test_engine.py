@@ -545,8 +545,12 @@ def test_folder_of_an_older_format_asks_for_a_re_export(copied: Path) -> None:
 
 def _lanes(engine: EngineProcess) -> list[psutil.Process]:
     """The worker's children that run programs (not its pre-flight check)."""
-    children = psutil.Process(engine.pid).children()
-    return [c for c in children if CHECKER_MODULE not in " ".join(c.cmdline())]
+    lanes = []
+    for child in psutil.Process(engine.pid).children():
+        with contextlib.suppress(psutil.NoSuchProcess):  # a checker that ended on its own
+            if CHECKER_MODULE not in " ".join(child.cmdline()):
+                lanes.append(child)
+    return lanes
 
 
 @contextlib.contextmanager

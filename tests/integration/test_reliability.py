@@ -143,7 +143,8 @@ def test_nothing_of_ours_outlives_an_app_killed_with_sigkill(
         assert _engine_at_full_size(tree), f"no worker with two lanes and a checker: {tree}"
         stuck = [p for p in tree if "resource_tracker" not in " ".join(_cmdline(p))]
         for process in stuck:
-            process.send_signal(signal.SIGSTOP)
+            with contextlib.suppress(psutil.NoSuchProcess):  # a packer or checker done by now
+                process.send_signal(signal.SIGSTOP)
         app.kill()
         app.wait(timeout=30)
         _, alive = psutil.wait_procs(tree, timeout=20)
@@ -169,14 +170,20 @@ def _cmdline(process: psutil.Process) -> list[str]:
     return []
 
 
+def _parent(process: psutil.Process) -> int | None:
+    """Its parent's pid; None once it has ended (the packer and the checker end on their
+    own, between one look at the tree and the next)."""
+    with contextlib.suppress(psutil.Error):
+        return process.ppid()
+    return None
+
+
 def _engine_at_full_size(tree: list[psutil.Process]) -> bool:
     """The engine's worker, with its checker and two lanes (its children that are not the
     checker) alive under it."""
     checkers = [p for p in tree if CHECKER_MODULE in _cmdline(p)]
-    if not checkers:
-        return False
-    worker = checkers[0].ppid()
-    return sum(p.ppid() == worker for p in tree) >= 3
+    worker = _parent(checkers[0]) if checkers else None
+    return worker is not None and sum(_parent(p) == worker for p in tree) >= 3
 
 
 def start_in_pty(command: list[str]) -> tuple[subprocess.Popen, int]:
