@@ -51,6 +51,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from benchmarks import markdown
 from benchmarks.record import write_results
@@ -130,7 +131,60 @@ def programs_of(folder: Path, count: int) -> list[tuple[Path, str]]:
     ]
 
 
-class OpenLayout:
+class OpenEngine:
+    """The app's engine (``EngineProcess``) with named programs loaded, asked as the app asks
+    it. ``weigh``: its PSS is read after each load (``pss_mib``)."""
+
+    def __init__(
+        self,
+        weights: Path,
+        programs: list[tuple[Path, str]],
+        weigh: bool = False,
+        **options: Any,
+    ) -> None:
+        self.events = EventCollector()
+        self.engine = EngineProcess(weights, self.events, **options)
+        self.infos: list = []
+        self.pss_mib: list[float] = []
+        try:
+            wait(self.events, lambda got: any(isinstance(e, EngineReady) for e in got))
+            for path, name in programs:
+                self.engine.load(path, name)
+                got = wait(
+                    self.events,
+                    lambda got, n=name: any(getattr(e, "adapter", "") == n for e in got),
+                )
+                self.infos.append(
+                    next(e.info for e in got if isinstance(e, Loaded) and e.adapter == name)
+                )
+                if weigh:
+                    time.sleep(1)  # let the load's transient pages settle before reading memory
+                    self.pss_mib.append(engine_pss_mib(self.engine))
+        except BaseException:
+            self.engine.close()
+            raise
+
+    def answer(
+        self, prompt: str, which: list[str], settings: GenerationSettings
+    ) -> tuple[float, dict[str, ReplyDone]]:
+        """``prompt`` to each of ``which`` at once, from a cleared conversation: the wall
+        time until the last reply's end, and the replies by name."""
+        self.engine.clear(which)
+        before = len(self.events.events)
+        started = time.perf_counter()
+        self.engine.send({name: [Message("user", prompt)] for name in which}, settings)
+        got = wait(
+            self.events,
+            lambda got: sum(isinstance(e, ReplyDone) for e in got[before:]) == len(which),
+        )
+        wall = time.perf_counter() - started
+        return wall, {e.adapter: e for e in got[before:] if isinstance(e, ReplyDone)}
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+class OpenLayout(OpenEngine):
     """A fresh engine in one layout, its programs loaded. Kept open for a round, so the
     layouts' answers take turns seconds apart: the machine's memory bandwidth moves by half
     within a minute, and layouts measured a minute apart compare two machines. Weighed
@@ -139,63 +193,32 @@ class OpenLayout:
     def __init__(
         self, folder: Path, layout: Layout, tokens: int, cores: int, weigh: bool = False
     ) -> None:
-        self.events = EventCollector()
-        self.engine = EngineProcess(
-            folder / "foundation.ptd", self.events, **layout.engine_options(cores)
-        )
+        programs = programs_of(folder, layout.programs)
+        options = layout.engine_options(cores)
+        super().__init__(folder / "foundation.ptd", programs, weigh, **options)
         self.settings = GenerationSettings(temperature=0.0, max_new_tokens=tokens)
         self.warm = False
-        try:
-            wait(self.events, lambda got: any(isinstance(e, EngineReady) for e in got))
-            infos, memory = [], []
-            for path, name in programs_of(folder, layout.programs):
-                self.engine.load(path, name)
-                got = wait(
-                    self.events,
-                    lambda got, n=name: any(getattr(e, "adapter", "") == n for e in got),
-                )
-                infos.append(
-                    next(e.info for e in got if isinstance(e, Loaded) and e.adapter == name)
-                )
-                if weigh:
-                    time.sleep(1)  # let the load's transient pages settle before reading memory
-                    memory.append(engine_pss_mib(self.engine))
-            self.names = [info.name for info in infos]
-            if weigh:
-                second = infos[1]
-                self.memory = {
-                    "second_added_pss_mib": memory[1] - memory[0],
-                    "second_lora_plus_kv_mib": (second.breakdown.adapter_weights_mib or 0)
-                    + (second.breakdown.kv_cache_mib or 0),
-                    "engine_pss_mib": memory[1],
-                }
-        except BaseException:
-            self.engine.close()
-            raise
-
-    def answer(self, which: list[str]) -> tuple[float, dict[str, ReplyDone]]:
-        self.engine.clear(which)
-        before = len(self.events.events)
-        started = time.perf_counter()
-        self.engine.send({name: [Message("user", PROMPT)] for name in which}, self.settings)
-        got = wait(
-            self.events,
-            lambda got: sum(isinstance(e, ReplyDone) for e in got[before:]) == len(which),
-        )
-        wall = time.perf_counter() - started
-        return wall, {e.adapter: e for e in got[before:] if isinstance(e, ReplyDone)}
+        self.names = [info.name for info in self.infos]
+        if weigh:
+            second = self.infos[1]
+            self.memory = {
+                "second_added_pss_mib": self.pss_mib[1] - self.pss_mib[0],
+                "second_lora_plus_kv_mib": (second.breakdown.adapter_weights_mib or 0)
+                + (second.breakdown.kv_cache_mib or 0),
+                "engine_pss_mib": self.pss_mib[1],
+            }
 
     def measure(self) -> dict:
         """Each program alone, then the first two at once (after a warm-up, the first time)."""
         pair = self.names[:2]
         if not self.warm:
-            self.answer(pair)
+            self.answer(PROMPT, pair, self.settings)
             self.warm = True
         alone = {}
         for name in self.names:
-            wall, done = self.answer([name])
+            wall, done = self.answer(PROMPT, [name], self.settings)
             alone[name] = (done[name], done[name].stats.new_tokens / wall)
-        wall, done = self.answer(pair)
+        wall, done = self.answer(PROMPT, pair, self.settings)
         return {
             "alone_tok_s": statistics.mean(a[1] for a in alone.values()),
             "together_tok_s": sum(d.stats.new_tokens for d in done.values()) / wall,
@@ -206,9 +229,6 @@ class OpenLayout:
             "together_threads": sorted({d.stats.threads or 0 for d in done.values()}),
             "same_text_as_alone": all(done[n].text == alone[n][0].text for n in pair),
         }
-
-    def close(self) -> None:
-        self.engine.close()
 
 
 def weigh(folder: Path, layouts: dict[str, Layout], tokens: int, cores: int) -> dict:

@@ -162,39 +162,19 @@ class TwoPanes:
     with two panes: a lane each, a core each)."""
 
     def __init__(self, weights: Path, program: Path, tokenizer: Path, tokens: int) -> None:
-        from benchmarks.parallel_panes import wait
-        from lora_tui.engine import EngineReady, GenerationSettings
-        from lora_tui.engine.worker import EngineProcess, EventCollector
+        from benchmarks.parallel_panes import OpenEngine
+        from lora_tui.engine import GenerationSettings
 
-        self.events = EventCollector()
-        self.engine = EngineProcess(weights, self.events, tokenizer=tokenizer, panes=2)
         self.names = ["a", "b"]
+        programs = [(program, name) for name in self.names]
+        self.opened = OpenEngine(weights, programs, tokenizer=tokenizer, panes=2)
         self.tokens = tokens
         self.settings = GenerationSettings(temperature=0.0, max_new_tokens=tokens)
-        try:
-            wait(self.events, lambda got: any(isinstance(e, EngineReady) for e in got))
-            for name in self.names:
-                self.engine.load(program, name)
-                wait(
-                    self.events,
-                    lambda got, n=name: any(getattr(e, "adapter", "") == n for e in got),
-                )
-        except BaseException:
-            self.engine.close()
-            raise
 
     def decode(self) -> Speed:
         """Both answer at once (``together``)."""
-        from benchmarks.parallel_panes import wait
-        from lora_tui.engine import Message, ReplyDone
-
-        self.engine.clear(self.names)
-        before = len(self.events.events)
-        self.engine.send({name: [Message("user", PROMPT)] for name in self.names}, self.settings)
-        got = wait(
-            self.events, lambda got: sum(isinstance(e, ReplyDone) for e in got[before:]) == 2
-        )
-        stats = [e.stats for e in got[before:] if isinstance(e, ReplyDone)]
+        _, done = self.opened.answer(PROMPT, self.names, self.settings)
+        stats = [reply.stats for reply in done.values()]
         if any(s is None or s.new_tokens != self.tokens for s in stats):
             # The engine stops at a stop token: a reply that did is not this length.
             raise SystemExit(f"two panes: a reply was not {self.tokens} tokens long ({stats})")
@@ -203,7 +183,7 @@ class TwoPanes:
         )
 
     def close(self) -> None:
-        self.engine.close()
+        self.opened.close()
 
 
 def run_two_panes(
